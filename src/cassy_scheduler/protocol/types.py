@@ -1,0 +1,42 @@
+"""Typed names for the numbers Cassy carries in its messages (uint32 codes and the status enum).
+
+The scheduler and the server both speak in these, so a backup type is never a bare integer
+anywhere past the wire.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class OperationStatus(IntEnum):
+    """Life cycle of one node's backup or restore row (rpc.OperationStatus)."""
+
+    UNKNOWN = 0
+    INITIALIZED = 1
+    STARTED = 2
+    COMPLETED = 3
+    FAILED = 4
+
+    @property
+    def is_final(self) -> bool:
+        return self in (OperationStatus.COMPLETED, OperationStatus.FAILED)
+
+
+class BackupType(IntEnum):
+    """Values of `backup_type` (uint32 on the wire)."""
+
+    CLUSTER_SNAPSHOT = 1
+    NODE_SNAPSHOT = 2
+    NODE_INCREMENTAL = 3
+
+    @property
+    def is_snapshot(self) -> bool:
+        return self is not BackupType.NODE_INCREMENTAL
+
+
+class RestoreType(IntEnum):
+    """Values of `restore_type` (uint32 on the wire)."""
+
+    CLUSTER = 1
+    NODE = 2
