@@ -42,3 +42,6 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+proto: $(STAMP)
+	$(BIN)/python tools/genproto.py

@@ -1,0 +1,1 @@
+"""Code generated from proto/cassy.proto by tools/genproto.py: run `make proto`."""
