@@ -1,0 +1,1 @@
+"""Developer tools that live beside the package: a local Cassandra cluster, code generation."""
