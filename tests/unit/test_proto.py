@@ -151,9 +151,9 @@ def test_field_matches_the_fact_sheet(fact: tuple[str, str, int, int, bool, str 
     found = descriptor.fields_by_name[field]
     assert (found.number, found.type, found.is_repeated) == (number, kind, repeated)
     if kind == MESSAGE:
-        assert found.message_type.full_name == ref
+        assert found.message_type is not None and found.message_type.full_name == ref
     if kind == ENUM:
-        assert found.enum_type.full_name == ref
+        assert found.enum_type is not None and found.enum_type.full_name == ref
 
 
 def test_every_field_is_in_the_fact_sheet() -> None:

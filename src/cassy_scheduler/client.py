@@ -1,0 +1,432 @@
+"""CassyClient: the one typed way to call a Cassy-compatible server.
+
+Everything past this module speaks in frozen dataclasses, enums and UTC datetimes; protobuf
+messages and gRPC status codes stop here, and gRPC failures become CassyError subclasses that
+name the call, the address and what to try next.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import grpc  # type: ignore[import-untyped]
+from google.protobuf.message import Message
+
+from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
+from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 30.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+_ResponseT = TypeVar("_ResponseT", bound=Message)
+_EnumT = TypeVar("_EnumT", OperationStatus, BackupType, RestoreType)
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class CassyError(Exception):
+    """A call to a Cassy server failed; `code` and `details` are what the server (or gRPC) said."""
+
+    hint = "see the server's log for the cause"
+
+    def __init__(self, call: str, address: str, code: grpc.StatusCode, details: str) -> None:
+        self.call = call
+        self.address = address
+        self.code = code
+        self.details = details
+        super().__init__(
+            f"Cassy {call} to {address} failed with {code.name}: {details or '(no details)'}"
+            f"; {self.hint}"
+        )
+
+    @property
+    def is_transient(self) -> bool:
+        """True when the same call may succeed if simply tried again later."""
+        return self.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+class CassyUnavailable(CassyError):  # noqa: N818 (named for the gRPC status)
+    hint = "check that the server is running and reachable at this address, then retry"
+
+
+class CassyDeadlineExceeded(CassyError):  # noqa: N818 (named for the gRPC status)
+    hint = "the server did not answer in time: raise the deadline or check the server's load"
+
+
+class CassyInvalidArgument(CassyError):  # noqa: N818 (named for the gRPC status)
+    hint = "the server refused the request as given: fix the arguments it names"
+
+
+class CassyNotFound(CassyError):  # noqa: N818 (named for the gRPC status)
+    hint = "check the cluster or snapshot id against list_clusters / list_backups"
+
+
+class CassyFailedPrecondition(CassyError):  # noqa: N818 (named for the gRPC status)
+    hint = "the cluster or node is not in a state that allows this: fix it and retry"
+
+
+class CassyUnimplemented(CassyError):  # noqa: N818 (named for the gRPC status)
+    hint = "the server does not offer this call: check the address points at a Cassy server"
+
+
+class CassyBadResponse(CassyError):  # noqa: N818 (named for the gRPC status)
+    """The server answered, but with values this client cannot interpret."""
+
+    hint = "the server does not speak Cassy's protocol as expected: check its version"
+
+
+class CassyConfigError(CassyError):
+    """The client could not be set up (for example, a TLS file cannot be read)."""
+
+    hint = "fix the client's TLS settings"
+
+
+def _error_class(code: grpc.StatusCode) -> type[CassyError]:
+    classes: dict[grpc.StatusCode, type[CassyError]] = {
+        grpc.StatusCode.UNAVAILABLE: CassyUnavailable,
+        grpc.StatusCode.DEADLINE_EXCEEDED: CassyDeadlineExceeded,
+        grpc.StatusCode.INVALID_ARGUMENT: CassyInvalidArgument,
+        grpc.StatusCode.NOT_FOUND: CassyNotFound,
+        grpc.StatusCode.FAILED_PRECONDITION: CassyFailedPrecondition,
+        grpc.StatusCode.UNIMPLEMENTED: CassyUnimplemented,
+    }
+    return classes.get(code, CassyError)
+
+
+# --- values -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """Files for a TLS channel; without root_ca the system's trusted roots are used."""
+
+    root_ca: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A registered cluster; timestamps are None when the server did not send them."""
+
+    cluster_id: str
+    cluster_name: str
+    target_ips: tuple[str, ...]
+    keyspaces: tuple[str, ...]
+    data_dir: str
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class BackupAck:
+    """The server's immediate answer to take_backup; the outcome comes later (see outcome.py)."""
+
+    status: OperationStatus
+    cluster_id: str
+    target_ips: tuple[str, ...]
+    snapshot_id: str
+    created_at: datetime
+    created_at_ms: int
+    backup_type: BackupType
+
+
+@dataclass(frozen=True)
+class BackupEntry:
+    """One node's row of one backup request."""
+
+    cluster_id: str
+    target_ip: str
+    snapshot_id: str
+    created_at: datetime
+    created_at_ms: int
+    updated_at: datetime
+    backup_type: BackupType
+    status: OperationStatus
+
+
+@dataclass(frozen=True)
+class RestoreAck:
+    status: OperationStatus
+    cluster_id: str
+    target_ips: tuple[str, ...]
+    snapshot_id: str
+    restore_type: RestoreType
+    snapshot_only: bool
+
+
+@dataclass(frozen=True)
+class RestoreEntry:
+    """One node's row of one restore request."""
+
+    cluster_id: str
+    target_ip: str
+    snapshot_id: str
+    created_at: datetime
+    created_at_ms: int
+    updated_at: datetime
+    restore_type: RestoreType
+    status: OperationStatus
+
+
+def datetime_from_ms(ms: int) -> datetime:
+    """Exact UTC datetime for Cassy's uint64 milliseconds since the epoch."""
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+# --- the client ---------------------------------------------------------------------------
+
+
+class CassyClient:
+    """Typed, blocking calls to one Cassy server over one channel; close() when done."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        tls: TlsConfig | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        self.address = address
+        self.timeout_s = timeout_s
+        if tls is None:
+            self._channel = grpc.insecure_channel(address)
+        else:
+            self._channel = grpc.secure_channel(address, self._credentials(tls))
+        self._stub = cassy_pb2_grpc.CassyStub(self._channel)
+
+    def _credentials(self, tls: TlsConfig) -> Any:
+        if (tls.client_cert is None) != (tls.client_key is None):
+            raise CassyConfigError(
+                "connect",
+                self.address,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "a client certificate and its key must be given together",
+            )
+        try:
+            root = tls.root_ca.read_bytes() if tls.root_ca else None
+            cert = tls.client_cert.read_bytes() if tls.client_cert else None
+            key = tls.client_key.read_bytes() if tls.client_key else None
+        except OSError as exc:
+            raise CassyConfigError(
+                "connect", self.address, grpc.StatusCode.FAILED_PRECONDITION, str(exc)
+            ) from exc
+        return grpc.ssl_channel_credentials(
+            root_certificates=root, private_key=key, certificate_chain=cert
+        )
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- calls --
+
+    def register_cluster(self, cassandra_host: str, *, timeout_s: float | None = None) -> Cluster:
+        request = cassy_pb2.ClusterRegistrationRequest(cassandra_host=cassandra_host)
+        response = self._call(
+            "RegisterCluster", request, cassy_pb2.ClusterRegistrationResponse, timeout_s
+        )
+        return Cluster(
+            cluster_id=response.cluster_id,
+            cluster_name=response.cluster_name,
+            target_ips=tuple(response.target_ips),
+            keyspaces=tuple(response.keyspaces),
+            data_dir=response.data_dir,
+        )
+
+    def list_clusters(
+        self, cluster_id: str | None = None, limit: int = 0, *, timeout_s: float | None = None
+    ) -> list[Cluster]:
+        request = cassy_pb2.ClusterListingRequest(cluster_id=cluster_id or "", limit=limit)
+        response = self._call("ListClusters", request, cassy_pb2.ClusterListingResponse, timeout_s)
+        return [
+            Cluster(
+                cluster_id=entry.cluster_id,
+                cluster_name=entry.cluster_name,
+                target_ips=tuple(entry.target_ips),
+                keyspaces=tuple(entry.keyspaces),
+                data_dir=entry.data_dir,
+                created_at=datetime_from_ms(entry.created_at),
+                updated_at=datetime_from_ms(entry.updated_at),
+            )
+            for entry in response.entries
+        ]
+
+    def take_backup(
+        self,
+        cluster_id: str,
+        backup_type: BackupType,
+        snapshot_id: str | None = None,
+        target_ips: Iterable[str] = (),
+        *,
+        timeout_s: float | None = None,
+    ) -> BackupAck:
+        """Start a backup; the server answers once every node's row is STARTED."""
+        call = "TakeBackup"
+        request = cassy_pb2.BackupRequest(
+            cluster_id=cluster_id,
+            target_ips=list(target_ips),
+            snapshot_id=snapshot_id or "",
+            backup_type=int(backup_type),
+        )
+        response = self._call(call, request, cassy_pb2.BackupResponse, timeout_s)
+        return BackupAck(
+            status=self._enum(call, OperationStatus, response.status),
+            cluster_id=response.cluster_id,
+            target_ips=tuple(response.target_ips),
+            snapshot_id=response.snapshot_id,
+            created_at=datetime_from_ms(response.created_at),
+            created_at_ms=response.created_at,
+            backup_type=self._enum(call, BackupType, response.backup_type),
+        )
+
+    def list_backups(
+        self,
+        cluster_id: str | None = None,
+        target_ip: str | None = None,
+        snapshot_id: str | None = None,
+        limit: int = 0,
+        *,
+        timeout_s: float | None = None,
+    ) -> list[BackupEntry]:
+        """Backup rows, newest first; the server needs cluster_id, snapshot_id or both ids."""
+        call = "ListBackups"
+        request = cassy_pb2.BackupListingRequest(
+            cluster_id=cluster_id or "",
+            target_ip=target_ip or "",
+            snapshot_id=snapshot_id or "",
+            limit=limit,
+        )
+        response = self._call(call, request, cassy_pb2.BackupListingResponse, timeout_s)
+        return [
+            BackupEntry(
+                cluster_id=entry.cluster_id,
+                target_ip=entry.target_ip,
+                snapshot_id=entry.snapshot_id,
+                created_at=datetime_from_ms(entry.created_at),
+                created_at_ms=entry.created_at,
+                updated_at=datetime_from_ms(entry.updated_at),
+                backup_type=self._enum(call, BackupType, entry.backup_type),
+                status=self._enum(call, OperationStatus, entry.status),
+            )
+            for entry in response.entries
+        ]
+
+    def restore_backup(
+        self,
+        cluster_id: str,
+        snapshot_id: str,
+        restore_type: RestoreType,
+        target_ips: Iterable[str] = (),
+        snapshot_only: bool = False,
+        *,
+        timeout_s: float | None = None,
+    ) -> RestoreAck:
+        call = "RestoreBackup"
+        request = cassy_pb2.RestoreRequest(
+            cluster_id=cluster_id,
+            target_ips=list(target_ips),
+            snapshot_id=snapshot_id,
+            restore_type=int(restore_type),
+            snapshot_only=snapshot_only,
+        )
+        response = self._call(call, request, cassy_pb2.RestoreResponse, timeout_s)
+        return RestoreAck(
+            status=self._enum(call, OperationStatus, response.status),
+            cluster_id=response.cluster_id,
+            target_ips=tuple(response.target_ips),
+            snapshot_id=response.snapshot_id,
+            restore_type=self._enum(call, RestoreType, response.restore_type),
+            snapshot_only=response.snapshot_only,
+        )
+
+    def list_restore_statuses(
+        self,
+        cluster_id: str,
+        snapshot_id: str,
+        target_ip: str | None = None,
+        limit: int = 0,
+        *,
+        timeout_s: float | None = None,
+    ) -> list[RestoreEntry]:
+        call = "ListRestoreStatuses"
+        request = cassy_pb2.RestoreStatusListingRequest(
+            cluster_id=cluster_id,
+            target_ip=target_ip or "",
+            snapshot_id=snapshot_id,
+            limit=limit,
+        )
+        response = self._call(call, request, cassy_pb2.RestoreStatusListingResponse, timeout_s)
+        return [
+            RestoreEntry(
+                cluster_id=response.cluster_id,
+                target_ip=entry.target_ip,
+                snapshot_id=entry.snapshot_id,
+                created_at=datetime_from_ms(entry.created_at),
+                created_at_ms=entry.created_at,
+                updated_at=datetime_from_ms(entry.updated_at),
+                restore_type=self._enum(call, RestoreType, entry.restore_type),
+                status=self._enum(call, OperationStatus, entry.status),
+            )
+            for entry in response.entries
+        ]
+
+    # -- plumbing --
+
+    def _call(
+        self,
+        call: str,
+        request: Message,
+        response_type: type[_ResponseT],
+        timeout_s: float | None,
+    ) -> _ResponseT:
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        method = getattr(self._stub, call)
+        logger.debug("cassy call=%s address=%s timeout_s=%s", call, self.address, timeout)
+        try:
+            response = method(request, timeout=timeout)
+        except grpc.RpcError as exc:
+            code = exc.code()
+            details = exc.details() or ""
+            logger.debug(
+                "cassy call=%s address=%s code=%s details=%r", call, self.address, code, details
+            )
+            raise _error_class(code)(call, self.address, code, details) from exc
+        if not isinstance(response, response_type):
+            raise CassyBadResponse(
+                call,
+                self.address,
+                grpc.StatusCode.INTERNAL,
+                f"expected {response_type.__name__}, got {type(response).__name__}",
+            )
+        return response
+
+    def _enum(self, call: str, enum_type: type[_EnumT], value: int) -> _EnumT:
+        try:
+            return enum_type(value)
+        except ValueError:
+            raise CassyBadResponse(
+                call,
+                self.address,
+                grpc.StatusCode.INTERNAL,
+                f"{value} is not a known {enum_type.__name__}",
+            ) from None

@@ -1,0 +1,139 @@
+"""Waiting for the real result of a backup, which TakeBackup's answer does not carry.
+
+Cassy replies STARTED at once and finishes in the background, so the outcome is learnt by
+polling ListBackups for the rows of that one request (same snapshot id, created_at and type).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from cassy_scheduler.client import BackupAck, BackupEntry, CassyError
+from cassy_scheduler.protocol.types import OperationStatus
+
+logger = logging.getLogger(__name__)
+
+
+class BackupLister(Protocol):
+    """The part of CassyClient that waiting needs."""
+
+    def list_backups(
+        self,
+        cluster_id: str | None = None,
+        target_ip: str | None = None,
+        snapshot_id: str | None = None,
+        limit: int = 0,
+        *,
+        timeout_s: float | None = None,
+    ) -> list[BackupEntry]: ...
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """The latest status seen for one target node; updated_at is None if no row was seen."""
+
+    target_ip: str
+    status: OperationStatus
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class BackupOutcome:
+    """How one backup request ended, node by node, or where it stood when waiting stopped."""
+
+    ack: BackupAck
+    nodes: tuple[NodeStatus, ...]
+    timed_out: bool
+    last_error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return bool(self.nodes) and all(n.status is OperationStatus.COMPLETED for n in self.nodes)
+
+    @property
+    def failed_nodes(self) -> tuple[str, ...]:
+        return tuple(n.target_ip for n in self.nodes if n.status is OperationStatus.FAILED)
+
+    @property
+    def pending_nodes(self) -> tuple[str, ...]:
+        return tuple(n.target_ip for n in self.nodes if not n.status.is_final)
+
+
+def _latest_statuses(ack: BackupAck, rows: Iterable[BackupEntry]) -> tuple[NodeStatus, ...]:
+    """Per-node status of this request's rows; targets without a row yet count as UNKNOWN."""
+    latest: dict[str, BackupEntry] = {}
+    for row in rows:
+        if (
+            row.cluster_id != ack.cluster_id
+            or row.created_at_ms != ack.created_at_ms
+            or row.backup_type is not ack.backup_type
+        ):
+            continue
+        seen = latest.get(row.target_ip)
+        if seen is None or row.updated_at >= seen.updated_at:
+            latest[row.target_ip] = row
+    # An empty target list in the request means every node; the rows then say which nodes.
+    targets = ack.target_ips or tuple(sorted(latest))
+    return tuple(
+        NodeStatus(ip, latest[ip].status, latest[ip].updated_at)
+        if ip in latest
+        else NodeStatus(ip, OperationStatus.UNKNOWN)
+        for ip in targets
+    )
+
+
+def _is_settled(nodes: tuple[NodeStatus, ...]) -> bool:
+    if any(n.status is OperationStatus.FAILED for n in nodes):
+        return True
+    return bool(nodes) and all(n.status.is_final for n in nodes)
+
+
+def wait_for_backup(
+    client: BackupLister,
+    ack: BackupAck,
+    timeout_s: float,
+    poll_interval_s: float = 5.0,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> BackupOutcome:
+    """Poll until every node is COMPLETED, any node FAILED, or timeout_s has passed.
+
+    Transient errors while polling (server restarting, slow answer) are retried until the
+    timeout; any other CassyError is raised.
+    """
+    deadline = clock() + timeout_s
+    nodes = tuple(NodeStatus(ip, OperationStatus.UNKNOWN) for ip in ack.target_ips)
+    last_error: str | None = None
+    while True:
+        try:
+            rows = client.list_backups(snapshot_id=ack.snapshot_id)
+        except CassyError as exc:
+            if not exc.is_transient:
+                raise
+            last_error = str(exc)
+            logger.warning(
+                "backup poll failed snapshot_id=%s code=%s details=%r",
+                ack.snapshot_id,
+                exc.code.name,
+                exc.details,
+            )
+        else:
+            last_error = None
+            nodes = _latest_statuses(ack, rows)
+            if _is_settled(nodes):
+                return BackupOutcome(ack, nodes, timed_out=False)
+        remaining = deadline - clock()
+        if remaining <= 0:
+            logger.warning(
+                "backup wait timed out snapshot_id=%s pending=%s",
+                ack.snapshot_id,
+                ",".join(n.target_ip for n in nodes if not n.status.is_final),
+            )
+            return BackupOutcome(ack, nodes, timed_out=True, last_error=last_error)
+        sleep(min(poll_interval_s, remaining))
