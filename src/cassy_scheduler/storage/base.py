@@ -1,0 +1,65 @@
+"""The storage interface every backend implements, and the description of a stored object.
+
+Backups and restores talk only to `Storage`, so filesystem, S3 and Azure backends can be
+swapped by the base URI alone.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """A stored object: its key, its size in bytes and, when known, its SHA-256 (hex)."""
+
+    key: str
+    size: int
+    sha256: str | None = None
+
+
+class Storage(ABC):
+    """A flat namespace of objects addressed by '/'-separated relative keys.
+
+    Writes are atomic: an object is either absent or complete under its key, never partial.
+    """
+
+    @property
+    @abstractmethod
+    def uri(self) -> str:
+        """The base URI this storage was opened from, for logs and messages."""
+
+    @abstractmethod
+    def put_file(self, key: str, local_path: Path) -> ObjectInfo:
+        """Store a local file under `key`, streaming it; the result carries its SHA-256."""
+
+    @abstractmethod
+    def get_file(self, key: str, local_path: Path) -> ObjectInfo:
+        """Fetch the object into `local_path`, streaming it; the result carries its SHA-256."""
+
+    @abstractmethod
+    def stat(self, key: str) -> ObjectInfo | None:
+        """Describe the object (size only), or None when it does not exist."""
+
+    @abstractmethod
+    def sha256(self, key: str) -> str:
+        """The hex SHA-256 of the object's content; ObjectNotFoundError if absent."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with `prefix`, in key order."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object; removing an absent object is not an error."""
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
+        """Store a small object held in memory (manifests, dumps)."""
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes:
+        """Read a small object into memory; ObjectNotFoundError if absent."""

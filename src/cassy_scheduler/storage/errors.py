@@ -1,0 +1,23 @@
+"""The storage package's exceptions: one family, so callers can catch every storage fault."""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """A storage operation failed; the message says which object and what to do."""
+
+
+class InvalidKeyError(StorageError, ValueError):
+    """An object key or prefix is not a clean '/'-separated relative path."""
+
+
+class ObjectNotFoundError(StorageError, LookupError):
+    """The requested object does not exist in storage."""
+
+
+class LocalFileNotFoundError(StorageError):
+    """A local file to upload does not exist (it may have been removed since it was listed)."""
+
+
+class UnsupportedStorageError(StorageError, ValueError):
+    """A storage URI names a scheme or form that no backend handles."""

@@ -1,0 +1,217 @@
+"""Storage in a local (or mounted) directory: each key is a file path under the base.
+
+Every write goes to a hidden temporary name in the target's own directory, is flushed to
+disk, then renamed over the key, so a crash leaves either the old object or the new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from pathlib import Path
+from stat import S_ISREG
+from typing import BinaryIO, TypeVar
+
+from cassy_scheduler.storage.base import ObjectInfo, Storage
+from cassy_scheduler.storage.errors import (
+    LocalFileNotFoundError,
+    ObjectNotFoundError,
+    StorageError,
+)
+from cassy_scheduler.storage.keys import (
+    TEMP_SUFFIX,
+    is_temporary_name,
+    validate_key,
+    validate_prefix,
+)
+from cassy_scheduler.storage.streams import DEFAULT_BUFFER_SIZE, copy_and_hash
+
+_log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+class FilesystemStorage(Storage):
+    """Objects as files under `base`; keys map to relative paths.
+
+    `durable=False` skips fsync: renames stay atomic against a crashed process but not against
+    power loss. It exists for scratch storage and tests, not for real backups.
+    """
+
+    def __init__(
+        self,
+        base: Path,
+        *,
+        durable: bool = True,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+    ) -> None:
+        if not base.is_absolute():
+            raise StorageError(f"storage base {str(base)!r} is relative: give an absolute path")
+        if base.exists() and not base.is_dir():
+            raise StorageError(
+                f"storage base {str(base)!r} exists and is not a directory: "
+                "point the storage URI at a directory"
+            )
+        self._base = base
+        self._durable = durable
+        self._buffer_size = buffer_size
+
+    @property
+    def uri(self) -> str:
+        return self._base.as_uri()
+
+    @property
+    def base(self) -> Path:
+        return self._base
+
+    def path_of(self, key: str) -> Path:
+        """The file that holds (or would hold) the object `key`."""
+        return self._base.joinpath(*validate_key(key).split("/"))
+
+    def put_file(self, key: str, local_path: Path) -> ObjectInfo:
+        target = self.path_of(key)
+        try:
+            source = open(local_path, "rb", buffering=0)  # noqa: SIM115 - closed below
+        except FileNotFoundError as exc:
+            raise LocalFileNotFoundError(
+                f"cannot store {key!r}: local file {str(local_path)!r} does not exist "
+                "(was it removed after it was listed?)"
+            ) from exc
+        except OSError as exc:
+            raise StorageError(
+                f"cannot store {key!r}: cannot read local file {str(local_path)!r}: "
+                f"{exc.strerror or exc}"
+            ) from exc
+        with source:
+            copied = self._write_atomically(
+                target,
+                key,
+                lambda out: copy_and_hash(source, out, self._buffer_size),
+            )
+        _log.debug("stored key=%s size=%d source=%s", key, copied.size, local_path)
+        return ObjectInfo(key=key, size=copied.size, sha256=copied.sha256)
+
+    def get_file(self, key: str, local_path: Path) -> ObjectInfo:
+        source_path = self.path_of(key)
+        try:
+            source = open(source_path, "rb", buffering=0)  # noqa: SIM115 - closed below
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise ObjectNotFoundError(f"object {key!r} not found in {self.uri}") from exc
+        with source:
+            copied = self._write_atomically(
+                local_path,
+                key,
+                lambda out: copy_and_hash(source, out, self._buffer_size),
+            )
+        return ObjectInfo(key=key, size=copied.size, sha256=copied.sha256)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            result = self.path_of(key).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not S_ISREG(result.st_mode):
+            return None
+        return ObjectInfo(key=key, size=result.st_size)
+
+    def sha256(self, key: str) -> str:
+        path = self.path_of(key)
+        try:
+            with open(path, "rb") as source:
+                return hashlib.file_digest(source, "sha256").hexdigest()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise ObjectNotFoundError(f"object {key!r} not found in {self.uri}") from exc
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        validate_prefix(prefix)
+        directory, _, _ = prefix.rpartition("/")
+        root = self._base.joinpath(*directory.split("/")) if directory else self._base
+        key_root = f"{directory}/" if directory else ""
+        found = sorted(_walk(root, key_root, prefix))
+        return (ObjectInfo(key=key, size=size) for key, size in found)
+
+    def delete(self, key: str) -> None:
+        path = self.path_of(key)
+        with suppress(FileNotFoundError, NotADirectoryError):
+            path.unlink()
+            _log.debug("deleted key=%s", key)
+
+    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
+        target = self.path_of(key)
+        self._write_atomically(target, key, lambda out: out.write(data))
+        return ObjectInfo(key=key, size=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self.path_of(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise ObjectNotFoundError(f"object {key!r} not found in {self.uri}") from exc
+
+    def _write_atomically(self, target: Path, key: str, write: Callable[[BinaryIO], _T]) -> _T:
+        """Run `write` into a temporary sibling of `target`, then rename it into place."""
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, temporary = tempfile.mkstemp(
+                prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent
+            )
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write {key!r} at {str(target)!r}: {exc.strerror or exc}; "
+                "check that the path is a writable directory and not a file"
+            ) from exc
+        try:
+            with open(descriptor, "wb", buffering=0) as out:
+                result = write(out)
+                if self._durable:
+                    os.fsync(out.fileno())
+            os.replace(temporary, target)
+        except BaseException as exc:
+            with suppress(FileNotFoundError):
+                os.unlink(temporary)
+            if isinstance(exc, OSError):
+                raise StorageError(
+                    f"writing {key!r} to {str(target)!r} failed: {exc.strerror or exc}; "
+                    "nothing was left under the key (check free space and permissions)"
+                ) from exc
+            raise
+        if self._durable:
+            _fsync_directory(target.parent)
+        return result
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename itself survive power loss; some filesystems refuse, which is harmless.
+    try:
+        descriptor = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        with suppress(OSError):
+            os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _walk(directory: Path, key_root: str, prefix: str) -> Iterator[tuple[str, int]]:
+    """Yield (key, size) of regular files below `directory` whose key starts with `prefix`."""
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if is_temporary_name(entry.name):
+            continue
+        key = key_root + entry.name
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                below = key + "/"
+                if below.startswith(prefix) or prefix.startswith(below):
+                    yield from _walk(Path(entry.path), below, prefix)
+            elif entry.is_file() and key.startswith(prefix):
+                yield key, entry.stat().st_size
+        except FileNotFoundError:
+            continue  # removed while listing
