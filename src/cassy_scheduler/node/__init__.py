@@ -1,0 +1,1 @@
+"""Work on one Cassandra node: nodetool, data-dir scanning, transfers to storage."""

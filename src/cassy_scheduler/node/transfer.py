@@ -1,0 +1,327 @@
+"""Uploading one node's backup files to storage, and the manifest that proves it finished.
+
+An upload sends each file under the node's prefix, skipping files already stored with the
+same size and SHA-256, and writes the manifest last: a manifest in storage means every file
+it lists was stored completely. Restores and verification read manifests, not listings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cassy_scheduler.protocol.types import BackupType
+from cassy_scheduler.storage.base import Storage
+from cassy_scheduler.storage.errors import LocalFileNotFoundError, ObjectNotFoundError
+from cassy_scheduler.storage.keys import join_key, validate_prefix
+from cassy_scheduler.storage.layout import MANIFEST_DIRECTORY, manifest_key, manifest_prefix
+
+_log = logging.getLogger(__name__)
+
+MANIFEST_FORMAT_VERSION = 1
+DEFAULT_WORKERS = 4
+
+
+class TransferError(Exception):
+    """An upload or manifest problem; the message names the file or key and what to do."""
+
+
+class SourceFileMissingError(TransferError):
+    """A file listed for upload no longer exists on the node."""
+
+
+class ManifestError(TransferError):
+    """A manifest is missing, unreadable or of a format this version does not know."""
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A file on the node and the key it gets below the upload prefix."""
+
+    path: Path
+    relative_key: str
+
+
+@dataclass(frozen=True)
+class BackupIdentity:
+    """Which backup an upload belongs to: the history row's key, seen from one node."""
+
+    cluster_id: str
+    snapshot_id: str
+    node_ip: str
+    backup_type: BackupType
+    created_at_ms: int
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One stored file: its path below the prefix, its full key, its size and SHA-256."""
+
+    path: str
+    key: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The record of one completed upload of one node's files for one backup."""
+
+    identity: BackupIdentity
+    prefix: str
+    files: tuple[ManifestEntry, ...]
+    format_version: int = MANIFEST_FORMAT_VERSION
+
+    @property
+    def total_size(self) -> int:
+        return sum(entry.size for entry in self.files)
+
+    def to_json(self) -> str:
+        document = {
+            "format_version": self.format_version,
+            "cluster_id": self.identity.cluster_id,
+            "snapshot_id": self.identity.snapshot_id,
+            "node_ip": self.identity.node_ip,
+            "backup_type": int(self.identity.backup_type),
+            "created_at": self.identity.created_at_ms,
+            "prefix": self.prefix,
+            "files": [
+                {"path": e.path, "key": e.key, "size": e.size, "sha256": e.sha256}
+                for e in self.files
+            ],
+        }
+        return json.dumps(document, indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, source: str = "manifest") -> Manifest:
+        """Parse and check a manifest; `source` names it in error messages."""
+        try:
+            document = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"{source} is not valid JSON ({exc}): it may be corrupt") from exc
+        fields = _Fields(document, source)
+        version = fields.integer("format_version")
+        if version != MANIFEST_FORMAT_VERSION:
+            raise ManifestError(
+                f"{source} has format version {version}, this version reads only "
+                f"{MANIFEST_FORMAT_VERSION}: use a matching cassy-scheduler"
+            )
+        code = fields.integer("backup_type")
+        try:
+            backup_type = BackupType(code)
+        except ValueError as exc:
+            raise ManifestError(f"{source} has unknown backup_type {code}") from exc
+        identity = BackupIdentity(
+            cluster_id=fields.text("cluster_id"),
+            snapshot_id=fields.text("snapshot_id"),
+            node_ip=fields.text("node_ip"),
+            backup_type=backup_type,
+            created_at_ms=fields.integer("created_at"),
+        )
+        raw_files = fields.value("files", list)
+        entries = []
+        for index, raw in enumerate(raw_files):
+            entry = _Fields(raw, f"{source} files[{index}]")
+            entries.append(
+                ManifestEntry(
+                    path=entry.text("path"),
+                    key=entry.text("key"),
+                    size=entry.integer("size"),
+                    sha256=entry.text("sha256"),
+                )
+            )
+        return cls(
+            identity=identity,
+            prefix=fields.text("prefix"),
+            files=tuple(entries),
+            format_version=version,
+        )
+
+
+_KIND_NAMES: dict[type[Any], str] = {str: "a string", int: "an integer", list: "a list"}
+
+
+class _Fields:
+    """Typed reads of a JSON object's members, with errors that name the member."""
+
+    def __init__(self, document: object, source: str) -> None:
+        if not isinstance(document, dict):
+            raise ManifestError(f"{source} must be a JSON object")
+        self._document: dict[str, Any] = document
+        self._source = source
+
+    def value(self, name: str, kind: type[Any]) -> Any:
+        if name not in self._document:
+            raise ManifestError(f"{self._source} lacks {name!r}")
+        found = self._document[name]
+        if not isinstance(found, kind) or (kind is int and isinstance(found, bool)):
+            wanted = _KIND_NAMES.get(kind, kind.__name__)
+            raise ManifestError(f"{self._source}: {name!r} must be {wanted}, got {found!r}")
+        return found
+
+    def text(self, name: str) -> str:
+        result: str = self.value(name, str)
+        return result
+
+    def integer(self, name: str) -> int:
+        result: int = self.value(name, int)
+        return result
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """What an upload did: the manifest it wrote and how much it sent versus skipped."""
+
+    manifest_key: str
+    manifest: Manifest
+    files_sent: int
+    files_skipped: int
+    bytes_sent: int
+    bytes_skipped: int
+
+
+@dataclass(frozen=True)
+class _FileOutcome:
+    entry: ManifestEntry
+    sent: bool
+
+
+def upload_files(
+    storage: Storage,
+    prefix: str,
+    files: Sequence[LocalFile],
+    identity: BackupIdentity,
+    *,
+    workers: int = DEFAULT_WORKERS,
+) -> UploadResult:
+    """Store `files` under `prefix`, then the manifest; return what was sent and skipped.
+
+    `prefix` is normally `storage.layout.backup_prefix(...)` for `identity`. A file is skipped
+    when an object with its key, size and SHA-256 already exists. At most `workers` files are
+    in flight at once, each through one fixed-size buffer, so memory stays bounded. Storage
+    faults raise the storage package's errors; nothing here leaves a manifest behind on failure.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    validate_prefix(prefix)
+    jobs = _plan(prefix, files)
+    outcomes = list(_run(jobs, lambda job: _upload_one(storage, *job), workers))
+    entries = tuple(sorted((o.entry for o in outcomes), key=lambda e: e.path))
+    manifest = Manifest(identity=identity, prefix=prefix, files=entries)
+    key = manifest_key(prefix, identity.backup_type, identity.created_at_ms)
+    storage.put_bytes(key, manifest.to_json().encode())
+    sent = [o.entry.size for o in outcomes if o.sent]
+    skipped = [o.entry.size for o in outcomes if not o.sent]
+    result = UploadResult(
+        manifest_key=key,
+        manifest=manifest,
+        files_sent=len(sent),
+        files_skipped=len(skipped),
+        bytes_sent=sum(sent),
+        bytes_skipped=sum(skipped),
+    )
+    _log.info(
+        "upload complete prefix=%s manifest=%s files_sent=%d files_skipped=%d "
+        "bytes_sent=%d bytes_skipped=%d",
+        prefix,
+        key,
+        result.files_sent,
+        result.files_skipped,
+        result.bytes_sent,
+        result.bytes_skipped,
+    )
+    return result
+
+
+def read_manifest(storage: Storage, key: str) -> Manifest:
+    """Load the manifest stored under `key`."""
+    try:
+        data = storage.get_bytes(key)
+    except ObjectNotFoundError as exc:
+        raise ManifestError(
+            f"manifest {key!r} not found in {storage.uri}: the upload never completed "
+            "or the key is wrong"
+        ) from exc
+    return Manifest.from_json(data, source=f"manifest {key!r}")
+
+
+def find_manifests(storage: Storage, prefix: str) -> list[Manifest]:
+    """Every completed upload under a node prefix, oldest first."""
+    manifests = [read_manifest(storage, info.key) for info in storage.list(manifest_prefix(prefix))]
+    return sorted(manifests, key=lambda m: m.identity.created_at_ms)
+
+
+_Job = tuple[str, str, LocalFile]  # (key, relative key, file)
+
+
+def _plan(prefix: str, files: Iterable[LocalFile]) -> list[_Job]:
+    """Check every key before sending anything, so a bad listing fails fast."""
+    jobs: list[_Job] = []
+    seen: dict[str, Path] = {}
+    for local in files:
+        relative = local.relative_key
+        if relative.split("/", 1)[0] == MANIFEST_DIRECTORY:
+            raise TransferError(
+                f"file {str(local.path)!r} would be stored as {relative!r}, inside the "
+                f"reserved {MANIFEST_DIRECTORY!r} directory: give it another key"
+            )
+        if relative in seen:
+            raise TransferError(
+                f"files {str(seen[relative])!r} and {str(local.path)!r} both map to key "
+                f"{relative!r}: each file needs its own key"
+            )
+        seen[relative] = local.path
+        jobs.append((join_key(prefix, relative), relative, local))
+    return jobs
+
+
+def _upload_one(storage: Storage, key: str, relative: str, local: LocalFile) -> _FileOutcome:
+    try:
+        size = local.path.stat().st_size
+        existing = storage.stat(key)
+        if existing is not None and existing.size == size:
+            local_sha256 = _sha256_of(local.path)
+            if storage.sha256(key) == local_sha256:
+                _log.debug("unchanged, skipped key=%s size=%d", key, size)
+                return _FileOutcome(ManifestEntry(relative, key, size, local_sha256), sent=False)
+        stored = storage.put_file(key, local.path)
+    except (FileNotFoundError, LocalFileNotFoundError) as exc:
+        raise SourceFileMissingError(
+            f"file {str(local.path)!r} (for key {key!r}) vanished before it was uploaded: "
+            "it was removed after being listed; run the backup again"
+        ) from exc
+    # Backends hash while uploading; one that could not is asked afterwards.
+    stored_sha256 = stored.sha256 or storage.sha256(key)
+    return _FileOutcome(ManifestEntry(relative, key, stored.size, stored_sha256), sent=True)
+
+
+def _sha256_of(path: Path) -> str:
+    with open(path, "rb") as source:
+        return hashlib.file_digest(source, "sha256").hexdigest()
+
+
+def _run(
+    jobs: Sequence[_Job], work: Callable[[_Job], _FileOutcome], workers: int
+) -> Iterator[_FileOutcome]:
+    """Run `work` over `jobs` with at most `workers` in flight; the first failure stops all."""
+    if workers == 1 or len(jobs) <= 1:
+        yield from map(work, jobs)
+        return
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload")
+    pending: set[Future[_FileOutcome]] = set()
+    try:
+        for job in jobs:
+            if len(pending) >= workers * 2:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (future.result() for future in done)
+            pending.add(pool.submit(work, job))
+        done, pending = wait(pending)
+        yield from (future.result() for future in done)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
