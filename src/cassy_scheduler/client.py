@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-import grpc  # type: ignore[import-untyped]
+import grpc
 from google.protobuf.message import Message
 
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
