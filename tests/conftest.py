@@ -1,8 +1,10 @@
 """Fixtures shared by every test: real local Cassandra clusters and CQL sessions on them.
 
 The 1-node cluster listens on 127.0.0.1 and the 3-node cluster on 127.0.0.11-13, so both can
-run at once. Each is started the first time a test asks for it and stopped, by PID, at the end
-of the session; a failing test's report carries the tail of every node's log.
+run at once; CASSY_TEST_IP_OFFSET=N moves them to 127.0.0.(1+N) and (11+N)-(13+N), so that two
+test runs on one machine do not collide. Each is started the first time a test asks for it
+and stopped, by PID, at the end of the session; a failing test's report carries the tail of
+every node's log.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tools.localcluster import LocalCluster
 from tools.localcluster.cluster import log_tail
 
 _keyspace_numbers = itertools.count(1)
+_IP_OFFSET = int(os.environ.get("CASSY_TEST_IP_OFFSET", "0"))
 
 
 def _cluster_root(factory: pytest.TempPathFactory, name: str) -> Path:
@@ -31,7 +34,12 @@ def _cluster_root(factory: pytest.TempPathFactory, name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def cluster1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(_cluster_root(tmp_path_factory, "one-node"), 1, cluster_name="one")
+    cluster = LocalCluster(
+        _cluster_root(tmp_path_factory, "one-node"),
+        1,
+        cluster_name="one",
+        first_octet=1 + _IP_OFFSET,
+    )
     cluster.start_all(timeout=240)
     try:
         yield cluster
@@ -42,7 +50,10 @@ def cluster1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]
 @pytest.fixture(scope="session")
 def cluster3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     cluster = LocalCluster(
-        _cluster_root(tmp_path_factory, "three-nodes"), 3, cluster_name="three", first_octet=11
+        _cluster_root(tmp_path_factory, "three-nodes"),
+        3,
+        cluster_name="three",
+        first_octet=11 + _IP_OFFSET,
     )
     cluster.start_all(timeout=420)
     try:
