@@ -1,0 +1,45 @@
+"""The scheduler's config file: its models, loading with errors that name file, line and key."""
+
+from __future__ import annotations
+
+from cassy_scheduler.config.checks import check_config
+from cassy_scheduler.config.durations import DurationError, format_duration, parse_duration
+from cassy_scheduler.config.errors import ConfigError, ConfigProblem
+from cassy_scheduler.config.loader import load_config, parse_config
+from cassy_scheduler.config.model import (
+    DEFAULT_ADDRESS,
+    ClusterRef,
+    JobConfig,
+    JobType,
+    NotifyTarget,
+    SchedulerConfig,
+    ServerConfig,
+    SourceLocation,
+    TlsConfig,
+    WhenNoSnapshot,
+)
+from cassy_scheduler.config.secrets import Secret
+from cassy_scheduler.scheduling.timetable import MissedRunPolicy
+
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "ClusterRef",
+    "ConfigError",
+    "ConfigProblem",
+    "DurationError",
+    "JobConfig",
+    "JobType",
+    "MissedRunPolicy",
+    "NotifyTarget",
+    "SchedulerConfig",
+    "Secret",
+    "ServerConfig",
+    "SourceLocation",
+    "TlsConfig",
+    "WhenNoSnapshot",
+    "check_config",
+    "format_duration",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+]

@@ -1,0 +1,97 @@
+"""Advice on a config that loads but may not do what its author wants; `check` reports these.
+
+Unlike load errors these are not fatal: the scheduler can run such a config.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from itertools import pairwise
+
+from cassy_scheduler.config.errors import ConfigProblem
+from cassy_scheduler.config.model import (
+    ClusterRef,
+    JobConfig,
+    JobType,
+    SchedulerConfig,
+    WhenNoSnapshot,
+)
+
+
+def check_config(config: SchedulerConfig, now: datetime) -> list[ConfigProblem]:
+    """Problems across jobs; `now` anchors the schedule preview used by the jitter check."""
+    by_cluster: dict[tuple[str, str], list[JobConfig]] = defaultdict(list)
+    for job in config.jobs:
+        by_cluster[_cluster_key(job.cluster)].append(job)
+    problems: list[ConfigProblem] = []
+    for jobs in by_cluster.values():
+        problems.extend(_mixed_cluster_wide_and_incremental(jobs))
+        problems.extend(_incremental_without_snapshot(jobs))
+    for job in config.jobs:
+        problems.extend(_jitter_overlaps(job, now))
+    return problems
+
+
+def _cluster_key(cluster: ClusterRef) -> tuple[str, str]:
+    # Offline we can only tell clusters apart by how they are named; two spellings of one
+    # cluster (an id and a host) are not matched.
+    return cluster.kind, cluster.value
+
+
+def _problem(job: JobConfig, field: str, message: str, hint: str) -> ConfigProblem:
+    path = f"jobs.{job.name}" + (f".{field}" if field else "")
+    return ConfigProblem(job.source.file, job.source.line, path, message, hint)
+
+
+def _mixed_cluster_wide_and_incremental(jobs: list[JobConfig]) -> list[ConfigProblem]:
+    wide = [j for j in jobs if j.type is JobType.CLUSTER_WIDE]
+    incremental = [j for j in jobs if j.type is JobType.INCREMENTAL]
+    if not wide or not incremental:
+        return []
+    wide_names = ", ".join(f'"{j.name}"' for j in wide)
+    return [
+        _problem(
+            job,
+            "type",
+            f"{job.cluster} has cluster-wide job(s) {wide_names} and incremental job "
+            f'"{job.name}"; one cluster should not take both',
+            'base incremental jobs on node snapshots (type = "snapshot"), or back this '
+            "cluster up cluster-wide only",
+        )
+        for job in incremental
+    ]
+
+
+def _incremental_without_snapshot(jobs: list[JobConfig]) -> list[ConfigProblem]:
+    if any(j.type is JobType.SNAPSHOT for j in jobs):
+        return []
+    return [
+        _problem(
+            job,
+            "when_no_snapshot",
+            f'no snapshot job covers {job.cluster}, so incremental job "{job.name}" fails '
+            "when the cluster has no completed snapshot",
+            'add a type = "snapshot" job for this cluster, or set '
+            'when_no_snapshot = "take-snapshot"',
+        )
+        for job in jobs
+        if job.type is JobType.INCREMENTAL and job.when_no_snapshot is WhenNoSnapshot.FAIL
+    ]
+
+
+def _jitter_overlaps(job: JobConfig, now: datetime) -> list[ConfigProblem]:
+    if not job.jitter:
+        return []
+    fires = job.schedule.next_n(now, 24)
+    gaps = [later - earlier for earlier, later in pairwise(fires)]
+    if not gaps or job.jitter < min(gaps):
+        return []
+    return [
+        _problem(
+            job,
+            "jitter",
+            f"jitter {job.jitter} is not shorter than the {min(gaps)} between runs",
+            "make jitter a small fraction of the time between runs, e.g. 5m for an hourly job",
+        )
+    ]

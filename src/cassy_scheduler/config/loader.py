@@ -1,0 +1,351 @@
+"""Reading a scheduler config file into a SchedulerConfig, or a ConfigError naming every problem.
+
+The TOML is parsed by tomllib, its shape checked by pydantic, then defaults are applied and
+the rules that span fields are checked here; every problem carries its file, line and key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from cassy_scheduler.config.errors import ConfigError, ConfigProblem
+from cassy_scheduler.config.locate import KeyPath, key_lines, line_of
+from cassy_scheduler.config.model import (
+    ClusterRef,
+    JobConfig,
+    JobType,
+    NotifyTarget,
+    SchedulerConfig,
+    ServerConfig,
+    SourceLocation,
+    TlsConfig,
+    WhenNoSnapshot,
+)
+from cassy_scheduler.config.schema import ConfigFile, DefaultsTable, JobTable, allowed_keys
+from cassy_scheduler.scheduling.timetable import MissedRunPolicy, Schedule, ScheduleError
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_NAME_HINT = 'use letters, digits, "-", "_" and ".", starting with a letter or digit'
+_CLUSTER_KEYS = ("cluster_id", "cluster_name", "cassandra_host")
+_CLUSTER_HINT = (
+    'add one of cluster_id = "...", cluster_name = "..." or cassandra_host = "10.0.0.1" '
+    "to this job or to [defaults]"
+)
+_EXAMPLES = {
+    "type": 'add type = "snapshot" (or "cluster-wide" or "incremental")',
+    "schedule": 'add schedule = "30 0 * * *" to this job or to [defaults]',
+}
+_TYPE_HINTS = {
+    "string_type": ("must be a quoted string", 'write it in double quotes, e.g. key = "value"'),
+    "bool_type": ("must be true or false", "write true or false, without quotes"),
+    "int_type": ("must be a whole number", "write e.g. retries = 3, without quotes"),
+    "list_type": ("must be a list", 'write e.g. notify = ["ops-mail"]'),
+}
+
+
+def load_config(path: str | Path) -> SchedulerConfig:
+    """Read and validate the config file at `path`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    str(path),
+                    None,
+                    "",
+                    "the config file does not exist",
+                    "create it; examples/scheduler.toml is a commented starting point",
+                )
+            ]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            [ConfigProblem(str(path), None, "", f"cannot read the config file: {exc}", "")]
+        ) from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: str | Path) -> SchedulerConfig:
+    """Validate config text; `path` names the file in messages and anchors relative paths."""
+    path = Path(path)
+    report = _Report(str(path), {})
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"at line (\d+)", str(exc))
+        report.problems.append(
+            ConfigProblem(
+                report.file,
+                int(match.group(1)) if match else None,
+                "",
+                f"not valid TOML: {exc}",
+                'check quotes and brackets near that line; strings need quotes: key = "value"',
+            )
+        )
+        raise ConfigError(report.problems) from None
+    report.lines = key_lines(text)
+    try:
+        parsed = ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            report.from_pydantic(error)
+        raise ConfigError(report.sorted()) from None
+    config = _build(parsed, report, path)
+    if report.problems:
+        raise ConfigError(report.sorted())
+    return config
+
+
+@dataclass
+class _Report:
+    """Problems found so far, and the key lines used to place them."""
+
+    file: str
+    lines: dict[KeyPath, int]
+    problems: list[ConfigProblem] = field(default_factory=list)
+
+    def add(self, path: KeyPath, message: str, hint: str = "") -> None:
+        self.problems.append(
+            ConfigProblem(self.file, line_of(self.lines, path), _dotted(path), message, hint)
+        )
+
+    def sorted(self) -> list[ConfigProblem]:
+        return sorted(self.problems, key=lambda p: p.line or 0)
+
+    def location(self, path: KeyPath) -> SourceLocation:
+        return SourceLocation(self.file, line_of(self.lines, path))
+
+    def from_pydantic(self, error: ErrorDetails) -> None:
+        path = tuple(str(p) for p in error["loc"])
+        kind = error["type"]
+        ctx: dict[str, Any] = dict(error.get("ctx") or {})
+        given = error.get("input")
+        message, hint = error["msg"], str(ctx.get("hint", ""))
+        if kind == "extra_forbidden":
+            message, hint = f'unknown key "{path[-1]}"', _unknown_key_hint(path)
+        elif kind == "missing":
+            message = f"{path[-1]} is missing"
+            hint = _EXAMPLES.get(path[-1], f"add {path[-1]} = ...")
+        elif kind == "literal_error":
+            choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+            close = difflib.get_close_matches(str(given), choices, n=1)
+            message = f'"{given}" is not one of ' + ", ".join(f'"{c}"' for c in choices)
+            hint = f'did you mean "{close[0]}"?' if close else f'write e.g. "{choices[0]}"'
+        elif kind in _TYPE_HINTS:
+            text, hint = _TYPE_HINTS[kind]
+            message = f"{text}, got {given!r}"
+        elif kind in ("dict_type", "model_type", "model_attributes_type"):
+            message = f"must be a table, got {given!r}"
+            hint = f"write it as a [{_dotted(path)}] table"
+        self.add(path, message, hint)
+
+
+def _unknown_key_hint(path: KeyPath) -> str:
+    key, table = path[-1], path[:-1]
+    allowed = allowed_keys(table)
+    close = difflib.get_close_matches(key, allowed, n=1)
+    if close:
+        return f'did you mean "{close[0]}"?'
+    if table == ("defaults",) and key in JobTable.model_fields:
+        return f"{key} is set per job, in its [jobs.NAME] table"
+    return "allowed here: " + ", ".join(allowed) if allowed else "remove it"
+
+
+def _dotted(path: KeyPath) -> str:
+    return ".".join(p if _NAME.fullmatch(p) else f'"{p}"' for p in path)
+
+
+def _build(parsed: ConfigFile, report: _Report, path: Path) -> SchedulerConfig:
+    base_dir = path.parent
+    server = parsed.server
+    tls = None
+    if server.tls is not None:
+        tls = TlsConfig(
+            *(
+                _anchor(base_dir, f)
+                for f in (server.tls.ca_file, server.tls.cert_file, server.tls.key_file)
+            )
+        )
+    _require_positive(report, ("server", "call_deadline"), server.call_deadline)
+    targets = tuple(
+        NotifyTarget(name, MappingProxyType(dict(settings)), report.location(("notify", name)))
+        for name, settings in parsed.notify.items()
+    )
+    for target in targets:
+        if not _NAME.fullmatch(target.name):
+            report.add(("notify", target.name), "the target name is not usable", _NAME_HINT)
+    names = [t.name for t in targets]
+    _check_notify(report, ("defaults", "notify"), parsed.defaults.notify, names)
+    jobs = tuple(
+        job
+        for name, table in parsed.jobs.items()
+        if (job := _build_job(name, table, parsed.defaults, report, names)) is not None
+    )
+    return SchedulerConfig(
+        path=path,
+        server=ServerConfig(server.address, tls, server.call_deadline),
+        jobs=jobs,
+        notify=targets,
+    )
+
+
+def _anchor(base_dir: Path, name: str | None) -> Path | None:
+    if name is None:
+        return None
+    file = Path(name).expanduser()
+    return file if file.is_absolute() else base_dir / file
+
+
+@dataclass(frozen=True)
+class _Layers:
+    """A job's own table over [defaults]: which value applies, and where it was written."""
+
+    name: str
+    job: JobTable
+    defaults: DefaultsTable
+
+    def get(self, key: str) -> tuple[Any, KeyPath]:
+        if key in self.job.model_fields_set:
+            return getattr(self.job, key), ("jobs", self.name, key)
+        if key in self.defaults.model_fields_set:
+            return getattr(self.defaults, key), ("defaults", key)
+        return None, ("jobs", self.name)
+
+    def value(self, key: str, fallback: Any) -> Any:
+        value, _ = self.get(key)
+        return fallback if value is None else value
+
+
+def _build_job(
+    name: str, table: JobTable, defaults: DefaultsTable, report: _Report, targets: list[str]
+) -> JobConfig | None:
+    here: KeyPath = ("jobs", name)
+    before = len(report.problems)
+    layers = _Layers(name, table, defaults)
+    if not _NAME.fullmatch(name):
+        report.add(here, f'job name "{name}" is not usable', _NAME_HINT)
+    job_type = JobType(table.type)
+    cluster = _cluster(layers, report)
+    schedule = _schedule(layers, report)
+    when_no_snapshot = layers.value("when_no_snapshot", WhenNoSnapshot.FAIL.value)
+    if "when_no_snapshot" in table.model_fields_set and job_type is not JobType.INCREMENTAL:
+        report.add(
+            (*here, "when_no_snapshot"),
+            f'when_no_snapshot applies only to incremental jobs; this job is "{job_type}"',
+            "remove it from this job",
+        )
+    wait_timeout: timedelta = layers.value("wait_timeout", timedelta(hours=2))
+    poll_interval: timedelta = layers.value("poll_interval", timedelta(seconds=10))
+    _require_positive(report, layers.get("wait_timeout")[1], wait_timeout)
+    _require_positive(report, layers.get("poll_interval")[1], poll_interval)
+    if poll_interval > wait_timeout:
+        report.add(
+            layers.get("poll_interval")[1],
+            "poll_interval is longer than wait_timeout",
+            "poll more often than the time allowed for the backup, e.g. 10s within 2h",
+        )
+    alert_after, alert_path = layers.get("alert_after")
+    if alert_after is not None:
+        _require_positive(report, alert_path, alert_after)
+    if "notify" in table.model_fields_set:
+        _check_notify(report, (*here, "notify"), table.notify, targets)
+    if len(report.problems) > before or cluster is None or schedule is None:
+        return None
+    return JobConfig(
+        name=name,
+        type=job_type,
+        cluster=cluster,
+        schedule=schedule,
+        source=report.location(here),
+        jitter=layers.value("jitter", timedelta(0)),
+        enabled=layers.value("enabled", True),
+        wait_timeout=wait_timeout,
+        poll_interval=poll_interval,
+        retries=layers.value("retries", 3),
+        retry_backoff=layers.value("retry_backoff", timedelta(seconds=10)),
+        missed_runs=MissedRunPolicy(layers.value("missed_runs", MissedRunPolicy.RUN_ONCE.value)),
+        misfire_grace=layers.get("misfire_grace")[0],
+        when_no_snapshot=WhenNoSnapshot(when_no_snapshot),
+        notify=tuple(layers.value("notify", [])),
+        alert_after=alert_after,
+    )
+
+
+def _cluster(layers: _Layers, report: _Report) -> ClusterRef | None:
+    """The cluster keys come as a group: a job's own keys replace those of [defaults]."""
+    own = [k for k in _CLUSTER_KEYS if k in layers.job.model_fields_set]
+    source, where = (layers.job, ("jobs", layers.name)) if own else (layers.defaults, ("defaults",))
+    given = [k for k in _CLUSTER_KEYS if getattr(source, k) is not None]
+    if not given:
+        report.add(
+            ("jobs", layers.name), "the job does not say which cluster to back up", _CLUSTER_HINT
+        )
+        return None
+    if len(given) > 1:
+        report.add(
+            (*where, given[1]),
+            f"{' and '.join(given)} are both given; a job names its cluster one way",
+            f"keep only one of {', '.join(given)}",
+        )
+        return None
+    value = getattr(source, given[0])
+    if not value.strip():
+        report.add((*where, given[0]), f"{given[0]} is empty", _CLUSTER_HINT)
+        return None
+    register, register_path = layers.get("register_if_missing")
+    explicit = "register_if_missing" in layers.job.model_fields_set
+    if register and given[0] != "cassandra_host" and explicit:
+        report.add(
+            register_path,
+            "register_if_missing works only with cassandra_host",
+            f"remove it, or name the cluster by cassandra_host instead of {given[0]}",
+        )
+        return None
+    return ClusterRef(
+        **{given[0]: value},
+        register_if_missing=bool(register) and given[0] == "cassandra_host",
+    )
+
+
+def _schedule(layers: _Layers, report: _Report) -> Schedule | None:
+    expression, path = layers.get("schedule")
+    if expression is None:
+        report.add(("jobs", layers.name), "the job has no schedule", _EXAMPLES["schedule"])
+        return None
+    zone = layers.value("timezone", "UTC")
+    try:
+        return Schedule.parse(expression, zone)
+    except ScheduleError as exc:
+        report.add(path, exc.message, exc.hint)
+        return None
+
+
+def _require_positive(report: _Report, path: KeyPath, value: timedelta) -> None:
+    if value <= timedelta(0):
+        report.add(path, "must be longer than zero", 'write e.g. "30s" or "2h"')
+
+
+def _check_notify(
+    report: _Report, path: KeyPath, names: list[str] | None, targets: list[str]
+) -> None:
+    for name in names or []:
+        if name not in targets:
+            close = difflib.get_close_matches(name, targets, n=1)
+            hint = (
+                f'did you mean "{close[0]}"?'
+                if close
+                else f"define it as a [notify.{name}] table, or remove it from the list"
+            )
+            report.add(path, f'notify target "{name}" is not defined', hint)

@@ -1,0 +1,138 @@
+"""The scheduler's configuration as the rest of the program sees it: plain frozen values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+
+from cassy_scheduler.protocol.types import BackupType
+from cassy_scheduler.scheduling.timetable import JobTimetable, MissedRunPolicy, Schedule
+
+DEFAULT_ADDRESS = "127.0.0.1:20051"
+
+
+class JobType(StrEnum):
+    """The kinds of backup a job takes, as written in the config file."""
+
+    SNAPSHOT = "snapshot"
+    CLUSTER_WIDE = "cluster-wide"
+    INCREMENTAL = "incremental"
+
+    @property
+    def backup_type(self) -> BackupType:
+        return {
+            JobType.SNAPSHOT: BackupType.NODE_SNAPSHOT,
+            JobType.CLUSTER_WIDE: BackupType.CLUSTER_SNAPSHOT,
+            JobType.INCREMENTAL: BackupType.NODE_INCREMENTAL,
+        }[self]
+
+
+class WhenNoSnapshot(StrEnum):
+    """What an incremental job does when its cluster has no completed snapshot to extend."""
+
+    FAIL = "fail"
+    TAKE_SNAPSHOT = "take-snapshot"
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """Where a table was written, so later checks can point at it too."""
+
+    file: str
+    line: int | None
+
+
+@dataclass(frozen=True)
+class ClusterRef:
+    """How a job names its cluster: exactly one of an id, a name, or a node to ask."""
+
+    cluster_id: str | None = None
+    cluster_name: str | None = None
+    cassandra_host: str | None = None
+    register_if_missing: bool = False
+
+    @property
+    def kind(self) -> str:
+        if self.cluster_id is not None:
+            return "cluster_id"
+        return "cluster_name" if self.cluster_name is not None else "cassandra_host"
+
+    @property
+    def value(self) -> str:
+        return self.cluster_id or self.cluster_name or self.cassandra_host or ""
+
+    def __str__(self) -> str:
+        return f'{self.kind} "{self.value}"'
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """Files for a TLS channel; without cert and key the channel is server-authenticated only."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The Cassy-compatible server the scheduler talks to."""
+
+    address: str = DEFAULT_ADDRESS
+    tls: TlsConfig | None = None
+    call_deadline: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """One scheduled backup job with every default already applied."""
+
+    name: str
+    type: JobType
+    cluster: ClusterRef
+    schedule: Schedule
+    source: SourceLocation
+    jitter: timedelta = timedelta(0)
+    enabled: bool = True
+    wait_timeout: timedelta = timedelta(hours=2)
+    poll_interval: timedelta = timedelta(seconds=10)
+    retries: int = 3
+    retry_backoff: timedelta = timedelta(seconds=10)
+    missed_runs: MissedRunPolicy = MissedRunPolicy.RUN_ONCE
+    misfire_grace: timedelta | None = None
+    when_no_snapshot: WhenNoSnapshot = WhenNoSnapshot.FAIL
+    notify: tuple[str, ...] = ()
+    alert_after: timedelta | None = None
+
+    @property
+    def timetable(self) -> JobTimetable:
+        return JobTimetable(self.name, self.schedule, self.jitter)
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """A named notification target; its settings are read by the notify package."""
+
+    name: str
+    settings: Mapping[str, object]
+    source: SourceLocation
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """A whole, validated config file."""
+
+    path: Path
+    server: ServerConfig
+    jobs: tuple[JobConfig, ...]
+    notify: tuple[NotifyTarget, ...] = ()
+
+    def job(self, name: str) -> JobConfig:
+        for job in self.jobs:
+            if job.name == name:
+                return job
+        known = ", ".join(j.name for j in self.jobs) or "none"
+        raise KeyError(f'no job "{name}" in {self.path} (jobs: {known})')

@@ -1,0 +1,153 @@
+"""The config file's shape, checked by pydantic at the edge; nothing past the loader sees these.
+
+Every table refuses unknown keys, and values are strict (TOML is typed: "3" is not 3).
+Fields a job may inherit are optional here; the loader applies [defaults] and built-in defaults.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from cassy_scheduler.config.durations import DurationError, parse_duration
+from cassy_scheduler.config.model import DEFAULT_ADDRESS
+from cassy_scheduler.scheduling.timetable import Schedule, ScheduleError, load_timezone
+
+
+def _duration(value: object) -> object:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "duration_type",
+            "a duration must be a quoted string, got {given}",
+            {"given": repr(value), "hint": 'write e.g. "30s", "5m" or "2h"'},
+        )
+    try:
+        return parse_duration(value)
+    except DurationError as exc:
+        raise PydanticCustomError("duration", str(exc), {"hint": exc.hint}) from None
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class TlsTable(_Table):
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsTable:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise PydanticCustomError(
+                "tls_pair",
+                "cert_file and key_file go together",
+                {"hint": "give both (client certificate) or neither (server-authenticated TLS)"},
+            )
+        return self
+
+
+class ServerTable(_Table):
+    address: str = DEFAULT_ADDRESS
+    tls: TlsTable | None = None
+    call_deadline: Duration = timedelta(seconds=30)
+
+    @field_validator("address")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        if "://" in value or value.startswith("unix:"):
+            return value
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise PydanticCustomError(
+                "address",
+                'address "{given}" is not host:port',
+                {"given": value, "hint": f'write e.g. address = "{DEFAULT_ADDRESS}"'},
+            )
+        return value
+
+
+class JobFields(_Table):
+    """What a job sets, and what [defaults] may set for every job."""
+
+    cluster_id: str | None = None
+    cluster_name: str | None = None
+    cassandra_host: str | None = None
+    register_if_missing: bool | None = None
+    schedule: str | None = None
+    timezone: str | None = None
+    jitter: Duration | None = None
+    enabled: bool | None = None
+    wait_timeout: Duration | None = None
+    poll_interval: Duration | None = None
+    retries: int | None = None
+    retry_backoff: Duration | None = None
+    missed_runs: Literal["run-once", "skip"] | None = None
+    misfire_grace: Duration | None = None
+    when_no_snapshot: Literal["fail", "take-snapshot"] | None = None
+    notify: list[str] | None = None
+    alert_after: Duration | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                Schedule.parse(value)
+            except ScheduleError as exc:
+                raise PydanticCustomError("schedule", exc.message, {"hint": exc.hint}) from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                load_timezone(value)
+            except ScheduleError as exc:
+                raise PydanticCustomError("timezone", exc.message, {"hint": exc.hint}) from None
+        return value
+
+    @field_validator("retries")
+    @classmethod
+    def _retries(cls, value: int | None) -> int | None:
+        if value is not None and not 0 <= value <= 100:
+            raise PydanticCustomError(
+                "retries", "retries must be between 0 and 100", {"hint": "write e.g. retries = 3"}
+            )
+        return value
+
+
+class DefaultsTable(JobFields):
+    pass
+
+
+class JobTable(JobFields):
+    type: Literal["snapshot", "cluster-wide", "incremental"]
+
+
+class ConfigFile(_Table):
+    server: ServerTable = ServerTable()
+    defaults: DefaultsTable = DefaultsTable()
+    jobs: dict[str, JobTable] = {}
+    notify: dict[str, dict[str, Any]] = {}
+
+
+def allowed_keys(path: tuple[str, ...]) -> list[str]:
+    """The keys a table at `path` accepts, for "did you mean" hints on unknown keys."""
+    tables: dict[tuple[str, ...], type[BaseModel]] = {
+        (): ConfigFile,
+        ("server",): ServerTable,
+        ("server", "tls"): TlsTable,
+        ("defaults",): DefaultsTable,
+    }
+    model = JobTable if len(path) == 2 and path[0] == "jobs" else tables.get(path)
+    return list(model.model_fields) if model is not None else []
