@@ -1,0 +1,399 @@
+"""The scheduler's own record of runs, in SQLite, so `status` can show last and next runs.
+
+A run is written before its work starts, with outcome "running"; if the scheduler dies, the
+row stays and the next scheduler to open the history marks it "interrupted", so a crash is
+visible instead of silent.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+
+from cassy_scheduler.protocol.types import OperationStatus
+from cassy_scheduler.scheduling import SchedulingError
+
+_log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_name TEXT NOT NULL,
+    job_type TEXT NOT NULL,
+    cluster_id TEXT,
+    cluster_name TEXT,
+    snapshot_id TEXT,
+    base_snapshot_id TEXT,
+    scheduled_for TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    outcome TEXT NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job_name, run_id);
+CREATE TABLE IF NOT EXISTS run_nodes (
+    run_id INTEGER NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    node_ip TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    PRIMARY KEY (run_id, node_ip)
+);
+"""
+_COLUMNS = (
+    "run_id, job_name, job_type, cluster_id, cluster_name, snapshot_id, base_snapshot_id, "
+    "scheduled_for, started_at, finished_at, outcome, error"
+)
+
+
+class HistoryError(SchedulingError):
+    """The run history cannot be opened, read or written."""
+
+
+class Outcome(StrEnum):
+    """How a run ended; RUNNING until it does."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def is_final(self) -> bool:
+        return self is not Outcome.RUNNING
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One node's part of a run, as the server last reported it."""
+
+    node_ip: str
+    status: OperationStatus
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run of one job, as recorded."""
+
+    run_id: int
+    job_name: str
+    job_type: str
+    scheduled_for: datetime
+    outcome: Outcome
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    cluster_id: str | None = None
+    cluster_name: str | None = None
+    snapshot_id: str | None = None
+    base_snapshot_id: str | None = None
+    error: str | None = None
+    nodes: tuple[NodeStatus, ...] = ()
+
+
+def _now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+class RunHistory:
+    """Reads and writes runs in one SQLite file; open it with `open` or `open_read_only`."""
+
+    def __init__(self, connection: sqlite3.Connection, clock: Clock, *, writable: bool) -> None:
+        self._db = connection
+        self._clock = clock
+        self._writable = writable
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: str | Path, clock: Clock = _now_utc) -> RunHistory:
+        """Open for the scheduler that runs jobs: create the file if needed, and mark runs a
+        previous scheduler left "running" as interrupted."""
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA busy_timeout = 5000")
+            _migrate(db, path)
+        except (OSError, sqlite3.Error) as exc:
+            raise HistoryError(
+                f"cannot open run history {path}: {exc}; check the directory exists and is "
+                "writable by the scheduler's user"
+            ) from exc
+        history = cls(db, clock, writable=True)
+        history.mark_interrupted()
+        return history
+
+    @classmethod
+    def open_read_only(cls, path: str | Path) -> RunHistory:
+        """Open for reading while a scheduler may be writing (e.g. for `status`)."""
+        path = Path(path)
+        if not path.exists():
+            raise HistoryError(f"no run history at {path}; the scheduler creates it on start")
+        try:
+            db = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+            db.execute("PRAGMA busy_timeout = 5000")
+        except sqlite3.Error as exc:
+            raise HistoryError(f"cannot read run history {path}: {exc}") from exc
+        return cls(db, _now_utc, writable=False)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> RunHistory:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def mark_interrupted(self) -> int:
+        """Close every run still "running"; call only when no other scheduler uses this file."""
+        count = self._write(
+            "UPDATE runs SET outcome = ?, finished_at = ?, "
+            "error = COALESCE(error, 'the scheduler stopped before the run finished') "
+            "WHERE outcome = ?",
+            (Outcome.INTERRUPTED.value, _text(self._clock()), Outcome.RUNNING.value),
+        ).rowcount
+        if count:
+            _log.warning("runs marked interrupted count=%d", count)
+        return count
+
+    def start_run(
+        self,
+        job_name: str,
+        job_type: str,
+        scheduled_for: datetime,
+        *,
+        cluster_id: str | None = None,
+        cluster_name: str | None = None,
+        base_snapshot_id: str | None = None,
+    ) -> RunRecord:
+        """Record a run before its work begins, so a crash leaves a trace."""
+        started = self._clock()
+        cursor = self._write(
+            "INSERT INTO runs (job_name, job_type, cluster_id, cluster_name, base_snapshot_id, "
+            "scheduled_for, started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                job_name,
+                job_type,
+                cluster_id,
+                cluster_name,
+                base_snapshot_id,
+                _text(scheduled_for),
+                _text(started),
+                Outcome.RUNNING.value,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return self.get_run(cursor.lastrowid)
+
+    def finish_run(
+        self,
+        run_id: int,
+        outcome: Outcome,
+        *,
+        snapshot_id: str | None = None,
+        cluster_id: str | None = None,
+        cluster_name: str | None = None,
+        base_snapshot_id: str | None = None,
+        error: str | None = None,
+        nodes: Sequence[NodeStatus] = (),
+    ) -> RunRecord:
+        """Record how a run ended; identifiers learnt during the run fill empty columns."""
+        if not outcome.is_final:
+            raise HistoryError(f"finish_run needs a final outcome, not {outcome.value!r}")
+        with self._lock:
+            self._require_writable()
+            try:
+                with _transaction(self._db):
+                    updated = self._db.execute(
+                        "UPDATE runs SET outcome = ?, finished_at = ?, error = ?, "
+                        "snapshot_id = COALESCE(?, snapshot_id), "
+                        "cluster_id = COALESCE(?, cluster_id), "
+                        "cluster_name = COALESCE(?, cluster_name), "
+                        "base_snapshot_id = COALESCE(?, base_snapshot_id) WHERE run_id = ?",
+                        (
+                            outcome.value,
+                            _text(self._clock()),
+                            error,
+                            snapshot_id,
+                            cluster_id,
+                            cluster_name,
+                            base_snapshot_id,
+                            run_id,
+                        ),
+                    ).rowcount
+                    if not updated:
+                        raise HistoryError(f"no run {run_id} in the history to finish")
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO run_nodes (run_id, node_ip, status, reason) "
+                        "VALUES (?, ?, ?, ?)",
+                        [(run_id, n.node_ip, n.status.name, n.reason) for n in nodes],
+                    )
+            except sqlite3.Error as exc:
+                raise HistoryError(f"cannot record the end of run {run_id}: {exc}") from exc
+        return self.get_run(run_id)
+
+    def record_skipped(
+        self, job_name: str, job_type: str, scheduled_for: datetime, reason: str
+    ) -> RunRecord:
+        """Record a run that was due but deliberately not started (e.g. missed while down)."""
+        now = _text(self._clock())
+        cursor = self._write(
+            "INSERT INTO runs (job_name, job_type, scheduled_for, finished_at, outcome, error) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (job_name, job_type, _text(scheduled_for), now, Outcome.SKIPPED.value, reason),
+        )
+        assert cursor.lastrowid is not None
+        return self.get_run(cursor.lastrowid)
+
+    def get_run(self, run_id: int) -> RunRecord:
+        runs = self._select("WHERE run_id = ?", (run_id,), limit=1)
+        if not runs:
+            raise HistoryError(f"no run {run_id} in the history")
+        return runs[0]
+
+    def last_run(self, job_name: str) -> RunRecord | None:
+        """The most recently started run of a job, whatever its outcome."""
+        runs = self._select("WHERE job_name = ?", (job_name,), limit=1)
+        return runs[0] if runs else None
+
+    def last_success(self, job_name: str) -> RunRecord | None:
+        runs = self._select(
+            "WHERE job_name = ? AND outcome = ?", (job_name, Outcome.SUCCEEDED.value), limit=1
+        )
+        return runs[0] if runs else None
+
+    def list_runs(self, job_name: str | None = None, limit: int = 50) -> list[RunRecord]:
+        """Runs newest first, of one job or of all."""
+        if job_name is None:
+            return self._select("", (), limit=limit)
+        return self._select("WHERE job_name = ?", (job_name,), limit=limit)
+
+    def _require_writable(self) -> None:
+        if not self._writable:
+            raise HistoryError("this run history was opened read-only")
+
+    def _write(self, sql: str, params: Sequence[object]) -> sqlite3.Cursor:
+        with self._lock:
+            self._require_writable()
+            try:
+                return self._db.execute(sql, params)
+            except sqlite3.Error as exc:
+                raise HistoryError(f"cannot write to the run history: {exc}") from exc
+
+    def _select(self, where: str, params: Sequence[object], *, limit: int) -> list[RunRecord]:
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    f"SELECT {_COLUMNS} FROM runs {where} ORDER BY run_id DESC LIMIT ?",
+                    (*params, limit),
+                ).fetchall()
+                nodes = self._nodes([row[0] for row in rows])
+            except sqlite3.Error as exc:
+                raise HistoryError(f"cannot read the run history: {exc}") from exc
+        return [_record(row, nodes.get(row[0], ())) for row in rows]
+
+    def _nodes(self, run_ids: list[int]) -> dict[int, tuple[NodeStatus, ...]]:
+        if not run_ids:
+            return {}
+        marks = ", ".join("?" for _ in run_ids)
+        found: dict[int, list[NodeStatus]] = {}
+        for run_id, ip, status, reason in self._db.execute(
+            f"SELECT run_id, node_ip, status, reason FROM run_nodes WHERE run_id IN ({marks}) "
+            "ORDER BY node_ip",
+            run_ids,
+        ):
+            found.setdefault(run_id, []).append(NodeStatus(ip, OperationStatus[status], reason))
+        return {run_id: tuple(statuses) for run_id, statuses in found.items()}
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN/COMMIT around a block on an autocommit connection, ROLLBACK on error."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if version > _SCHEMA_VERSION:
+        raise HistoryError(
+            f"run history {path} was written by a newer cassy-scheduler (schema {version}); "
+            "upgrade this program or point it at another file"
+        )
+    db.executescript(_SCHEMA)
+    db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+
+
+def _text(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise HistoryError(f"{moment.isoformat()} has no timezone; pass aware datetimes")
+    return moment.astimezone(UTC).isoformat()
+
+
+def _moment(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text is not None else None
+
+
+def _record(row: Iterable[object], nodes: tuple[NodeStatus, ...]) -> RunRecord:
+    (
+        run_id,
+        job_name,
+        job_type,
+        cluster_id,
+        cluster_name,
+        snapshot_id,
+        base_snapshot_id,
+        scheduled_for,
+        started_at,
+        finished_at,
+        outcome,
+        error,
+    ) = row
+    scheduled = _moment(str(scheduled_for))
+    assert scheduled is not None
+    return RunRecord(
+        run_id=int(str(run_id)),
+        job_name=str(job_name),
+        job_type=str(job_type),
+        scheduled_for=scheduled,
+        outcome=Outcome(str(outcome)),
+        started_at=_moment(_opt(started_at)),
+        finished_at=_moment(_opt(finished_at)),
+        cluster_id=_opt(cluster_id),
+        cluster_name=_opt(cluster_name),
+        snapshot_id=_opt(snapshot_id),
+        base_snapshot_id=_opt(base_snapshot_id),
+        error=_opt(error),
+        nodes=nodes,
+    )
+
+
+def _opt(value: object) -> str | None:
+    return None if value is None else str(value)
