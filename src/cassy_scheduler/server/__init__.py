@@ -1,0 +1,1 @@
+"""The built-in Cassy-compatible server: gRPC service, operations across nodes, metadata."""

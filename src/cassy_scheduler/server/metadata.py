@@ -1,0 +1,677 @@
+"""The server's memory: registered clusters and the per-node history of backups and restores.
+
+Every RPC reads or writes it, and callers learn a backup's outcome only by polling it, so it
+must be safe under the gRPC server's many threads and must not leave rows "in progress"
+forever after a crash (see `fail_unfinished`). Rows follow Cassy's records, plus a `reason`
+for failures.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
+
+SCHEMA_VERSION = 1
+
+Clock = Callable[[], int]
+"""Milliseconds since the epoch, the unit of every timestamp Cassy carries."""
+
+_UNFINISHED = (int(OperationStatus.INITIALIZED), int(OperationStatus.STARTED))
+
+
+def system_clock_ms() -> int:
+    """The wall clock in milliseconds since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+class MetadataError(Exception):
+    """The metadata store failed or was asked something it cannot answer."""
+
+
+class InvalidQueryError(MetadataError, ValueError):
+    """A listing lacks the filters it needs (the servicer answers INVALID_ARGUMENT)."""
+
+
+class RecordNotFoundError(MetadataError, LookupError):
+    """The history row or cluster to update does not exist."""
+
+
+class DuplicateRecordError(MetadataError):
+    """A row with the same key already exists."""
+
+
+@dataclass(frozen=True)
+class ClusterRecord:
+    """A registered cluster, as RegisterCluster discovered it."""
+
+    cluster_id: str
+    cluster_name: str
+    target_ips: tuple[str, ...]
+    keyspaces: tuple[str, ...]
+    data_dir: str
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True)
+class HistoryKey:
+    """Identifies one node's row of one backup or restore request."""
+
+    cluster_id: str
+    target_ip: str
+    snapshot_id: str
+    created_at: int
+
+
+@dataclass(frozen=True)
+class BackupRecord:
+    """One node's row of one backup request."""
+
+    cluster_id: str
+    target_ip: str
+    snapshot_id: str
+    created_at: int
+    updated_at: int
+    backup_type: BackupType
+    status: OperationStatus
+    reason: str | None = None
+
+    @property
+    def key(self) -> HistoryKey:
+        return HistoryKey(self.cluster_id, self.target_ip, self.snapshot_id, self.created_at)
+
+
+@dataclass(frozen=True)
+class RestoreRecord:
+    """One node's row of one restore request."""
+
+    cluster_id: str
+    target_ip: str
+    snapshot_id: str
+    created_at: int
+    updated_at: int
+    restore_type: RestoreType
+    snapshot_only: bool
+    status: OperationStatus
+    reason: str | None = None
+
+    @property
+    def key(self) -> HistoryKey:
+        return HistoryKey(self.cluster_id, self.target_ip, self.snapshot_id, self.created_at)
+
+
+class MetadataStore(Protocol):
+    """What the servicer and the operations need from the metadata database."""
+
+    def add_cluster(
+        self,
+        *,
+        cluster_id: str,
+        cluster_name: str,
+        target_ips: Sequence[str],
+        keyspaces: Sequence[str],
+        data_dir: str,
+    ) -> ClusterRecord: ...
+
+    def get_cluster(self, cluster_id: str) -> ClusterRecord | None: ...
+
+    def list_clusters(
+        self, cluster_id: str | None = None, limit: int = 0
+    ) -> list[ClusterRecord]: ...
+
+    def insert_backups(
+        self,
+        *,
+        cluster_id: str,
+        target_ips: Sequence[str],
+        snapshot_id: str,
+        backup_type: BackupType,
+        created_at: int | None = None,
+    ) -> list[BackupRecord]: ...
+
+    def update_backup_status(
+        self, key: HistoryKey, status: OperationStatus, reason: str | None = None
+    ) -> BackupRecord: ...
+
+    def get_backup(self, key: HistoryKey) -> BackupRecord | None: ...
+
+    def list_backups(
+        self,
+        cluster_id: str | None = None,
+        target_ip: str | None = None,
+        snapshot_id: str | None = None,
+        limit: int = 0,
+    ) -> list[BackupRecord]: ...
+
+    def insert_restores(
+        self,
+        *,
+        cluster_id: str,
+        target_ips: Sequence[str],
+        snapshot_id: str,
+        restore_type: RestoreType,
+        snapshot_only: bool,
+        created_at: int | None = None,
+    ) -> list[RestoreRecord]: ...
+
+    def update_restore_status(
+        self, key: HistoryKey, status: OperationStatus, reason: str | None = None
+    ) -> RestoreRecord: ...
+
+    def get_restore(self, key: HistoryKey) -> RestoreRecord | None: ...
+
+    def list_restores(
+        self,
+        cluster_id: str | None = None,
+        target_ip: str | None = None,
+        snapshot_id: str | None = None,
+        limit: int = 0,
+    ) -> list[RestoreRecord]: ...
+
+    def fail_unfinished(self, reason: str) -> int: ...
+
+    def dump_sql(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE cluster_info (
+    cluster_id TEXT PRIMARY KEY,
+    cluster_name TEXT NOT NULL,
+    target_ips TEXT NOT NULL,
+    keyspaces TEXT NOT NULL,
+    data_dir TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX cluster_info_by_created_at ON cluster_info (created_at);
+CREATE TABLE backup_history (
+    cluster_id TEXT NOT NULL,
+    target_ip TEXT NOT NULL,
+    snapshot_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    backup_type INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    reason TEXT,
+    PRIMARY KEY (cluster_id, target_ip, snapshot_id, created_at)
+);
+CREATE INDEX backup_history_by_snapshot ON backup_history (snapshot_id, created_at);
+CREATE INDEX backup_history_by_cluster ON backup_history (cluster_id, created_at);
+CREATE INDEX backup_history_by_status ON backup_history (status);
+CREATE TABLE restore_history (
+    cluster_id TEXT NOT NULL,
+    target_ip TEXT NOT NULL,
+    snapshot_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    restore_type INTEGER NOT NULL,
+    snapshot_only INTEGER NOT NULL,
+    status INTEGER NOT NULL,
+    reason TEXT,
+    PRIMARY KEY (cluster_id, target_ip, snapshot_id, created_at)
+);
+CREATE INDEX restore_history_by_snapshot ON restore_history (snapshot_id, created_at);
+CREATE INDEX restore_history_by_cluster ON restore_history (cluster_id, created_at);
+CREATE INDEX restore_history_by_status ON restore_history (status);
+"""
+
+_BACKUP_COLUMNS = (
+    "cluster_id, target_ip, snapshot_id, created_at, updated_at, backup_type, status, reason"
+)
+_RESTORE_COLUMNS = (
+    "cluster_id, target_ip, snapshot_id, created_at, updated_at, restore_type, snapshot_only, "
+    "status, reason"
+)
+_KEY_MATCH = "cluster_id = ? AND target_ip = ? AND snapshot_id = ? AND created_at = ?"
+
+
+class SqliteMetadataStore:
+    """The metadata store in one SQLite file (WAL mode), shared by all server threads.
+
+    One connection guarded by a lock: the load is a few rows per request, so serialising
+    is simpler than a connection per thread and keeps writes ordered.
+    """
+
+    def __init__(self, path: Path | str, *, clock: Clock = system_clock_ms) -> None:
+        self._path = str(path)
+        self._clock = clock
+        self._lock = threading.RLock()
+        try:
+            self._connection = sqlite3.connect(
+                self._path, check_same_thread=False, isolation_level=None, timeout=10.0
+            )
+        except sqlite3.Error as exc:
+            raise MetadataError(
+                f"cannot open metadata database {self._path!r}: {exc}; "
+                "check that its directory exists and is writable"
+            ) from exc
+        try:
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.execute("PRAGMA foreign_keys=ON")
+            self._ensure_schema()
+        except BaseException:
+            self._connection.close()
+            raise
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    # clusters
+
+    def add_cluster(
+        self,
+        *,
+        cluster_id: str,
+        cluster_name: str,
+        target_ips: Sequence[str],
+        keyspaces: Sequence[str],
+        data_dir: str,
+    ) -> ClusterRecord:
+        now = self._clock()
+        record = ClusterRecord(
+            cluster_id=cluster_id,
+            cluster_name=cluster_name,
+            target_ips=tuple(target_ips),
+            keyspaces=tuple(keyspaces),
+            data_dir=data_dir,
+            created_at=now,
+            updated_at=now,
+        )
+        with self._transaction() as connection:
+            try:
+                connection.execute(
+                    "INSERT INTO cluster_info (cluster_id, cluster_name, target_ips, keyspaces, "
+                    "data_dir, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.cluster_id,
+                        record.cluster_name,
+                        json.dumps(record.target_ips),
+                        json.dumps(record.keyspaces),
+                        record.data_dir,
+                        record.created_at,
+                        record.updated_at,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateRecordError(
+                    f"cluster {cluster_id!r} is already registered: use a new cluster id"
+                ) from exc
+        return record
+
+    def get_cluster(self, cluster_id: str) -> ClusterRecord | None:
+        found = self.list_clusters(cluster_id)
+        return found[0] if found else None
+
+    def list_clusters(self, cluster_id: str | None = None, limit: int = 0) -> list[ClusterRecord]:
+        """With `cluster_id`, that cluster (or none); else all, newest first."""
+        query = (
+            "SELECT cluster_id, cluster_name, target_ips, keyspaces, data_dir, created_at, "
+            "updated_at FROM cluster_info"
+        )
+        parameters: tuple[object, ...] = ()
+        if cluster_id:
+            query += " WHERE cluster_id = ?"
+            parameters = (cluster_id,)
+        query += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        rows = self._select(query, (*parameters, _sql_limit(limit)))
+        return [_cluster_record(row) for row in rows]
+
+    # backups
+
+    def insert_backups(
+        self,
+        *,
+        cluster_id: str,
+        target_ips: Sequence[str],
+        snapshot_id: str,
+        backup_type: BackupType,
+        created_at: int | None = None,
+    ) -> list[BackupRecord]:
+        """One INITIALIZED row per node, all sharing one `created_at` (now, unless given)."""
+        stamp = self._clock() if created_at is None else created_at
+        records = [
+            BackupRecord(
+                cluster_id=cluster_id,
+                target_ip=ip,
+                snapshot_id=snapshot_id,
+                created_at=stamp,
+                updated_at=stamp,
+                backup_type=backup_type,
+                status=OperationStatus.INITIALIZED,
+            )
+            for ip in target_ips
+        ]
+        self._insert(
+            "backup_history",
+            _BACKUP_COLUMNS,
+            [
+                (*_key_values(r.key), r.updated_at, int(r.backup_type), int(r.status), r.reason)
+                for r in records
+            ],
+        )
+        return records
+
+    def update_backup_status(
+        self, key: HistoryKey, status: OperationStatus, reason: str | None = None
+    ) -> BackupRecord:
+        """Set a row's status and reason (None clears it); `updated_at` becomes now."""
+        self._update_status("backup_history", key, status, reason)
+        record = self.get_backup(key)
+        if record is None:  # deleted between the two statements: not done by this store
+            raise RecordNotFoundError(f"backup row {key} disappeared while being updated")
+        return record
+
+    def get_backup(self, key: HistoryKey) -> BackupRecord | None:
+        rows = self._select(
+            f"SELECT {_BACKUP_COLUMNS} FROM backup_history WHERE {_KEY_MATCH}", _key_values(key)
+        )
+        return _backup_record(rows[0]) if rows else None
+
+    def list_backups(
+        self,
+        cluster_id: str | None = None,
+        target_ip: str | None = None,
+        snapshot_id: str | None = None,
+        limit: int = 0,
+    ) -> list[BackupRecord]:
+        """Cassy's ListBackups: node, else snapshot, else cluster; newest first."""
+        where, parameters = _history_filter(cluster_id, target_ip, snapshot_id, "backups")
+        rows = self._select(
+            f"SELECT {_BACKUP_COLUMNS} FROM backup_history WHERE {where} "
+            "ORDER BY created_at DESC, target_ip ASC LIMIT ?",
+            (*parameters, _sql_limit(limit)),
+        )
+        return [_backup_record(row) for row in rows]
+
+    # restores
+
+    def insert_restores(
+        self,
+        *,
+        cluster_id: str,
+        target_ips: Sequence[str],
+        snapshot_id: str,
+        restore_type: RestoreType,
+        snapshot_only: bool,
+        created_at: int | None = None,
+    ) -> list[RestoreRecord]:
+        """One INITIALIZED row per node, all sharing one `created_at` (now, unless given)."""
+        stamp = self._clock() if created_at is None else created_at
+        records = [
+            RestoreRecord(
+                cluster_id=cluster_id,
+                target_ip=ip,
+                snapshot_id=snapshot_id,
+                created_at=stamp,
+                updated_at=stamp,
+                restore_type=restore_type,
+                snapshot_only=snapshot_only,
+                status=OperationStatus.INITIALIZED,
+            )
+            for ip in target_ips
+        ]
+        self._insert(
+            "restore_history",
+            _RESTORE_COLUMNS,
+            [
+                (
+                    *_key_values(r.key),
+                    r.updated_at,
+                    int(r.restore_type),
+                    int(r.snapshot_only),
+                    int(r.status),
+                    r.reason,
+                )
+                for r in records
+            ],
+        )
+        return records
+
+    def update_restore_status(
+        self, key: HistoryKey, status: OperationStatus, reason: str | None = None
+    ) -> RestoreRecord:
+        """Set a row's status and reason (None clears it); `updated_at` becomes now."""
+        self._update_status("restore_history", key, status, reason)
+        record = self.get_restore(key)
+        if record is None:
+            raise RecordNotFoundError(f"restore row {key} disappeared while being updated")
+        return record
+
+    def get_restore(self, key: HistoryKey) -> RestoreRecord | None:
+        rows = self._select(
+            f"SELECT {_RESTORE_COLUMNS} FROM restore_history WHERE {_KEY_MATCH}",
+            _key_values(key),
+        )
+        return _restore_record(rows[0]) if rows else None
+
+    def list_restores(
+        self,
+        cluster_id: str | None = None,
+        target_ip: str | None = None,
+        snapshot_id: str | None = None,
+        limit: int = 0,
+    ) -> list[RestoreRecord]:
+        """Cassy's ListRestoreStatuses: node, else snapshot, else cluster; newest first."""
+        where, parameters = _history_filter(cluster_id, target_ip, snapshot_id, "restores")
+        rows = self._select(
+            f"SELECT {_RESTORE_COLUMNS} FROM restore_history WHERE {where} "
+            "ORDER BY created_at DESC, target_ip ASC LIMIT ?",
+            (*parameters, _sql_limit(limit)),
+        )
+        return [_restore_record(row) for row in rows]
+
+    # maintenance
+
+    def fail_unfinished(self, reason: str) -> int:
+        """Mark every INITIALIZED or STARTED row FAILED; run once at server start.
+
+        Work does not survive a restart, so such rows would otherwise stay in progress and
+        leave pollers waiting forever. Returns how many rows changed.
+        """
+        now = self._clock()
+        changed = 0
+        with self._transaction() as connection:
+            for table in ("backup_history", "restore_history"):
+                cursor = connection.execute(
+                    f"UPDATE {table} SET status = ?, reason = ?, updated_at = ? "
+                    "WHERE status IN (?, ?)",
+                    (int(OperationStatus.FAILED), reason, now, *_UNFINISHED),
+                )
+                changed += cursor.rowcount
+        return changed
+
+    def dump_sql(self) -> str:
+        """The whole database as SQL text (what `sqlite3 db .dump` prints), for backups."""
+        with self._lock:
+            return "\n".join(self._connection.iterdump()) + "\n"
+
+    # internals
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            connection = self._connection
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise MetadataError(f"metadata database {self._path!r}: {exc}") from exc
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            try:
+                connection.execute("COMMIT")
+            except sqlite3.Error as exc:
+                connection.execute("ROLLBACK")
+                raise MetadataError(f"metadata database {self._path!r}: {exc}") from exc
+
+    def _select(self, query: str, parameters: tuple[object, ...]) -> list[tuple[object, ...]]:
+        with self._lock:
+            try:
+                rows: list[tuple[object, ...]] = self._connection.execute(
+                    query, parameters
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise MetadataError(f"metadata database {self._path!r}: {exc}") from exc
+        return rows
+
+    def _insert(self, table: str, columns: str, rows: list[tuple[object, ...]]) -> None:
+        if not rows:
+            return
+        placeholders = ", ".join("?" * len(rows[0]))
+        with self._transaction() as connection:
+            try:
+                connection.executemany(
+                    f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", rows
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateRecordError(
+                    f"{table} already has a row with key {rows[0][:4]} or a sibling of it: "
+                    "each request needs its own created_at"
+                ) from exc
+
+    def _update_status(
+        self, table: str, key: HistoryKey, status: OperationStatus, reason: str | None
+    ) -> None:
+        with self._transaction() as connection:
+            cursor = connection.execute(
+                f"UPDATE {table} SET status = ?, reason = ?, updated_at = ? WHERE {_KEY_MATCH}",
+                (int(status), reason, self._clock(), *_key_values(key)),
+            )
+            if cursor.rowcount != 1:
+                raise RecordNotFoundError(
+                    f"no {table} row for cluster {key.cluster_id!r}, node {key.target_ip!r}, "
+                    f"snapshot {key.snapshot_id!r}, created_at {key.created_at}: "
+                    "insert the rows before updating them"
+                )
+
+    def _ensure_schema(self) -> None:
+        with self._lock:
+            tables = {
+                row[0]
+                for row in self._connection.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                )
+            }
+            if "schema_version" not in tables:
+                if tables:
+                    raise MetadataError(
+                        f"{self._path!r} is an SQLite database without our schema_version "
+                        "table: point the server at a new file or at its own metadata database"
+                    )
+                with self._transaction() as connection:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            connection.execute(statement)
+                    connection.execute(
+                        "INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,)
+                    )
+                return
+            row = self._connection.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            version = row[0] if row else None
+            if version != SCHEMA_VERSION:
+                raise MetadataError(
+                    f"metadata database {self._path!r} has schema version {version}, this "
+                    f"server knows only {SCHEMA_VERSION}: use the matching cassy-scheduler"
+                )
+
+
+def _sql_limit(limit: int) -> int:
+    # As in Cassy: 0 (and any negative) means no limit, which SQLite spells -1.
+    return limit if limit > 0 else -1
+
+
+def _key_values(key: HistoryKey) -> tuple[str, str, str, int]:
+    return (key.cluster_id, key.target_ip, key.snapshot_id, key.created_at)
+
+
+def _history_filter(
+    cluster_id: str | None, target_ip: str | None, snapshot_id: str | None, what: str
+) -> tuple[str, tuple[object, ...]]:
+    """Cassy's precedence: cluster and node; else snapshot; else cluster; else an error."""
+    if cluster_id and target_ip:
+        return "cluster_id = ? AND target_ip = ?", (cluster_id, target_ip)
+    if snapshot_id:
+        return "snapshot_id = ?", (snapshot_id,)
+    if cluster_id:
+        return "cluster_id = ?", (cluster_id,)
+    raise InvalidQueryError(
+        f"listing {what} needs cluster_id with target_ip, or snapshot_id, or cluster_id: "
+        "give at least one of them"
+    )
+
+
+def _cluster_record(row: tuple[object, ...]) -> ClusterRecord:
+    cluster_id, cluster_name, target_ips, keyspaces, data_dir, created_at, updated_at = row
+    return ClusterRecord(
+        cluster_id=str(cluster_id),
+        cluster_name=str(cluster_name),
+        target_ips=tuple(json.loads(str(target_ips))),
+        keyspaces=tuple(json.loads(str(keyspaces))),
+        data_dir=str(data_dir),
+        created_at=_integer(created_at),
+        updated_at=_integer(updated_at),
+    )
+
+
+def _backup_record(row: tuple[object, ...]) -> BackupRecord:
+    cluster_id, target_ip, snapshot_id, created_at, updated_at, kind, status, reason = row
+    return BackupRecord(
+        cluster_id=str(cluster_id),
+        target_ip=str(target_ip),
+        snapshot_id=str(snapshot_id),
+        created_at=_integer(created_at),
+        updated_at=_integer(updated_at),
+        backup_type=BackupType(_integer(kind)),
+        status=OperationStatus(_integer(status)),
+        reason=None if reason is None else str(reason),
+    )
+
+
+def _restore_record(row: tuple[object, ...]) -> RestoreRecord:
+    (
+        cluster_id,
+        target_ip,
+        snapshot_id,
+        created_at,
+        updated_at,
+        kind,
+        snapshot_only,
+        status,
+        reason,
+    ) = row
+    return RestoreRecord(
+        cluster_id=str(cluster_id),
+        target_ip=str(target_ip),
+        snapshot_id=str(snapshot_id),
+        created_at=_integer(created_at),
+        updated_at=_integer(updated_at),
+        restore_type=RestoreType(_integer(kind)),
+        snapshot_only=bool(snapshot_only),
+        status=OperationStatus(_integer(status)),
+        reason=None if reason is None else str(reason),
+    )
+
+
+def _integer(value: object) -> int:
+    if not isinstance(value, int):
+        raise MetadataError(f"metadata database holds {value!r} where an integer belongs")
+    return value
