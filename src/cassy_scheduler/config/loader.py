@@ -250,7 +250,7 @@ def _build_job(
     poll_interval: timedelta = layers.value("poll_interval", timedelta(seconds=10))
     _require_positive(report, layers.get("wait_timeout")[1], wait_timeout)
     _require_positive(report, layers.get("poll_interval")[1], poll_interval)
-    if poll_interval > wait_timeout:
+    if timedelta(0) < wait_timeout < poll_interval:
         report.add(
             layers.get("poll_interval")[1],
             "poll_interval is longer than wait_timeout",
