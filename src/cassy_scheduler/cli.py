@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import typer
 
 from cassy_scheduler import __version__
+from cassy_scheduler.config.errors import ConfigError
+from cassy_scheduler.logs import configure_logging
 
 app = typer.Typer(
     name="cassy-scheduler",
@@ -26,11 +31,38 @@ def _show_version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", help="Print the version and exit.", callback=_show_version,
+        False,
+        "--version",
+        help="Print the version and exit.",
+        callback=_show_version,
         is_eager=True,
     ),
 ) -> None:
     """Backups of Cassandra clusters, on time, of the right kind, with their outcome told."""
+
+
+@app.command()
+def serve(
+    config: Path = typer.Option(..., "--config", "-c", help="The server's TOML config file."),
+    host: str | None = typer.Option(None, help="Listen on this address instead."),
+    port: int | None = typer.Option(None, help="Listen on this port instead (0: any free)."),
+    log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR."),
+) -> None:
+    """Run the built-in Cassy-compatible backup server (rpc.Cassy on gRPC)."""
+    from cassy_scheduler.server.app import serve as run_server
+    from cassy_scheduler.server.settings import load_server_settings
+
+    configure_logging(log_level)
+    try:
+        settings = load_server_settings(config)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if host is not None:
+        settings = dataclasses.replace(settings, host=host)
+    if port is not None:
+        settings = dataclasses.replace(settings, port=port)
+    run_server(settings)
 
 
 def main() -> None:
