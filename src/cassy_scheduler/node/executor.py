@@ -1,0 +1,144 @@
+"""How the server reaches a Cassandra node: where it is, and a way to run nodetool against it.
+
+Node work goes through a `NodeExecutor`, so the same backup code can drive nodes on this host
+(`LocalExecutor`) or, later, nodes reached over SSH.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_JMX_HOST = "127.0.0.1"
+DEFAULT_JMX_PORT = 7199
+_TAIL_LINES = 12
+_STACK_LINE = re.compile(r"^\s+(at \S+\(|\.\.\. \d+ more)")
+
+
+class NodeError(Exception):
+    """Base of every error raised while working on a Cassandra node."""
+
+
+class NodetoolError(NodeError):
+    """A nodetool command failed, timed out or could not be started."""
+
+    def __init__(
+        self, address: str, args: Sequence[str], exit_code: int | None, output: str
+    ) -> None:
+        self.address = address
+        self.command = tuple(args)
+        self.exit_code = exit_code
+        self.output = output
+        outcome = "did not finish" if exit_code is None else f"exited with {exit_code}"
+        super().__init__(
+            f"nodetool {' '.join(args)} on {address} {outcome}: {output or '(no output)'}"
+        )
+
+
+class DiscoveryError(NodeError):
+    """The facts of a cluster (name, nodes, keyspaces, data dir) could not be read."""
+
+
+class NodeUnavailable(DiscoveryError):  # noqa: N818 (the name reads as the condition)
+    """Some nodes are not Up and Normal, so the cluster cannot be worked on as a whole."""
+
+    def __init__(self, states: Mapping[str, str]) -> None:
+        self.states = dict(sorted(states.items()))
+        listed = ", ".join(f"{address} ({state})" for address, state in self.states.items())
+        super().__init__(
+            f"nodes not Up/Normal: {listed}; every node must be Up and Normal (UN in "
+            "`nodetool status`): start the down nodes or wait for joins, leaves and moves "
+            "to finish, then try again"
+        )
+
+
+@dataclass(frozen=True)
+class NodeEndpoint:
+    """How to reach one Cassandra node; `data_dir` None means ask the node for it."""
+
+    address: str
+    jmx_host: str = DEFAULT_JMX_HOST
+    jmx_port: int = DEFAULT_JMX_PORT
+    data_dir: Path | None = None
+
+
+class NodeExecutor(Protocol):
+    """Runs nodetool against a node; `is_local` says whether its files are readable here."""
+
+    def run(self, node: NodeEndpoint, args: Sequence[str], timeout_s: float) -> str: ...
+
+    def is_local(self) -> bool: ...
+
+
+def output_tail(text: str, lines: int = _TAIL_LINES) -> str:
+    """The useful end of nodetool's output: Java stack frames dropped, error lines kept."""
+    kept = [
+        line.rstrip()
+        for line in text.splitlines()
+        if line.strip() and not _STACK_LINE.match(line) and line != "-- StackTrace --"
+    ]
+    errors = [line for line in kept if line.startswith(("error:", "nodetool:"))]
+    rest = [line for line in kept if line not in errors][-lines:]
+    return "\n".join([*errors, *rest][: lines + len(errors)])
+
+
+class LocalExecutor:
+    """Runs a nodetool command on this host; the nodes' data directories are readable here."""
+
+    def __init__(self, nodetool: Sequence[str]) -> None:
+        if not nodetool:
+            raise ValueError("nodetool command is empty: give e.g. ['nodetool'] or its full path")
+        self._nodetool = tuple(nodetool)
+
+    def is_local(self) -> bool:
+        return True
+
+    def run(self, node: NodeEndpoint, args: Sequence[str], timeout_s: float) -> str:
+        command = [*self._nodetool, "-h", node.jmx_host, "-p", str(node.jmx_port), *args]
+        started = time.monotonic()
+        try:
+            done = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            raise NodetoolError(
+                node.address,
+                args,
+                None,
+                f"cannot start {self._nodetool[0]!r} ({exc.strerror}); "
+                "install nodetool or configure the full path of the nodetool command",
+            ) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise NodetoolError(
+                node.address,
+                args,
+                None,
+                f"timed out after {timeout_s:g} s; check that JMX answers on "
+                f"{node.jmx_host}:{node.jmx_port} or allow a longer timeout",
+            ) from exc
+        elapsed = time.monotonic() - started
+        _log.debug(
+            "nodetool node=%s command=%r exit=%d seconds=%.1f",
+            node.address,
+            " ".join(args),
+            done.returncode,
+            elapsed,
+        )
+        if done.returncode != 0:
+            raise NodetoolError(
+                node.address, args, done.returncode, output_tail(done.stdout + done.stderr)
+            )
+        return done.stdout
