@@ -25,13 +25,20 @@ from cassy_scheduler.config.model import (
     JobConfig,
     JobType,
     NotifyTarget,
+    RuntimeConfig,
     SchedulerConfig,
     ServerConfig,
     SourceLocation,
     TlsConfig,
     WhenNoSnapshot,
 )
-from cassy_scheduler.config.schema import ConfigFile, DefaultsTable, JobTable, allowed_keys
+from cassy_scheduler.config.schema import (
+    ConfigFile,
+    DefaultsTable,
+    JobTable,
+    SchedulerTable,
+    allowed_keys,
+)
 from cassy_scheduler.scheduling.timetable import MissedRunPolicy, Schedule, ScheduleError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -198,7 +205,36 @@ def _build(parsed: ConfigFile, report: _Report, path: Path) -> SchedulerConfig:
         server=ServerConfig(server.address, tls, server.call_deadline),
         jobs=jobs,
         notify=targets,
+        runtime=_runtime(parsed.scheduler, report, base_dir),
     )
+
+
+def _runtime(table: SchedulerTable, report: _Report, base_dir: Path) -> RuntimeConfig:
+    here: KeyPath = ("scheduler",)
+    _require_positive(report, (*here, "reload_poll"), table.reload_poll)
+    if table.shutdown_grace < timedelta(0):
+        report.add((*here, "shutdown_grace"), "must not be negative", 'write e.g. "60s"')
+    state_dir = None
+    if table.state_dir is not None:
+        if not table.state_dir.strip():
+            report.add(
+                (*here, "state_dir"),
+                "state_dir is empty",
+                'write a directory the scheduler may write, e.g. "/var/lib/cassy-scheduler", '
+                "or remove the key for the default",
+            )
+        else:
+            state_dir = _anchor(base_dir, table.state_dir)
+    settings = RuntimeConfig(
+        shutdown_grace=table.shutdown_grace,
+        reload_poll=table.reload_poll,
+        max_parallel_runs=table.max_parallel_runs,
+    )
+    if state_dir is not None:
+        return RuntimeConfig(
+            state_dir, settings.shutdown_grace, settings.reload_poll, settings.max_parallel_runs
+        )
+    return settings
 
 
 def _anchor(base_dir: Path, name: str | None) -> Path | None:

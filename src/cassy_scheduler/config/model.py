@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -121,6 +122,36 @@ class NotifyTarget:
     source: SourceLocation
 
 
+def default_state_dir() -> Path:
+    """Where run history and lock files live when [scheduler] state_dir is not set.
+
+    root gets the system location; anyone else their XDG state directory, so one-shot commands
+    and the daemon of one user agree without configuration.
+    """
+    if os.geteuid() == 0:
+        return Path("/var/lib/cassy-scheduler")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "cassy-scheduler"
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """The [scheduler] table: how the scheduler process itself behaves."""
+
+    state_dir: Path = field(default_factory=default_state_dir)
+    shutdown_grace: timedelta = timedelta(seconds=60)
+    reload_poll: timedelta = timedelta(seconds=5)
+    max_parallel_runs: int = 8
+
+    @property
+    def history_path(self) -> Path:
+        return self.state_dir / "history.sqlite"
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.state_dir / "locks"
+
+
 @dataclass(frozen=True)
 class SchedulerConfig:
     """A whole, validated config file."""
@@ -129,6 +160,7 @@ class SchedulerConfig:
     server: ServerConfig
     jobs: tuple[JobConfig, ...]
     notify: tuple[NotifyTarget, ...] = ()
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def job(self, name: str) -> JobConfig:
         for job in self.jobs:

@@ -134,7 +134,28 @@ class JobTable(JobFields):
     type: Literal["snapshot", "cluster-wide", "incremental"]
 
 
+class SchedulerTable(_Table):
+    """How the scheduler itself runs: where it keeps state, how it reloads and stops."""
+
+    state_dir: str | None = None
+    shutdown_grace: Duration = timedelta(seconds=60)
+    reload_poll: Duration = timedelta(seconds=5)
+    max_parallel_runs: int = 8
+
+    @field_validator("max_parallel_runs")
+    @classmethod
+    def _parallel(cls, value: int) -> int:
+        if not 1 <= value <= 256:
+            raise PydanticCustomError(
+                "max_parallel_runs",
+                "max_parallel_runs must be between 1 and 256",
+                {"hint": "write e.g. max_parallel_runs = 8 (runs on one cluster never overlap)"},
+            )
+        return value
+
+
 class ConfigFile(_Table):
+    scheduler: SchedulerTable = SchedulerTable()
     server: ServerTable = ServerTable()
     defaults: DefaultsTable = DefaultsTable()
     jobs: dict[str, JobTable] = {}
@@ -145,6 +166,7 @@ def allowed_keys(path: tuple[str, ...]) -> list[str]:
     """The keys a table at `path` accepts, for "did you mean" hints on unknown keys."""
     tables: dict[tuple[str, ...], type[BaseModel]] = {
         (): ConfigFile,
+        ("scheduler",): SchedulerTable,
         ("server",): ServerTable,
         ("server", "tls"): TlsTable,
         ("defaults",): DefaultsTable,

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job_name, run_id);
+CREATE INDEX IF NOT EXISTS runs_running ON runs (outcome) WHERE outcome = 'running';
 CREATE TABLE IF NOT EXISTS run_nodes (
     run_id INTEGER NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
     node_ip TEXT NOT NULL,
@@ -117,9 +118,13 @@ class RunHistory:
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, path: str | Path, clock: Clock = _now_utc) -> RunHistory:
-        """Open for the scheduler that runs jobs: create the file if needed, and mark runs a
-        previous scheduler left "running" as interrupted."""
+    def open(cls, path: str | Path, clock: Clock = _now_utc, *, recover: bool = True) -> RunHistory:
+        """Open for the scheduler that runs jobs: create the file if needed, and (with
+        `recover`) mark runs a previous scheduler left "running" as interrupted.
+
+        Pass recover=False when other processes may be running jobs on the same file; they
+        then recover run by run with `running_runs` and `interrupt`.
+        """
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +139,8 @@ class RunHistory:
                 "writable by the scheduler's user"
             ) from exc
         history = cls(db, clock, writable=True)
-        history.mark_interrupted()
+        if recover:
+            history.mark_interrupted()
         return history
 
     @classmethod
@@ -177,6 +183,36 @@ class RunHistory:
         if count:
             _log.warning("runs marked interrupted count=%d", count)
         return count
+
+    def running_runs(self) -> list[RunRecord]:
+        """Runs recorded as still running, newest first."""
+        return self._select("WHERE outcome = ?", (Outcome.RUNNING.value,), limit=-1)
+
+    def interrupt(self, run_id: int, reason: str) -> bool:
+        """Mark one run interrupted if it is still running; False when it had already ended."""
+        count = self._write(
+            "UPDATE runs SET outcome = ?, finished_at = ?, error = COALESCE(error, ?) "
+            "WHERE run_id = ? AND outcome = ?",
+            (
+                Outcome.INTERRUPTED.value,
+                _text(self._clock()),
+                reason,
+                run_id,
+                Outcome.RUNNING.value,
+            ),
+        ).rowcount
+        return bool(count)
+
+    def last_scheduled(self) -> dict[str, datetime]:
+        """Each job's latest recorded scheduled instant, whatever the outcome, in one query."""
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT job_name, MAX(scheduled_for) FROM runs GROUP BY job_name"
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise HistoryError(f"cannot read the run history: {exc}") from exc
+        return {str(name): datetime.fromisoformat(str(moment)) for name, moment in rows}
 
     def start_run(
         self,

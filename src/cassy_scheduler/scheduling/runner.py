@@ -1,0 +1,558 @@
+"""What one run of a job does, start to end, and the RunResult that says how it went.
+
+A run: hold the job's lock (a job never overlaps itself), record the run, find the cluster,
+hold the cluster's lock (runs on one cluster never overlap), find the base snapshot for an
+incremental, ask the server for the backup, and wait for every node's real outcome. Transient
+errors before the server accepts the backup are retried with growing waits; every run ends as
+exactly one recorded outcome, which observers (notifications, metrics) then receive.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol, TypeVar
+
+from cassy_scheduler.client import BackupAck, CassyError
+from cassy_scheduler.config.model import JobConfig, JobType, WhenNoSnapshot
+from cassy_scheduler.outcome import BackupOutcome, wait_for_backup
+from cassy_scheduler.protocol.types import BackupType, OperationStatus
+from cassy_scheduler.scheduling.clock import Clock
+from cassy_scheduler.scheduling.history import NodeStatus, Outcome, RunHistory
+from cassy_scheduler.scheduling.locks import (
+    LockBusyError,
+    LockError,
+    LockTimeoutError,
+    LockWaitStoppedError,
+    RunLocks,
+)
+from cassy_scheduler.scheduling.resolve import (
+    BackupHistory,
+    ClusterDirectory,
+    NoBaseSnapshotError,
+    ResolvedCluster,
+    ResolveError,
+    find_base_snapshot,
+    no_base_snapshot,
+    resolve_cluster,
+)
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+_MAX_BACKOFF_FACTOR = 32
+
+
+class BackupService(ClusterDirectory, BackupHistory, Protocol):
+    """The calls a run makes: CassyClient, or a fake in tests."""
+
+    def take_backup(
+        self,
+        cluster_id: str,
+        backup_type: BackupType,
+        snapshot_id: str | None = None,
+        target_ips: Iterable[str] = (),
+        *,
+        timeout_s: float | None = None,
+    ) -> BackupAck: ...
+
+
+class Failure(StrEnum):
+    """Why a run did not succeed, in words a notifier or an exit code can branch on."""
+
+    UNREACHABLE = "unreachable"  # transient errors outlasted the retries
+    REFUSED = "refused"  # the server answered with an error that retrying cannot fix
+    UNKNOWN_CLUSTER = "unknown-cluster"
+    NO_BASE_SNAPSHOT = "no-base-snapshot"
+    BASE_SNAPSHOT_FAILED = "base-snapshot-failed"
+    NODES_FAILED = "nodes-failed"
+    TIMED_OUT = "timed-out"
+    ALREADY_RUNNING = "already-running"  # the same job was still running
+    CLUSTER_BUSY = "cluster-busy"  # another run held the cluster for the whole wait
+    MISSED = "missed"  # due while the scheduler could not run it
+    STOPPED = "stopped"  # the scheduler stopped
+    LOCAL = "local"  # this machine: state directory, lock files, a bug
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """A run that has just been recorded and is about to do its work."""
+
+    run_id: int
+    job_name: str
+    job_type: JobType
+    scheduled_for: datetime
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How one run of one job ended, with everything a person needs to follow it up."""
+
+    job_name: str
+    job_type: JobType
+    scheduled_for: datetime
+    outcome: Outcome
+    run_id: int | None = None
+    cluster_id: str | None = None
+    cluster_name: str | None = None
+    snapshot_id: str | None = None
+    base_snapshot_id: str | None = None
+    base_snapshot_taken: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    nodes: tuple[NodeStatus, ...] = ()
+    error: str | None = None
+    failure: Failure | None = None
+    attempts: int = 0
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome is Outcome.SUCCEEDED
+
+    @property
+    def failed_nodes(self) -> tuple[str, ...]:
+        return tuple(n.node_ip for n in self.nodes if n.status is OperationStatus.FAILED)
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain JSON-ready values, for --json output and hooks."""
+        return {
+            "run_id": self.run_id,
+            "job": self.job_name,
+            "type": self.job_type.value,
+            "outcome": self.outcome.value,
+            "failure": self.failure.value if self.failure else None,
+            "cluster_id": self.cluster_id,
+            "cluster_name": self.cluster_name,
+            "snapshot_id": self.snapshot_id,
+            "base_snapshot_id": self.base_snapshot_id,
+            "base_snapshot_taken": self.base_snapshot_taken,
+            "scheduled_for": self.scheduled_for.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "attempts": self.attempts,
+            "error": self.error,
+            "nodes": [
+                {"node": n.node_ip, "status": n.status.name, "reason": n.reason} for n in self.nodes
+            ],
+        }
+
+
+class RunObserver(Protocol):
+    """Told when runs start and end; notifications and metrics implement this."""
+
+    def run_started(self, start: RunStart) -> None: ...
+
+    def run_finished(self, result: RunResult) -> None: ...
+
+
+class _Stopped(Exception):  # noqa: N818 (control flow, never escapes this module)
+    """The scheduler is stopping; the run ends as interrupted."""
+
+
+class _RunFailed(Exception):  # noqa: N818 (control flow, never escapes this module)
+    def __init__(self, outcome: Outcome, failure: Failure, message: str) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.failure = failure
+        self.message = message
+
+
+@dataclass
+class _Progress:
+    """What a run has learnt so far; becomes the RunResult however the run ends."""
+
+    job: JobConfig
+    scheduled_for: datetime
+    run_id: int
+    started_at: datetime
+    stop: threading.Event
+    attempts: int = 1
+    retries_left: int = 0
+    cluster_id: str | None = None
+    cluster_name: str | None = None
+    snapshot_id: str | None = None
+    base_snapshot_id: str | None = None
+    base_snapshot_taken: bool = False
+    nodes: tuple[NodeStatus, ...] = field(default_factory=tuple)
+    acked: bool = False
+
+
+class Runner:
+    """Runs jobs against one server, recording each run; safe to call from many threads."""
+
+    def __init__(
+        self,
+        client: BackupService,
+        history: RunHistory,
+        locks: RunLocks,
+        clock: Clock,
+        observers: Sequence[RunObserver] = (),
+    ) -> None:
+        self._client = client
+        self._history = history
+        self._locks = locks
+        self._clock = clock
+        self._observers = tuple(observers)
+
+    def use_client(self, client: BackupService) -> None:
+        """Runs started from now on use `client` (after the server's address changed)."""
+        self._client = client
+
+    def run(
+        self, job: JobConfig, scheduled_for: datetime, stop: threading.Event | None = None
+    ) -> RunResult:
+        """Run `job` now for its `scheduled_for` instant; never raises for a failed backup."""
+        stop = stop or threading.Event()
+        try:
+            with self._locks.job(job.name):
+                return self._run_locked(job, scheduled_for, stop)
+        except LockBusyError as busy:
+            reason = f"a run of this job is still in progress: {busy}"
+            return self.skip(job, scheduled_for, reason, Failure.ALREADY_RUNNING)
+        except LockError as exc:
+            # The lock file itself is unusable: nothing ran, say why.
+            _log.error("run not started job=%s error=%r", job.name, str(exc))
+            return self.skip(job, scheduled_for, str(exc), Failure.LOCAL)
+
+    def skip(
+        self, job: JobConfig, scheduled_for: datetime, reason: str, failure: Failure
+    ) -> RunResult:
+        """Record a run that is due but will not start, and tell the observers."""
+        record = self._history.record_skipped(job.name, job.type.value, scheduled_for, reason)
+        _log.info(
+            "run skipped job=%s scheduled_for=%s failure=%s reason=%r",
+            job.name,
+            scheduled_for.isoformat(),
+            failure.value,
+            reason,
+        )
+        result = RunResult(
+            job_name=job.name,
+            job_type=job.type,
+            scheduled_for=scheduled_for,
+            outcome=Outcome.SKIPPED,
+            run_id=record.run_id,
+            finished_at=record.finished_at,
+            error=reason,
+            failure=failure,
+        )
+        self._tell_finished(result)
+        return result
+
+    # -- one run, with the job's lock held --
+
+    def _run_locked(
+        self, job: JobConfig, scheduled_for: datetime, stop: threading.Event
+    ) -> RunResult:
+        record = self._history.start_run(job.name, job.type.value, scheduled_for)
+        assert record.started_at is not None
+        progress = _Progress(
+            job, scheduled_for, record.run_id, record.started_at, stop, retries_left=job.retries
+        )
+        _log.info(
+            "run started job=%s type=%s run_id=%d scheduled_for=%s cluster=%r",
+            job.name,
+            job.type.value,
+            record.run_id,
+            scheduled_for.isoformat(),
+            str(job.cluster),
+        )
+        start = RunStart(record.run_id, job.name, job.type, scheduled_for, record.started_at)
+        for observer in self._observers:
+            _safely(observer.run_started, start)
+        client = self._client
+        try:
+            outcome, failure, error = self._work(client, progress)
+        except _RunFailed as failed:
+            outcome, failure, error = failed.outcome, failed.failure, failed.message
+        except _Stopped:
+            outcome, failure = Outcome.INTERRUPTED, Failure.STOPPED
+            error = (
+                "the scheduler stopped while waiting for the outcome; the server may still "
+                f"finish snapshot {progress.snapshot_id}"
+                if progress.acked
+                else "the scheduler stopped before the backup was requested"
+            )
+        except Exception as exc:  # a bug or a local fault must not leave the run open
+            _log.exception("run crashed job=%s run_id=%d", job.name, record.run_id)
+            outcome, failure, error = Outcome.FAILED, Failure.LOCAL, f"internal error: {exc!r}"
+        return self._finish(progress, outcome, failure, error)
+
+    def _work(
+        self, client: BackupService, progress: _Progress
+    ) -> tuple[Outcome, Failure | None, str | None]:
+        job = progress.job
+        resolved = self._call(progress, "resolve the cluster", resolve_cluster, client, job.cluster)
+        cluster = resolved.cluster
+        progress.cluster_id, progress.cluster_name = cluster.cluster_id, cluster.cluster_name
+        _log.info(
+            "cluster resolved job=%s run_id=%d cluster_id=%s cluster_name=%s registered=%s",
+            job.name,
+            progress.run_id,
+            cluster.cluster_id,
+            cluster.cluster_name,
+            resolved.registered,
+        )
+        wait_s = job.wait_timeout.total_seconds()
+        try:
+            with self._locks.cluster(cluster.cluster_id, job.name, wait_s, progress.stop):
+                return self._work_on_cluster(client, progress, resolved)
+        except LockWaitStoppedError:
+            raise _Stopped() from None
+        except LockTimeoutError as busy:
+            raise _RunFailed(
+                Outcome.SKIPPED,
+                Failure.CLUSTER_BUSY,
+                f"another run kept cluster {cluster.cluster_id} busy for the whole wait_timeout "
+                f"({busy}); this run did not start",
+            ) from None
+
+    def _work_on_cluster(
+        self, client: BackupService, progress: _Progress, resolved: ResolvedCluster
+    ) -> tuple[Outcome, Failure | None, str | None]:
+        job = progress.job
+        base_id: str | None = None
+        if job.type is JobType.INCREMENTAL:
+            base_id = self._base_snapshot(client, progress, resolved)
+        done = self._backup(client, progress, job.type.backup_type, base_id)
+        return self._judge(progress, done)
+
+    def _base_snapshot(
+        self, client: BackupService, progress: _Progress, resolved: ResolvedCluster
+    ) -> str:
+        job, cluster = progress.job, resolved.cluster
+        base = self._call(progress, "find the base snapshot", find_base_snapshot, client, cluster)
+        if base is not None:
+            progress.base_snapshot_id = base.snapshot_id
+            _log.info(
+                "base snapshot found job=%s run_id=%d snapshot_id=%s created_at=%s",
+                job.name,
+                progress.run_id,
+                base.snapshot_id,
+                base.created_at.isoformat(),
+            )
+            return base.snapshot_id
+        if job.when_no_snapshot is WhenNoSnapshot.FAIL:
+            raise _RunFailed(
+                Outcome.FAILED, Failure.NO_BASE_SNAPSHOT, str(no_base_snapshot(cluster))
+            )
+        _log.info(
+            "no base snapshot; taking one first job=%s run_id=%d cluster_id=%s",
+            job.name,
+            progress.run_id,
+            cluster.cluster_id,
+        )
+        first = self._backup(client, progress, BackupType.NODE_SNAPSHOT, None)
+        progress.base_snapshot_taken = True
+        progress.base_snapshot_id = first.ack.snapshot_id
+        if not first.succeeded:
+            outcome, _, error = self._judge(progress, first)
+            raise _RunFailed(
+                outcome,
+                Failure.BASE_SNAPSHOT_FAILED,
+                f"the node snapshot taken first, as the base for this incremental, did not "
+                f"succeed: {error}",
+            )
+        progress.acked = False
+        return first.ack.snapshot_id
+
+    def _backup(
+        self,
+        client: BackupService,
+        progress: _Progress,
+        backup_type: BackupType,
+        base_id: str | None,
+    ) -> BackupOutcome:
+        job = progress.job
+        if progress.stop.is_set():
+            raise _Stopped()
+        ack = self._call(
+            progress,
+            "start the backup",
+            client.take_backup,
+            progress.cluster_id or "",
+            backup_type,
+            base_id,
+        )
+        progress.acked = True
+        progress.snapshot_id = ack.snapshot_id
+        _log.info(
+            "backup accepted job=%s run_id=%d type=%s snapshot_id=%s created_at=%s nodes=%s",
+            job.name,
+            progress.run_id,
+            backup_type.name,
+            ack.snapshot_id,
+            ack.created_at.isoformat(),
+            ",".join(ack.target_ips) or "all",
+        )
+        try:
+            return wait_for_backup(
+                client,
+                ack,
+                timeout_s=job.wait_timeout.total_seconds(),
+                poll_interval_s=job.poll_interval.total_seconds(),
+                clock=self._clock.monotonic,
+                sleep=lambda seconds: self._pause(seconds, progress.stop),
+            )
+        except CassyError as exc:
+            raise _RunFailed(
+                Outcome.FAILED, Failure.REFUSED, f"asking for the outcome failed: {exc}"
+            ) from None
+
+    def _judge(
+        self, progress: _Progress, done: BackupOutcome
+    ) -> tuple[Outcome, Failure | None, str | None]:
+        progress.nodes = tuple(
+            NodeStatus(
+                n.target_ip,
+                n.status,
+                None if n.status.is_final or not done.timed_out else "still unfinished",
+            )
+            for n in done.nodes
+        )
+        if done.succeeded:
+            return Outcome.SUCCEEDED, None, None
+        failed = done.failed_nodes
+        if failed:
+            return (
+                Outcome.FAILED,
+                Failure.NODES_FAILED,
+                f"the backup failed on node(s) {', '.join(failed)} (snapshot "
+                f"{done.ack.snapshot_id}); see the server's log for each node's cause",
+            )
+        pending = ", ".join(done.pending_nodes) or "every node"
+        wait = progress.job.wait_timeout
+        detail = f"; the last poll failed: {done.last_error}" if done.last_error else ""
+        return (
+            Outcome.TIMED_OUT,
+            Failure.TIMED_OUT,
+            f"no outcome within wait_timeout {wait} from {pending} (snapshot "
+            f"{done.ack.snapshot_id}){detail}; the server may still finish it: check "
+            f"`cassy-scheduler backups {done.ack.cluster_id}`, or raise wait_timeout",
+        )
+
+    # -- retries --
+
+    def _call(self, progress: _Progress, what: str, call: Callable[..., _T], *args: object) -> _T:
+        """Call the server, retrying transient errors from the run's retry budget."""
+        job = progress.job
+        while True:
+            if progress.stop.is_set():
+                raise _Stopped()
+            try:
+                return call(*args)
+            except ResolveError as exc:
+                raise _RunFailed(Outcome.FAILED, _resolve_failure(exc), str(exc)) from None
+            except CassyError as exc:
+                if not exc.is_transient:
+                    raise _RunFailed(
+                        Outcome.FAILED, Failure.REFUSED, f"could not {what}: {exc}"
+                    ) from None
+                if progress.retries_left <= 0:
+                    raise _RunFailed(
+                        Outcome.FAILED,
+                        Failure.UNREACHABLE,
+                        f"could not {what} after {progress.attempts} attempt(s): {exc}",
+                    ) from None
+                delay = _backoff(job.retry_backoff, progress.attempts)
+                _log.warning(
+                    "transient error; retrying job=%s run_id=%d step=%r attempt=%d "
+                    "retry_in_s=%g code=%s",
+                    job.name,
+                    progress.run_id,
+                    what,
+                    progress.attempts,
+                    delay.total_seconds(),
+                    exc.code.name,
+                )
+                progress.retries_left -= 1
+                progress.attempts += 1
+                self._pause(delay.total_seconds(), progress.stop)
+
+    def _pause(self, seconds: float, stop: threading.Event) -> None:
+        if self._clock.wait(seconds, stop):
+            raise _Stopped()
+
+    # -- the end of a run --
+
+    def _finish(
+        self,
+        progress: _Progress,
+        outcome: Outcome,
+        failure: Failure | None,
+        error: str | None,
+    ) -> RunResult:
+        job = progress.job
+        record = self._history.finish_run(
+            progress.run_id,
+            outcome,
+            snapshot_id=progress.snapshot_id,
+            cluster_id=progress.cluster_id,
+            cluster_name=progress.cluster_name,
+            base_snapshot_id=progress.base_snapshot_id,
+            error=error,
+            nodes=progress.nodes,
+        )
+        result = RunResult(
+            job_name=job.name,
+            job_type=job.type,
+            scheduled_for=progress.scheduled_for,
+            outcome=outcome,
+            run_id=progress.run_id,
+            cluster_id=progress.cluster_id,
+            cluster_name=progress.cluster_name,
+            snapshot_id=progress.snapshot_id,
+            base_snapshot_id=progress.base_snapshot_id,
+            base_snapshot_taken=progress.base_snapshot_taken,
+            started_at=progress.started_at,
+            finished_at=record.finished_at,
+            nodes=progress.nodes,
+            error=error,
+            failure=failure,
+            attempts=progress.attempts,
+        )
+        level = logging.INFO if outcome is Outcome.SUCCEEDED else logging.WARNING
+        _log.log(
+            level,
+            "run finished job=%s run_id=%d outcome=%s failure=%s cluster_id=%s snapshot_id=%s "
+            "base_snapshot_id=%s attempts=%d nodes=%s error=%r",
+            job.name,
+            progress.run_id,
+            outcome.value,
+            failure.value if failure else "-",
+            progress.cluster_id,
+            progress.snapshot_id,
+            progress.base_snapshot_id,
+            progress.attempts,
+            ",".join(f"{n.node_ip}:{n.status.name}" for n in progress.nodes) or "-",
+            error,
+        )
+        self._tell_finished(result)
+        return result
+
+    def _tell_finished(self, result: RunResult) -> None:
+        for observer in self._observers:
+            _safely(observer.run_finished, result)
+
+
+def _backoff(base: timedelta, attempt: int) -> timedelta:
+    """base, then twice, four times ... as attempts go on, capped at 32 times base."""
+    return base * min(1 << max(attempt - 1, 0), _MAX_BACKOFF_FACTOR)
+
+
+def _resolve_failure(exc: ResolveError) -> Failure:
+    if isinstance(exc, NoBaseSnapshotError):
+        return Failure.NO_BASE_SNAPSHOT
+    return Failure.UNKNOWN_CLUSTER
+
+
+def _safely(callback: Callable[[_T], None], value: _T) -> None:
+    """An observer's failure is logged, never allowed to change the run."""
+    try:
+        callback(value)
+    except Exception:
+        _log.exception("run observer failed observer=%r", callback)
