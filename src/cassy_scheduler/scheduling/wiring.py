@@ -1,0 +1,84 @@
+"""Putting a config's pieces together: the client, the state directory and the runner.
+
+The daemon and the one-shot commands start the same way, so they agree on where history and
+locks live and on how the server is reached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+
+from cassy_scheduler.client import CassyClient
+from cassy_scheduler.client import TlsConfig as ClientTls
+from cassy_scheduler.config.model import SchedulerConfig, ServerConfig
+from cassy_scheduler.scheduling.clock import Clock, SystemClock
+from cassy_scheduler.scheduling.daemon import Daemon
+from cassy_scheduler.scheduling.runner import Runner, RunObserver
+from cassy_scheduler.scheduling.state import SchedulerState
+
+
+def open_client(server: ServerConfig) -> CassyClient:
+    """A client for the configured server; calls time out after call_deadline."""
+    tls = None
+    if server.tls is not None:
+        tls = ClientTls(server.tls.ca_file, server.tls.cert_file, server.tls.key_file)
+    return CassyClient(server.address, tls=tls, timeout_s=server.call_deadline.total_seconds())
+
+
+class Runtime:
+    """A config made live: client, state and runner; close() when done."""
+
+    def __init__(
+        self,
+        config: SchedulerConfig,
+        clock: Clock | None = None,
+        observers: Sequence[RunObserver] = (),
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.state = SchedulerState.open(config.runtime, self.clock)
+        try:
+            self._clients = [open_client(config.server)]
+        except Exception:
+            self.state.close()
+            raise
+        self.runner = Runner(
+            self.client, self.state.history, self.state.locks, self.clock, observers
+        )
+
+    @property
+    def client(self) -> CassyClient:
+        return self._clients[-1]
+
+    def daemon(self) -> Daemon:
+        return Daemon(
+            self.config,
+            self.runner,
+            self.state.history,
+            self.clock,
+            on_reload=self._reloaded,
+        )
+
+    def _reloaded(self, old: SchedulerConfig, new: SchedulerConfig) -> None:
+        self.config = new
+        if new.server != old.server:
+            # Runs in flight keep the old channel; it is closed with the others at the end.
+            self._clients.append(open_client(new.server))
+            self.runner.use_client(self.client)
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
+        self.state.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
