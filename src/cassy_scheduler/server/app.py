@@ -1,0 +1,124 @@
+"""The gRPC process behind `cassy-scheduler serve`: rpc.Cassy, reflection and health, wired.
+
+On start, rows a previous process left unfinished are recorded FAILED (it cannot finish them);
+on SIGTERM or SIGINT it stops taking requests, gives running work a grace period, and records
+what is left as FAILED, so no row stays STARTED.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from cassy_scheduler.node.discovery import discover_cluster
+from cassy_scheduler.node.executor import LocalExecutor
+from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
+from cassy_scheduler.server.metadata import SqliteMetadataStore
+from cassy_scheduler.server.operations import BackupOperations, NodeAccess
+from cassy_scheduler.server.servicer import CassyServicer
+from cassy_scheduler.server.settings import ServerSettings
+from cassy_scheduler.storage import open_storage
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = cassy_pb2.DESCRIPTOR.services_by_name["Cassy"].full_name
+RESTARTED = "server restarted during the operation"
+
+
+@dataclass
+class RunningServer:
+    """A started server and what it needs to stop cleanly."""
+
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    operations: BackupOperations
+    metadata: SqliteMetadataStore
+    grace_s: float
+
+    def stop(self) -> None:
+        self.health.enter_graceful_shutdown()
+        self.server.stop(self.grace_s).wait()
+        self.operations.shutdown(self.grace_s)
+        self.metadata.close()
+        log.info("server stopped")
+
+
+def start_server(settings: ServerSettings) -> RunningServer:
+    """Open metadata and storage, recover from a previous crash, and start listening."""
+    settings.metadata_path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = SqliteMetadataStore(settings.metadata_path)
+    recovered = metadata.fail_unfinished(RESTARTED)
+    if recovered:
+        log.warning("rows left unfinished by a previous process marked FAILED rows=%d", recovered)
+    storage = open_storage(settings.storage_uri)
+    executor = LocalExecutor(settings.nodetool)
+    nodes = NodeAccess(
+        executor=executor,
+        endpoint=settings.endpoint,
+        cql_port=settings.cql_port,
+        nodetool_timeout_s=settings.nodetool_timeout_seconds,
+    )
+    operations = BackupOperations(
+        metadata,
+        storage,
+        nodes,
+        metadata_file_name=settings.metadata_path.name,
+        parallel_nodes=settings.parallel_nodes,
+    )
+    discover = partial(
+        discover_cluster,
+        executor=executor,
+        endpoints=settings.endpoint,
+        cql_port=settings.cql_port,
+    )
+    server = grpc.server(ThreadPoolExecutor(settings.max_workers, thread_name_prefix="rpc"))
+    cassy_pb2_grpc.add_CassyServicer_to_server(
+        CassyServicer(metadata, operations, discover), server
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(settings.address)
+    if port == 0:
+        metadata.close()
+        raise OSError(f"cannot listen on {settings.address}: is another process using it?")
+    server.start()
+    for service in ("", SERVICE_NAME):
+        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "server listening address=%s:%d storage=%s metadata=%s",
+        settings.host,
+        port,
+        settings.storage_uri,
+        settings.metadata_path,
+    )
+    return RunningServer(
+        server, port, health_servicer, operations, metadata, settings.shutdown_grace_seconds
+    )
+
+
+def serve(settings: ServerSettings) -> None:
+    """Run until SIGTERM or SIGINT, then stop cleanly."""
+    running = start_server(settings)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping signal=%s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stop.wait()
+    running.stop()

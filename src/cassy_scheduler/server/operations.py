@@ -1,0 +1,316 @@
+"""A backup across the nodes of a cluster: one task per node, each node's status persisted.
+
+The request is answered as soon as every node's row says STARTED; the work goes on in a
+background pool, and each row ends COMPLETED (only once its manifest is stored) or FAILED
+with a reason. Nodes never run two operations at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cassy_scheduler.node.datadir import (
+    DataFile,
+    backup_files,
+    covered_backup_files,
+    delete_files,
+    snapshot_files,
+)
+from cassy_scheduler.node.discovery import node_data_dir
+from cassy_scheduler.node.executor import NodeEndpoint, NodeExecutor
+from cassy_scheduler.node.nodetool import Nodetool
+from cassy_scheduler.node.transfer import BackupIdentity, LocalFile, upload_files
+from cassy_scheduler.protocol.types import BackupType, OperationStatus
+from cassy_scheduler.server.metadata import ClusterRecord, HistoryKey, MetadataStore
+from cassy_scheduler.storage import Storage
+from cassy_scheduler.storage.layout import backup_prefix, metadata_backup_key
+
+log = logging.getLogger(__name__)
+
+SERVER_STOPPED = "server stopped during the operation"
+
+
+class OperationError(Exception):
+    """A request the operations layer refuses; the servicer maps the subclass to a status."""
+
+
+class NodesBusyError(OperationError):
+    """Another backup or restore is still running on some target nodes."""
+
+
+class NodesNotLiveError(OperationError):
+    """Some target nodes are not Up/Normal, so the backup was recorded as FAILED."""
+
+
+@dataclass(frozen=True)
+class StartedBackup:
+    """What TakeBackup replies: the rows it created are STARTED."""
+
+    cluster_id: str
+    snapshot_id: str
+    targets: tuple[str, ...]
+    created_at_ms: int
+    backup_type: BackupType
+
+
+@dataclass(frozen=True)
+class NodeAccess:
+    """How operations reach nodes: endpoints by address, the executor, timeouts."""
+
+    executor: NodeExecutor
+    endpoint: Callable[[str], NodeEndpoint]
+    cql_port: int = 9042
+    nodetool_timeout_s: float = 1800.0
+
+
+class BackupOperations:
+    """Starts backups and carries them to a recorded outcome on every node."""
+
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        storage: Storage,
+        nodes: NodeAccess,
+        *,
+        metadata_file_name: str = "metadata.db",
+        parallel_nodes: int = 8,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._metadata = metadata
+        self._metadata_file_name = metadata_file_name
+        self._storage = storage
+        self._nodes = nodes
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(parallel_nodes, thread_name_prefix="node-work")
+        self._lock = threading.Lock()
+        self._busy: dict[str, str] = {}  # node address -> snapshot id of its running operation
+        self._coordinators: list[threading.Thread] = []
+        self._data_dirs: dict[str, Path] = {}
+        self._stopping = threading.Event()
+
+    # ------------------------------------------------------------------ start
+    def start_backup(
+        self,
+        cluster: ClusterRecord,
+        backup_type: BackupType,
+        snapshot_id: str | None,
+        targets: Sequence[str],
+    ) -> StartedBackup:
+        """Record the rows, check the nodes are live, mark STARTED and go on in the background."""
+        if backup_type is BackupType.CLUSTER_SNAPSHOT:
+            raise NotImplementedError("cluster-wide snapshots are handled elsewhere")
+        nodes = tuple(targets) or tuple(cluster.target_ips)
+        sid = snapshot_id or str(uuid.uuid4())
+        self._reserve(nodes, sid)
+        try:
+            rows = self._metadata.insert_backups(
+                cluster_id=cluster.cluster_id,
+                target_ips=nodes,
+                snapshot_id=sid,
+                backup_type=backup_type,
+                created_at=int(self._clock() * 1000),
+            )
+            keys = [row.key for row in rows]
+            created_at = rows[0].created_at
+            self._check_live(keys, nodes)
+            for key in keys:
+                self._metadata.update_backup_status(key, OperationStatus.STARTED)
+        except BaseException:
+            self._release(nodes)
+            raise
+        started = StartedBackup(cluster.cluster_id, sid, nodes, created_at, backup_type)
+        worker = threading.Thread(
+            target=self._run_backup,
+            args=(cluster, started, keys),
+            name=f"backup-{sid[:8]}",
+            daemon=True,
+        )
+        with self._lock:
+            self._coordinators = [t for t in self._coordinators if t.is_alive()]
+            self._coordinators.append(worker)
+        worker.start()
+        log.info(
+            "backup started cluster_id=%s snapshot_id=%s type=%s nodes=%s created_at=%d",
+            cluster.cluster_id,
+            sid,
+            backup_type.name,
+            ",".join(nodes),
+            created_at,
+        )
+        return started
+
+    def _reserve(self, nodes: Iterable[str], snapshot_id: str) -> None:
+        with self._lock:
+            if self._stopping.is_set():
+                raise NodesBusyError("the server is shutting down; try again once it is back")
+            busy = {n: self._busy[n] for n in nodes if n in self._busy}
+            if busy:
+                described = ", ".join(f"{n} (snapshot {s})" for n, s in sorted(busy.items()))
+                raise NodesBusyError(
+                    f"an operation is still running on {described}; "
+                    "wait for it to finish (ListBackups shows its status)"
+                )
+            self._busy.update({n: snapshot_id for n in nodes})
+
+    def _release(self, nodes: Iterable[str]) -> None:
+        with self._lock:
+            for node in nodes:
+                self._busy.pop(node, None)
+
+    def _check_live(self, keys: Sequence[HistoryKey], nodes: Sequence[str]) -> None:
+        """Every target must be UN as its peers see it; otherwise record FAILED and refuse."""
+        reason = None
+        try:
+            ring = {row.address: row for row in self._nodetool(nodes[0]).status()}
+            down = [
+                f"{n} ({ring[n].code})" if n in ring else f"{n} (not in ring)"
+                for n in nodes
+                if n not in ring or not ring[n].is_up_normal
+            ]
+            if down:
+                reason = "target nodes not live: " + ", ".join(down)
+        except Exception as exc:  # any failure to ask means we cannot promise a backup
+            reason = f"could not check that the nodes are live through {nodes[0]}: {exc}"
+        if reason is not None:
+            for key in keys:
+                self._metadata.update_backup_status(key, OperationStatus.FAILED, reason)
+            raise NodesNotLiveError(reason)
+
+    # ------------------------------------------------------------- background
+    def _run_backup(
+        self, cluster: ClusterRecord, started: StartedBackup, keys: Sequence[HistoryKey]
+    ) -> None:
+        try:
+            futures = [self._pool.submit(self._backup_node, cluster, started, key) for key in keys]
+            wait(futures)
+            self._dump_metadata()
+        finally:
+            self._release(started.targets)
+
+    def _backup_node(self, cluster: ClusterRecord, started: StartedBackup, key: HistoryKey) -> None:
+        try:
+            if self._stopping.is_set():
+                raise RuntimeError(SERVER_STOPPED)
+            if started.backup_type is BackupType.NODE_INCREMENTAL:
+                summary = self._incremental(cluster, started, key.target_ip)
+            else:
+                summary = self._snapshot(cluster, started, key.target_ip)
+        except Exception as exc:
+            reason = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else repr(exc)
+            log.warning(
+                "node backup failed cluster_id=%s node=%s snapshot_id=%s reason=%s",
+                key.cluster_id,
+                key.target_ip,
+                key.snapshot_id,
+                reason,
+            )
+            self._metadata.update_backup_status(key, OperationStatus.FAILED, reason)
+            return
+        self._metadata.update_backup_status(key, OperationStatus.COMPLETED)
+        log.info(
+            "node backup completed cluster_id=%s node=%s snapshot_id=%s %s",
+            key.cluster_id,
+            key.target_ip,
+            key.snapshot_id,
+            summary,
+        )
+
+    def _snapshot(self, cluster: ClusterRecord, started: StartedBackup, node: str) -> str:
+        nodetool = self._nodetool(node)
+        data_dir = self._data_dir(node)
+        keyspaces = self._present_keyspaces(cluster, data_dir, node)
+        before = backup_files(data_dir, keyspaces)
+        nodetool.clear_all_snapshots()
+        nodetool.snapshot(started.snapshot_id, keyspaces)
+        taken = snapshot_files(data_dir, started.snapshot_id, keyspaces)
+        summary = self._upload(cluster, started, node, taken)
+        covered = covered_backup_files(before, backup_files(data_dir, keyspaces), taken)
+        delete_files(covered)
+        return f"{summary} incremental_files_cleared={len(covered)}"
+
+    def _incremental(self, cluster: ClusterRecord, started: StartedBackup, node: str) -> str:
+        nodetool = self._nodetool(node)
+        data_dir = self._data_dir(node)
+        keyspaces = self._present_keyspaces(cluster, data_dir, node)
+        nodetool.flush(keyspaces)
+        return self._upload(cluster, started, node, backup_files(data_dir, keyspaces))
+
+    def _upload(
+        self, cluster: ClusterRecord, started: StartedBackup, node: str, files: Sequence[DataFile]
+    ) -> str:
+        prefix = backup_prefix(started.backup_type, cluster.cluster_id, started.snapshot_id, node)
+        identity = BackupIdentity(
+            cluster_id=cluster.cluster_id,
+            snapshot_id=started.snapshot_id,
+            node_ip=node,
+            backup_type=started.backup_type,
+            created_at_ms=started.created_at_ms,
+        )
+        result = upload_files(
+            self._storage, prefix, [LocalFile(f.path, f.relative) for f in files], identity
+        )
+        return (
+            f"files_sent={result.files_sent} bytes_sent={result.bytes_sent} "
+            f"files_skipped={result.files_skipped} manifest={result.manifest_key}"
+        )
+
+    def _present_keyspaces(self, cluster: ClusterRecord, data_dir: Path, node: str) -> list[str]:
+        """Registered keyspaces that still exist on the node; a dropped one is only logged."""
+        present = [ks for ks in cluster.keyspaces if (data_dir / ks).is_dir()]
+        missing = sorted(set(cluster.keyspaces) - set(present))
+        if missing:
+            log.warning("registered keyspaces absent node=%s keyspaces=%s", node, ",".join(missing))
+        if not present:
+            raise RuntimeError(
+                f"none of the registered keyspaces exists under {data_dir}: "
+                "register the cluster again"
+            )
+        return present
+
+    def _nodetool(self, node: str) -> Nodetool:
+        return Nodetool(
+            self._nodes.executor, self._nodes.endpoint(node), self._nodes.nodetool_timeout_s
+        )
+
+    def _data_dir(self, node: str) -> Path:
+        configured = self._nodes.endpoint(node).data_dir
+        if configured is not None:
+            return configured
+        with self._lock:
+            known = self._data_dirs.get(node)
+        if known is None:
+            known = node_data_dir(node, self._nodes.cql_port, 30.0)
+            with self._lock:
+                self._data_dirs[node] = known
+        return known
+
+    def _dump_metadata(self) -> None:
+        """Keep a copy of the metadata next to the backups, as Cassy does after each request."""
+        try:
+            when = datetime.fromtimestamp(self._clock(), UTC)
+            key = metadata_backup_key(when, self._metadata_file_name)
+            self._storage.put_bytes(key, self._metadata.dump_sql().encode())
+        except Exception:
+            log.exception("metadata dump to storage failed")
+
+    # --------------------------------------------------------------- shutdown
+    def shutdown(self, grace_s: float) -> None:
+        """Stop taking work, let running work finish for `grace_s`, then record the rest FAILED."""
+        self._stopping.set()
+        deadline = time.monotonic() + grace_s
+        with self._lock:
+            coordinators = list(self._coordinators)
+        for thread in coordinators:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        failed = self._metadata.fail_unfinished(SERVER_STOPPED)
+        if failed:
+            log.warning("operations left unfinished at shutdown marked FAILED rows=%d", failed)

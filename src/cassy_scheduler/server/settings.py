@@ -1,0 +1,247 @@
+"""The built-in server's config file (server.toml): where to listen, keep metadata and store
+backups, and how to reach each Cassandra node.
+
+    [server]
+    host = "127.0.0.1"
+    port = 20051
+
+    [metadata]
+    path = "/var/lib/cassy-scheduler/metadata.db"
+
+    [storage]
+    uri = "file:///var/backups/cassandra"
+
+    [nodes]
+    executor = "local"
+    nodetool = ["nodetool"]
+    jmx_port = 7199
+
+    [nodes.hosts."10.0.0.1"]      # optional, per node
+    jmx_host = "127.0.0.1"
+    jmx_port = 7199
+    data_dir = "/var/lib/cassandra/data"
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
+
+from cassy_scheduler.config.errors import ConfigError, ConfigProblem
+from cassy_scheduler.config.locate import key_lines, line_of
+from cassy_scheduler.node.executor import NodeEndpoint
+from cassy_scheduler.storage import UnsupportedStorageError, open_storage
+
+DEFAULT_PORT = 20051
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _ServerTable(_Table):
+    host: str = "127.0.0.1"
+    port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)  # 0: any free port
+    max_workers: int = Field(default=16, ge=1, le=256)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+
+
+class _MetadataTable(_Table):
+    path: str = "cassy-metadata.db"
+
+
+class _StorageTable(_Table):
+    uri: str
+
+
+class _HostTable(_Table):
+    jmx_host: str | None = None
+    jmx_port: int | None = Field(default=None, ge=1, le=65535)
+    data_dir: str | None = None
+
+
+class _NodesTable(_Table):
+    executor: Literal["local"] = "local"
+    nodetool: list[str] = Field(default_factory=lambda: ["nodetool"], min_length=1)
+    jmx_port: int = Field(default=7199, ge=1, le=65535)
+    cql_port: int = Field(default=9042, ge=1, le=65535)
+    nodetool_timeout_seconds: float = Field(default=1800.0, gt=0)
+    parallel_nodes: int = Field(default=8, ge=1, le=64)
+    hosts: dict[str, _HostTable] = Field(default_factory=dict)
+
+
+class _File(_Table):
+    server: _ServerTable = _ServerTable()
+    metadata: _MetadataTable = _MetadataTable()
+    storage: _StorageTable
+    nodes: _NodesTable = _NodesTable()
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything `cassy-scheduler serve` needs, checked and with relative paths resolved."""
+
+    host: str
+    port: int
+    max_workers: int
+    shutdown_grace_seconds: float
+    metadata_path: Path
+    storage_uri: str
+    nodetool: tuple[str, ...]
+    jmx_port: int
+    cql_port: int
+    nodetool_timeout_seconds: float
+    parallel_nodes: int
+    hosts: MappingProxyType[str, NodeEndpoint]
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def endpoint(self, address: str) -> NodeEndpoint:
+        """How to reach the node at `address`: its own table, else the defaults."""
+        configured = self.hosts.get(address)
+        if configured is not None:
+            return configured
+        return NodeEndpoint(address=address, jmx_host=address, jmx_port=self.jmx_port)
+
+
+_HINTS = {
+    "missing": "add it; see the example at the top of cassy_scheduler/server/settings.py",
+    "int_type": "write a whole number without quotes",
+    "string_type": 'write a quoted string: key = "value"',
+    "list_type": 'write a list: nodetool = ["nodetool"]',
+}
+
+
+def _table_at(path: tuple[str, ...]) -> type[BaseModel] | None:
+    """The model of the table at `path` (e.g. ("nodes", "hosts", "10.0.0.1")), if any."""
+    model: type[BaseModel] = _File
+    for part in path:
+        if model is _NodesTable and part == "hosts":
+            model = _HostsPlaceholder
+            continue
+        if model is _HostsPlaceholder:
+            model = _HostTable
+            continue
+        annotation = model.model_fields[part].annotation if part in model.model_fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+class _HostsPlaceholder(_Table):
+    """Stands for the [nodes.hosts] table, whose keys are node addresses."""
+
+
+def _problem_from(
+    error: ErrorDetails, file: str, lines: dict[tuple[str, ...], int]
+) -> ConfigProblem:
+    loc = tuple(str(part) for part in error["loc"])
+    message = error["msg"]
+    hint = _HINTS.get(error["type"], "")
+    if error["type"] == "extra_forbidden":
+        table = _table_at(loc[:-1])
+        allowed = list(table.model_fields) if table is not None else []
+        close = difflib.get_close_matches(loc[-1], allowed, n=1)
+        message = f'unknown key "{loc[-1]}"'
+        hint = f'did you mean "{close[0]}"?' if close else "allowed here: " + ", ".join(allowed)
+    return ConfigProblem(file, line_of(lines, loc), ".".join(loc), message, hint)
+
+
+def load_server_settings(path: Path) -> ServerSettings:
+    """Read server.toml; every problem names the file, the line and the key."""
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    file,
+                    None,
+                    "",
+                    f"cannot read the server config: {exc.strerror}",
+                    "pass an existing file with --config",
+                )
+            ]
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    file,
+                    getattr(exc, "lineno", None),
+                    "",
+                    f"not valid TOML: {exc}",
+                    'check quotes and brackets; strings need quotes: key = "value"',
+                )
+            ]
+        ) from None
+    lines = key_lines(text)
+    try:
+        parsed = _File.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_problem_from(err, file, lines) for err in exc.errors()]) from None
+    problems = []
+    hosts: dict[str, NodeEndpoint] = {}
+    for address, table in parsed.nodes.hosts.items():
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            problems.append(
+                ConfigProblem(
+                    file,
+                    line_of(lines, ("nodes", "hosts", address)),
+                    f"nodes.hosts.{address}",
+                    "not an IP address",
+                    'name each node by the address Cassandra reports: [nodes.hosts."10.0.0.1"]',
+                )
+            )
+            continue
+        hosts[address] = NodeEndpoint(
+            address=address,
+            jmx_host=table.jmx_host or address,
+            jmx_port=table.jmx_port or parsed.nodes.jmx_port,
+            data_dir=Path(table.data_dir) if table.data_dir else None,
+        )
+    try:
+        open_storage(parsed.storage.uri)
+    except UnsupportedStorageError as exc:
+        problems.append(
+            ConfigProblem(
+                file,
+                line_of(lines, ("storage", "uri")),
+                "storage.uri",
+                str(exc),
+                'use a filesystem URI such as "file:///var/backups/cassandra"',
+            )
+        )
+    if problems:
+        raise ConfigError(problems)
+    base = path.parent
+    return ServerSettings(
+        host=parsed.server.host,
+        port=parsed.server.port,
+        max_workers=parsed.server.max_workers,
+        shutdown_grace_seconds=parsed.server.shutdown_grace_seconds,
+        metadata_path=(base / parsed.metadata.path).resolve(),
+        storage_uri=parsed.storage.uri,
+        nodetool=tuple(parsed.nodes.nodetool),
+        jmx_port=parsed.nodes.jmx_port,
+        cql_port=parsed.nodes.cql_port,
+        nodetool_timeout_seconds=parsed.nodes.nodetool_timeout_seconds,
+        parallel_nodes=parsed.nodes.parallel_nodes,
+        hosts=MappingProxyType(hosts),
+    )

@@ -1,0 +1,50 @@
+"""Fixtures for tests that run the built-in server as a real process against real Cassandra."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from cassy_scheduler.client import CassyClient
+from tests.serverproc import ServerProcess, server_toml
+from tools.localcluster import LocalCluster
+
+
+def _running_server(
+    factory: pytest.TempPathFactory, name: str, clusters: list[LocalCluster]
+) -> Iterator[ServerProcess]:
+    work = factory.mktemp(name)
+    server = ServerProcess(server_toml(work, clusters), work / "server.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def server1(
+    tmp_path_factory: pytest.TempPathFactory, cluster1: LocalCluster
+) -> Iterator[ServerProcess]:
+    """A server process for the 1-node cluster."""
+    yield from _running_server(tmp_path_factory, "server1", [cluster1])
+
+
+@pytest.fixture(scope="session")
+def server3(
+    tmp_path_factory: pytest.TempPathFactory, cluster3: LocalCluster
+) -> Iterator[ServerProcess]:
+    """A server process for the 3-node cluster."""
+    yield from _running_server(tmp_path_factory, "server3", [cluster3])
+
+
+@pytest.fixture
+def client1(server1: ServerProcess) -> Iterator[CassyClient]:
+    with CassyClient(server1.address, timeout_s=120) as client:
+        yield client
+
+
+@pytest.fixture
+def client3(server3: ServerProcess) -> Iterator[CassyClient]:
+    with CassyClient(server3.address, timeout_s=120) as client:
+        yield client

@@ -1,0 +1,112 @@
+"""Faults during a backup leave every node's row with a true, final status."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from cassandra.cluster import Session
+
+from cassy_scheduler.client import CassyClient, CassyUnavailable
+from cassy_scheduler.protocol.types import BackupType, OperationStatus
+from tests.integration.test_server_backup import finish_all, node_prefix, stored_files, write_rows
+from tests.serverproc import ServerProcess, server_toml
+from tools.localcluster import LocalCluster
+
+
+def wait_until_seen_down(cluster: LocalCluster, node: int, timeout_s: float = 120) -> None:
+    """Gossip needs a few seconds to convict a killed node; wait until node 1 says DN."""
+    address = cluster.spec(node).address
+    deadline = time.monotonic() + timeout_s
+    while f"DN  {address}" not in cluster.nodetool(1, "status"):
+        assert time.monotonic() < deadline, f"{address} never seen down"
+        time.sleep(1)
+
+
+@pytest.mark.three_nodes
+def test_register_a_three_node_cluster(client3: CassyClient, cluster3: LocalCluster) -> None:
+    registered = client3.register_cluster(cluster3.addresses[1])
+    assert sorted(registered.target_ips) == sorted(cluster3.addresses)
+    assert registered.cluster_name == cluster3.cluster_name
+
+
+@pytest.mark.three_nodes
+def test_a_node_killed_mid_snapshot_fails_alone(
+    client3: CassyClient,
+    server3: ServerProcess,
+    cluster3: LocalCluster,
+    session3: Session,
+    keyspace3: str,
+) -> None:
+    write_rows(session3, keyspace3, 0, 100)
+    registered = client3.register_cluster(cluster3.addresses[0])
+    victim = cluster3.spec(3)
+    try:
+        ack = client3.take_backup(registered.cluster_id, BackupType.NODE_SNAPSHOT)
+        cluster3.kill(3)
+        statuses = finish_all(client3, ack)
+    finally:
+        cluster3.start(3)
+    assert statuses == {
+        address: "FAILED" if address == victim.address else "COMPLETED"
+        for address in cluster3.addresses
+    }
+    for address in cluster3.addresses[:2]:
+        assert stored_files(node_prefix(server3, ack, address))
+    assert not (node_prefix(server3, ack, victim.address) / "upload-manifests").exists()
+    rows = client3.list_backups(cluster_id=registered.cluster_id, target_ip=victim.address)
+    assert rows[0].status is OperationStatus.FAILED
+
+
+@pytest.mark.three_nodes
+def test_a_backup_with_a_node_down_is_refused_and_recorded_failed(
+    client3: CassyClient, cluster3: LocalCluster
+) -> None:
+    registered = client3.register_cluster(cluster3.addresses[0])
+    cluster3.kill(2)
+    try:
+        wait_until_seen_down(cluster3, 2)
+        with pytest.raises(CassyUnavailable, match=cluster3.spec(2).address):
+            client3.take_backup(registered.cluster_id, BackupType.NODE_SNAPSHOT)
+    finally:
+        cluster3.start(2)
+    rows = client3.list_backups(cluster_id=registered.cluster_id)
+    assert rows and all(r.status is OperationStatus.FAILED for r in rows)
+
+
+def test_a_server_killed_mid_backup_leaves_no_row_started(
+    tmp_path: Path, cluster1: LocalCluster, session1: Session, keyspace1: str
+) -> None:
+    write_rows(session1, keyspace1, 0, 50)
+    server = ServerProcess(server_toml(tmp_path, [cluster1]), tmp_path / "server.log").start()
+    try:
+        with CassyClient(server.address, timeout_s=120) as client:
+            registered = client.register_cluster(cluster1.addresses[0])
+            ack = client.take_backup(registered.cluster_id, BackupType.NODE_SNAPSHOT)
+        server.kill()
+        server.start()
+        with CassyClient(server.address, timeout_s=120) as client:
+            rows = client.list_backups(snapshot_id=ack.snapshot_id)
+        assert [r.status for r in rows] == [OperationStatus.FAILED]
+        assert "left unfinished by a previous process marked FAILED rows=1" in server.output()
+    finally:
+        assert server.stop() == 0
+
+
+def test_sigterm_lets_running_work_finish_or_records_it_failed(
+    tmp_path: Path, cluster1: LocalCluster, session1: Session, keyspace1: str
+) -> None:
+    write_rows(session1, keyspace1, 0, 50)
+    server = ServerProcess(server_toml(tmp_path, [cluster1]), tmp_path / "server.log").start()
+    try:
+        with CassyClient(server.address, timeout_s=120) as client:
+            registered = client.register_cluster(cluster1.addresses[0])
+            ack = client.take_backup(registered.cluster_id, BackupType.NODE_SNAPSHOT)
+        assert server.stop() == 0
+        server.start()
+        with CassyClient(server.address, timeout_s=120) as client:
+            (row,) = client.list_backups(snapshot_id=ack.snapshot_id)
+        assert row.status in (OperationStatus.COMPLETED, OperationStatus.FAILED)
+    finally:
+        server.stop()

@@ -1,0 +1,101 @@
+"""The built-in server as a real process on loopback, for tests: start, read its port, stop."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools.localcluster import LocalCluster
+
+REPO = Path(__file__).resolve().parents[1]
+NODETOOL = REPO / "tools" / "localcluster" / "nodetool"
+_LISTENING = re.compile(r"server listening address=([\d.]+):(\d+)")
+
+
+def server_toml(work: Path, clusters: list[LocalCluster], *, extra: str = "") -> Path:
+    """A server config for the given local clusters, with storage and metadata under `work`."""
+    hosts = "".join(
+        f'\n[nodes.hosts."{spec.address}"]\njmx_host = "127.0.0.1"\n'
+        f'jmx_port = {spec.jmx_port}\ndata_dir = "{spec.data_dir}"\n'
+        for cluster in clusters
+        for spec in cluster.specs
+    )
+    path = work / "server.toml"
+    path.write_text(
+        f"""[server]
+host = "127.0.0.1"
+port = 0
+shutdown_grace_seconds = 5
+
+[metadata]
+path = "metadata.db"
+
+[storage]
+uri = "{(work / "storage").as_uri()}"
+
+[nodes]
+nodetool = ["{NODETOOL}"]
+nodetool_timeout_seconds = 300
+{extra}{hosts}"""
+    )
+    return path
+
+
+@dataclass
+class ServerProcess:
+    """One `cassy-scheduler serve` process; `address` is where it listens."""
+
+    config: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    address: str = ""
+
+    def start(self, timeout: float = 60) -> ServerProcess:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cassy_scheduler", "serve", "--config", str(self.config)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log.read_bytes()[offset:].decode(errors="replace")
+            match = _LISTENING.search(text)
+            if match:
+                self.address = f"{match.group(1)}:{match.group(2)}"
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited ({self.proc.returncode}):\n{text}")
+            time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(f"server did not listen within {timeout}s:\n{self.log.read_text()}")
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM, as a service manager would; returns the exit code."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
