@@ -40,10 +40,10 @@ def _fill(cluster: LocalCluster, megabytes: int) -> None:
     )
     insert = session.prepare(f"INSERT INTO {KEYSPACE}.blobs (k, v) VALUES (?, ?)")
     rows = megabytes * 1024 * 1024 // ROW_BYTES
-    for k in range(0, rows, 64):
+    for k in range(0, rows, 8):
         batch = [
             session.execute_async(insert, (i, os.urandom(ROW_BYTES)))
-            for i in range(k, min(k + 64, rows))
+            for i in range(k, min(k + 8, rows))
         ]
         for future in batch:
             future.result()
