@@ -19,6 +19,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode="markdown",
 )
 
 
@@ -63,6 +64,15 @@ def serve(
     if port is not None:
         settings = dataclasses.replace(settings, port=port)
     run_server(settings)
+
+
+def _add_scheduler_commands() -> None:
+    from cassy_scheduler.commands import add_commands
+
+    add_commands(app)
+
+
+_add_scheduler_commands()
 
 
 def main() -> None:

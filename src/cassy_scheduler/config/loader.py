@@ -212,8 +212,6 @@ def _build(parsed: ConfigFile, report: _Report, path: Path) -> SchedulerConfig:
 def _runtime(table: SchedulerTable, report: _Report, base_dir: Path) -> RuntimeConfig:
     here: KeyPath = ("scheduler",)
     _require_positive(report, (*here, "reload_poll"), table.reload_poll)
-    if table.shutdown_grace < timedelta(0):
-        report.add((*here, "shutdown_grace"), "must not be negative", 'write e.g. "60s"')
     state_dir = None
     if table.state_dir is not None:
         if not table.state_dir.strip():

@@ -101,8 +101,9 @@ class Daemon:
             config.runtime.max_parallel_runs, self._work
         )
         self._stop_runs = threading.Event()
-        self._stopping = threading.Event()
-        self._reload_requested = threading.Event()
+        # Plain flags, not Events: signal handlers set them, and must never wait on a lock.
+        self._stopping = False
+        self._reload_requested = False
         self._waker = _Waker()
         self._config_stamp = _stamp(config.path)
         self._next_poll: datetime | None = None
@@ -141,10 +142,10 @@ class Daemon:
         """Run until SIGTERM/SIGINT (or request_stop), then shut down gracefully."""
         with self._signals():
             self.start()
-            while not self._stopping.is_set():
+            while not self._stopping:
                 self._waker.drain()
                 wake_at = self.tick()
-                if self._stopping.is_set():
+                if self._stopping:
                     break
                 self._waker.wait((wake_at - self._clock.now()).total_seconds())
         self.shutdown()
@@ -155,12 +156,12 @@ class Daemon:
 
     def request_stop(self) -> None:
         """Stop firing and shut down; safe from signal handlers and other threads."""
-        self._stopping.set()
+        self._stopping = True
         self._waker.wake()
 
     def request_reload(self) -> None:
         """Re-read the config at the next turn of the loop; safe from signal handlers."""
-        self._reload_requested.set()
+        self._reload_requested = True
         self._waker.wake()
 
     def shutdown(self) -> None:
@@ -193,8 +194,8 @@ class Daemon:
     def tick(self, now: datetime | None = None) -> datetime:
         """Do what is due at `now` (reload, runs); return when something is next due."""
         now = self._clock.now() if now is None else now
-        if self._reload_requested.is_set():
-            self._reload_requested.clear()
+        if self._reload_requested:
+            self._reload_requested = False
             self.reload(now, "SIGHUP")
         elif self._next_poll is not None and now >= self._next_poll:
             self._next_poll = now + self._config.runtime.reload_poll

@@ -1,0 +1,138 @@
+"""`backup`: one backup now, waited for on every node, for system cron and for people."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from enum import IntEnum
+from pathlib import Path
+from types import FrameType
+
+import typer
+
+from cassy_scheduler.commands.common import config_option, err, fail, json_option, load, out
+from cassy_scheduler.commands.common import print_json as emit_json
+from cassy_scheduler.config.model import JobConfig, JobType
+from cassy_scheduler.logs import configure_logging
+from cassy_scheduler.scheduling import SchedulingError
+from cassy_scheduler.scheduling.history import Outcome
+from cassy_scheduler.scheduling.oneshot import OneShotError, one_shot_job
+from cassy_scheduler.scheduling.runner import Failure, RunResult
+from cassy_scheduler.scheduling.wiring import Runtime
+
+
+class BackupExit(IntEnum):
+    SUCCEEDED = 0
+    FAILED = 1
+    USAGE = 2
+    TIMED_OUT = 3
+    SKIPPED = 4
+    UNREACHABLE = 5
+
+
+HELP = "\n\n".join(
+    [
+        "Take one backup now and wait for its outcome on every node.",
+        "KIND is snapshot (node snapshot), cluster-wide or incremental. CLUSTER_ID names the "
+        "cluster as the seed scripts did; without it, the config's only job of that KIND runs "
+        "(or --job NAME). The run is recorded in the history and holds the same locks as the "
+        "daemon's runs.",
+        "Exit codes: 0 succeeded; 1 failed or interrupted; 2 config or usage error; 3 timed "
+        "out waiting for the outcome; 4 skipped (the job or the cluster was busy); 5 server "
+        "unreachable.",
+    ]
+)
+
+
+def exit_code(result: RunResult) -> BackupExit:
+    if result.outcome is Outcome.SUCCEEDED:
+        return BackupExit.SUCCEEDED
+    if result.outcome is Outcome.TIMED_OUT:
+        return BackupExit.TIMED_OUT
+    if result.outcome is Outcome.SKIPPED:
+        return BackupExit.SKIPPED
+    if result.failure is Failure.UNREACHABLE:
+        return BackupExit.UNREACHABLE
+    return BackupExit.FAILED
+
+
+def backup(  # noqa: PLR0917 (typer reads options from parameters)
+    kind: JobType = typer.Argument(
+        ..., metavar="KIND", help="snapshot, cluster-wide or incremental."
+    ),
+    cluster_id: str | None = typer.Argument(
+        None, metavar="CLUSTER_ID", help="The cluster id to back up."
+    ),
+    config: Path = config_option(),
+    job: str | None = typer.Option(None, "--job", "-j", help="Run this configured job."),
+    as_json: bool = json_option(),
+    log_level: str = typer.Option("WARNING", help="DEBUG, INFO, WARNING or ERROR (stderr)."),
+) -> None:
+    configure_logging(log_level)
+    settings = load(config)
+    try:
+        chosen = one_shot_job(settings, kind, cluster_id, job)
+    except OneShotError as exc:
+        fail(str(exc), BackupExit.USAGE)
+    try:
+        runtime = Runtime(settings)
+    except SchedulingError as exc:
+        fail(str(exc), BackupExit.USAGE)
+    with runtime:
+        result = _run_with_signals(runtime, chosen)
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        _describe(result)
+    raise typer.Exit(exit_code(result))
+
+
+def _run_with_signals(runtime: Runtime, job: JobConfig) -> RunResult:
+    """Run in a worker thread so SIGTERM/SIGINT only set a flag the run checks."""
+    stop = threading.Event()
+    results: list[RunResult] = []
+    worker = threading.Thread(
+        target=lambda: results.append(runtime.runner.run(job, runtime.clock.now(), stop)),
+        name="backup",
+    )
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        err().print(f"{signal.Signals(signum).name}: stopping the run")
+        stop.set()
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.5)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return results[0]
+
+
+def _describe(result: RunResult) -> None:
+    console = out()
+    colour = {
+        Outcome.SUCCEEDED: "green",
+        Outcome.SKIPPED: "yellow",
+        Outcome.TIMED_OUT: "yellow",
+    }.get(result.outcome, "red")
+    took = ""
+    if result.started_at and result.finished_at:
+        took = f" in {(result.finished_at - result.started_at).total_seconds():.0f}s"
+    console.print(
+        f"[bold]{result.job_name}[/] ({result.job_type}) on "
+        f"{result.cluster_id or '?'}: [{colour}]{result.outcome.value}[/]{took}",
+        markup=True,
+    )
+    if result.snapshot_id:
+        base = " (base taken first)" if result.base_snapshot_taken else ""
+        console.print(f"  snapshot id: {result.snapshot_id}{base}")
+    for node in result.nodes:
+        reason = f" ({node.reason})" if node.reason else ""
+        console.print(f"  node {node.node_ip}: {node.status.name}{reason}")
+    if result.attempts > 1:
+        console.print(f"  attempts: {result.attempts}")
+    if result.error:
+        console.print(f"  [red]{result.error}[/]", markup=True)

@@ -1,0 +1,131 @@
+"""`register`, `clusters` and `backups`: the Cassy calls operators made with grpcurl."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from cassy_scheduler.client import BackupEntry, Cluster
+from cassy_scheduler.commands.common import (
+    config_option,
+    json_option,
+    load,
+    out,
+    print_json,
+    server_errors,
+    when,
+)
+from cassy_scheduler.scheduling.wiring import open_client
+
+HELP_CODES = "Exit codes: 0 done, 1 the server refused, 2 config error, 5 server unreachable."
+
+
+def register(
+    host: str = typer.Argument(..., help="Any Cassandra node of the cluster."),
+    config: Path = config_option(),
+    as_json: bool = json_option(),
+) -> None:
+    """Register a cluster with the server through one of its nodes (RegisterCluster)."""
+    settings = load(config)
+    with server_errors(), open_client(settings.server) as client:
+        cluster = client.register_cluster(host)
+    if as_json:
+        print_json(_cluster_dict(cluster))
+        return
+    out().print(f"registered {cluster.cluster_id}")
+    _print_clusters([cluster])
+
+
+def clusters(config: Path = config_option(), as_json: bool = json_option()) -> None:
+    """The clusters registered with the server, most recent first (ListClusters)."""
+    settings = load(config)
+    with server_errors(), open_client(settings.server) as client:
+        found = client.list_clusters()
+    if as_json:
+        print_json([_cluster_dict(c) for c in found])
+    elif not found:
+        out().print("no clusters registered; add one with `cassy-scheduler register HOST`")
+    else:
+        _print_clusters(found)
+
+
+def backups(
+    cluster_id: str = typer.Argument(..., help="The cluster whose backups to list."),
+    config: Path = config_option(),
+    limit: int = typer.Option(0, "--limit", "-n", min=0, help="At most this many rows (0: all)."),
+    as_json: bool = json_option(),
+) -> None:
+    """A cluster's backups, newest first, one line per request with every node's status."""
+    settings = load(config)
+    with server_errors(), open_client(settings.server) as client:
+        rows = client.list_backups(cluster_id=cluster_id, limit=limit)
+    if as_json:
+        print_json([_row_dict(r) for r in rows])
+        return
+    if not rows:
+        out().print(f"no backups of {cluster_id}")
+        return
+    groups: dict[tuple[str, int], list[BackupEntry]] = {}
+    for row in rows:
+        groups.setdefault((row.snapshot_id, row.created_at_ms), []).append(row)
+    table = Table(title=f"backups of {cluster_id}", title_justify="left")
+    for column in ("created", "type", "snapshot id", "nodes"):
+        table.add_column(column, overflow="fold")
+    for (snapshot_id, _), members in groups.items():
+        table.add_row(
+            when(members[0].created_at),
+            members[0].backup_type.name,
+            snapshot_id,
+            "\n".join(f"{r.target_ip} {r.status.name}" for r in sorted(members, key=_ip)),
+        )
+    out().print(table)
+
+
+for _verb in (register, clusters, backups):
+    _verb.__doc__ = f"{_verb.__doc__}\n\n{HELP_CODES}"
+
+
+def _ip(row: BackupEntry) -> str:
+    return row.target_ip
+
+
+def _print_clusters(found: list[Cluster]) -> None:
+    table = Table()
+    for column in ("cluster id", "name", "nodes", "keyspaces", "registered"):
+        table.add_column(column, overflow="fold")
+    for cluster in found:
+        table.add_row(
+            cluster.cluster_id,
+            cluster.cluster_name,
+            "\n".join(cluster.target_ips),
+            ", ".join(cluster.keyspaces),
+            when(cluster.created_at),
+        )
+    out().print(table)
+
+
+def _cluster_dict(cluster: Cluster) -> dict[str, object]:
+    return {
+        "cluster_id": cluster.cluster_id,
+        "cluster_name": cluster.cluster_name,
+        "target_ips": list(cluster.target_ips),
+        "keyspaces": list(cluster.keyspaces),
+        "data_dir": cluster.data_dir,
+        "created_at": cluster.created_at,
+        "updated_at": cluster.updated_at,
+    }
+
+
+def _row_dict(row: BackupEntry) -> dict[str, object]:
+    return {
+        "cluster_id": row.cluster_id,
+        "target_ip": row.target_ip,
+        "snapshot_id": row.snapshot_id,
+        "created_at": row.created_at,
+        "created_at_ms": row.created_at_ms,
+        "updated_at": row.updated_at,
+        "backup_type": row.backup_type.name,
+        "status": row.status.name,
+    }

@@ -1,0 +1,98 @@
+"""What every verb shares: the --config option, loading it (exit 2 when it is unusable), and
+printing for people (rich) or machines (--json)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, tzinfo
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from cassy_scheduler.client import CassyError
+from cassy_scheduler.config import ConfigError, SchedulerConfig, load_config
+from cassy_scheduler.scheduling import SchedulingError
+
+CONFIG_ENV = "CASSY_SCHEDULER_CONFIG"
+
+
+class Exit(IntEnum):
+    """Exit codes shared by the verbs that do not define their own (check and backup do)."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    UNREACHABLE = 5
+
+
+def config_option() -> Any:
+    return typer.Option(
+        ...,
+        "--config",
+        "-c",
+        envvar=CONFIG_ENV,
+        help=f"The scheduler's TOML config file (or ${CONFIG_ENV}).",
+        show_default=False,
+    )
+
+
+def json_option() -> Any:
+    return typer.Option(False, "--json", help="Print JSON for machines instead of tables.")
+
+
+def out() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def err() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def load(path: Path) -> SchedulerConfig:
+    """The config, or exit 2 with every problem named."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        fail(str(exc), Exit.USAGE)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    err().print(f"[bold red]error:[/] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def server_errors() -> Iterator[None]:
+    """Turn server and state errors into one line and an exit code."""
+    try:
+        yield
+    except CassyError as exc:
+        fail(str(exc), Exit.UNREACHABLE if exc.is_transient else Exit.FAILED)
+    except SchedulingError as exc:
+        fail(str(exc), Exit.FAILED)
+
+
+def print_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def when(moment: datetime | None, zone: tzinfo = UTC) -> str:
+    """A moment for tables, to the second, in `zone` (UTC unless a job's zone is given)."""
+    if moment is None:
+        return "-"
+    local = moment.astimezone(zone)
+    return local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or "")

@@ -1,0 +1,97 @@
+"""`history`: past runs, newest first, from the run history the daemon and cron runs write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from cassy_scheduler.commands.common import (
+    Exit,
+    config_option,
+    fail,
+    json_option,
+    load,
+    out,
+    print_json,
+    when,
+)
+from cassy_scheduler.scheduling.history import HistoryError, Outcome, RunHistory, RunRecord
+
+_COLOURS = {
+    Outcome.SUCCEEDED: "green",
+    Outcome.RUNNING: "cyan",
+    Outcome.SKIPPED: "yellow",
+    Outcome.TIMED_OUT: "yellow",
+}
+
+
+def history(
+    config: Path = config_option(),
+    job: str | None = typer.Option(None, "--job", "-j", help="Only this job's runs."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many runs to show."),
+    as_json: bool = json_option(),
+) -> None:
+    """Past runs, newest first: when, outcome, snapshot id, every node's status, the error."""
+    settings = load(config)
+    path = settings.runtime.history_path
+    if not path.exists():
+        if as_json:
+            print_json([])
+        else:
+            out().print(f"no runs recorded yet ({path} does not exist)")
+        return
+    try:
+        with RunHistory.open_read_only(path) as records:
+            runs = records.list_runs(job, limit)
+    except HistoryError as exc:
+        fail(str(exc), Exit.FAILED)
+    if as_json:
+        print_json([_run_dict(run) for run in runs])
+        return
+    table = Table(title=f"runs recorded in {path}", title_justify="left")
+    for column in ("run", "job", "scheduled for", "took", "outcome", "snapshot", "nodes"):
+        table.add_column(column, overflow="fold")
+    for run in runs:
+        colour = _COLOURS.get(run.outcome, "red")
+        outcome = f"[{colour}]{run.outcome.value}[/]"
+        if run.error:
+            outcome += f"\n{run.error}"
+        table.add_row(
+            str(run.run_id),
+            f"{run.job_name}\n{run.job_type}",
+            when(run.scheduled_for),
+            _took(run),
+            outcome,
+            (run.snapshot_id or "-")
+            + (f"\nbase {run.base_snapshot_id}" if run.base_snapshot_id else ""),
+            "\n".join(f"{n.node_ip} {n.status.name}" for n in run.nodes) or "-",
+        )
+    out().print(table)
+
+
+def _took(run: RunRecord) -> str:
+    if run.started_at is None or run.finished_at is None:
+        return "-"
+    return f"{(run.finished_at - run.started_at).total_seconds():.0f}s"
+
+
+def _run_dict(run: RunRecord) -> dict[str, object]:
+    return {
+        "run_id": run.run_id,
+        "job": run.job_name,
+        "type": run.job_type,
+        "scheduled_for": run.scheduled_for,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "outcome": run.outcome.value,
+        "cluster_id": run.cluster_id,
+        "cluster_name": run.cluster_name,
+        "snapshot_id": run.snapshot_id,
+        "base_snapshot_id": run.base_snapshot_id,
+        "error": run.error,
+        "nodes": [
+            {"node": n.node_ip, "status": n.status.name, "reason": n.reason} for n in run.nodes
+        ],
+    }

@@ -1,0 +1,32 @@
+"""`run`: the scheduler daemon, in the foreground, for systemd or a terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cassy_scheduler.commands.common import Exit, config_option, fail, load
+from cassy_scheduler.logs import configure_logging
+from cassy_scheduler.scheduling import SchedulingError
+from cassy_scheduler.scheduling.wiring import Runtime
+
+
+def run(
+    config: Path = config_option(),
+    log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR (stderr)."),
+) -> None:
+    """Run every enabled job on its schedule until SIGTERM.
+
+    The config file is re-read when it changes or on SIGHUP; a bad edit is logged and the
+    running config kept. On SIGTERM, running backups get [scheduler] shutdown_grace to finish
+    and are recorded interrupted after it. Exit codes: 0 stopped, 2 config error, 1 other.
+    """
+    configure_logging(log_level)
+    settings = load(config)
+    try:
+        runtime = Runtime(settings)
+    except SchedulingError as exc:
+        fail(str(exc), Exit.USAGE)
+    with runtime:
+        runtime.daemon().serve()

@@ -1,0 +1,74 @@
+"""Which job a one-shot `backup` command runs, so system cron can keep its old lines.
+
+`backup snapshot --config FILE CLUSTER_ID` mirrors the seed scripts: the configured job of that
+type on that cluster when there is one (so the daemon and cron share its lock and history),
+else an ad-hoc job with the policies of the config's first job of that type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+from cassy_scheduler.config.model import (
+    ClusterRef,
+    JobConfig,
+    JobType,
+    SchedulerConfig,
+    SourceLocation,
+)
+from cassy_scheduler.scheduling import SchedulingError
+from cassy_scheduler.scheduling.timetable import Schedule
+
+
+class OneShotError(SchedulingError):
+    """The command line does not say which job to run; the message says what to add."""
+
+
+def one_shot_job(
+    config: SchedulerConfig,
+    kind: JobType,
+    cluster_id: str | None = None,
+    job_name: str | None = None,
+) -> JobConfig:
+    """The job a one-shot backup of `kind` runs."""
+    if job_name is not None:
+        try:
+            job = config.job(job_name)
+        except KeyError as exc:
+            raise OneShotError(str(exc.args[0])) from None
+        if job.type is not kind:
+            raise OneShotError(
+                f'job "{job_name}" is a {job.type} job, not {kind}; run '
+                f"`cassy-scheduler backup {job.type} --job {job_name}`"
+            )
+        if cluster_id is not None and job.cluster.cluster_id not in (None, cluster_id):
+            raise OneShotError(f'job "{job_name}" backs up {job.cluster}, not "{cluster_id}"')
+        if cluster_id is not None:
+            job = dataclasses.replace(job, cluster=ClusterRef(cluster_id=cluster_id))
+        return job
+    same_type = [j for j in config.jobs if j.type is kind]
+    if cluster_id is None:
+        if len(same_type) == 1:
+            return same_type[0]
+        names = ", ".join(j.name for j in same_type)
+        raise OneShotError(
+            f"{config.path} has {len(same_type)} {kind} job(s)"
+            + (f" ({names})" if names else "")
+            + "; give the CLUSTER_ID to back up, or --job NAME"
+        )
+    for job in same_type:
+        if job.cluster.cluster_id == cluster_id:
+            return job
+    template = same_type[0] if same_type else (config.jobs[0] if config.jobs else None)
+    cluster = ClusterRef(cluster_id=cluster_id)
+    name = f"{kind.value}@{cluster_id}"
+    if template is None:
+        return JobConfig(
+            name=name,
+            type=kind,
+            cluster=cluster,
+            schedule=Schedule.parse("@daily"),
+            source=SourceLocation(str(config.path), None),
+        )
+    return dataclasses.replace(template, name=name, type=kind, cluster=cluster, jitter=timedelta(0))

@@ -1,0 +1,219 @@
+"""What `check` verifies before anyone relies on the scheduler, as findings with a severity.
+
+Severities are Nagios's, so a monitoring system can run `check` as is: the worst finding is
+the exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import IntEnum
+from pathlib import Path
+
+from cassy_scheduler.client import CassyError, Cluster
+from cassy_scheduler.config.checks import check_config
+from cassy_scheduler.config.model import JobConfig, JobType, SchedulerConfig, WhenNoSnapshot
+from cassy_scheduler.scheduling.history import Outcome, RunHistory
+from cassy_scheduler.scheduling.resolve import (
+    UnknownClusterError,
+    find_base_snapshot,
+    resolve_cluster,
+)
+from cassy_scheduler.scheduling.runner import BackupService
+
+
+class Severity(IntEnum):
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing checked: what about, how bad, what was found and what to do."""
+
+    severity: Severity
+    subject: str
+    message: str
+    hint: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "severity": self.severity.name,
+            "subject": self.subject,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+def worst(findings: Iterable[Finding]) -> Severity:
+    return max((f.severity for f in findings), default=Severity.OK)
+
+
+def preflight(
+    config: SchedulerConfig,
+    client: BackupService,
+    now: datetime,
+    history: RunHistory | None = None,
+) -> list[Finding]:
+    """Every finding about `config`: offline advice, the state directory, the server, jobs."""
+    findings = [Finding(Severity.OK, "config", f"{config.path} loads: {len(config.jobs)} job(s)")]
+    findings += [
+        Finding(Severity.WARNING, p.field or "config", p.message, p.hint)
+        for p in check_config(config, now)
+    ]
+    findings.append(_state_dir(config.runtime.state_dir))
+    try:
+        clusters = client.list_clusters()
+    except CassyError as exc:
+        findings.append(Finding(Severity.CRITICAL, "server", str(exc)))
+        return findings
+    findings.append(
+        Finding(
+            Severity.OK,
+            "server",
+            f"{config.server.address} answers; {len(clusters)} cluster(s) registered",
+        )
+    )
+    resolved: dict[str, Cluster] = {}
+    for job in config.jobs:
+        if job.enabled:
+            findings += _job_findings(job, client, resolved)
+    findings += _mixed_types(config.jobs, resolved)
+    if history is not None:
+        findings += _recent_runs(config.jobs, history, now)
+    return findings
+
+
+def _state_dir(path: Path) -> Finding:
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if os.access(existing, os.W_OK | os.X_OK):
+        return Finding(Severity.OK, "state_dir", f"{path.resolve()} is writable")
+    return Finding(
+        Severity.CRITICAL,
+        "state_dir",
+        f"{path.resolve()} is not writable by this user, so runs cannot be recorded or locked",
+        "create it for the scheduler's user, or set [scheduler] state_dir",
+    )
+
+
+def _job_findings(
+    job: JobConfig, client: BackupService, resolved: dict[str, Cluster]
+) -> list[Finding]:
+    subject = f"jobs.{job.name}"
+    lookup = dataclasses.replace(job.cluster, register_if_missing=False)
+    try:
+        cluster = resolve_cluster(client, lookup).cluster
+    except UnknownClusterError as exc:
+        if job.cluster.register_if_missing:
+            return [
+                Finding(
+                    Severity.WARNING,
+                    subject,
+                    f"{exc.message}; it will be registered at the first run",
+                    f"register it now with `cassy-scheduler register {job.cluster.value}`",
+                )
+            ]
+        return [Finding(Severity.CRITICAL, subject, exc.message, exc.hint)]
+    except CassyError as exc:
+        return [Finding(Severity.CRITICAL, subject, f"cannot resolve {job.cluster}: {exc}")]
+    resolved[job.name] = cluster
+    found = [
+        Finding(Severity.OK, subject, f"{job.cluster} is cluster {cluster.cluster_id}"),
+    ]
+    if job.type is not JobType.INCREMENTAL:
+        return found
+    try:
+        base = find_base_snapshot(client, cluster)
+    except CassyError as exc:
+        return [*found, Finding(Severity.CRITICAL, subject, f"cannot list backups: {exc}")]
+    if base is not None:
+        found.append(
+            Finding(
+                Severity.OK,
+                subject,
+                f"incrementals extend snapshot {base.snapshot_id} of "
+                f"{base.created_at:%Y-%m-%d %H:%M:%S}Z",
+            )
+        )
+    elif job.when_no_snapshot is WhenNoSnapshot.TAKE_SNAPSHOT:
+        found.append(
+            Finding(
+                Severity.WARNING,
+                subject,
+                f"cluster {cluster.cluster_id} has no completed node snapshot; the next run "
+                "takes one first",
+            )
+        )
+    else:
+        found.append(
+            Finding(
+                Severity.CRITICAL,
+                subject,
+                f"cluster {cluster.cluster_id} has no completed node snapshot, so this "
+                "incremental job will fail",
+                "take one with `cassy-scheduler backup snapshot`, or set "
+                'when_no_snapshot = "take-snapshot"',
+            )
+        )
+    return found
+
+
+def _mixed_types(jobs: Iterable[JobConfig], resolved: dict[str, Cluster]) -> list[Finding]:
+    """The seed's rule: one cluster id takes cluster-wide or incremental backups, not both."""
+    types: dict[str, dict[JobType, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for job in jobs:
+        if job.name in resolved:
+            types[resolved[job.name].cluster_id][job.type].append(job.name)
+    return [
+        Finding(
+            Severity.CRITICAL,
+            f"cluster {cluster_id}",
+            f"cluster-wide job(s) {', '.join(by_type[JobType.CLUSTER_WIDE])} and incremental "
+            f"job(s) {', '.join(by_type[JobType.INCREMENTAL])} back up the same cluster",
+            "base incrementals on node snapshots, or back this cluster up cluster-wide only",
+        )
+        for cluster_id, by_type in types.items()
+        if by_type[JobType.CLUSTER_WIDE] and by_type[JobType.INCREMENTAL]
+    ]
+
+
+def _recent_runs(jobs: Iterable[JobConfig], history: RunHistory, now: datetime) -> list[Finding]:
+    findings: list[Finding] = []
+    for job in jobs:
+        if not job.enabled:
+            continue
+        subject = f"jobs.{job.name}"
+        last = history.last_run(job.name)
+        if last is not None and last.outcome in (Outcome.FAILED, Outcome.TIMED_OUT):
+            findings.append(
+                Finding(
+                    Severity.WARNING,
+                    subject,
+                    f"the last run ({last.scheduled_for:%Y-%m-%d %H:%M}Z) "
+                    f"{last.outcome.value}: {last.error or 'no detail'}",
+                    f"see `cassy-scheduler history --job {job.name}`",
+                )
+            )
+        if job.alert_after is None:
+            continue
+        success = history.last_success(job.name)
+        since = success.finished_at if success else None
+        if since is None or now - since > job.alert_after:
+            what = f"since {since:%Y-%m-%d %H:%M}Z" if since else "ever recorded"
+            findings.append(
+                Finding(
+                    Severity.CRITICAL,
+                    subject,
+                    f"no successful run {what}; alert_after is {job.alert_after}",
+                )
+            )
+    return findings
