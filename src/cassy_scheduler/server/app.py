@@ -53,6 +53,19 @@ class RunningServer:
         log.info("server stopped")
 
 
+def _listen(server: grpc.Server, settings: ServerSettings) -> int:
+    """Bind the listening port, with TLS when the settings carry certificates."""
+    if settings.tls is None:
+        return server.add_insecure_port(settings.address)
+    tls = settings.tls
+    credentials = grpc.ssl_server_credentials(
+        [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
+        root_certificates=tls.client_ca_file.read_bytes() if tls.client_ca_file else None,
+        require_client_auth=tls.client_ca_file is not None,
+    )
+    return server.add_secure_port(settings.address, credentials)
+
+
 def start_server(settings: ServerSettings) -> RunningServer:
     """Open metadata and storage, recover from a previous crash, and start listening."""
     settings.metadata_path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +103,7 @@ def start_server(settings: ServerSettings) -> RunningServer:
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(settings.address)
+    port = _listen(server, settings)
     if port == 0:
         metadata.close()
         raise OSError(f"cannot listen on {settings.address}: is another process using it?")
@@ -98,9 +111,10 @@ def start_server(settings: ServerSettings) -> RunningServer:
     for service in ("", SERVICE_NAME):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     log.info(
-        "server listening address=%s:%d storage=%s metadata=%s",
+        "server listening address=%s:%d tls=%s storage=%s metadata=%s",
         settings.host,
         port,
+        "on" if settings.tls else "off",
         settings.storage_uri,
         settings.metadata_path,
     )

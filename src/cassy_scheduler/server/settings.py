@@ -47,11 +47,18 @@ class _Table(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+class _TlsTable(_Table):
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None  # set to require client certificates signed by it
+
+
 class _ServerTable(_Table):
     host: str = "127.0.0.1"
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)  # 0: any free port
     max_workers: int = Field(default=16, ge=1, le=256)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    tls: _TlsTable | None = None
 
 
 class _MetadataTable(_Table):
@@ -86,6 +93,15 @@ class _File(_Table):
 
 
 @dataclass(frozen=True)
+class ServerTls:
+    """PEM files for serving TLS; with client_ca, clients must present a certificate."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """Everything `cassy-scheduler serve` needs, checked and with relative paths resolved."""
 
@@ -101,6 +117,7 @@ class ServerSettings:
     nodetool_timeout_seconds: float
     parallel_nodes: int
     hosts: MappingProxyType[str, NodeEndpoint]
+    tls: ServerTls | None = None
 
     @property
     def address(self) -> str:
@@ -156,6 +173,34 @@ def _problem_from(
         message = f'unknown key "{loc[-1]}"'
         hint = f'did you mean "{close[0]}"?' if close else "allowed here: " + ", ".join(allowed)
     return ConfigProblem(file, line_of(lines, loc), ".".join(loc), message, hint)
+
+
+def _tls(
+    table: _TlsTable | None, base: Path, lines: dict[tuple[str, ...], int], file: str
+) -> ServerTls | None:
+    """TLS files resolved against the config's directory; each must exist."""
+    if table is None:
+        return None
+    paths = {
+        "cert_file": table.cert_file,
+        "key_file": table.key_file,
+        "client_ca_file": table.client_ca_file,
+    }
+    resolved = {key: (base / value).resolve() for key, value in paths.items() if value}
+    missing = [
+        ConfigProblem(
+            file,
+            line_of(lines, ("server", "tls", key)),
+            f"server.tls.{key}",
+            f"{pem} is not a readable file",
+            "give the path of a PEM file (relative to this config file)",
+        )
+        for key, pem in resolved.items()
+        if not pem.is_file()
+    ]
+    if missing:
+        raise ConfigError(missing)
+    return ServerTls(resolved["cert_file"], resolved["key_file"], resolved.get("client_ca_file"))
 
 
 def load_server_settings(path: Path) -> ServerSettings:
@@ -231,6 +276,7 @@ def load_server_settings(path: Path) -> ServerSettings:
     if problems:
         raise ConfigError(problems)
     base = path.parent
+    tls = _tls(parsed.server.tls, base, lines, file)
     return ServerSettings(
         host=parsed.server.host,
         port=parsed.server.port,
@@ -244,4 +290,5 @@ def load_server_settings(path: Path) -> ServerSettings:
         nodetool_timeout_seconds=parsed.nodes.nodetool_timeout_seconds,
         parallel_nodes=parsed.nodes.parallel_nodes,
         hosts=MappingProxyType(hosts),
+        tls=tls,
     )
