@@ -20,6 +20,10 @@ backups, and how to reach each Cassandra node.
     jmx_host = "127.0.0.1"
     jmx_port = 7199
     data_dir = "/var/lib/cassandra/data"
+    commitlog_dir = "/var/lib/cassandra/commitlog"   # restores: default beside data_dir
+    hints_dir = "/var/lib/cassandra/hints"
+    saved_caches_dir = "/var/lib/cassandra/saved_caches"
+    restore_staging_dir = "/var/lib/cassandra"       # same filesystem as data_dir
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
@@ -73,6 +77,10 @@ class _HostTable(_Table):
     jmx_host: str | None = None
     jmx_port: int | None = Field(default=None, ge=1, le=65535)
     data_dir: str | None = None
+    commitlog_dir: str | None = None
+    hints_dir: str | None = None
+    saved_caches_dir: str | None = None
+    restore_staging_dir: str | None = None
 
 
 class _NodesTable(_Table):
@@ -102,6 +110,17 @@ class ServerTls:
 
 
 @dataclass(frozen=True)
+class HostPaths:
+    """A node's directories besides the data dir, as configured; None means the default
+    (beside the data dir, as Cassandra lays them out). Restores need them."""
+
+    commitlog_dir: Path | None = None
+    hints_dir: Path | None = None
+    saved_caches_dir: Path | None = None
+    restore_staging_dir: Path | None = None
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """Everything `cassy-scheduler serve` needs, checked and with relative paths resolved."""
 
@@ -118,6 +137,9 @@ class ServerSettings:
     parallel_nodes: int
     hosts: MappingProxyType[str, NodeEndpoint]
     tls: ServerTls | None = None
+    host_paths: MappingProxyType[str, HostPaths] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     @property
     def address(self) -> str:
@@ -129,6 +151,10 @@ class ServerSettings:
         if configured is not None:
             return configured
         return NodeEndpoint(address=address, jmx_host=address, jmx_port=self.jmx_port)
+
+    def paths(self, address: str) -> HostPaths:
+        """The node's configured directories besides the data dir (defaults when none)."""
+        return self.host_paths.get(address, HostPaths())
 
 
 _HINTS = {
@@ -241,6 +267,7 @@ def load_server_settings(path: Path) -> ServerSettings:
         raise ConfigError([_problem_from(err, file, lines) for err in exc.errors()]) from None
     problems = []
     hosts: dict[str, NodeEndpoint] = {}
+    host_paths: dict[str, HostPaths] = {}
     for address, table in parsed.nodes.hosts.items():
         try:
             ipaddress.ip_address(address)
@@ -260,6 +287,17 @@ def load_server_settings(path: Path) -> ServerSettings:
             jmx_host=table.jmx_host or address,
             jmx_port=table.jmx_port or parsed.nodes.jmx_port,
             data_dir=Path(table.data_dir) if table.data_dir else None,
+        )
+        host_paths[address] = HostPaths(
+            *(
+                Path(value) if value else None
+                for value in (
+                    table.commitlog_dir,
+                    table.hints_dir,
+                    table.saved_caches_dir,
+                    table.restore_staging_dir,
+                )
+            )
         )
     try:
         open_storage(parsed.storage.uri)
@@ -290,5 +328,6 @@ def load_server_settings(path: Path) -> ServerSettings:
         nodetool_timeout_seconds=parsed.nodes.nodetool_timeout_seconds,
         parallel_nodes=parsed.nodes.parallel_nodes,
         hosts=MappingProxyType(hosts),
+        host_paths=MappingProxyType(host_paths),
         tls=tls,
     )
