@@ -1,0 +1,69 @@
+"""The demo's config files, written next to its data so people can open and change them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tools.localcluster import LocalCluster
+
+REPO = Path(__file__).resolve().parents[2]
+NODETOOL = REPO / "tools" / "localcluster" / "nodetool"
+
+
+def server_config(work: Path, cluster: LocalCluster, port: int) -> Path:
+    hosts = "".join(
+        f'\n[nodes.hosts."{spec.address}"]\njmx_host = "127.0.0.1"\n'
+        f'jmx_port = {spec.jmx_port}\ndata_dir = "{spec.data_dir}"\n'
+        for spec in cluster.specs
+    )
+    path = work / "server.toml"
+    path.write_text(
+        f"""# The demo's built-in Cassy-compatible server.
+[server]
+host = "127.0.0.1"
+port = {port}
+shutdown_grace_seconds = 10
+
+[metadata]
+path = "server-metadata.db"
+
+[storage]
+uri = "{(work / "backups").as_uri()}"
+
+[nodes]
+nodetool = ["{NODETOOL}"]
+{hosts}"""
+    )
+    return path
+
+
+def scheduler_config(work: Path, cluster: LocalCluster, port: int) -> Path:
+    path = work / "scheduler.toml"
+    path.write_text(
+        f"""# The demo's scheduler: change a schedule here and the daemon picks it up.
+[server]
+address = "127.0.0.1:{port}"
+call_deadline = "60s"
+
+[scheduler]
+state_dir = "{work / "state"}"
+
+[defaults]
+cassandra_host = "{cluster.addresses[0]}"
+register_if_missing = true
+wait_timeout = "10m"
+poll_interval = "2s"
+retries = 3
+retry_backoff = "5s"
+
+[jobs.snapshot-every-2-minutes]
+type = "snapshot"
+schedule = "*/2 * * * *"
+
+[jobs.incremental-every-minute]
+type = "incremental"
+schedule = "* * * * *"
+when_no_snapshot = "take-snapshot"
+"""
+    )
+    return path
