@@ -24,6 +24,11 @@ backups, and how to reach each Cassandra node.
     hints_dir = "/var/lib/cassandra/hints"
     saved_caches_dir = "/var/lib/cassandra/saved_caches"
     restore_staging_dir = "/var/lib/cassandra"       # same filesystem as data_dir
+
+    [applications]                # optional; cluster-wide snapshots (backup_type 1) need it
+    srv_name = "_cassy-admin._tcp.app.example.com"   # or: instances = ["10.0.0.5:20052"]
+    dns_server = "127.0.0.1:5353"                    # optional; else /etc/resolv.conf's
+    pause_timeout_seconds = 60
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ from pydantic_core import ErrorDetails
 from cassy_scheduler.config.errors import ConfigError, ConfigProblem
 from cassy_scheduler.config.locate import key_lines, line_of
 from cassy_scheduler.node.executor import NodeEndpoint
+from cassy_scheduler.server.apps import AppInstance, ApplicationsConfig
+from cassy_scheduler.server.dns import DnsServer
 from cassy_scheduler.storage import UnsupportedStorageError, open_storage
 
 DEFAULT_PORT = 20051
@@ -93,11 +100,21 @@ class _NodesTable(_Table):
     hosts: dict[str, _HostTable] = Field(default_factory=dict)
 
 
+class _ApplicationsTable(_Table):
+    srv_name: str | None = None
+    dns_server: str | None = None
+    instances: list[str] = Field(default_factory=list)
+    pause_timeout_seconds: float = Field(default=60.0, gt=0)
+    unpause_timeout_seconds: float = Field(default=10.0, gt=0)
+    dns_timeout_seconds: float = Field(default=5.0, gt=0)
+
+
 class _File(_Table):
     server: _ServerTable = _ServerTable()
     metadata: _MetadataTable = _MetadataTable()
     storage: _StorageTable
     nodes: _NodesTable = _NodesTable()
+    applications: _ApplicationsTable | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +157,7 @@ class ServerSettings:
     host_paths: MappingProxyType[str, HostPaths] = field(
         default_factory=lambda: MappingProxyType({})
     )
+    applications: ApplicationsConfig | None = None  # None: no cluster-wide snapshots
 
     @property
     def address(self) -> str:
@@ -229,6 +247,52 @@ def _tls(
     return ServerTls(resolved["cert_file"], resolved["key_file"], resolved.get("client_ca_file"))
 
 
+def _applications(
+    table: _ApplicationsTable | None, lines: dict[tuple[str, ...], int], file: str
+) -> tuple[ApplicationsConfig | None, list[ConfigProblem]]:
+    """The [applications] table checked: one source of instances, each address well formed."""
+    if table is None:
+        return None, []
+
+    def problem(key: str, message: str, hint: str) -> ConfigProblem:
+        where = ("applications", key) if key else ("applications",)
+        return ConfigProblem(file, line_of(lines, where), ".".join(where), message, hint)
+
+    problems = []
+    if bool(table.srv_name) == bool(table.instances):
+        problems.append(
+            problem(
+                "",
+                "set exactly one of srv_name and instances",
+                'srv_name = "_admin._tcp.app.example.com" (a DNS SRV record), or '
+                'instances = ["10.0.0.5:20052"]',
+            )
+        )
+    if table.dns_server is not None and not table.srv_name:
+        problems.append(problem("dns_server", "dns_server is only used with srv_name", "remove it"))
+    dns_server = None
+    if table.dns_server is not None:
+        try:
+            dns_server = DnsServer.parse(table.dns_server)
+        except ValueError as exc:
+            problems.append(problem("dns_server", str(exc), 'write "127.0.0.1:5353"'))
+    instances = []
+    for text in table.instances:
+        try:
+            instances.append(AppInstance.parse(text))
+        except ValueError as exc:
+            problems.append(problem("instances", str(exc), 'write "10.0.0.5:20052"'))
+    config = ApplicationsConfig(
+        srv_name=table.srv_name or None,
+        dns_server=dns_server,
+        instances=tuple(instances),
+        pause_timeout_s=table.pause_timeout_seconds,
+        unpause_timeout_s=table.unpause_timeout_seconds,
+        dns_timeout_s=table.dns_timeout_seconds,
+    )
+    return config, problems
+
+
 def load_server_settings(path: Path) -> ServerSettings:
     """Read server.toml; every problem names the file, the line and the key."""
     file = str(path)
@@ -311,6 +375,8 @@ def load_server_settings(path: Path) -> ServerSettings:
                 'use a filesystem URI such as "file:///var/backups/cassandra"',
             )
         )
+    applications, application_problems = _applications(parsed.applications, lines, file)
+    problems.extend(application_problems)
     if problems:
         raise ConfigError(problems)
     base = path.parent
@@ -330,4 +396,5 @@ def load_server_settings(path: Path) -> ServerSettings:
         hosts=MappingProxyType(hosts),
         host_paths=MappingProxyType(host_paths),
         tls=tls,
+        applications=applications,
     )
