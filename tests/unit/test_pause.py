@@ -159,3 +159,36 @@ def test_report_round_trips_through_json() -> None:
     assert [i.instance for i in stored.instances] == [str(A), str(B)]
     assert stored.started_at_ms == report.started_at_ms
     assert pause_report_key("c1", "s1") == "cluster-backup/c1/s1/pause.json"
+
+
+def test_window_ended_before_opening_pauses_nothing() -> None:
+    admin = FakeAdmin()
+    window = pauser(admin).window([A, B])
+    window.interrupt("server stopping")
+    with pytest.raises(PauseFailedError, match="server stopping"):
+        window.open()
+    assert admin.count("pause", A) == 0
+
+
+def test_window_ended_while_pausing_unpauses_again() -> None:
+    admin = FakeAdmin(hang=[B])
+    window = pauser(admin).window([A, B])
+    refused: list[PauseFailedError] = []
+
+    def open_window() -> None:
+        try:
+            window.open()
+        except PauseFailedError as exc:
+            refused.append(exc)
+
+    opening = threading.Thread(target=open_window)
+    opening.start()
+    while admin.count("pause", B) == 0:
+        threading.Event().wait(0.01)
+    window.interrupt("server stopping")
+    admin.release_hung.set()  # B's pause lands after the first unpause
+    opening.join()
+    assert len(refused) == 1
+    assert "interrupted (server stopping)" in str(refused[0])
+    assert admin.paused == set()
+    assert admin.count("unpause", B) == 2

@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from cassy_scheduler.node.discovery import discover_cluster
 from cassy_scheduler.node.executor import LocalExecutor
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
+from cassy_scheduler.server.clustersnapshot import ClusterWideSetup
 from cassy_scheduler.server.metadata import SqliteMetadataStore
 from cassy_scheduler.server.operations import BackupOperations, NodeAccess
 from cassy_scheduler.server.servicer import CassyServicer
@@ -87,6 +88,7 @@ def start_server(settings: ServerSettings) -> RunningServer:
         nodes,
         metadata_file_name=settings.metadata_path.name,
         parallel_nodes=settings.parallel_nodes,
+        cluster_wide=ClusterWideSetup.from_config(settings.applications),
     )
     discover = partial(
         discover_cluster,

@@ -13,11 +13,14 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
+from cassy_scheduler.node.datadir import DataFile
+from cassy_scheduler.node.nodetool import Nodetool
 from cassy_scheduler.protocol.pause_report import PauseReport
-from cassy_scheduler.server.apps import AppInstance, ApplicationFinder
-from cassy_scheduler.server.pause import Pauser, PauseWindow
+from cassy_scheduler.server.apps import AppInstance, ApplicationFinder, ApplicationsConfig
+from cassy_scheduler.server.pause import GrpcAdminClient, Pauser, PauseWindow
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,43 @@ class ClusterWideSetup:
 
     finder: ApplicationFinder
     pauser: Pauser
+
+    @classmethod
+    def from_config(cls, config: ApplicationsConfig | None) -> ClusterWideSetup | None:
+        """The setup the [applications] table asks for; None when there is no such table."""
+        if config is None:
+            return None
+        pauser = Pauser(
+            GrpcAdminClient(),
+            pause_timeout_s=config.pause_timeout_s,
+            unpause_timeout_s=config.unpause_timeout_s,
+        )
+        return cls(ApplicationFinder(config), pauser)
+
+
+@dataclass(frozen=True)
+class PreparedNode:
+    """One node ready for the cut: where its data is, what to snapshot, its backup files."""
+
+    address: str
+    data_dir: Path
+    keyspaces: tuple[str, ...]
+    backup_files_before: tuple[DataFile, ...]
+
+
+@dataclass(frozen=True)
+class TagOnNodes:
+    """Snapshots named `tag` of each prepared node's keyspaces, through nodetool."""
+
+    tag: str
+    nodes: Mapping[str, PreparedNode]
+    nodetool: Callable[[str], Nodetool]
+
+    def snapshot(self, node: str) -> None:
+        self.nodetool(node).snapshot(self.tag, self.nodes[node].keyspaces)
+
+    def clear(self, node: str) -> None:
+        self.nodetool(node).clear_snapshot(self.tag)
 
 
 class NodeSnapshots(Protocol):
@@ -68,12 +108,13 @@ def take_consistent_cut(
     """Pause, snapshot `nodes` in parallel on `pool`, unpause; clear everything on failure.
 
     Raises PauseFailedError (every instance already unpaused, nothing snapshotted) when an
-    instance does not pause. `opened` and `closed` let the caller track the open window, so
-    that a stopping server can end it.
+    instance does not pause. `opened` (called before pausing starts) and `closed` let the
+    caller track the window, so that a stopping server can end it.
     """
-    window = pauser.pause(instances)
+    window = pauser.window(instances)
     opened(window)
     try:
+        window.open()
         futures = {pool.submit(snapshots.snapshot, node): node for node in nodes}
         wait(futures)
     finally:

@@ -13,8 +13,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from cassy_scheduler.node.datadir import (
@@ -28,8 +29,17 @@ from cassy_scheduler.node.discovery import node_data_dir
 from cassy_scheduler.node.executor import NodeEndpoint, NodeExecutor
 from cassy_scheduler.node.nodetool import Nodetool
 from cassy_scheduler.node.transfer import BackupIdentity, LocalFile, upload_files
+from cassy_scheduler.protocol.pause_report import PauseReport, pause_report_key
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
+from cassy_scheduler.server.apps import AppInstance, ApplicationsError
+from cassy_scheduler.server.clustersnapshot import (
+    ClusterWideSetup,
+    PreparedNode,
+    TagOnNodes,
+    take_consistent_cut,
+)
 from cassy_scheduler.server.metadata import ClusterRecord, HistoryKey, MetadataStore
+from cassy_scheduler.server.pause import PauseWindow
 from cassy_scheduler.storage import Storage
 from cassy_scheduler.storage.layout import backup_prefix, metadata_backup_key
 
@@ -48,6 +58,10 @@ class NodesBusyError(OperationError):
 
 class NodesNotLiveError(OperationError):
     """Some target nodes are not Up/Normal, so the backup was recorded as FAILED."""
+
+
+class ApplicationsUnavailableError(OperationError):
+    """A cluster-wide snapshot cannot start: no application instances are configured or found."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +97,7 @@ class BackupOperations:
         metadata_file_name: str = "metadata.db",
         parallel_nodes: int = 8,
         clock: Callable[[], float] = time.time,
+        cluster_wide: ClusterWideSetup | None = None,
     ) -> None:
         self._metadata = metadata
         self._metadata_file_name = metadata_file_name
@@ -95,6 +110,8 @@ class BackupOperations:
         self._coordinators: list[threading.Thread] = []
         self._data_dirs: dict[str, Path] = {}
         self._stopping = threading.Event()
+        self._cluster_wide = cluster_wide
+        self._pause_windows: set[PauseWindow] = set()
 
     # ------------------------------------------------------------------ start
     def start_backup(
@@ -105,8 +122,9 @@ class BackupOperations:
         targets: Sequence[str],
     ) -> StartedBackup:
         """Record the rows, check the nodes are live, mark STARTED and go on in the background."""
+        instances: tuple[AppInstance, ...] = ()
         if backup_type is BackupType.CLUSTER_SNAPSHOT:
-            raise NotImplementedError("cluster-wide snapshots are handled elsewhere")
+            instances = self._find_applications()
         nodes = tuple(targets) or tuple(cluster.target_ips)
         sid = snapshot_id or str(uuid.uuid4())
         self._reserve(nodes, sid)
@@ -127,8 +145,9 @@ class BackupOperations:
             self._release(nodes)
             raise
         started = StartedBackup(cluster.cluster_id, sid, nodes, created_at, backup_type)
+        run = partial(self._run_cluster_backup, instances=instances)
         worker = threading.Thread(
-            target=self._run_backup,
+            target=run if instances else self._run_backup,
             args=(cluster, started, keys),
             name=f"backup-{sid[:8]}",
             daemon=True,
@@ -146,6 +165,19 @@ class BackupOperations:
             created_at,
         )
         return started
+
+    def _find_applications(self) -> tuple[AppInstance, ...]:
+        """The instances a cluster-wide snapshot pauses, looked up before anything is written."""
+        if self._cluster_wide is None:
+            raise ApplicationsUnavailableError(
+                "cluster-wide snapshots (backup_type 1) need the application instances to "
+                "pause: add an [applications] table (srv_name or instances) to the server "
+                "config, or take node snapshots (backup_type 2)"
+            )
+        try:
+            return self._cluster_wide.finder.find()
+        except ApplicationsError as exc:
+            raise ApplicationsUnavailableError(str(exc)) from None
 
     def _reserve(self, nodes: Iterable[str], snapshot_id: str) -> None:
         with self._lock:
@@ -222,6 +254,152 @@ class BackupOperations:
             key.snapshot_id,
             summary,
         )
+
+    def _run_cluster_backup(
+        self,
+        cluster: ClusterRecord,
+        started: StartedBackup,
+        keys: Sequence[HistoryKey],
+        *,
+        instances: Sequence[AppInstance],
+    ) -> None:
+        """Prepare every node, take the consistent cut, then upload each node's part."""
+        assert self._cluster_wide is not None  # start_backup found instances through it
+        try:
+            if self._stopping.is_set():
+                raise RuntimeError(SERVER_STOPPED)
+            prepared = self._prepare_nodes(cluster, started.targets)
+            cut = take_consistent_cut(
+                started.targets,
+                instances,
+                self._cluster_wide.pauser,
+                TagOnNodes(started.snapshot_id, prepared, self._nodetool),
+                self._pool,
+                opened=self._track_window,
+                closed=self._untrack_window,
+            )
+        except Exception as exc:
+            self._fail_all(keys, _reason_of(exc))
+            self._release(started.targets)
+            return
+        try:
+            if not cut.succeeded:
+                for key in keys:
+                    self._metadata.update_backup_status(
+                        key, OperationStatus.FAILED, cut.failures[key.target_ip]
+                    )
+                return
+            self._store_pause_report(started, cut.report)
+            futures = [
+                self._pool.submit(
+                    self._finish_node,
+                    key,
+                    partial(self._upload_cut, cluster, started, prepared[key.target_ip]),
+                )
+                for key in keys
+            ]
+            wait(futures)
+            self._dump_metadata()
+        finally:
+            self._release(started.targets)
+
+    def _prepare_nodes(
+        self, cluster: ClusterRecord, nodes: Sequence[str]
+    ) -> dict[str, PreparedNode]:
+        """Before pausing anyone: each node's keyspaces and backup files, old snapshots gone."""
+
+        def prepare(node: str) -> PreparedNode:
+            data_dir = self._data_dir(node)
+            keyspaces = tuple(self._present_keyspaces(cluster, data_dir, node))
+            before = tuple(backup_files(data_dir, keyspaces))
+            self._nodetool(node).clear_all_snapshots()
+            return PreparedNode(node, data_dir, keyspaces, before)
+
+        futures = {node: self._pool.submit(prepare, node) for node in nodes}
+        wait(futures.values())
+        for node, future in futures.items():
+            error = future.exception()
+            if error is not None:
+                raise RuntimeError(
+                    f"could not prepare {node} ({_reason_of(error)}); nothing was paused"
+                )
+        return {node: future.result() for node, future in futures.items()}
+
+    def _track_window(self, window: PauseWindow) -> None:
+        with self._lock:
+            self._pause_windows.add(window)
+        if self._stopping.is_set():
+            window.interrupt(SERVER_STOPPED)
+
+    def _untrack_window(self, window: PauseWindow) -> None:
+        with self._lock:
+            self._pause_windows.discard(window)
+
+    def _store_pause_report(self, started: StartedBackup, report: PauseReport) -> None:
+        """Keep each instance's paused time beside the snapshot (the protocol has no field)."""
+        for instance in report.instances:
+            log.info(
+                "application paused cluster_id=%s snapshot_id=%s instance=%s "
+                "paused_seconds=%.3f pause_ack_seconds=%s",
+                started.cluster_id,
+                started.snapshot_id,
+                instance.instance,
+                instance.paused_s,
+                "-" if instance.pause_ack_s is None else f"{instance.pause_ack_s:.3f}",
+            )
+        stored = replace(
+            report,
+            cluster_id=started.cluster_id,
+            snapshot_id=started.snapshot_id,
+            created_at_ms=started.created_at_ms,
+        )
+        try:
+            key = pause_report_key(started.cluster_id, started.snapshot_id)
+            self._storage.put_bytes(key, stored.to_json().encode())
+        except Exception:
+            log.exception("pause report not stored snapshot_id=%s", started.snapshot_id)
+
+    def _finish_node(self, key: HistoryKey, work: Callable[[], str]) -> None:
+        """Run one node's remaining work and record its outcome."""
+        try:
+            if self._stopping.is_set():
+                raise RuntimeError(SERVER_STOPPED)
+            summary = work()
+        except Exception as exc:
+            reason = _reason_of(exc)
+            log.warning(
+                "node backup failed cluster_id=%s node=%s snapshot_id=%s reason=%s",
+                key.cluster_id,
+                key.target_ip,
+                key.snapshot_id,
+                reason,
+            )
+            self._metadata.update_backup_status(key, OperationStatus.FAILED, reason)
+            return
+        self._metadata.update_backup_status(key, OperationStatus.COMPLETED)
+        log.info(
+            "node backup completed cluster_id=%s node=%s snapshot_id=%s %s",
+            key.cluster_id,
+            key.target_ip,
+            key.snapshot_id,
+            summary,
+        )
+
+    def _upload_cut(
+        self, cluster: ClusterRecord, started: StartedBackup, node: PreparedNode
+    ) -> str:
+        """Upload one node's part of a cut, then drop the incremental files it covers."""
+        taken = snapshot_files(node.data_dir, started.snapshot_id, node.keyspaces)
+        summary = self._upload(cluster, started, node.address, taken)
+        now = backup_files(node.data_dir, node.keyspaces)
+        covered = covered_backup_files(list(node.backup_files_before), now, taken)
+        delete_files(covered)
+        return f"{summary} incremental_files_cleared={len(covered)}"
+
+    def _fail_all(self, keys: Sequence[HistoryKey], reason: str) -> None:
+        log.warning("backup failed snapshot_id=%s reason=%s", keys[0].snapshot_id, reason)
+        for key in keys:
+            self._metadata.update_backup_status(key, OperationStatus.FAILED, reason)
 
     def _snapshot(self, cluster: ClusterRecord, started: StartedBackup, node: str) -> str:
         nodetool = self._nodetool(node)
@@ -305,6 +483,10 @@ class BackupOperations:
     def shutdown(self, grace_s: float) -> None:
         """Stop taking work, let running work finish for `grace_s`, then record the rest FAILED."""
         self._stopping.set()
+        with self._lock:
+            windows = list(self._pause_windows)
+        for window in windows:  # applications must not wait out the grace period
+            window.interrupt(SERVER_STOPPED)
         deadline = time.monotonic() + grace_s
         with self._lock:
             coordinators = list(self._coordinators)
@@ -314,3 +496,9 @@ class BackupOperations:
         failed = self._metadata.fail_unfinished(SERVER_STOPPED)
         if failed:
             log.warning("operations left unfinished at shutdown marked FAILED rows=%d", failed)
+
+
+def _reason_of(error: BaseException | None) -> str:
+    """The first line of an error, short enough for a history row."""
+    text = str(error).strip()
+    return text.splitlines()[0][:500] if text else repr(error)

@@ -112,11 +112,15 @@ class Pauser:
 
     def pause(self, instances: Sequence[AppInstance]) -> PauseWindow:
         """Pause all of `instances`; on any failure unpause all and raise PauseFailedError."""
-        if not instances:
-            raise ApplicationsError("no application instance to pause")
-        window = PauseWindow(self, instances, int(self._wall_clock() * 1000))
+        window = self.window(instances)
         window.open()
         return window
+
+    def window(self, instances: Sequence[AppInstance]) -> PauseWindow:
+        """A window not yet opened: it can be tracked (and interrupted) before pausing starts."""
+        if not instances:
+            raise ApplicationsError("no application instance to pause")
+        return PauseWindow(self, instances, int(self._wall_clock() * 1000))
 
     # The window calls these; they run calls in parallel and never raise.
     def _pause_all(self, progress: Sequence[_Progress]) -> None:
@@ -208,11 +212,28 @@ class PauseWindow:
         return self._interrupted
 
     def open(self) -> None:
+        """Pause every instance; on any failure (or an interruption) unpause all and raise."""
+        with self._lock:
+            if self._report is not None:
+                raise PauseFailedError(
+                    f"nothing was paused: the window was ended first ({self._interrupted})",
+                    self._report,
+                )
         log.info(
             "pausing application instances instances=%s",
             ",".join(str(p.instance) for p in self._progress),
         )
         self._pauser._pause_all(self._progress)
+        with self._lock:
+            ended_early = self._report
+        if ended_early is not None:
+            # A pause can land after the first unpause; ask every instance once more.
+            self._pauser._unpause_all(self._progress)
+            raise PauseFailedError(
+                f"pausing was interrupted ({self._interrupted}); every instance was asked to "
+                "unpause. Nothing was snapshotted",
+                ended_early,
+            )
         failed = [p for p in self._progress if p.error is not None]
         if not failed:
             log.info("application instances paused count=%d", len(self._progress))

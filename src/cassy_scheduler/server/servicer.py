@@ -20,6 +20,7 @@ from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
 from cassy_scheduler.server.metadata import ClusterRecord, InvalidQueryError, MetadataStore
 from cassy_scheduler.server.operations import (
+    ApplicationsUnavailableError,
     BackupOperations,
     NodesBusyError,
     NodesNotLiveError,
@@ -126,6 +127,8 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
             _abort(context, grpc.StatusCode.ABORTED, str(exc))
         except NodesNotLiveError as exc:
             _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
+        except ApplicationsUnavailableError as exc:
+            _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return cassy_pb2.BackupResponse(
             status=cassy_pb2.OperationStatus.Value(OperationStatus.STARTED.name),
             cluster_id=started.cluster_id,
@@ -183,12 +186,15 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
                 f"target_ips {', '.join(strangers)} are not nodes of "
                 f"{cluster.cluster_id} ({', '.join(cluster.target_ips)})",
             )
-        if backup_type is BackupType.CLUSTER_SNAPSHOT:
+        if backup_type is BackupType.CLUSTER_SNAPSHOT and set(targets) not in (
+            set(),
+            set(cluster.target_ips),
+        ):
             _abort(
                 context,
-                grpc.StatusCode.UNIMPLEMENTED,
-                "cluster-wide snapshots (backup_type 1) are not supported by this server "
-                "yet; take node snapshots (backup_type 2)",
+                invalid,
+                "a cluster-wide snapshot (backup_type 1) covers every node: leave target_ips "
+                "empty, or take node snapshots (backup_type 2) of some nodes",
             )
         if backup_type is BackupType.NODE_INCREMENTAL:
             self._check_base_snapshot(cluster, snapshot_id, targets, context)
