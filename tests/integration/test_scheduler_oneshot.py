@@ -1,0 +1,87 @@
+"""One-shot backups for system cron, through the contrib shims with the seed scripts' names,
+against the built-in server and a real 1-node Cassandra."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cassy_scheduler.client import CassyClient, Cluster
+from cassy_scheduler.protocol.types import OperationStatus
+from cassy_scheduler.scheduling.history import Outcome
+from tests.integration.test_scheduler_helpers import SHIMS, cli, runs, settle, write_config
+from tests.serverproc import ServerProcess
+from tools.localcluster import LocalCluster
+
+SNAPSHOT_JOB = """
+[jobs.nightly]
+type = "snapshot"
+cluster_name = "one"
+schedule = "30 0 * * *"
+"""
+
+
+def shim(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a shim as cron would, the program named through CASSY_SCHEDULER."""
+    return subprocess.run(
+        [str(SHIMS / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "CASSY_SCHEDULER": f"{sys.executable} -m cassy_scheduler"},
+        check=False,
+    )
+
+
+def registered(client: CassyClient, cluster: LocalCluster) -> Cluster:
+    return client.register_cluster(cluster.addresses[0])
+
+
+def test_the_seed_scripts_crontab_lines_work_through_the_shims(
+    tmp_path: Path, server1: ServerProcess, client1: CassyClient, cluster1: LocalCluster
+) -> None:
+    cluster = registered(client1, cluster1)
+    config = write_config(tmp_path, server1.address, SNAPSHOT_JOB)
+    snapshot = shim("take_snapshot.sh", str(config), cluster.cluster_id)
+    assert snapshot.returncode == 0, snapshot.stdout + snapshot.stderr
+    assert "succeeded" in snapshot.stdout
+    incremental = shim("take_incremental_backup.sh", str(config), cluster.cluster_id)
+    assert incremental.returncode == 0, incremental.stdout + incremental.stderr
+    first, second = runs(config)
+    assert (first.job_type, first.outcome) == ("snapshot", Outcome.SUCCEEDED)
+    assert (second.job_type, second.outcome) == ("incremental", Outcome.SUCCEEDED)
+    assert second.base_snapshot_id == first.snapshot_id
+    assert first.cluster_id == second.cluster_id == cluster.cluster_id
+    assert [n.status for n in second.nodes] == [OperationStatus.COMPLETED]
+
+
+def test_a_shim_with_a_bad_config_exits_2_naming_the_field(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "127.0.0.1:1", SNAPSHOT_JOB.replace('"snapshot"', '"snap"'))
+    done = shim("take_snapshot.sh", str(config), "one-x")
+    assert done.returncode == 2
+    assert "jobs.nightly.type" in done.stderr
+
+
+def test_a_backup_that_outlasts_wait_timeout_exits_3_and_is_recorded(
+    tmp_path: Path, server1: ServerProcess, client1: CassyClient, cluster1: LocalCluster
+) -> None:
+    cluster = registered(client1, cluster1)
+    # Flushing and snapshotting through nodetool takes seconds; one is not enough.
+    config = write_config(
+        tmp_path,
+        server1.address,
+        SNAPSHOT_JOB + 'wait_timeout = "1s"\npoll_interval = "1s"\n',
+    )
+    done = cli("backup", "snapshot", cluster.cluster_id, "--config", str(config), "--json")
+    assert done.returncode == 3, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert (result["outcome"], result["failure"]) == ("timed_out", "timed-out")
+    assert "wait_timeout" in result["error"]
+    assert result["nodes"][0]["reason"] == "still unfinished"
+    (run,) = runs(config)
+    assert run.outcome is Outcome.TIMED_OUT and run.snapshot_id == result["snapshot_id"]
+    # The server finishes it anyway; leave it settled for the next test.
+    settle(client1, result["snapshot_id"])
