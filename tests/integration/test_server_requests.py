@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from cassy_scheduler.client import CassyClient, CassyError, Cluster
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
-from cassy_scheduler.protocol.types import BackupType, RestoreType
+from cassy_scheduler.protocol.types import BackupType
 from tests.serverproc import ServerProcess
 from tools.localcluster import LocalCluster
 
@@ -200,18 +200,6 @@ def test_list_backups_without_any_filter(server1: ServerProcess, client1: CassyC
 
 def test_list_clusters_with_a_negative_limit(server1: ServerProcess, client1: CassyClient) -> None:
     refused(server1, client1, lambda: client1.list_clusters(limit=-1), INVALID, "limit")
-
-
-def test_restore_is_refused_as_unimplemented(
-    server1: ServerProcess, client1: CassyClient, registered: Cluster
-) -> None:
-    refused(
-        server1,
-        client1,
-        lambda: client1.restore_backup(registered.cluster_id, "abc", RestoreType.NODE),
-        grpc.StatusCode.UNIMPLEMENTED,
-        "RestoreBackup",
-    )
 
 
 def test_reflection_lets_a_generic_client_find_and_call_cassy(server1: ServerProcess) -> None:

@@ -25,6 +25,7 @@ from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
 from cassy_scheduler.server.clustersnapshot import ClusterWideSetup
 from cassy_scheduler.server.metadata import SqliteMetadataStore
 from cassy_scheduler.server.operations import BackupOperations, NodeAccess
+from cassy_scheduler.server.restore import RestoreOperations, node_directories
 from cassy_scheduler.server.servicer import CassyServicer
 from cassy_scheduler.server.settings import ServerSettings
 from cassy_scheduler.storage import open_storage
@@ -45,10 +46,13 @@ class RunningServer:
     operations: BackupOperations
     metadata: SqliteMetadataStore
     grace_s: float
+    restores: RestoreOperations | None = None
 
     def stop(self) -> None:
         self.health.enter_graceful_shutdown()
         self.server.stop(self.grace_s).wait()
+        if self.restores is not None:
+            self.restores.shutdown(self.grace_s)
         self.operations.shutdown(self.grace_s)
         self.metadata.close()
         log.info("server stopped")
@@ -90,6 +94,13 @@ def start_server(settings: ServerSettings) -> RunningServer:
         parallel_nodes=settings.parallel_nodes,
         cluster_wide=ClusterWideSetup.from_config(settings.applications),
     )
+    restores = RestoreOperations(
+        metadata,
+        storage,
+        nodes,
+        node_directories(settings),
+        parallel_nodes=settings.parallel_nodes,
+    )
     discover = partial(
         discover_cluster,
         executor=executor,
@@ -98,7 +109,7 @@ def start_server(settings: ServerSettings) -> RunningServer:
     )
     server = grpc.server(ThreadPoolExecutor(settings.max_workers, thread_name_prefix="rpc"))
     cassy_pb2_grpc.add_CassyServicer_to_server(
-        CassyServicer(metadata, operations, discover), server
+        CassyServicer(metadata, operations, discover, restores=restores), server
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -121,7 +132,13 @@ def start_server(settings: ServerSettings) -> RunningServer:
         settings.metadata_path,
     )
     return RunningServer(
-        server, port, health_servicer, operations, metadata, settings.shutdown_grace_seconds
+        server,
+        port,
+        health_servicer,
+        operations,
+        metadata,
+        settings.shutdown_grace_seconds,
+        restores,
     )
 
 

@@ -17,7 +17,7 @@ from cassy_scheduler.node.datadir import is_plain_id
 from cassy_scheduler.node.discovery import ClusterFacts
 from cassy_scheduler.node.executor import DiscoveryError, NodeUnavailable
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
-from cassy_scheduler.protocol.types import BackupType, OperationStatus
+from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
 from cassy_scheduler.server.metadata import ClusterRecord, InvalidQueryError, MetadataStore
 from cassy_scheduler.server.operations import (
     ApplicationsUnavailableError,
@@ -25,10 +25,12 @@ from cassy_scheduler.server.operations import (
     NodesBusyError,
     NodesNotLiveError,
 )
+from cassy_scheduler.server.restore import NodesNotRestorableError, RestoreOperations
 
 log = logging.getLogger(__name__)
 
 _TYPE_NAMES = ", ".join(f"{t.value} ({t.name})" for t in BackupType)
+_RESTORE_TYPE_NAMES = ", ".join(f"{t.value} ({t.name})" for t in RestoreType)
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
@@ -54,10 +56,13 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
         metadata: MetadataStore,
         operations: BackupOperations,
         discover: Callable[[str], ClusterFacts],
+        *,
+        restores: RestoreOperations | None = None,
     ) -> None:
         self._metadata = metadata
         self._operations = operations
         self._discover = discover
+        self._restores = restores
 
     # ------------------------------------------------------------- clusters
     def RegisterCluster(
@@ -252,11 +257,110 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
     def RestoreBackup(
         self, request: cassy_pb2.RestoreRequest, context: grpc.ServicerContext
     ) -> cassy_pb2.RestoreResponse:
-        _abort(
-            context,
-            grpc.StatusCode.UNIMPLEMENTED,
-            "RestoreBackup is not supported by this server version yet",
+        if self._restores is None:
+            _abort(context, grpc.StatusCode.UNIMPLEMENTED, "this server does not restore")
+        cluster, snapshot_type, targets = self._valid_restore(request, context)
+        try:
+            started = self._restores.start_restore(
+                cluster,
+                request.snapshot_id,
+                targets,
+                snapshot_only=request.snapshot_only,
+                snapshot_type=snapshot_type,
+            )
+        except NodesBusyError as exc:
+            _abort(context, grpc.StatusCode.ABORTED, str(exc))
+        except NodesNotRestorableError as exc:
+            _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        return cassy_pb2.RestoreResponse(
+            status=cassy_pb2.OperationStatus.Value(OperationStatus.STARTED.name),
+            cluster_id=started.cluster_id,
+            target_ips=started.targets,
+            snapshot_id=started.snapshot_id,
+            restore_type=int(started.restore_type),
+            snapshot_only=started.snapshot_only,
         )
+
+    def _valid_restore(
+        self, request: cassy_pb2.RestoreRequest, context: grpc.ServicerContext
+    ) -> tuple[ClusterRecord, BackupType, tuple[str, ...]]:
+        """The cluster, the snapshot's backup type and the targets; refusals as Cassy's."""
+        invalid = grpc.StatusCode.INVALID_ARGUMENT
+        if not request.cluster_id:
+            _abort(context, invalid, "cluster_id must be specified (ListClusters shows the ids)")
+        try:
+            restore_type = RestoreType(request.restore_type)
+        except ValueError:
+            _abort(
+                context,
+                invalid,
+                f"unknown restore_type {request.restore_type}: use {_RESTORE_TYPE_NAMES}",
+            )
+        sid = request.snapshot_id
+        if not sid or not is_plain_id(sid):
+            _abort(
+                context,
+                invalid,
+                f"snapshot_id {sid!r} is not a snapshot id: give the id a snapshot reply or "
+                "ListBackups returned",
+            )
+        cluster = self._metadata.get_cluster(request.cluster_id)
+        if cluster is None:
+            _abort(
+                context,
+                invalid,
+                f"no cluster {request.cluster_id!r} is registered: pick an id from ListClusters",
+            )
+        targets = tuple(dict.fromkeys(request.target_ips))
+        strangers = [ip for ip in targets if ip not in cluster.target_ips]
+        if strangers:
+            _abort(
+                context,
+                invalid,
+                f"target_ips {', '.join(strangers)} are not nodes of "
+                f"{cluster.cluster_id} ({', '.join(cluster.target_ips)})",
+            )
+        rows = [
+            r
+            for r in self._metadata.list_backups(snapshot_id=sid)
+            if r.cluster_id == cluster.cluster_id
+        ]
+        if not rows:
+            _abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"cluster {cluster.cluster_id} has no backup {sid}: pick a snapshot id "
+                "from ListBackups",
+            )
+        snapshot_type = rows[-1].backup_type  # the oldest row is the snapshot's own
+        if restore_type is RestoreType.CLUSTER:
+            if snapshot_type is not BackupType.CLUSTER_SNAPSHOT:
+                _abort(
+                    context,
+                    invalid,
+                    f"snapshot {sid} is a node-level backup, not a cluster-wide backup: "
+                    "restore it node by node (restore_type 2)",
+                )
+            _abort(
+                context,
+                grpc.StatusCode.UNIMPLEMENTED,
+                "restoring a cluster from a cluster-wide backup (restore_type 1) is not "
+                "supported by this server yet; restore its nodes (restore_type 2)",
+            )
+        done = {
+            r.target_ip
+            for r in rows
+            if r.backup_type.is_snapshot and r.status is OperationStatus.COMPLETED
+        }
+        lacking = [ip for ip in targets or cluster.target_ips if ip not in done]
+        if lacking:
+            _abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"snapshot {sid} did not complete on {', '.join(lacking)}: restore the other "
+                "nodes (target_ips) or pick another snapshot",
+            )
+        return cluster, snapshot_type, targets
 
     def ListRestoreStatuses(
         self, request: cassy_pb2.RestoreStatusListingRequest, context: grpc.ServicerContext
@@ -272,7 +376,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
         except InvalidQueryError as exc:
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return cassy_pb2.RestoreStatusListingResponse(
-            cluster_id=request.cluster_id,
+            cluster_id=request.cluster_id or (rows[0].cluster_id if rows else ""),
             entries=[
                 cassy_pb2.RestoreStatusListingResponse.Entry(
                     target_ip=r.target_ip,

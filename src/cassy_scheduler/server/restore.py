@@ -1,0 +1,290 @@
+"""A node-level restore across the nodes of a cluster: refuse early, then one task per node.
+
+Before anything is written, every target node must be stopped (its JMX does not answer) and
+its data, commit log and hints directories empty; otherwise the request is refused naming
+each node and why. Then each node's row goes INITIALIZED → STARTED, the reply is sent, and
+in the background each node's snapshot (and, unless `snapshot_only`, its later incremental
+uploads) is downloaded, checked and placed; its row ends COMPLETED or FAILED with a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from cassy_scheduler.node.nodetool import Nodetool
+from cassy_scheduler.node.placement import (
+    NodeDirectories,
+    occupied_directories,
+    plan_restore,
+    remove_leftover_staging,
+    restore_files,
+)
+from cassy_scheduler.node.transfer import find_manifests
+from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
+from cassy_scheduler.server.metadata import ClusterRecord, HistoryKey, MetadataStore
+from cassy_scheduler.server.operations import NodeAccess, NodesBusyError, OperationError
+from cassy_scheduler.server.settings import ServerSettings
+from cassy_scheduler.storage import Storage
+from cassy_scheduler.storage.layout import backup_prefix
+
+log = logging.getLogger(__name__)
+
+SERVER_STOPPED = "server stopped during the restore"
+_RUNNING_CHECK_TIMEOUT_S = 60.0
+
+DirectoriesOf = Callable[[str, ClusterRecord], NodeDirectories]
+"""A node's directories, given its address and its cluster (whose data_dir is the default)."""
+
+
+class NodesNotRestorableError(OperationError):
+    """Some target nodes still run Cassandra or hold data; nothing was written."""
+
+
+@dataclass(frozen=True)
+class StartedRestore:
+    """What RestoreBackup replies: the rows it created are STARTED."""
+
+    cluster_id: str
+    snapshot_id: str
+    targets: tuple[str, ...]
+    created_at_ms: int
+    restore_type: RestoreType
+    snapshot_only: bool
+    snapshot_type: BackupType
+
+
+class RestoreOperations:
+    """Starts node restores and carries each node to a recorded outcome."""
+
+    def __init__(
+        self,
+        metadata: MetadataStore,
+        storage: Storage,
+        nodes: NodeAccess,
+        directories: DirectoriesOf,
+        *,
+        parallel_nodes: int = 8,
+        download_workers: int = 4,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._metadata = metadata
+        self._storage = storage
+        self._nodes = nodes
+        self._directories = directories
+        self._download_workers = download_workers
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(parallel_nodes, thread_name_prefix="restore-node")
+        self._lock = threading.Lock()
+        self._busy: dict[str, str] = {}  # node address -> snapshot id being restored onto it
+        self._coordinators: list[threading.Thread] = []
+        self._stopping = threading.Event()
+
+    # ------------------------------------------------------------------ start
+    def start_restore(
+        self,
+        cluster: ClusterRecord,
+        snapshot_id: str,
+        targets: Sequence[str],
+        *,
+        snapshot_only: bool,
+        snapshot_type: BackupType = BackupType.NODE_SNAPSHOT,
+    ) -> StartedRestore:
+        """Refuse unless every target is stopped and empty; else record STARTED rows and go."""
+        nodes = tuple(targets) or tuple(cluster.target_ips)
+        self._reserve(nodes, snapshot_id)
+        try:
+            self._check_restorable(cluster, nodes)
+            rows = self._metadata.insert_restores(
+                cluster_id=cluster.cluster_id,
+                target_ips=nodes,
+                snapshot_id=snapshot_id,
+                restore_type=RestoreType.NODE,
+                snapshot_only=snapshot_only,
+                created_at=int(self._clock() * 1000),
+            )
+            keys = [row.key for row in rows]
+            for key in keys:
+                self._metadata.update_restore_status(key, OperationStatus.STARTED)
+        except BaseException:
+            self._release(nodes)
+            raise
+        started = StartedRestore(
+            cluster.cluster_id,
+            snapshot_id,
+            nodes,
+            rows[0].created_at,
+            RestoreType.NODE,
+            snapshot_only,
+            snapshot_type,
+        )
+        worker = threading.Thread(
+            target=self._run,
+            args=(cluster, started, keys),
+            name=f"restore-{snapshot_id[:8]}",
+            daemon=True,
+        )
+        with self._lock:
+            self._coordinators = [t for t in self._coordinators if t.is_alive()]
+            self._coordinators.append(worker)
+        worker.start()
+        log.info(
+            "restore started cluster_id=%s snapshot_id=%s nodes=%s snapshot_only=%s created_at=%d",
+            cluster.cluster_id,
+            snapshot_id,
+            ",".join(nodes),
+            snapshot_only,
+            started.created_at_ms,
+        )
+        return started
+
+    def _reserve(self, nodes: Iterable[str], snapshot_id: str) -> None:
+        with self._lock:
+            if self._stopping.is_set():
+                raise NodesBusyError("the server is shutting down; try again once it is back")
+            busy = {n: self._busy[n] for n in nodes if n in self._busy}
+            if busy:
+                described = ", ".join(f"{n} (snapshot {s})" for n, s in sorted(busy.items()))
+                raise NodesBusyError(
+                    f"a restore is still running on {described}; wait for it to finish "
+                    "(ListRestoreStatuses shows its status)"
+                )
+            self._busy.update({n: snapshot_id for n in nodes})
+
+    def _release(self, nodes: Iterable[str]) -> None:
+        with self._lock:
+            for node in nodes:
+                self._busy.pop(node, None)
+
+    def _check_restorable(self, cluster: ClusterRecord, nodes: Sequence[str]) -> None:
+        """Every node stopped, with empty directories, readable from here; else refuse all."""
+        if not self._nodes.executor.is_local():
+            raise NodesNotRestorableError(
+                "restores need the nodes' directories on this host, and this server reaches "
+                "nodes remotely: run the server on the node's host"
+            )
+        with ThreadPoolExecutor(min(len(nodes), 8), thread_name_prefix="restore-check") as pool:
+            found = list(pool.map(lambda node: self._why_not(cluster, node), nodes))
+        problems = [f"{node}: {why}" for node, why in zip(nodes, found, strict=True) if why]
+        if problems:
+            raise NodesNotRestorableError(
+                "cannot restore onto " + "; ".join(problems) + ". Nothing was written"
+            )
+
+    def _why_not(self, cluster: ClusterRecord, node: str) -> str | None:
+        try:
+            running = self._nodetool(node).is_running(_RUNNING_CHECK_TIMEOUT_S)
+        except Exception as exc:
+            return (
+                f"cannot tell whether Cassandra is stopped ({exc}); make sure it is stopped "
+                "and nodetool works"
+            )
+        if running:
+            return "Cassandra is running (it answers on JMX): stop it first"
+        problems = occupied_directories(self._directories(node, cluster))
+        if problems:
+            return "; ".join(problems) + ": empty them first"
+        return None
+
+    # ------------------------------------------------------------- background
+    def _run(
+        self, cluster: ClusterRecord, started: StartedRestore, keys: Sequence[HistoryKey]
+    ) -> None:
+        try:
+            futures = [self._pool.submit(self._restore_node, cluster, started, k) for k in keys]
+            for future in futures:
+                future.exception()
+        finally:
+            self._release(started.targets)
+
+    def _restore_node(
+        self, cluster: ClusterRecord, started: StartedRestore, key: HistoryKey
+    ) -> None:
+        node = key.target_ip
+        try:
+            if self._stopping.is_set():
+                raise RuntimeError(SERVER_STOPPED)
+            summary = self._place(cluster, started, node)
+        except Exception as exc:
+            text = str(exc).strip()
+            reason = text.splitlines()[0][:500] if text else repr(exc)
+            log.warning(
+                "node restore failed cluster_id=%s node=%s snapshot_id=%s reason=%s",
+                key.cluster_id,
+                node,
+                key.snapshot_id,
+                reason,
+            )
+            self._metadata.update_restore_status(key, OperationStatus.FAILED, reason)
+            return
+        self._metadata.update_restore_status(key, OperationStatus.COMPLETED)
+        log.info(
+            "node restore completed cluster_id=%s node=%s snapshot_id=%s %s",
+            key.cluster_id,
+            node,
+            key.snapshot_id,
+            summary,
+        )
+
+    def _place(self, cluster: ClusterRecord, started: StartedRestore, node: str) -> str:
+        dirs = self._directories(node, cluster)
+        for leftover in remove_leftover_staging(dirs):
+            log.warning("removed a staging directory left by an earlier restore path=%s", leftover)
+        prefix = backup_prefix(started.snapshot_type, cluster.cluster_id, started.snapshot_id, node)
+        manifests = find_manifests(self._storage, prefix)
+        plan = plan_restore(manifests, started.snapshot_id, snapshot_only=started.snapshot_only)
+        began = time.monotonic()
+        placed = restore_files(
+            self._storage,
+            plan,
+            dirs,
+            f"{started.snapshot_id}-{started.created_at_ms}",
+            workers=self._download_workers,
+            cancelled=self._stopping.is_set,
+        )
+        return (
+            f"files={placed.files} bytes={placed.bytes} keyspaces={len(placed.keyspaces)} "
+            f"uploads={','.join(plan.manifests)} seconds={time.monotonic() - began:.1f}"
+        )
+
+    def _nodetool(self, node: str) -> Nodetool:
+        return Nodetool(
+            self._nodes.executor, self._nodes.endpoint(node), self._nodes.nodetool_timeout_s
+        )
+
+    # --------------------------------------------------------------- shutdown
+    def shutdown(self, grace_s: float) -> None:
+        """Stop taking restores and let running ones finish for `grace_s`; those still
+        downloading then stop before moving anything (their rows are failed by the caller)."""
+        self._stopping.set()
+        deadline = time.monotonic() + grace_s
+        with self._lock:
+            coordinators = list(self._coordinators)
+        for thread in coordinators:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def node_directories(settings: ServerSettings) -> DirectoriesOf:
+    """A node's directories as configured, else Cassandra's layout beside its data dir.
+
+    A stopped node cannot be asked for its data dir, so an unconfigured one is the
+    cluster's, as registered.
+    """
+
+    def directories(node: str, cluster: ClusterRecord) -> NodeDirectories:
+        paths = settings.paths(node)
+        return NodeDirectories.beside(
+            settings.endpoint(node).data_dir or Path(cluster.data_dir),
+            commitlog_dir=paths.commitlog_dir,
+            hints_dir=paths.hints_dir,
+            saved_caches_dir=paths.saved_caches_dir,
+            staging_parent=paths.restore_staging_dir,
+        )
+
+    return directories
