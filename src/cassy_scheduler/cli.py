@@ -75,6 +75,16 @@ def _add_scheduler_commands() -> None:
 _add_scheduler_commands()
 
 
+def _add_restore_commands() -> None:
+    from cassy_scheduler.commands import restore
+
+    for verb in (restore.restore, restore.restores, restore.verify):
+        app.command(name=verb.__name__)(verb)
+
+
+_add_restore_commands()
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,0 +1,326 @@
+"""`restore`, `restores` and `verify`: put a snapshot back on nodes, follow it, and prove a
+snapshot restorable before it is needed.
+
+The server is named by --server ADDRESS, or by the scheduler's config (--config). `verify`
+also reads storage itself, since Cassy's API offers no way to read stored objects: give the
+storage URI (--storage), or the server's own config file (--server-config) to use its URI.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from cassy_scheduler.client import BackupEntry, CassyClient, RestoreEntry
+from cassy_scheduler.commands.common import (
+    CONFIG_ENV,
+    fail,
+    json_option,
+    load,
+    out,
+    print_json,
+    server_errors,
+    when,
+)
+from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
+from cassy_scheduler.storage import Storage, StorageError, open_storage
+from cassy_scheduler.verify import NodeReport, VerifyError, VerifyReport, verify_snapshot
+
+SERVER_ENV = "CASSY_SERVER"
+
+
+class RestoreExit(IntEnum):
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    TIMED_OUT = 3
+    UNREACHABLE = 5
+
+
+EXIT_HELP = (
+    "Exit codes: 0 done; 1 refused, failed or (verify) damaged; 2 usage or config error; "
+    "3 timed out waiting; 5 server unreachable."
+)
+
+
+def _server_option() -> Any:
+    return typer.Option(
+        None,
+        "--server",
+        "-s",
+        envvar=SERVER_ENV,
+        help=f"The Cassy server, HOST:PORT (or ${SERVER_ENV}); else the one in --config.",
+        show_default=False,
+    )
+
+
+def _config_option() -> Any:
+    return typer.Option(
+        None,
+        "--config",
+        "-c",
+        envvar=CONFIG_ENV,
+        help=f"The scheduler's TOML config, for its server (or ${CONFIG_ENV}).",
+        show_default=False,
+    )
+
+
+def _client(server: str | None, config: Path | None) -> CassyClient:
+    if server:
+        return CassyClient(server, timeout_s=120)
+    if config is not None:
+        from cassy_scheduler.scheduling.wiring import open_client  # noqa: PLC0415 (heavy)
+
+        return open_client(load(config).server)
+    fail("name the server with --server HOST:PORT or a scheduler config with --config", 2)
+
+
+# ------------------------------------------------------------------------------- restore
+
+
+def restore(  # noqa: PLR0917 (typer reads options from parameters)
+    cluster_id: str = typer.Argument(..., help="The cluster the snapshot belongs to."),
+    snapshot_id: str = typer.Argument(..., help="The snapshot to restore."),
+    nodes: list[str] = typer.Option(
+        [], "--node", "-n", help="Restore only this node (repeat); default every node."
+    ),
+    snapshot_only: bool = typer.Option(
+        False, "--snapshot-only", help="Leave out the incremental backups of the snapshot."
+    ),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for every node's outcome."),
+    timeout: float = typer.Option(3600, "--timeout", min=1, help="Seconds to wait at most."),
+    server: str | None = _server_option(),
+    config: Path | None = _config_option(),
+    as_json: bool = json_option(),
+) -> None:
+    """Restore a node-level snapshot onto stopped nodes with empty directories (RestoreBackup).
+
+    Each node's Cassandra must be stopped and its data, commit log and hints directories
+    empty; the server refuses otherwise and writes nothing. Start the nodes once every node
+    says COMPLETED.
+    """
+    with server_errors(), _client(server, config) as client:
+        before = _row_keys(client.list_restore_statuses(cluster_id, snapshot_id))
+        ack = client.restore_backup(
+            cluster_id, snapshot_id, RestoreType.NODE, nodes, snapshot_only=snapshot_only
+        )
+        if not as_json:
+            out().print(
+                f"restore of {snapshot_id} {ack.status.name} on {', '.join(ack.target_ips)}"
+            )
+        if not wait:
+            if as_json:
+                print_json({"status": ack.status.name, "target_ips": list(ack.target_ips)})
+            return
+        rows, finished = _wait(client, cluster_id, snapshot_id, before, timeout)
+    if as_json:
+        print_json([_entry_dict(r) for r in rows])
+    else:
+        _print_restores(rows)
+    if not finished:
+        fail(f"not every node finished within {timeout:g} s; follow with `restores`", 3)
+    failed = [r.target_ip for r in rows if r.status is not OperationStatus.COMPLETED]
+    if failed:
+        fail(
+            f"the restore FAILED on {', '.join(failed)}; the server's log says why "
+            "(search for 'node restore failed')",
+            RestoreExit.FAILED,
+        )
+
+
+def _row_keys(rows: list[RestoreEntry]) -> set[tuple[str, int]]:
+    return {(r.target_ip, r.created_at_ms) for r in rows}
+
+
+def _wait(
+    client: CassyClient,
+    cluster_id: str,
+    snapshot_id: str,
+    before: set[tuple[str, int]],
+    timeout_s: float,
+) -> tuple[list[RestoreEntry], bool]:
+    """The rows this request created (those not listed before it), once all are final."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = [
+            r
+            for r in client.list_restore_statuses(cluster_id, snapshot_id)
+            if (r.target_ip, r.created_at_ms) not in before
+        ]
+        if rows and all(r.status.is_final for r in rows):
+            return rows, True
+        if time.monotonic() > deadline:
+            return rows, False
+        time.sleep(1.0)
+
+
+def restores(  # noqa: PLR0917 (typer reads options from parameters)
+    cluster_id: str = typer.Argument(..., help="The cluster."),
+    snapshot_id: str = typer.Argument(..., help="The snapshot whose restores to list."),
+    node: str | None = typer.Option(None, "--node", "-n", help="Only this node's restores."),
+    limit: int = typer.Option(0, "--limit", min=0, help="At most this many rows (0: all)."),
+    server: str | None = _server_option(),
+    config: Path | None = _config_option(),
+    as_json: bool = json_option(),
+) -> None:
+    """Restores of a snapshot with each node's status, newest first (ListRestoreStatuses)."""
+    with server_errors(), _client(server, config) as client:
+        rows = client.list_restore_statuses(cluster_id, snapshot_id, node, limit)
+    if as_json:
+        print_json([_entry_dict(r) for r in rows])
+    elif not rows:
+        out().print(f"no restores of {snapshot_id}")
+    else:
+        _print_restores(rows)
+
+
+def _print_restores(rows: list[RestoreEntry]) -> None:
+    table = Table()
+    for column in ("started", "node", "snapshot id", "type", "status", "updated"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            when(row.created_at),
+            row.target_ip,
+            row.snapshot_id,
+            row.restore_type.name,
+            row.status.name,
+            when(row.updated_at),
+        )
+    out().print(table)
+
+
+def _entry_dict(row: RestoreEntry) -> dict[str, object]:
+    return {
+        "cluster_id": row.cluster_id,
+        "target_ip": row.target_ip,
+        "snapshot_id": row.snapshot_id,
+        "created_at": row.created_at,
+        "created_at_ms": row.created_at_ms,
+        "updated_at": row.updated_at,
+        "restore_type": row.restore_type.name,
+        "status": row.status.name,
+    }
+
+
+# -------------------------------------------------------------------------------- verify
+
+
+def verify(  # noqa: PLR0917 (typer reads options from parameters)
+    snapshot_id: str = typer.Argument(..., help="The snapshot to check."),
+    cluster_id: str | None = typer.Option(
+        None, "--cluster", help="The snapshot's cluster, when the server knows the id twice."
+    ),
+    storage_uri: str | None = typer.Option(
+        None, "--storage", help="Where the server stores backups, e.g. file:///var/backups."
+    ),
+    server_config: Path | None = typer.Option(
+        None, "--server-config", help="The server's TOML config, to read its storage URI."
+    ),
+    server: str | None = _server_option(),
+    config: Path | None = _config_option(),
+    as_json: bool = json_option(),
+) -> None:
+    """Check every stored file of a snapshot on every node: present, size and SHA-256 as its
+    upload manifests say, and restorable. Reports per node; exits 1 on any problem."""
+    storage = _storage(storage_uri, server_config)
+    with server_errors(), _client(server, config) as client:
+        rows = client.list_backups(snapshot_id=snapshot_id)
+    cluster, nodes, kind = _snapshot_facts(rows, snapshot_id, cluster_id)
+    try:
+        report = verify_snapshot(storage, cluster, snapshot_id, nodes, backup_type=kind)
+    except VerifyError as exc:
+        fail(str(exc), RestoreExit.FAILED)
+    if as_json:
+        print_json(_report_dict(report))
+    else:
+        _print_report(report)
+    if not report.ok:
+        raise typer.Exit(RestoreExit.FAILED)
+
+
+def _storage(uri: str | None, server_config: Path | None) -> Storage:
+    if uri is None and server_config is not None:
+        from cassy_scheduler.config.errors import ConfigError  # noqa: PLC0415 (server only)
+        from cassy_scheduler.server.settings import load_server_settings  # noqa: PLC0415
+
+        try:
+            uri = load_server_settings(server_config).storage_uri
+        except ConfigError as exc:
+            fail(str(exc), RestoreExit.USAGE)
+    if uri is None:
+        fail(
+            "verify reads storage itself (Cassy's API does not serve stored files): give "
+            "--storage URI or --server-config FILE",
+            RestoreExit.USAGE,
+        )
+    try:
+        return open_storage(uri)
+    except StorageError as exc:
+        fail(str(exc), RestoreExit.USAGE)
+
+
+def _snapshot_facts(
+    rows: list[BackupEntry], snapshot_id: str, cluster_id: str | None
+) -> tuple[str, list[str], BackupType]:
+    """The snapshot's cluster, the nodes where it completed, and its backup type."""
+    if cluster_id is not None:
+        rows = [r for r in rows if r.cluster_id == cluster_id]
+    clusters = sorted({r.cluster_id for r in rows})
+    if not clusters:
+        fail(f"the server knows no backup {snapshot_id}: check the id (`backups`)", 1)
+    if len(clusters) > 1:
+        fail(f"{snapshot_id} belongs to {', '.join(clusters)}: pick one with --cluster", 2)
+    snapshot_rows = [r for r in rows if r.backup_type.is_snapshot]
+    kind = snapshot_rows[-1].backup_type if snapshot_rows else BackupType.NODE_SNAPSHOT
+    nodes = sorted({r.target_ip for r in rows if r.status is OperationStatus.COMPLETED})
+    return clusters[0], nodes, kind
+
+
+def _print_report(report: VerifyReport) -> None:
+    table = Table(title=f"snapshot {report.snapshot_id} of {report.cluster_id}")
+    for column in ("node", "uploads", "files", "bytes", "result"):
+        table.add_column(column, overflow="fold")
+    for node in report.nodes:
+        result = "ok" if node.ok else f"{len(node.problems)} problem(s)"
+        table.add_row(node.node_ip, str(node.manifests), str(node.files), str(node.bytes), result)
+    out().print(table)
+    for node in report.nodes:
+        for problem in node.problems:
+            where = f" {problem.path}" if problem.path else ""
+            out().print(f"{node.node_ip} {problem.kind.value}{where}: {problem.detail}")
+    if not report.nodes:
+        out().print(f"nothing stored for {report.snapshot_id}")
+    out().print("verified: every file present and whole" if report.ok else "NOT restorable")
+
+
+def _node_dict(node: NodeReport) -> dict[str, object]:
+    return {
+        "node_ip": node.node_ip,
+        "prefix": node.prefix,
+        "manifests": node.manifests,
+        "files": node.files,
+        "bytes": node.bytes,
+        "ok": node.ok,
+        "problems": [
+            {"kind": p.kind.value, "path": p.path, "detail": p.detail} for p in node.problems
+        ],
+    }
+
+
+def _report_dict(report: VerifyReport) -> dict[str, object]:
+    return {
+        "cluster_id": report.cluster_id,
+        "snapshot_id": report.snapshot_id,
+        "ok": report.ok,
+        "nodes": [_node_dict(n) for n in report.nodes],
+    }
+
+
+for _verb in (restore, restores, verify):
+    _verb.__doc__ = f"{_verb.__doc__}\n\n{EXIT_HELP}"
