@@ -1,0 +1,1 @@
+"""An application that pauses for cluster-wide snapshots: pairs of writes behind rpc.Admin."""
