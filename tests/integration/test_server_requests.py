@@ -166,15 +166,15 @@ def test_target_ips_outside_the_cluster(
     )
 
 
-def test_cluster_wide_snapshot_is_unimplemented_not_dropped(
+def test_cluster_wide_snapshot_without_applications_is_refused(
     server1: ServerProcess, client1: CassyClient, registered: Cluster
 ) -> None:
     refused(
         server1,
         client1,
         lambda: client1.take_backup(registered.cluster_id, BackupType.CLUSTER_SNAPSHOT),
-        grpc.StatusCode.UNIMPLEMENTED,
-        "cluster-wide",
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "add an [applications] table",
     )
 
 

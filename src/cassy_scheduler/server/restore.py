@@ -94,6 +94,7 @@ class RestoreOperations:
         *,
         snapshot_only: bool,
         snapshot_type: BackupType = BackupType.NODE_SNAPSHOT,
+        restore_type: RestoreType = RestoreType.NODE,
     ) -> StartedRestore:
         """Refuse unless every target is stopped and empty; else record STARTED rows and go."""
         nodes = tuple(targets) or tuple(cluster.target_ips)
@@ -104,7 +105,7 @@ class RestoreOperations:
                 cluster_id=cluster.cluster_id,
                 target_ips=nodes,
                 snapshot_id=snapshot_id,
-                restore_type=RestoreType.NODE,
+                restore_type=restore_type,
                 snapshot_only=snapshot_only,
                 created_at=int(self._clock() * 1000),
             )
@@ -119,7 +120,7 @@ class RestoreOperations:
             snapshot_id,
             nodes,
             rows[0].created_at,
-            RestoreType.NODE,
+            restore_type,
             snapshot_only,
             snapshot_type,
         )

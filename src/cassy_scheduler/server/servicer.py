@@ -267,6 +267,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
                 targets,
                 snapshot_only=request.snapshot_only,
                 snapshot_type=snapshot_type,
+                restore_type=RestoreType(request.restore_type),
             )
         except NodesBusyError as exc:
             _abort(context, grpc.StatusCode.ABORTED, str(exc))
@@ -341,12 +342,13 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
                     f"snapshot {sid} is a node-level backup, not a cluster-wide backup: "
                     "restore it node by node (restore_type 2)",
                 )
-            _abort(
-                context,
-                grpc.StatusCode.UNIMPLEMENTED,
-                "restoring a cluster from a cluster-wide backup (restore_type 1) is not "
-                "supported by this server yet; restore its nodes (restore_type 2)",
-            )
+            if set(targets) not in (set(), set(cluster.target_ips)):
+                _abort(
+                    context,
+                    invalid,
+                    "a cluster restore (restore_type 1) restores every node: leave target_ips "
+                    "empty, or restore some nodes with restore_type 2",
+                )
         done = {
             r.target_ip
             for r in rows
