@@ -36,8 +36,10 @@ from cassy_scheduler.config.schema import (
     ConfigFile,
     DefaultsTable,
     JobTable,
+    ScheduleCache,
     SchedulerTable,
     allowed_keys,
+    parse_schedule,
 )
 from cassy_scheduler.scheduling.timetable import MissedRunPolicy, Schedule, ScheduleError
 
@@ -104,7 +106,7 @@ def parse_config(text: str, path: str | Path) -> SchedulerConfig:
         raise ConfigError(report.problems) from None
     report.lines = key_lines(text)
     try:
-        parsed = ConfigFile.model_validate(data)
+        parsed = ConfigFile.model_validate(data, context=report.context)
     except ValidationError as exc:
         for error in exc.errors():
             report.from_pydantic(error)
@@ -122,6 +124,7 @@ class _Report:
     file: str
     lines: dict[KeyPath, int]
     problems: list[ConfigProblem] = field(default_factory=list)
+    context: dict[str, ScheduleCache] = field(default_factory=lambda: {"schedules": {}})
 
     def add(self, path: KeyPath, message: str, hint: str = "") -> None:
         self.problems.append(
@@ -360,7 +363,7 @@ def _schedule(layers: _Layers, report: _Report) -> Schedule | None:
         return None
     zone = layers.value("timezone", "UTC")
     try:
-        return Schedule.parse(expression, zone)
+        return parse_schedule(report.context, expression, zone)
     except ScheduleError as exc:
         report.add(path, exc.message, exc.hint)
         return None

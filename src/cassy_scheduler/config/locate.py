@@ -37,11 +37,13 @@ def _scan(text: str, found: dict[KeyPath, int]) -> None:
     table: KeyPath = ()
     aot_counts: dict[KeyPath, int] = {}
     pos = 0
+    line, counted = 1, 0  # newlines are counted once, from where the last count stopped
     while True:
         pos = _skip_blank(text, pos)
         if pos >= len(text):
             return
-        line = text.count("\n", 0, pos) + 1
+        line += text.count("\n", counted, pos)
+        counted = pos
         if text[pos] == "[":
             is_aot = text.startswith("[[", pos)
             keys, pos = _read_key(text, pos + (2 if is_aot else 1))

@@ -9,7 +9,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from cassy_scheduler.config.durations import DurationError, parse_duration
@@ -98,10 +105,10 @@ class JobFields(_Table):
 
     @field_validator("schedule")
     @classmethod
-    def _cron(cls, value: str | None) -> str | None:
+    def _cron(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
             try:
-                Schedule.parse(value)
+                parse_schedule(info.context, value, "UTC")
             except ScheduleError as exc:
                 raise PydanticCustomError("schedule", exc.message, {"hint": exc.hint}) from None
         return value
@@ -160,6 +167,23 @@ class ConfigFile(_Table):
     defaults: DefaultsTable = DefaultsTable()
     jobs: dict[str, JobTable] = {}
     notify: dict[str, dict[str, Any]] = {}
+
+
+ScheduleCache = dict[tuple[str, str], Schedule]
+
+
+def parse_schedule(cache: object, expression: str, zone: str) -> Schedule:
+    """Schedule.parse, remembered for one load: thousands of jobs often share a few lines."""
+    memo: ScheduleCache | None = None
+    if isinstance(cache, dict):
+        memo = cache.get("schedules")
+    if memo is None:
+        return Schedule.parse(expression, zone)
+    key = (expression, zone)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = Schedule.parse(expression, zone)
+    return found
 
 
 def allowed_keys(path: tuple[str, ...]) -> list[str]:

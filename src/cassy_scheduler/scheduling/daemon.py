@@ -139,9 +139,13 @@ class Daemon:
         )
 
     def serve(self) -> None:
-        """Run until SIGTERM/SIGINT (or request_stop), then shut down gracefully."""
+        """Run until SIGTERM/SIGINT (or request_stop), then shut down gracefully.
+
+        Starts the daemon first unless `start` was called already.
+        """
         with self._signals():
-            self.start()
+            if self._next_poll is None:
+                self.start()
             while not self._stopping:
                 self._waker.drain()
                 wake_at = self.tick()

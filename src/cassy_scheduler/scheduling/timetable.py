@@ -117,7 +117,10 @@ class Schedule:
         minute_expression = " ".join(parts[-5:])
         _check_fields(expression, minute_expression)
         schedule = cls(expression, zone, minute_expression, seconds)
-        schedule._require_fires()
+        _, _, day, month, _ = minute_expression.split(" ")
+        if day not in ("*", "?") and month != "*":
+            # Only a day of the month in chosen months can name no real date (30 February).
+            schedule._require_fires()
         return schedule
 
     @classmethod
