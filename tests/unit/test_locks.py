@@ -6,17 +6,21 @@ import subprocess
 import sys
 import textwrap
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from cassy_scheduler.config.model import RuntimeConfig
 from cassy_scheduler.scheduling.clock import SystemClock
+from cassy_scheduler.scheduling.history import Outcome
 from cassy_scheduler.scheduling.locks import (
     LockBusyError,
     LockTimeoutError,
     LockWaitStoppedError,
     RunLocks,
 )
+from cassy_scheduler.scheduling.state import SchedulerState
 from tests.unit.test_runner_fakes import FakeClock
 
 
@@ -101,7 +105,9 @@ def test_a_lock_held_by_another_process_is_seen_and_freed_when_it_dies(tmp_path:
                 f"""
                 import sys
                 from pathlib import Path
-                from cassy_scheduler.scheduling.clock import SystemClock
+                from cassy_scheduler.config.model import RuntimeConfig
+from cassy_scheduler.scheduling.clock import SystemClock
+from cassy_scheduler.scheduling.history import Outcome
                 from cassy_scheduler.scheduling.locks import RunLocks
                 with RunLocks(Path({str(tmp_path)!r}), SystemClock()).cluster("prod-1", "cron", 0):
                     print("held", flush=True)
@@ -125,3 +131,17 @@ def test_a_lock_held_by_another_process_is_seen_and_freed_when_it_dies(tmp_path:
         holder.wait()
     with locks.cluster("prod-1", "daemon", 0):
         pass
+
+
+def test_state_recovery_interrupts_only_runs_whose_process_is_gone(tmp_path: Path) -> None:
+    clock = FakeClock()
+    runtime = RuntimeConfig(state_dir=tmp_path)
+    when = datetime(2025, 6, 10, tzinfo=UTC)
+    with SchedulerState.open(runtime, clock) as first:
+        alive = first.history.start_run("alive", "snapshot", when)
+        dead = first.history.start_run("dead", "snapshot", when)
+        with first.locks.job("alive"), SchedulerState.open(runtime, clock) as second:
+            assert second.history.get_run(dead.run_id).outcome is Outcome.INTERRUPTED
+            assert second.history.get_run(alive.run_id).outcome is Outcome.RUNNING
+        assert first.recover() == 1
+        assert first.history.get_run(alive.run_id).outcome is Outcome.INTERRUPTED

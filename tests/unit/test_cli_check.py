@@ -1,0 +1,115 @@
+"""What `check` finds, against an in-memory Cassy: each rule and its Nagios severity."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import timedelta
+from pathlib import Path
+
+from cassy_scheduler.config import load_config
+from cassy_scheduler.protocol.types import BackupType
+from cassy_scheduler.scheduling.history import Outcome, RunHistory
+from cassy_scheduler.scheduling.preflight import Finding, Severity, preflight, worst
+from tests.unit.test_runner_fakes import T0, FakeCassy, FakeClock, unavailable
+
+
+def config_with(tmp_path: Path, jobs: str) -> Path:
+    path = tmp_path / "scheduler.toml"
+    path.write_text(textwrap.dedent('[scheduler]\nstate_dir = "state"\n' + jobs), encoding="utf-8")
+    return path
+
+
+def findings(
+    tmp_path: Path, cassy: FakeCassy, jobs: str, history: RunHistory | None = None
+) -> list[Finding]:
+    return preflight(load_config(config_with(tmp_path, jobs)), cassy, T0, history)
+
+
+def about(found: list[Finding], subject: str) -> list[tuple[Severity, str]]:
+    return [(f.severity, f.message) for f in found if f.subject == subject]
+
+
+SNAPSHOT = """
+[jobs.snap]
+type = "snapshot"
+cluster_name = "prod"
+schedule = "30 0 * * *"
+"""
+INCREMENTAL = """
+[jobs.incr]
+type = "incremental"
+cluster_name = "prod"
+schedule = "0 * * * *"
+"""
+
+
+def test_all_good_is_ok(tmp_path: Path) -> None:
+    cassy = FakeCassy()
+    cluster = cassy.add_cluster("prod")
+    snapshot = cassy.add_backup(cluster, BackupType.NODE_SNAPSHOT)
+    found = findings(tmp_path, cassy, SNAPSHOT + INCREMENTAL)
+    assert worst(found) is Severity.OK, found
+    assert any(snapshot in message for _, message in about(found, "jobs.incr"))
+
+
+def test_an_unreachable_server_is_critical(tmp_path: Path) -> None:
+    cassy = FakeCassy(errors={"ListClusters": [unavailable("ListClusters")]})
+    found = findings(tmp_path, cassy, SNAPSHOT)
+    assert worst(found) is Severity.CRITICAL
+    ((severity, message),) = about(found, "server")
+    assert severity is Severity.CRITICAL and "UNAVAILABLE" in message
+
+
+def test_a_missing_cluster_is_critical_unless_it_will_be_registered(tmp_path: Path) -> None:
+    found = findings(tmp_path, FakeCassy(), SNAPSHOT)
+    ((severity, message),) = about(found, "jobs.snap")
+    assert severity is Severity.CRITICAL and 'no cluster named "prod"' in message
+    by_host = SNAPSHOT.replace('cluster_name = "prod"', 'cassandra_host = "127.0.0.9"')
+    found = findings(tmp_path, FakeCassy(), by_host + "register_if_missing = true\n")
+    ((severity, message),) = about(found, "jobs.snap")
+    assert severity is Severity.WARNING and "registered at the first run" in message
+
+
+def test_an_incremental_without_a_base_is_critical_or_a_warning_by_policy(
+    tmp_path: Path,
+) -> None:
+    cassy = FakeCassy()
+    cassy.add_cluster("prod")
+    found = findings(tmp_path, cassy, SNAPSHOT + INCREMENTAL)
+    assert any(s is Severity.CRITICAL and "will fail" in m for s, m in about(found, "jobs.incr"))
+    found = findings(
+        tmp_path, cassy, SNAPSHOT + INCREMENTAL + 'when_no_snapshot = "take-snapshot"\n'
+    )
+    assert worst(found) is Severity.WARNING
+    assert any("takes one first" in m for _, m in about(found, "jobs.incr"))
+
+
+def test_one_cluster_for_cluster_wide_and_incremental_jobs_is_critical(tmp_path: Path) -> None:
+    cassy = FakeCassy()
+    cluster = cassy.add_cluster("prod", ("127.0.0.2",))
+    cassy.add_backup(cluster, BackupType.NODE_SNAPSHOT)
+    wide = """
+    [jobs.wide]
+    type = "cluster-wide"
+    cassandra_host = "127.0.0.2"
+    schedule = "15 0 * * 0"
+    """
+    found = findings(tmp_path, cassy, SNAPSHOT + INCREMENTAL + wide)
+    ((severity, message),) = about(found, f"cluster {cluster.cluster_id}")
+    assert severity is Severity.CRITICAL
+    assert "wide" in message and "incr" in message
+
+
+def test_recent_failures_and_overdue_successes_are_reported(tmp_path: Path) -> None:
+    cassy = FakeCassy()
+    cassy.add_cluster("prod")
+    clock = FakeClock(T0 - timedelta(days=2))
+    with RunHistory.open(tmp_path / "h.sqlite", clock.now) as history:
+        ok = history.start_run("snap", "snapshot", T0 - timedelta(days=2))
+        history.finish_run(ok.run_id, Outcome.SUCCEEDED)
+        bad = history.start_run("snap", "snapshot", T0 - timedelta(days=1))
+        history.finish_run(bad.run_id, Outcome.FAILED, error="node 127.0.0.2 failed")
+        found = findings(tmp_path, cassy, SNAPSHOT + 'alert_after = "26h"\n', history)
+    messages = about(found, "jobs.snap")
+    assert any(s is Severity.WARNING and "failed: node 127.0.0.2" in m for s, m in messages)
+    assert any(s is Severity.CRITICAL and "alert_after" in m for s, m in messages)
