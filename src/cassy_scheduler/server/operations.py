@@ -46,6 +46,7 @@ from cassy_scheduler.storage.layout import backup_prefix, metadata_backup_key
 log = logging.getLogger(__name__)
 
 SERVER_STOPPED = "server stopped during the operation"
+NODE_LOCAL_KEYSPACE = "system"
 
 
 class OperationError(Exception):
@@ -417,7 +418,14 @@ class BackupOperations:
     def _incremental(self, cluster: ClusterRecord, started: StartedBackup, node: str) -> str:
         nodetool = self._nodetool(node)
         data_dir = self._data_dir(node)
-        keyspaces = self._present_keyspaces(cluster, data_dir, node)
+        # The node-local `system` keyspace is Cassandra's own bookkeeping, rewritten all the
+        # time (sstable activity, compaction history); the snapshot carries what a restore
+        # needs from it (host id, tokens), so incrementals leave it out.
+        keyspaces = [
+            ks
+            for ks in self._present_keyspaces(cluster, data_dir, node)
+            if ks != NODE_LOCAL_KEYSPACE
+        ]
         nodetool.flush(keyspaces)
         return self._upload(cluster, started, node, backup_files(data_dir, keyspaces))
 
