@@ -171,6 +171,8 @@ def restores(  # noqa: PLR0917 (typer reads options from parameters)
     """Restores of a snapshot with each node's status, newest first (ListRestoreStatuses)."""
     with server_errors(), _client(server, config) as client:
         rows = client.list_restore_statuses(cluster_id, snapshot_id, node, limit)
+    # With a node, Cassy lists that node's restores of every snapshot.
+    rows = [r for r in rows if r.snapshot_id == snapshot_id]
     if as_json:
         print_json([_entry_dict(r) for r in rows])
     elif not rows:
