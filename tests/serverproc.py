@@ -23,6 +23,8 @@ def server_toml(work: Path, clusters: list[LocalCluster], *, extra: str = "") ->
     hosts = "".join(
         f'\n[nodes.hosts."{spec.address}"]\njmx_host = "127.0.0.1"\n'
         f'jmx_port = {spec.jmx_port}\ndata_dir = "{spec.data_dir}"\n'
+        f'commitlog_dir = "{spec.commitlog_dir}"\nhints_dir = "{spec.hints_dir}"\n'
+        f'saved_caches_dir = "{spec.saved_caches_dir}"\n'
         for cluster in clusters
         for spec in cluster.specs
     )
