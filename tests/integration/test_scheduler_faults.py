@@ -12,8 +12,7 @@ from cassy_scheduler.protocol.types import OperationStatus
 from cassy_scheduler.scheduling.history import Outcome
 from tests.integration.test_scheduler_helpers import (
     DaemonProcess,
-    cli,
-    instant,
+    fire_soon,
     runs,
     settle,
     wait_for,
@@ -37,12 +36,6 @@ def unused_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def fire_soon(config: Path, seconds: float = 10) -> None:
-    _, line = instant(seconds)
-    done = cli("schedule", "snap", line, "--config", str(config))
-    assert done.returncode == 0, done.stderr
 
 
 def test_the_server_down_at_fire_time_is_retried_then_recorded_failed(tmp_path: Path) -> None:

@@ -102,6 +102,13 @@ def settle(client: CassyClient, snapshot_id: str) -> None:
     wait_for_backup(client, ack, timeout_s=300, poll_interval_s=0.5)
 
 
+def fire_soon(config: Path, seconds: float = 10, job: str = "snap") -> None:
+    """Reschedule `job` to fire once, `seconds` from now; the running daemon reloads."""
+    _, line = instant(seconds)
+    done = cli("schedule", job, line, "--config", str(config))
+    assert done.returncode == 0, done.stderr
+
+
 @dataclass
 class DaemonProcess:
     """`cassy-scheduler run` as a real process, its log in a file."""

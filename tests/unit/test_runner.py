@@ -124,6 +124,28 @@ def test_a_failed_node_fails_the_run_and_is_named(s: Setup) -> None:
     assert statuses == {"127.0.0.2": OperationStatus.COMPLETED, "127.0.0.3": OperationStatus.FAILED}
 
 
+def test_after_a_node_fails_the_others_final_statuses_are_still_recorded(s: Setup) -> None:
+    s.cassy.node_results = {"127.0.0.3": OperationStatus.FAILED}
+    s.cassy.node_delays = {"127.0.0.2": 3}
+    result = s.runner.run(make_job(), T0)
+    assert (result.outcome, result.failure) == (Outcome.FAILED, Failure.NODES_FAILED)
+    assert {n.node_ip: (n.status, n.reason) for n in result.nodes} == {
+        "127.0.0.2": (OperationStatus.COMPLETED, None),
+        "127.0.0.3": (OperationStatus.FAILED, None),
+    }
+
+
+def test_a_node_still_unfinished_after_another_failed_says_so(s: Setup) -> None:
+    s.cassy.node_results = {"127.0.0.3": OperationStatus.FAILED}
+    s.cassy.node_delays = {"127.0.0.2": 1000}
+    job = make_job(wait_timeout=timedelta(minutes=1), poll_interval=timedelta(seconds=10))
+    result = s.runner.run(job, T0)
+    assert result.outcome is Outcome.FAILED
+    pending = next(n for n in result.nodes if n.node_ip == "127.0.0.2")
+    assert pending.status is OperationStatus.STARTED
+    assert pending.reason is not None and "may still complete" in pending.reason
+
+
 def test_no_outcome_within_wait_timeout_is_timed_out(s: Setup) -> None:
     s.cassy.hang = True
     job = make_job(wait_timeout=timedelta(minutes=1), poll_interval=timedelta(seconds=10))

@@ -77,7 +77,7 @@ def unavailable(call: str = "TakeBackup") -> CassyError:
 @dataclass
 class _Pending:
     rows: list[BackupEntry]
-    polls_left: int
+    polls_left: dict[str, int]
     results: dict[str, OperationStatus]
 
 
@@ -86,13 +86,15 @@ class FakeCassy:
     """Clusters and backups in memory, with the server's rules on snapshot ids.
 
     A backup's rows go STARTED, then after `polls_to_finish` ListBackups calls take the
-    status in `node_results` (COMPLETED by default); `hang` keeps them STARTED for ever.
+    status in `node_results` (COMPLETED by default), plus `node_delays` more polls for the
+    nodes named there; `hang` keeps them STARTED for ever.
     `errors[call]` is a list of exceptions raised, one per call, before answering.
     """
 
     clusters: list[Cluster] = field(default_factory=list)
     polls_to_finish: int = 1
     node_results: dict[str, OperationStatus] = field(default_factory=dict)
+    node_delays: dict[str, int] = field(default_factory=dict)
     hang: bool = False
     errors: dict[str, list[Exception]] = field(default_factory=dict)
     calls: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
@@ -196,7 +198,10 @@ class FakeCassy:
                 for ip in cluster.target_ips
             ]
             self.rows[:0] = rows
-            self._pending.append(_Pending(rows, self.polls_to_finish, dict(self.node_results)))
+            polls = {
+                ip: self.polls_to_finish + self.node_delays.get(ip, 0) for ip in cluster.target_ips
+            }
+            self._pending.append(_Pending(rows, polls, dict(self.node_results)))
         return BackupAck(
             OperationStatus.STARTED,
             cluster_id,
@@ -231,11 +236,13 @@ class FakeCassy:
         if self.hang:
             return
         for pending in list(self._pending):
-            pending.polls_left -= 1
-            if pending.polls_left > 0:
-                continue
-            self._pending.remove(pending)
-            for row in pending.rows:
+            for ip in pending.polls_left:
+                pending.polls_left[ip] -= 1
+            if all(left <= 0 for left in pending.polls_left.values()):
+                self._pending.remove(pending)
+            for row in list(pending.rows):
+                if pending.polls_left[row.target_ip] != 0:
+                    continue
                 status = pending.results.get(row.target_ip, OperationStatus.COMPLETED)
                 done = BackupEntry(
                     row.cluster_id,

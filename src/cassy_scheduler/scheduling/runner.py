@@ -20,6 +20,7 @@ from typing import Protocol, TypeVar
 from cassy_scheduler.client import BackupAck, CassyError
 from cassy_scheduler.config.model import JobConfig, JobType, WhenNoSnapshot
 from cassy_scheduler.outcome import BackupOutcome, wait_for_backup
+from cassy_scheduler.outcome import NodeStatus as ProgressNode
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
 from cassy_scheduler.scheduling.clock import Clock
 from cassy_scheduler.scheduling.history import NodeStatus, Outcome, RunHistory
@@ -389,8 +390,9 @@ class Runner:
             ack.created_at.isoformat(),
             ",".join(ack.target_ips) or "all",
         )
+        deadline = self._clock.monotonic() + job.wait_timeout.total_seconds()
         try:
-            return wait_for_backup(
+            done = wait_for_backup(
                 client,
                 ack,
                 timeout_s=job.wait_timeout.total_seconds(),
@@ -402,17 +404,44 @@ class Runner:
             raise _RunFailed(
                 Outcome.FAILED, Failure.REFUSED, f"asking for the outcome failed: {exc}"
             ) from None
+        if done.failed_nodes and done.pending_nodes:
+            done = self._settle(client, progress, done, deadline)
+        return done
+
+    def _settle(
+        self, client: BackupService, progress: _Progress, done: BackupOutcome, deadline: float
+    ) -> BackupOutcome:
+        """After one node failed, wait (within wait_timeout) for the others' final status.
+
+        The run has failed already; this only makes the recorded statuses true.
+        """
+        ack = done.ack
+        nodes = {n.target_ip: n for n in done.nodes}
+        while any(not n.status.is_final for n in nodes.values()):
+            remaining = deadline - self._clock.monotonic()
+            if remaining <= 0:
+                break
+            self._pause(min(progress.job.poll_interval.total_seconds(), remaining), progress.stop)
+            try:
+                rows = client.list_backups(snapshot_id=ack.snapshot_id)
+            except CassyError:
+                break  # what is known stays recorded; the outcome does not change
+            for row in rows:
+                seen = nodes.get(row.target_ip)
+                if (
+                    seen is not None
+                    and row.created_at_ms == ack.created_at_ms
+                    and row.backup_type is ack.backup_type
+                    and row.cluster_id == ack.cluster_id
+                ):
+                    nodes[row.target_ip] = ProgressNode(row.target_ip, row.status, row.updated_at)
+        return BackupOutcome(ack, tuple(nodes.values()), timed_out=False, last_error=None)
 
     def _judge(
         self, progress: _Progress, done: BackupOutcome
     ) -> tuple[Outcome, Failure | None, str | None]:
         progress.nodes = tuple(
-            NodeStatus(
-                n.target_ip,
-                n.status,
-                None if n.status.is_final or not done.timed_out else "still unfinished",
-            )
-            for n in done.nodes
+            NodeStatus(n.target_ip, n.status, _reason(n.status, done)) for n in done.nodes
         )
         if done.succeeded:
             return Outcome.SUCCEEDED, None, None
@@ -537,6 +566,14 @@ class Runner:
     def _tell_finished(self, result: RunResult) -> None:
         for observer in self._observers:
             _safely(observer.run_finished, result)
+
+
+def _reason(status: OperationStatus, done: BackupOutcome) -> str | None:
+    if status.is_final:
+        return None
+    if done.timed_out:
+        return "still unfinished"
+    return "unfinished when the run ended; the server may still complete it"
 
 
 def _backoff(base: timedelta, attempt: int) -> timedelta:
