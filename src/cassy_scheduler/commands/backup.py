@@ -91,10 +91,15 @@ def _run_with_signals(runtime: Runtime, job: JobConfig) -> RunResult:
     """Run in a worker thread so SIGTERM/SIGINT only set a flag the run checks."""
     stop = threading.Event()
     results: list[RunResult] = []
-    worker = threading.Thread(
-        target=lambda: results.append(runtime.runner.run(job, runtime.clock.now(), stop)),
-        name="backup",
-    )
+    errors: list[SchedulingError] = []
+
+    def work() -> None:
+        try:
+            results.append(runtime.runner.run(job, runtime.clock.now(), stop))
+        except SchedulingError as exc:  # the history or lock files, not the backup
+            errors.append(exc)
+
+    worker = threading.Thread(target=work, name="backup")
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         err().print(f"{signal.Signals(signum).name}: stopping the run")
@@ -108,6 +113,8 @@ def _run_with_signals(runtime: Runtime, job: JobConfig) -> RunResult:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+    if errors:
+        fail(str(errors[0]), BackupExit.FAILED)
     return results[0]
 
 

@@ -34,6 +34,7 @@ from cassy_scheduler.scheduling.timetable import Fire, decide_misfire
 
 _log = logging.getLogger(__name__)
 _INTERRUPT_WAIT_S = 30.0
+_RETRY_TURN_S = 5.0
 _LATE_ENOUGH_TO_CHECK = timedelta(seconds=1)
 
 
@@ -148,7 +149,12 @@ class Daemon:
                 self.start()
             while not self._stopping:
                 self._waker.drain()
-                wake_at = self.tick()
+                try:
+                    wake_at = self.tick()
+                except Exception:
+                    # One bad turn (the history disk full, a bug) must not end the schedule.
+                    _log.exception("scheduler loop turn failed; retrying in %gs", _RETRY_TURN_S)
+                    wake_at = self._clock.now() + timedelta(seconds=_RETRY_TURN_S)
                 if self._stopping:
                     break
                 self._waker.wait((wake_at - self._clock.now()).total_seconds())
