@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import grpc
 from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
 from cassy_scheduler.protocol.generated import cassy_pb2_grpc
 from examples.pausable_app.admin import AdminService
@@ -54,7 +55,11 @@ def start_app(config: AppConfig) -> RunningApp:
     level = ConsistencyLevel.name_to_value.get(config.consistency.upper())
     if level is None:
         raise AppStartError(f"unknown consistency {config.consistency!r}: use ONE, QUORUM, ALL")
-    profile = ExecutionProfile(consistency_level=level, request_timeout=20)
+    profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+        consistency_level=level,
+        request_timeout=20,
+    )
     cluster = Cluster(
         contact_points=list(config.cassandra),
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
