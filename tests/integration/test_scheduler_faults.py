@@ -59,6 +59,7 @@ def test_the_server_down_at_fire_time_is_retried_then_recorded_failed(tmp_path: 
 def test_sigterm_during_a_run_records_it_interrupted_after_the_grace(
     tmp_path: Path, server1: ServerProcess, client1: CassyClient, cluster1: LocalCluster
 ) -> None:
+    client1.register_cluster(cluster1.addresses[0])  # with the keyspaces there are now
     config = write_config(
         tmp_path, server1.address, job(cluster1.addresses[0]), scheduler='shutdown_grace = "0"'
     )
@@ -81,6 +82,7 @@ def test_sigterm_during_a_run_records_it_interrupted_after_the_grace(
 def test_sigterm_lets_a_run_finish_within_the_grace(
     tmp_path: Path, server1: ServerProcess, client1: CassyClient, cluster1: LocalCluster
 ) -> None:
+    client1.register_cluster(cluster1.addresses[0])  # with the keyspaces there are now
     config = write_config(
         tmp_path, server1.address, job(cluster1.addresses[0]), scheduler='shutdown_grace = "5m"'
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from cassandra.cluster import Session
 
+from cassy_scheduler.client import CassyClient
 from cassy_scheduler.protocol.types import OperationStatus
 from cassy_scheduler.scheduling.history import Outcome
 from tests.integration.test_scheduler_helpers import (
@@ -30,6 +31,8 @@ def test_a_node_killed_during_the_backup_fails_the_run_naming_it(
     keyspace3: str,
 ) -> None:
     write_rows(session3, keyspace3, 0, 100)
+    with CassyClient(server3.address) as client:  # a registration with today's keyspaces
+        client.register_cluster(cluster3.addresses[0])
     config = write_config(
         tmp_path,
         server3.address,
