@@ -362,7 +362,8 @@ def stage_files(
             fetch(planned)
         return
     with ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
-        futures: list[Future[None]] = [pool.submit(fetch, planned) for planned in plan.files]
+        largest_first = sorted(plan.files, key=lambda f: f.size, reverse=True)  # even finish
+        futures: list[Future[None]] = [pool.submit(fetch, planned) for planned in largest_first]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         failed = next((f for f in futures if f in done and f.exception() is not None), None)
         if failed is not None:
