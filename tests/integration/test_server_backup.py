@@ -168,3 +168,23 @@ def test_incremental_sends_only_new_sstables_and_nothing_when_nothing_is_new(
     assert len(manifests(prefix)) == 3
     last_upload = [line for line in server1.output().splitlines() if "upload complete" in line][-1]
     assert " bytes_sent=0 " in last_upload
+
+
+def test_a_keyspace_dropped_after_registration_is_skipped_not_fatal(
+    client1: CassyClient, cluster1: LocalCluster, session1: Session, keyspace1: str
+) -> None:
+    write_rows(session1, keyspace1, 0, 10)
+    session1.execute(
+        "CREATE KEYSPACE doomed WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )
+    write_rows(session1, "doomed", 0, 10)
+    cluster = register(client1, cluster1)
+    assert "doomed" in cluster.keyspaces
+    session1.execute("DROP KEYSPACE doomed")
+
+    ack = client1.take_backup(cluster.cluster_id, BackupType.NODE_SNAPSHOT)
+    assert finish(client1, ack).succeeded
+    taken = snapshot_files(cluster1.spec(1).data_dir, ack.snapshot_id, cluster.keyspaces)
+    assert any(f.relative.startswith(f"{keyspace1}/") for f in taken)
+    assert not any(f.relative.startswith("doomed/") for f in taken)

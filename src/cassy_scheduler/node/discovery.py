@@ -190,3 +190,12 @@ def node_data_dir(address: str, cql_port: int = DEFAULT_CQL_PORT, timeout_s: flo
     """
     with _cql(address, cql_port, timeout_s) as session:
         return Path(_first_data_dir(session, address))
+
+
+def live_keyspaces(
+    address: str, cql_port: int = DEFAULT_CQL_PORT, timeout_s: float = 30
+) -> set[str]:
+    """The on-disk keyspaces the node's schema has now (a registration can predate a DROP)."""
+    with _cql(address, cql_port, timeout_s) as session:
+        rows = session.execute("SELECT keyspace_name FROM system_schema.keyspaces")
+        return {str(row.keyspace_name) for row in rows} - VIRTUAL_KEYSPACES

@@ -25,8 +25,8 @@ from cassy_scheduler.node.datadir import (
     delete_files,
     snapshot_files,
 )
-from cassy_scheduler.node.discovery import node_data_dir
-from cassy_scheduler.node.executor import NodeEndpoint, NodeExecutor
+from cassy_scheduler.node.discovery import live_keyspaces, node_data_dir
+from cassy_scheduler.node.executor import DiscoveryError, NodeEndpoint, NodeExecutor
 from cassy_scheduler.node.nodetool import Nodetool
 from cassy_scheduler.node.transfer import BackupIdentity, LocalFile, upload_files
 from cassy_scheduler.protocol.pause_report import PauseReport, pause_report_key
@@ -450,7 +450,12 @@ class BackupOperations:
 
     def _present_keyspaces(self, cluster: ClusterRecord, data_dir: Path, node: str) -> list[str]:
         """Registered keyspaces that still exist on the node; a dropped one is only logged."""
-        present = [ks for ks in cluster.keyspaces if (data_dir / ks).is_dir()]
+        try:
+            schema = live_keyspaces(node, self._nodes.cql_port, 30.0)
+        except DiscoveryError as exc:  # the directories alone still tell most of it
+            log.warning("schema not readable, using directories node=%s reason=%s", node, exc)
+            schema = set(cluster.keyspaces)
+        present = [ks for ks in cluster.keyspaces if ks in schema and (data_dir / ks).is_dir()]
         missing = sorted(set(cluster.keyspaces) - set(present))
         if missing:
             log.warning("registered keyspaces absent node=%s keyspaces=%s", node, ",".join(missing))
