@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -40,6 +40,7 @@ from cassy_scheduler.server.clustersnapshot import (
 )
 from cassy_scheduler.server.metadata import ClusterRecord, HistoryKey, MetadataStore
 from cassy_scheduler.server.pause import PauseWindow
+from cassy_scheduler.server.reservations import NodeReservations, NodesBusyError
 from cassy_scheduler.storage import Storage
 from cassy_scheduler.storage.layout import backup_prefix, metadata_backup_key
 
@@ -51,10 +52,6 @@ NODE_LOCAL_KEYSPACE = "system"
 
 class OperationError(Exception):
     """A request the operations layer refuses; the servicer maps the subclass to a status."""
-
-
-class NodesBusyError(OperationError):
-    """Another backup or restore is still running on some target nodes."""
 
 
 class NodesNotLiveError(OperationError):
@@ -84,6 +81,7 @@ class NodeAccess:
     endpoint: Callable[[str], NodeEndpoint]
     cql_port: int = 9042
     nodetool_timeout_s: float = 1800.0
+    reservations: NodeReservations = field(default_factory=NodeReservations)
 
 
 class BackupOperations:
@@ -107,7 +105,6 @@ class BackupOperations:
         self._clock = clock
         self._pool = ThreadPoolExecutor(parallel_nodes, thread_name_prefix="node-work")
         self._lock = threading.Lock()
-        self._busy: dict[str, str] = {}  # node address -> snapshot id of its running operation
         self._coordinators: list[threading.Thread] = []
         self._data_dirs: dict[str, Path] = {}
         self._stopping = threading.Event()
@@ -128,7 +125,7 @@ class BackupOperations:
             instances = self._find_applications()
         nodes = tuple(targets) or tuple(cluster.target_ips)
         sid = snapshot_id or str(uuid.uuid4())
-        self._reserve(nodes, sid)
+        self._reserve(nodes, f"backup of snapshot {sid}")
         try:
             rows = self._metadata.insert_backups(
                 cluster_id=cluster.cluster_id,
@@ -180,23 +177,13 @@ class BackupOperations:
         except ApplicationsError as exc:
             raise ApplicationsUnavailableError(str(exc)) from None
 
-    def _reserve(self, nodes: Iterable[str], snapshot_id: str) -> None:
-        with self._lock:
-            if self._stopping.is_set():
-                raise NodesBusyError("the server is shutting down; try again once it is back")
-            busy = {n: self._busy[n] for n in nodes if n in self._busy}
-            if busy:
-                described = ", ".join(f"{n} (snapshot {s})" for n, s in sorted(busy.items()))
-                raise NodesBusyError(
-                    f"an operation is still running on {described}; "
-                    "wait for it to finish (ListBackups shows its status)"
-                )
-            self._busy.update({n: snapshot_id for n in nodes})
+    def _reserve(self, nodes: Iterable[str], what: str) -> None:
+        if self._stopping.is_set():
+            raise NodesBusyError("the server is shutting down; try again once it is back")
+        self._nodes.reservations.reserve(nodes, what)
 
     def _release(self, nodes: Iterable[str]) -> None:
-        with self._lock:
-            for node in nodes:
-                self._busy.pop(node, None)
+        self._nodes.reservations.release(nodes)
 
     def _check_live(self, keys: Sequence[HistoryKey], nodes: Sequence[str]) -> None:
         """Every target must be UN as its peers see it; otherwise record FAILED and refuse."""

@@ -28,7 +28,8 @@ from cassy_scheduler.node.placement import (
 from cassy_scheduler.node.transfer import find_manifests
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
 from cassy_scheduler.server.metadata import ClusterRecord, HistoryKey, MetadataStore
-from cassy_scheduler.server.operations import NodeAccess, NodesBusyError, OperationError
+from cassy_scheduler.server.operations import NodeAccess, OperationError
+from cassy_scheduler.server.reservations import NodesBusyError
 from cassy_scheduler.server.settings import ServerSettings
 from cassy_scheduler.storage import Storage
 from cassy_scheduler.storage.layout import backup_prefix
@@ -81,7 +82,6 @@ class RestoreOperations:
         self._clock = clock
         self._pool = ThreadPoolExecutor(parallel_nodes, thread_name_prefix="restore-node")
         self._lock = threading.Lock()
-        self._busy: dict[str, str] = {}  # node address -> snapshot id being restored onto it
         self._coordinators: list[threading.Thread] = []
         self._stopping = threading.Event()
 
@@ -98,7 +98,7 @@ class RestoreOperations:
     ) -> StartedRestore:
         """Refuse unless every target is stopped and empty; else record STARTED rows and go."""
         nodes = tuple(targets) or tuple(cluster.target_ips)
-        self._reserve(nodes, snapshot_id)
+        self._reserve(nodes, f"restore of snapshot {snapshot_id}")
         try:
             self._check_restorable(cluster, nodes)
             rows = self._metadata.insert_restores(
@@ -144,23 +144,13 @@ class RestoreOperations:
         )
         return started
 
-    def _reserve(self, nodes: Iterable[str], snapshot_id: str) -> None:
-        with self._lock:
-            if self._stopping.is_set():
-                raise NodesBusyError("the server is shutting down; try again once it is back")
-            busy = {n: self._busy[n] for n in nodes if n in self._busy}
-            if busy:
-                described = ", ".join(f"{n} (snapshot {s})" for n, s in sorted(busy.items()))
-                raise NodesBusyError(
-                    f"a restore is still running on {described}; wait for it to finish "
-                    "(ListRestoreStatuses shows its status)"
-                )
-            self._busy.update({n: snapshot_id for n in nodes})
+    def _reserve(self, nodes: Iterable[str], what: str) -> None:
+        if self._stopping.is_set():
+            raise NodesBusyError("the server is shutting down; try again once it is back")
+        self._nodes.reservations.reserve(nodes, what)
 
     def _release(self, nodes: Iterable[str]) -> None:
-        with self._lock:
-            for node in nodes:
-                self._busy.pop(node, None)
+        self._nodes.reservations.release(nodes)
 
     def _check_restorable(self, cluster: ClusterRecord, nodes: Sequence[str]) -> None:
         """Every node stopped, with empty directories, readable from here; else refuse all."""

@@ -22,9 +22,9 @@ from cassy_scheduler.server.metadata import ClusterRecord, InvalidQueryError, Me
 from cassy_scheduler.server.operations import (
     ApplicationsUnavailableError,
     BackupOperations,
-    NodesBusyError,
     NodesNotLiveError,
 )
+from cassy_scheduler.server.reservations import NodesBusyError
 from cassy_scheduler.server.restore import NodesNotRestorableError, RestoreOperations
 
 log = logging.getLogger(__name__)
