@@ -17,6 +17,7 @@ from cassy_scheduler.config import (
     ConfigProblem,
     JobType,
     MissedRunPolicy,
+    NotifyUse,
     Secret,
     WhenNoSnapshot,
     check_config,
@@ -105,7 +106,10 @@ def test_defaults_apply_and_a_job_overrides_them(tmp_path: Path) -> None:
         notify = ["ops"]
 
         [notify.ops]
-        kind = "email"
+        type = "email"
+        host = "127.0.0.1"
+        sender = "backups@example.com"
+        to = ["ops@example.com"]
 
         [jobs.hourly]
         type = "incremental"
@@ -131,13 +135,17 @@ def test_defaults_apply_and_a_job_overrides_them(tmp_path: Path) -> None:
     assert hourly.schedule.timezone_name == "Europe/Berlin"
     assert hourly.when_no_snapshot is WhenNoSnapshot.FAIL
     assert nightly.cluster == ClusterRef(cluster_name="prod")
-    assert (nightly.retries, nightly.notify, nightly.type) == (5, ("ops",), JobType.SNAPSHOT)
+    assert (nightly.retries, nightly.notify, nightly.type) == (
+        5,
+        (NotifyUse("ops"),),
+        JobType.SNAPSHOT,
+    )
     assert (nightly.wait_timeout, nightly.poll_interval) == (
         timedelta(hours=2),
         timedelta(seconds=10),
     )
     assert nightly.source.line == line_with(path, "[jobs.nightly]")
-    assert config.notify[0].name == "ops" and config.notify[0].settings["kind"] == "email"
+    assert config.notify[0].name == "ops" and config.notify[0].kind == "email"
 
 
 # --- one test per kind of error ---------------------------------------------------------------
@@ -257,7 +265,10 @@ def test_zero_durations_are_refused_where_time_must_pass(tmp_path: Path) -> None
 
 
 def test_unknown_notify_target_suggests_a_defined_one(tmp_path: Path) -> None:
-    path = write(tmp_path, BASE + 'notify = ["ops-mal"]\n[notify.ops-mail]\nkind = "email"\n')
+    path = write(
+        tmp_path,
+        BASE + 'notify = ["ops-mal"]\n[notify.ops-mail]\ntype = "command"\ncommand = ["true"]\n',
+    )
     problem = only_problem(path, "jobs.nightly.notify", "notify = [")
     assert problem.hint == 'did you mean "ops-mail"?'
 

@@ -79,6 +79,7 @@ def backup(  # noqa: PLR0917 (typer reads options from parameters)
     except SchedulingError as exc:
         fail(str(exc), BackupExit.USAGE)
     with runtime:
+        runtime.notifier.adopt(chosen)
         result = _run_with_signals(runtime, chosen)
     if as_json:
         emit_json(result.as_dict())

@@ -11,7 +11,6 @@ from cassy_scheduler.config.model import (
     ClusterRef,
     JobConfig,
     JobType,
-    NotifyTarget,
     RuntimeConfig,
     SchedulerConfig,
     ServerConfig,
@@ -20,6 +19,7 @@ from cassy_scheduler.config.model import (
     WhenNoSnapshot,
 )
 from cassy_scheduler.config.secrets import Secret
+from cassy_scheduler.config.targets import NotifyTarget, NotifyUse, NotifyWhen
 from cassy_scheduler.scheduling.timetable import MissedRunPolicy
 
 __all__ = [
@@ -32,6 +32,8 @@ __all__ = [
     "JobType",
     "MissedRunPolicy",
     "NotifyTarget",
+    "NotifyUse",
+    "NotifyWhen",
     "RuntimeConfig",
     "SchedulerConfig",
     "Secret",

@@ -6,25 +6,25 @@ the rules that span fields are checked here; every problem carries its file, lin
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from cassy_scheduler.config.errors import ConfigError, ConfigProblem
+from cassy_scheduler.config.loadtargets import notify_target
 from cassy_scheduler.config.locate import KeyPath, key_lines, line_of
 from cassy_scheduler.config.model import (
     ClusterRef,
     JobConfig,
     JobType,
-    NotifyTarget,
     RuntimeConfig,
     SchedulerConfig,
     ServerConfig,
@@ -36,11 +36,13 @@ from cassy_scheduler.config.schema import (
     ConfigFile,
     DefaultsTable,
     JobTable,
+    NotifyUseTable,
     ScheduleCache,
     SchedulerTable,
     allowed_keys,
     parse_schedule,
 )
+from cassy_scheduler.config.targets import NotifyTarget, NotifyUse, NotifyWhen
 from cassy_scheduler.scheduling.timetable import MissedRunPolicy, Schedule, ScheduleError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -54,6 +56,7 @@ _EXAMPLES = {
     "type": 'add type = "snapshot" (or "cluster-wide" or "incremental")',
     "schedule": 'add schedule = "30 0 * * *" to this job or to [defaults]',
 }
+_TARGET_TYPES = ("email", "apprise", "command")
 _TYPE_HINTS = {
     "string_type": ("must be a quoted string", 'write it in double quotes, e.g. key = "value"'),
     "bool_type": ("must be true or false", "write true or false, without quotes"),
@@ -139,6 +142,8 @@ class _Report:
 
     def from_pydantic(self, error: ErrorDetails) -> None:
         path = tuple(str(p) for p in error["loc"])
+        if len(path) > 2 and path[0] == "notify" and path[2] in _TARGET_TYPES:
+            path = path[:2] + path[3:]  # the union's tag is not a key of the file
         kind = error["type"]
         ctx: dict[str, Any] = dict(error.get("ctx") or {})
         given = error.get("input")
@@ -153,6 +158,12 @@ class _Report:
             close = difflib.get_close_matches(str(given), choices, n=1)
             message = f'"{given}" is not one of ' + ", ".join(f'"{c}"' for c in choices)
             hint = f'did you mean "{close[0]}"?' if close else f'write e.g. "{choices[0]}"'
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            path = (*path, "type")
+            message = f"type must be one of {', '.join(_TARGET_TYPES)}, got {given!r}"
+            if kind == "union_tag_not_found":
+                message = "type is missing"
+            hint = 'write e.g. type = "email" (or "apprise" or "command")'
         elif kind in _TYPE_HINTS:
             text, hint = _TYPE_HINTS[kind]
             message = f"{text}, got {given!r}"
@@ -189,10 +200,15 @@ def _build(parsed: ConfigFile, report: _Report, path: Path) -> SchedulerConfig:
             )
         )
     _require_positive(report, ("server", "call_deadline"), server.call_deadline)
-    targets = tuple(
-        NotifyTarget(name, MappingProxyType(dict(settings)), report.location(("notify", name)))
-        for name, settings in parsed.notify.items()
-    )
+    targets: list[NotifyTarget] = []
+    for name, table in parsed.notify.items():
+        try:
+            targets.append(notify_target(name, table, report.location(("notify", name)), base_dir))
+        except ConfigError as exc:  # a password given two ways
+            report.problems.extend(
+                dataclasses.replace(p, line=line_of(report.lines, ("notify", name)))
+                for p in exc.problems
+            )
     for target in targets:
         if not _NAME.fullmatch(target.name):
             report.add(("notify", target.name), "the target name is not usable", _NAME_HINT)
@@ -207,7 +223,7 @@ def _build(parsed: ConfigFile, report: _Report, path: Path) -> SchedulerConfig:
         path=path,
         server=ServerConfig(server.address, tls, server.call_deadline),
         jobs=jobs,
-        notify=targets,
+        notify=tuple(targets),
         runtime=_runtime(parsed.scheduler, report, base_dir),
     )
 
@@ -226,15 +242,16 @@ def _runtime(table: SchedulerTable, report: _Report, base_dir: Path) -> RuntimeC
             )
         else:
             state_dir = _anchor(base_dir, table.state_dir)
+    _require_positive(report, (*here, "stale_check"), table.stale_check)
     settings = RuntimeConfig(
         shutdown_grace=table.shutdown_grace,
         reload_poll=table.reload_poll,
         max_parallel_runs=table.max_parallel_runs,
+        metrics_listen=table.metrics_listen,
+        stale_check=table.stale_check,
     )
     if state_dir is not None:
-        return RuntimeConfig(
-            state_dir, settings.shutdown_grace, settings.reload_poll, settings.max_parallel_runs
-        )
+        return dataclasses.replace(settings, state_dir=state_dir)
     return settings
 
 
@@ -315,8 +332,12 @@ def _build_job(
         missed_runs=MissedRunPolicy(layers.value("missed_runs", MissedRunPolicy.RUN_ONCE.value)),
         misfire_grace=layers.get("misfire_grace")[0],
         when_no_snapshot=WhenNoSnapshot(when_no_snapshot),
-        notify=tuple(layers.value("notify", [])),
+        notify=tuple(
+            NotifyUse(use.target, NotifyWhen(use.when) if use.when else None)
+            for use in layers.value("notify", [])
+        ),
         alert_after=alert_after,
+        heartbeat_url=layers.value("heartbeat_url", None),
     )
 
 
@@ -375,9 +396,9 @@ def _require_positive(report: _Report, path: KeyPath, value: timedelta) -> None:
 
 
 def _check_notify(
-    report: _Report, path: KeyPath, names: list[str] | None, targets: list[str]
+    report: _Report, path: KeyPath, uses: list[NotifyUseTable] | None, targets: list[str]
 ) -> None:
-    for name in names or []:
+    for name in [use.target for use in uses or []]:
         if name not in targets:
             close = difflib.get_close_matches(name, targets, n=1)
             hint = (

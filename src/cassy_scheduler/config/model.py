@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from cassy_scheduler.config.targets import NotifyTarget, NotifyUse
 from cassy_scheduler.protocol.types import BackupType
 from cassy_scheduler.scheduling.timetable import JobTimetable, MissedRunPolicy, Schedule
 
@@ -105,21 +105,13 @@ class JobConfig:
     missed_runs: MissedRunPolicy = MissedRunPolicy.RUN_ONCE
     misfire_grace: timedelta | None = None
     when_no_snapshot: WhenNoSnapshot = WhenNoSnapshot.FAIL
-    notify: tuple[str, ...] = ()
+    notify: tuple[NotifyUse, ...] = ()
     alert_after: timedelta | None = None
+    heartbeat_url: str | None = None
 
     @property
     def timetable(self) -> JobTimetable:
         return JobTimetable(self.name, self.schedule, self.jitter)
-
-
-@dataclass(frozen=True)
-class NotifyTarget:
-    """A named notification target; its settings are read by the notify package."""
-
-    name: str
-    settings: Mapping[str, object]
-    source: SourceLocation
 
 
 def default_state_dir() -> Path:
@@ -142,6 +134,8 @@ class RuntimeConfig:
     shutdown_grace: timedelta = timedelta(seconds=60)
     reload_poll: timedelta = timedelta(seconds=5)
     max_parallel_runs: int = 8
+    metrics_listen: str | None = None
+    stale_check: timedelta = timedelta(minutes=1)
 
     @property
     def history_path(self) -> Path:
@@ -161,6 +155,12 @@ class SchedulerConfig:
     jobs: tuple[JobConfig, ...]
     notify: tuple[NotifyTarget, ...] = ()
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def target(self, name: str) -> NotifyTarget:
+        for target in self.notify:
+            if target.name == name:
+                return target
+        raise KeyError(f'no notify target "{name}" in {self.path}')
 
     def job(self, name: str) -> JobConfig:
         for job in self.jobs:

@@ -7,12 +7,13 @@ Fields a job may inherit are optional here; the loader applies [defaults] and bu
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -82,6 +83,98 @@ class ServerTable(_Table):
         return value
 
 
+When = Literal["always", "failure", "change"]
+
+
+class NotifyUseTable(_Table):
+    """A job's use of a target, by name or with its own policy: {target = "chat", when = ...}."""
+
+    target: str
+    when: When | None = None
+
+
+def _target_name(value: object) -> object:
+    return {"target": value} if isinstance(value, str) else value
+
+
+class _NotifyCommon(_Table):
+    when: When = "failure"
+    retries: int = 3
+    retry_backoff: Duration = timedelta(seconds=10)
+
+    @field_validator("retries")
+    @classmethod
+    def _retries(cls, value: int) -> int:
+        if not 0 <= value <= 20:
+            raise PydanticCustomError(
+                "retries", "retries must be between 0 and 20", {"hint": "write e.g. retries = 3"}
+            )
+        return value
+
+
+class EmailTable(_NotifyCommon):
+    type: Literal["email"]
+    host: str
+    port: int | None = None
+    security: Literal["plain", "starttls", "tls"] = "starttls"
+    sender: str
+    to: list[str]
+    username: str | None = None
+    password: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    timeout: Duration = timedelta(seconds=30)
+    ca_file: str | None = None
+
+    @field_validator("to")
+    @classmethod
+    def _recipients(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if "@" not in v]
+        if not value or bad:
+            raise PydanticCustomError(
+                "recipients",
+                "to must list at least one mail address, got {given}",
+                {"given": repr(value), "hint": 'write e.g. to = ["ops@example.com"]'},
+            )
+        return value
+
+
+class AppriseTable(_NotifyCommon):
+    type: Literal["apprise"]
+    urls: list[str]
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, value: list[str]) -> list[str]:
+        if not value or any("://" not in v for v in value):
+            raise PydanticCustomError(
+                "urls",
+                "urls must list apprise URLs, got {given}",
+                {"given": repr(value), "hint": 'write e.g. urls = ["slack://T000/B000/XXXX"]'},
+            )
+        return value
+
+
+class CommandTable(_NotifyCommon):
+    type: Literal["command"]
+    command: list[str]
+    timeout: Duration = timedelta(seconds=60)
+
+    @field_validator("command")
+    @classmethod
+    def _argv(cls, value: list[str]) -> list[str]:
+        if not value or not value[0]:
+            raise PydanticCustomError(
+                "command",
+                "command must name a program",
+                {"hint": 'write e.g. command = ["/usr/local/bin/on-backup", "--quiet"]'},
+            )
+        return value
+
+
+NotifyTable = Annotated[EmailTable | AppriseTable | CommandTable, Field(discriminator="type")]
+
+
 class JobFields(_Table):
     """What a job sets, and what [defaults] may set for every job."""
 
@@ -100,8 +193,20 @@ class JobFields(_Table):
     missed_runs: Literal["run-once", "skip"] | None = None
     misfire_grace: Duration | None = None
     when_no_snapshot: Literal["fail", "take-snapshot"] | None = None
-    notify: list[str] | None = None
+    notify: list[Annotated[NotifyUseTable, BeforeValidator(_target_name)]] | None = None
     alert_after: Duration | None = None
+    heartbeat_url: str | None = None
+
+    @field_validator("heartbeat_url")
+    @classmethod
+    def _heartbeat(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise PydanticCustomError(
+                "heartbeat_url",
+                'heartbeat_url "{given}" is not an http(s) URL',
+                {"given": value, "hint": 'write e.g. "https://hc-ping.com/<uuid>"'},
+            )
+        return value
 
     @field_validator("schedule")
     @classmethod
@@ -148,6 +253,22 @@ class SchedulerTable(_Table):
     shutdown_grace: Duration = timedelta(seconds=60)
     reload_poll: Duration = timedelta(seconds=5)
     max_parallel_runs: int = 8
+    metrics_listen: str | None = None
+    stale_check: Duration = timedelta(minutes=1)
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise PydanticCustomError(
+                "address",
+                'metrics_listen "{given}" is not host:port',
+                {"given": value, "hint": 'write e.g. metrics_listen = "127.0.0.1:9464"'},
+            )
+        return value
 
     @field_validator("max_parallel_runs")
     @classmethod
@@ -166,7 +287,7 @@ class ConfigFile(_Table):
     server: ServerTable = ServerTable()
     defaults: DefaultsTable = DefaultsTable()
     jobs: dict[str, JobTable] = {}
-    notify: dict[str, dict[str, Any]] = {}
+    notify: dict[str, NotifyTable] = {}
 
 
 ScheduleCache = dict[tuple[str, str], Schedule]
@@ -195,5 +316,8 @@ def allowed_keys(path: tuple[str, ...]) -> list[str]:
         ("server", "tls"): TlsTable,
         ("defaults",): DefaultsTable,
     }
+    if len(path) == 2 and path[0] == "notify":
+        keys = {k for m in (EmailTable, AppriseTable, CommandTable) for k in m.model_fields}
+        return sorted(keys)
     model = JobTable if len(path) == 2 and path[0] == "jobs" else tables.get(path)
     return list(model.model_fields) if model is not None else []

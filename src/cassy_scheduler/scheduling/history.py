@@ -50,6 +50,23 @@ CREATE TABLE IF NOT EXISTS run_nodes (
     reason TEXT,
     PRIMARY KEY (run_id, node_ip)
 );
+CREATE TABLE IF NOT EXISTS deliveries (
+    delivery_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id INTEGER,
+    job_name TEXT NOT NULL,
+    target TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    delivered INTEGER NOT NULL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_run ON deliveries (run_id);
+CREATE TABLE IF NOT EXISTS staleness (
+    job_name TEXT PRIMARY KEY,
+    watched_since TEXT NOT NULL,
+    stale_since TEXT
+);
 """
 _COLUMNS = (
     "run_id, job_name, job_type, cluster_id, cluster_name, snapshot_id, base_snapshot_id, "
@@ -83,6 +100,29 @@ class NodeStatus:
     node_ip: str
     status: OperationStatus
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """One attempt to deliver one notice to one target."""
+
+    job_name: str
+    target: str
+    kind: str
+    attempt: int
+    at: datetime
+    delivered: bool
+    run_id: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class StaleState:
+    """What the staleness watch knows of a job: since when it watches, whether it alerted."""
+
+    job_name: str
+    watched_since: datetime
+    stale_since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -325,6 +365,86 @@ class RunHistory:
         if job_name is None:
             return self._select("", (), limit=limit)
         return self._select("WHERE job_name = ?", (job_name,), limit=limit)
+
+    # -- notification deliveries --
+
+    def record_delivery(self, delivery: DeliveryRecord) -> None:
+        """Record one delivery attempt, whatever its result."""
+        self._write(
+            "INSERT INTO deliveries (run_id, job_name, target, kind, attempt, at, delivered, "
+            "error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                delivery.run_id,
+                delivery.job_name,
+                delivery.target,
+                delivery.kind,
+                delivery.attempt,
+                _text(delivery.at),
+                int(delivery.delivered),
+                delivery.error,
+            ),
+        )
+
+    def deliveries(
+        self, run_id: int | None = None, job_name: str | None = None
+    ) -> list[DeliveryRecord]:
+        """Delivery attempts, oldest first, of one run or one job (or all)."""
+        where: str = ""
+        params: tuple[object, ...] = ()
+        if run_id is not None:
+            where, params = "WHERE run_id = ?", (run_id,)
+        elif job_name is not None:
+            where, params = "WHERE job_name = ?", (job_name,)
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT run_id, job_name, target, kind, attempt, at, delivered, error "
+                    f"FROM deliveries {where} ORDER BY delivery_id",
+                    params,
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise HistoryError(f"cannot read notification deliveries: {exc}") from exc
+        return [
+            DeliveryRecord(
+                job_name=str(job),
+                target=str(target),
+                kind=str(kind),
+                attempt=int(attempt),
+                at=datetime.fromisoformat(str(at)),
+                delivered=bool(delivered),
+                run_id=None if run is None else int(run),
+                error=_opt(error),
+            )
+            for run, job, target, kind, attempt, at, delivered, error in rows
+        ]
+
+    # -- staleness --
+
+    def stale_state(self, job_name: str) -> StaleState | None:
+        with self._lock:
+            try:
+                row = self._db.execute(
+                    "SELECT watched_since, stale_since FROM staleness WHERE job_name = ?",
+                    (job_name,),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise HistoryError(f"cannot read the staleness state: {exc}") from exc
+        if row is None:
+            return None
+        since = _moment(str(row[0]))
+        assert since is not None
+        return StaleState(job_name, since, _moment(_opt(row[1])))
+
+    def save_stale_state(self, state: StaleState) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO staleness (job_name, watched_since, stale_since) "
+            "VALUES (?, ?, ?)",
+            (
+                state.job_name,
+                _text(state.watched_since),
+                None if state.stale_since is None else _text(state.stale_since),
+            ),
+        )
 
     def _require_writable(self) -> None:
         if not self._writable:

@@ -12,6 +12,9 @@ from types import TracebackType
 from cassy_scheduler.client import CassyClient
 from cassy_scheduler.client import TlsConfig as ClientTls
 from cassy_scheduler.config.model import SchedulerConfig, ServerConfig
+from cassy_scheduler.notify.dispatcher import Dispatcher
+from cassy_scheduler.notify.senders import make_sender
+from cassy_scheduler.notify.worker import SenderFactory
 from cassy_scheduler.scheduling.clock import Clock, SystemClock
 from cassy_scheduler.scheduling.daemon import Daemon
 from cassy_scheduler.scheduling.runner import Runner, RunObserver
@@ -34,6 +37,7 @@ class Runtime:
         config: SchedulerConfig,
         clock: Clock | None = None,
         observers: Sequence[RunObserver] = (),
+        senders: SenderFactory = make_sender,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
@@ -43,8 +47,13 @@ class Runtime:
         except Exception:
             self.state.close()
             raise
+        self.notifier = Dispatcher(config, self.state.history, self.clock, senders)
         self.runner = Runner(
-            self.client, self.state.history, self.state.locks, self.clock, observers
+            self.client,
+            self.state.history,
+            self.state.locks,
+            self.clock,
+            [self.notifier, *observers],
         )
 
     @property
@@ -62,12 +71,14 @@ class Runtime:
 
     def _reloaded(self, old: SchedulerConfig, new: SchedulerConfig) -> None:
         self.config = new
+        self.notifier.use_config(new)
         if new.server != old.server:
             # Runs in flight keep the old channel; it is closed with the others at the end.
             self._clients.append(open_client(new.server))
             self.runner.use_client(self.client)
 
     def close(self) -> None:
+        self.notifier.close()
         for client in self._clients:
             client.close()
         self.state.close()

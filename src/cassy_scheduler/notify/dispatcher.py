@@ -1,0 +1,125 @@
+"""The run observer that notifies: decides per job and target, then hands off to the worker.
+
+Deciding is quick and happens in the run's thread; sending happens in the worker's, so the
+next run never waits for a mail server. Nothing here can change a run's outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+
+from cassy_scheduler.config.model import JobConfig, SchedulerConfig
+from cassy_scheduler.config.targets import NotifyTarget, NotifyWhen
+from cassy_scheduler.notify.notice import Notice
+from cassy_scheduler.notify.policy import State, previous_state, should_send
+from cassy_scheduler.notify.render import RunContext, render_run
+from cassy_scheduler.notify.senders import make_sender
+from cassy_scheduler.notify.worker import Delivery, DeliveryWorker, SenderFactory
+from cassy_scheduler.scheduling.clock import Clock
+from cassy_scheduler.scheduling.history import RunHistory
+from cassy_scheduler.scheduling.runner import RunResult, RunStart
+
+_log = logging.getLogger(__name__)
+_HISTORY_LOOKBACK = 50
+
+
+class Dispatcher:
+    """Notifies each job's targets about its runs; close() to let pending notices go out."""
+
+    def __init__(
+        self,
+        config: SchedulerConfig,
+        history: RunHistory,
+        clock: Clock,
+        senders: SenderFactory = make_sender,
+    ) -> None:
+        self._config = config
+        self._history = history
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._adopted: dict[str, JobConfig] = {}
+        self._worker = DeliveryWorker(history, clock, senders)
+
+    def use_config(self, config: SchedulerConfig) -> None:
+        """Notices from now on follow `config` (after a reload)."""
+        with self._lock:
+            self._config = config
+
+    def adopt(self, job: JobConfig) -> None:
+        """Notify for `job` although the config does not list it (an ad-hoc one-shot job)."""
+        with self._lock:
+            self._adopted[job.name] = job
+
+    def run_started(self, start: RunStart) -> None:
+        """Nothing to say at the start of a run."""
+
+    def run_finished(self, result: RunResult) -> None:
+        config, job = self._lookup(result.job_name)
+        if job is None or not job.notify:
+            return
+        context = RunContext(job, config.path, self._next_run(config, job))
+        notice = render_run(result, context)
+        previous: State | None = None
+        looked = False
+        for use in job.notify:
+            target = _target(config, use.target)
+            if target is None:
+                continue
+            when = use.when or target.when
+            if when is NotifyWhen.CHANGE and not looked:
+                runs = self._history.list_runs(job.name, limit=_HISTORY_LOOKBACK)
+                previous, looked = previous_state(runs, result.run_id), True
+            send = should_send(when, result, previous)
+            _log.debug(
+                "notify decision job=%s run_id=%s target=%s when=%s outcome=%s send=%s",
+                job.name,
+                result.run_id,
+                target.name,
+                when.value,
+                result.outcome.value,
+                send,
+            )
+            if send:
+                self._worker.submit(Delivery(target, notice))
+
+    def send_to_all(self, job: JobConfig, notice: Notice) -> int:
+        """Send `notice` to every target of `job` whatever their policy; how many targets."""
+        config, _ = self._lookup(job.name)
+        count = 0
+        for use in job.notify:
+            target = _target(config, use.target)
+            if target is not None:
+                self._worker.submit(Delivery(target, notice))
+                count += 1
+        return count
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        return self._worker.wait_idle(timeout_s)
+
+    def close(self, timeout_s: float = 120.0) -> None:
+        """Deliver what is pending within timeout_s, then stop the worker."""
+        self._worker.close(timeout_s)
+
+    def _lookup(self, name: str) -> tuple[SchedulerConfig, JobConfig | None]:
+        with self._lock:
+            config = self._config
+            adopted = self._adopted.get(name)
+        for job in config.jobs:
+            if job.name == name:
+                return config, job
+        return config, adopted
+
+    def _next_run(self, config: SchedulerConfig, job: JobConfig) -> datetime | None:
+        if not job.enabled or all(j.name != job.name for j in config.jobs):
+            return None
+        return job.timetable.next_fire(self._clock.now()).run_at
+
+
+def _target(config: SchedulerConfig, name: str) -> NotifyTarget | None:
+    try:
+        return config.target(name)
+    except KeyError:
+        _log.error("notify target not defined target=%s config=%s", name, config.path)
+        return None

@@ -1,0 +1,163 @@
+"""Real receivers on loopback for notification tests: an SMTP server and an HTTP server.
+
+Both run in threads of the test process and keep what they receive for the test to read.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (for a receiver, or for "the server is down")."""
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Mail:
+    sender: str
+    recipients: tuple[str, ...]
+    message: EmailMessage
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    def part(self, subtype: str) -> str:
+        body = self.message.get_body(preferencelist=(subtype,))
+        assert body is not None, f"no text/{subtype} part"
+        return str(body.get_content())  # type: ignore[attr-defined]
+
+
+@dataclass
+class SmtpReceiver:
+    """Mail received so far; `wait_for(n)` blocks until n messages have arrived."""
+
+    port: int
+    mails: list[Mail] = field(default_factory=list)
+    logins: list[tuple[str, str]] = field(default_factory=list)
+    _arrived: threading.Condition = field(default_factory=threading.Condition)
+
+    async def handle_DATA(self, server: object, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        raw = envelope.original_content or b""
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        with self._arrived:
+            self.mails.append(Mail(str(envelope.mail_from), tuple(envelope.rcpt_tos), parsed))
+            self._arrived.notify_all()
+        return "250 OK"
+
+    def authenticate(
+        self, server: object, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        login = (data.login.decode(), data.password.decode())
+        self.logins.append(login)
+        return AuthResult(success=login == ("backup", "s3cret"))
+
+    def wait_for(self, count: int, timeout_s: float = 30) -> list[Mail]:
+        with self._arrived:
+            ok = self._arrived.wait_for(lambda: len(self.mails) >= count, timeout_s)
+        assert ok, f"expected {count} mail(s), got {len(self.mails)}"
+        return list(self.mails)
+
+
+@contextmanager
+def smtp_receiver(*, auth: bool = False) -> Iterator[SmtpReceiver]:
+    receiver = SmtpReceiver(free_port())
+    options: dict[str, Any] = {}
+    if auth:
+        options = {"authenticator": receiver.authenticate, "auth_require_tls": False}
+    controller = Controller(receiver, hostname=LOOPBACK, port=receiver.port, **options)
+    controller.start()
+    try:
+        yield receiver
+    finally:
+        controller.stop()
+
+
+@dataclass
+class HttpReceiver:
+    """Requests received so far: (path, headers, body)."""
+
+    port: int
+    requests: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
+    _arrived: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def add(self, path: str, headers: dict[str, str], body: bytes) -> None:
+        with self._arrived:
+            self.requests.append((path, headers, body))
+            self._arrived.notify_all()
+
+    def wait_for(
+        self, count: int, timeout_s: float = 30
+    ) -> list[tuple[str, dict[str, str], bytes]]:
+        with self._arrived:
+            ok = self._arrived.wait_for(lambda: len(self.requests) >= count, timeout_s)
+        assert ok, f"expected {count} request(s), got {len(self.requests)}"
+        return list(self.requests)
+
+    def json(self, index: int) -> Any:
+        return json.loads(self.requests[index][2])
+
+
+@contextmanager
+def http_receiver() -> Iterator[HttpReceiver]:
+    holder: list[HttpReceiver] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _take(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            holder[0].add(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        do_POST = _take  # noqa: N815
+        do_GET = _take  # noqa: N815
+        do_HEAD = _take  # noqa: N815
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+    holder.append(HttpReceiver(int(server.server_address[1])))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield holder[0]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def eventually(condition: Any, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.05)
