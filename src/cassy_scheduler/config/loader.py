@@ -160,7 +160,8 @@ class _Report:
             hint = f'did you mean "{close[0]}"?' if close else f'write e.g. "{choices[0]}"'
         elif kind in ("union_tag_invalid", "union_tag_not_found"):
             path = (*path, "type")
-            message = f"type must be one of {', '.join(_TARGET_TYPES)}, got {given!r}"
+            kind_given = given.get("type") if isinstance(given, dict) else given
+            message = f"type must be one of {', '.join(_TARGET_TYPES)}, got {kind_given!r}"
             if kind == "union_tag_not_found":
                 message = "type is missing"
             hint = 'write e.g. type = "email" (or "apprise" or "command")'
@@ -212,7 +213,7 @@ def _build(parsed: ConfigFile, report: _Report, path: Path) -> SchedulerConfig:
     for target in targets:
         if not _NAME.fullmatch(target.name):
             report.add(("notify", target.name), "the target name is not usable", _NAME_HINT)
-    names = [t.name for t in targets]
+    names = list(parsed.notify)
     _check_notify(report, ("defaults", "notify"), parsed.defaults.notify, names)
     jobs = tuple(
         job
