@@ -17,7 +17,7 @@ import os
 import select
 import signal
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -87,6 +87,7 @@ class Daemon:
         *,
         load: ConfigLoader = load_config,
         on_reload: ConfigListener | None = None,
+        every_turn: Sequence[Callable[[datetime], None]] = (),
     ) -> None:
         self._config = config
         self._runner = runner
@@ -94,6 +95,7 @@ class Daemon:
         self._clock = clock
         self._load = load
         self._on_reload = on_reload
+        self._every_turn = tuple(every_turn)
         self._jobs: dict[str, JobConfig] = {}
         self._order: dict[str, int] = {}
         self._timers: dict[str, _Timer] = {}
@@ -223,6 +225,11 @@ class Daemon:
             job = self._jobs.get(timer.job_name)
             if job is not None:
                 self._set_timer(job, job.timetable.next_fire(max(scheduled_for, now)))
+        for task in self._every_turn:
+            try:
+                task(now)
+            except Exception:  # staleness or metrics must not stop the schedule
+                _log.exception("periodic task failed task=%r", task)
         return self._next_wake(now)
 
     def _next_wake(self, now: datetime) -> datetime:

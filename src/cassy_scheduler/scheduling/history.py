@@ -254,6 +254,17 @@ class RunHistory:
                 raise HistoryError(f"cannot read the run history: {exc}") from exc
         return {str(name): datetime.fromisoformat(str(moment)) for name, moment in rows}
 
+    def first_scheduled(self, job_name: str) -> datetime | None:
+        """The earliest scheduled instant recorded for a job, whatever the outcome."""
+        with self._lock:
+            try:
+                (moment,) = self._db.execute(
+                    "SELECT MIN(scheduled_for) FROM runs WHERE job_name = ?", (job_name,)
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise HistoryError(f"cannot read the run history: {exc}") from exc
+        return _moment(_opt(moment))
+
     def start_run(
         self,
         job_name: str,
@@ -421,12 +432,18 @@ class RunHistory:
     # -- staleness --
 
     def stale_state(self, job_name: str) -> StaleState | None:
+        """The staleness watch's state for a job; None when it never looked (or an older
+        program wrote this file)."""
         with self._lock:
             try:
                 row = self._db.execute(
                     "SELECT watched_since, stale_since FROM staleness WHERE job_name = ?",
                     (job_name,),
                 ).fetchone()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    return None
+                raise HistoryError(f"cannot read the staleness state: {exc}") from exc
             except sqlite3.Error as exc:
                 raise HistoryError(f"cannot read the staleness state: {exc}") from exc
         if row is None:

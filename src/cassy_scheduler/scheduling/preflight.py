@@ -18,6 +18,7 @@ from pathlib import Path
 from cassy_scheduler.client import CassyError, Cluster
 from cassy_scheduler.config.checks import check_config
 from cassy_scheduler.config.model import JobConfig, JobType, SchedulerConfig, WhenNoSnapshot
+from cassy_scheduler.notify.staleness import assess
 from cassy_scheduler.scheduling.history import Outcome, RunHistory
 from cassy_scheduler.scheduling.resolve import (
     UnknownClusterError,
@@ -186,9 +187,29 @@ def _mixed_types(jobs: Iterable[JobConfig], resolved: dict[str, Cluster]) -> lis
     ]
 
 
+def _staleness(job: JobConfig, history: RunHistory, now: datetime) -> list[Finding]:
+    """The staleness watch's verdict, computed the same way, as a finding."""
+    found = assess(job, history, now, history.stale_state(job.name))
+    if found is None:
+        return []
+    subject = f"jobs.{job.name}"
+    if found.stale:
+        return [
+            Finding(
+                Severity.CRITICAL,
+                subject,
+                f"STALE: {found.describe(now)}",
+                f"see `cassy-scheduler history --job {job.name}`; is the scheduler running and "
+                "the job enabled?",
+            )
+        ]
+    return [Finding(Severity.OK, subject, f"fresh: {found.describe(now)}")]
+
+
 def _recent_runs(jobs: Iterable[JobConfig], history: RunHistory, now: datetime) -> list[Finding]:
     findings: list[Finding] = []
     for job in jobs:
+        findings.extend(_staleness(job, history, now))  # disabled jobs go stale too
         if not job.enabled:
             continue
         subject = f"jobs.{job.name}"
@@ -201,19 +222,6 @@ def _recent_runs(jobs: Iterable[JobConfig], history: RunHistory, now: datetime) 
                     f"the last run ({last.scheduled_for:%Y-%m-%d %H:%M}Z) "
                     f"{last.outcome.value}: {last.error or 'no detail'}",
                     f"see `cassy-scheduler history --job {job.name}`",
-                )
-            )
-        if job.alert_after is None:
-            continue
-        success = history.last_success(job.name)
-        since = success.finished_at if success else None
-        if since is None or now - since > job.alert_after:
-            what = f"since {since:%Y-%m-%d %H:%M}Z" if since else "ever recorded"
-            findings.append(
-                Finding(
-                    Severity.CRITICAL,
-                    subject,
-                    f"no successful run {what}; alert_after is {job.alert_after}",
                 )
             )
     return findings

@@ -14,6 +14,7 @@ from cassy_scheduler.client import TlsConfig as ClientTls
 from cassy_scheduler.config.model import SchedulerConfig, ServerConfig
 from cassy_scheduler.notify.dispatcher import Dispatcher
 from cassy_scheduler.notify.senders import make_sender
+from cassy_scheduler.notify.staleness import StalenessWatch
 from cassy_scheduler.notify.worker import SenderFactory
 from cassy_scheduler.scheduling.clock import Clock, SystemClock
 from cassy_scheduler.scheduling.daemon import Daemon
@@ -48,12 +49,13 @@ class Runtime:
             self.state.close()
             raise
         self.notifier = Dispatcher(config, self.state.history, self.clock, senders)
+        self.staleness = StalenessWatch(config, self.state.history, self.clock, self.notifier)
         self.runner = Runner(
             self.client,
             self.state.history,
             self.state.locks,
             self.clock,
-            [self.notifier, *observers],
+            [self.notifier, self.staleness, *observers],
         )
 
     @property
@@ -67,11 +69,13 @@ class Runtime:
             self.state.history,
             self.clock,
             on_reload=self._reloaded,
+            every_turn=[self.staleness.tick],
         )
 
     def _reloaded(self, old: SchedulerConfig, new: SchedulerConfig) -> None:
         self.config = new
         self.notifier.use_config(new)
+        self.staleness.use_config(new)
         if new.server != old.server:
             # Runs in flight keep the old channel; it is closed with the others at the end.
             self._clients.append(open_client(new.server))
