@@ -20,11 +20,14 @@ from tests.unit.test_runner_fakes import T0
 NODES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 
 
-def config(tmp_path: Path, targets: str, job_extra: str = 'notify = ["mail"]') -> SchedulerConfig:
+def config(
+    tmp_path: Path, targets: str, job_extra: str = 'notify = ["mail"]', scheduler: str = ""
+) -> SchedulerConfig:
     text = textwrap.dedent(
-        """\
+        f"""\
         [scheduler]
         state_dir = "state"
+        {scheduler}
 
         [jobs.nightly]
         type = "snapshot"

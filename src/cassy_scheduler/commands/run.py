@@ -8,6 +8,7 @@ import typer
 
 from cassy_scheduler.commands.common import Exit, config_option, fail, load
 from cassy_scheduler.logs import configure_logging
+from cassy_scheduler.metrics import MetricsError
 from cassy_scheduler.scheduling import SchedulingError
 from cassy_scheduler.scheduling.wiring import Runtime
 
@@ -29,4 +30,9 @@ def run(
     except SchedulingError as exc:
         fail(str(exc), Exit.USAGE)
     with runtime:
-        runtime.daemon().serve()
+        daemon = runtime.daemon()
+        try:
+            runtime.serve_metrics()
+        except MetricsError as exc:
+            fail(str(exc), Exit.USAGE)
+        daemon.serve()

@@ -12,7 +12,9 @@ from types import TracebackType
 from cassy_scheduler.client import CassyClient
 from cassy_scheduler.client import TlsConfig as ClientTls
 from cassy_scheduler.config.model import SchedulerConfig, ServerConfig
+from cassy_scheduler.metrics import SchedulerMetrics
 from cassy_scheduler.notify.dispatcher import Dispatcher
+from cassy_scheduler.notify.heartbeat import HeartbeatPinger
 from cassy_scheduler.notify.senders import make_sender
 from cassy_scheduler.notify.staleness import StalenessWatch
 from cassy_scheduler.notify.worker import SenderFactory
@@ -50,12 +52,15 @@ class Runtime:
             raise
         self.notifier = Dispatcher(config, self.state.history, self.clock, senders)
         self.staleness = StalenessWatch(config, self.state.history, self.clock, self.notifier)
+        self.heartbeat = HeartbeatPinger(config, self.clock)
+        self.metrics = SchedulerMetrics()
+        self.metrics.seed(config.jobs, self.state.history)
         self.runner = Runner(
             self.client,
             self.state.history,
             self.state.locks,
             self.clock,
-            [self.notifier, self.staleness, *observers],
+            [self.notifier, self.staleness, self.heartbeat, self.metrics, *observers],
         )
 
     @property
@@ -63,7 +68,7 @@ class Runtime:
         return self._clients[-1]
 
     def daemon(self) -> Daemon:
-        return Daemon(
+        daemon = Daemon(
             self.config,
             self.runner,
             self.state.history,
@@ -71,17 +76,29 @@ class Runtime:
             on_reload=self._reloaded,
             every_turn=[self.staleness.tick],
         )
+        self.metrics.use_schedule(
+            lambda: {name: fire.run_at for name, fire in daemon.next_fires().items()}
+        )
+        return daemon
+
+    def serve_metrics(self) -> tuple[str, int] | None:
+        """Expose the metrics where [scheduler] metrics_listen says; None when it is unset."""
+        listen = self.config.runtime.metrics_listen
+        return self.metrics.serve(listen) if listen else None
 
     def _reloaded(self, old: SchedulerConfig, new: SchedulerConfig) -> None:
         self.config = new
         self.notifier.use_config(new)
         self.staleness.use_config(new)
+        self.heartbeat.use_config(new)
         if new.server != old.server:
             # Runs in flight keep the old channel; it is closed with the others at the end.
             self._clients.append(open_client(new.server))
             self.runner.use_client(self.client)
 
     def close(self) -> None:
+        self.metrics.close()
+        self.heartbeat.close()
         self.notifier.close()
         for client in self._clients:
             client.close()
