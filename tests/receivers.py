@@ -9,6 +9,8 @@ import email
 import email.policy
 import json
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -80,12 +83,38 @@ class SmtpReceiver:
         return list(self.mails)
 
 
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by the openssl command."""
+    cert, key = directory / "smtp.pem", directory / "smtp.key"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 @contextmanager
-def smtp_receiver(*, auth: bool = False) -> Iterator[SmtpReceiver]:
+def smtp_receiver(
+    *, auth: bool = False, tls: tuple[Path, Path] | None = None, starttls: bool = False
+) -> Iterator[SmtpReceiver]:
+    """An SMTP server on loopback; with `tls` (cert, key) it speaks implicit TLS, or STARTTLS
+    (required) when `starttls` is set."""
     receiver = SmtpReceiver(free_port())
     options: dict[str, Any] = {}
     if auth:
         options = {"authenticator": receiver.authenticate, "auth_require_tls": False}
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(tls[0]), str(tls[1]))
+        if starttls:
+            options |= {"tls_context": context, "require_starttls": True}
+        else:
+            options |= {"ssl_context": context}
     controller = Controller(receiver, hostname=LOOPBACK, port=receiver.port, **options)
     controller.start()
     try:

@@ -80,6 +80,12 @@ def test_the_mail_of_a_failed_and_of_a_succeeded_backup(
     assert outcome["snapshot_id"] in text and "Next scheduled run  2027-01-01T00:00:00" in text
     failed_run, ok_run = runs(config)
     assert (failed_run.outcome.value, ok_run.outcome.value) == ("failed", "succeeded")
+    shown = cli("history", "--config", str(config), "--json")
+    assert shown.returncode == 0, shown.stderr
+    notified = {run["job"]: run["notifications"] for run in json.loads(shown.stdout)}
+    for job in ("snap", "incr"):
+        ((delivery,),) = [notified[job]]
+        assert (delivery["target"], delivery["delivered"]) == ("ops-mail", True)
 
 
 def scrape(port: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from cassy_scheduler.notify import DeliveryError
 from cassy_scheduler.notify.email import EmailSender
 from cassy_scheduler.notify.render import RunContext, render_run
 from cassy_scheduler.scheduling.history import Outcome
-from tests.receivers import free_port, smtp_receiver
+from tests.receivers import free_port, self_signed, smtp_receiver
 from tests.unit.notify_fakes import config, result
 from tests.unit.test_runner_fakes import T0
 
@@ -79,3 +80,21 @@ def test_an_smtp_server_that_is_down_fails_the_attempt_naming_it(tmp_path: Path)
     notice = render_run(result(), RunContext(settings.job("nightly"), settings.path, None))
     with pytest.raises(DeliveryError, match=f"127.0.0.1:{port} \\(plain\\) failed"):
         EmailSender(channel(tmp_path, port)).send(notice)
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_starttls_and_tls_verify_the_servers_certificate(tmp_path: Path, security: str) -> None:
+    cert, key = self_signed(tmp_path)
+    extra = f'ca_file = "{cert}"'
+    settings = config(tmp_path, TARGET.format(port=1, extra=extra))
+    notice = render_run(result(), RunContext(settings.job("nightly"), settings.path, None))
+    with smtp_receiver(tls=(cert, key), starttls=security == "starttls") as receiver:
+        target = TARGET.format(port=receiver.port, extra=extra).replace('"plain"', f'"{security}"')
+        secured = config(tmp_path, target).target("mail").channel
+        assert isinstance(secured, EmailChannel) and secured.security.value == security
+        EmailSender(secured).send(notice)
+        (mail,) = receiver.wait_for(1)
+        assert mail.subject.startswith("OK snapshot")
+        untrusted = dataclasses.replace(secured, ca_file=None)
+        with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
+            EmailSender(untrusted).send(notice)

@@ -17,7 +17,13 @@ from cassy_scheduler.commands.common import (
     print_json,
     when,
 )
-from cassy_scheduler.scheduling.history import HistoryError, Outcome, RunHistory, RunRecord
+from cassy_scheduler.scheduling.history import (
+    DeliveryRecord,
+    HistoryError,
+    Outcome,
+    RunHistory,
+    RunRecord,
+)
 
 _COLOURS = {
     Outcome.SUCCEEDED: "green",
@@ -45,13 +51,23 @@ def history(
     try:
         with RunHistory.open_read_only(path) as records:
             runs = records.list_runs(job, limit)
+            notices = {run.run_id: records.deliveries(run_id=run.run_id) for run in runs}
     except HistoryError as exc:
         fail(str(exc), Exit.FAILED)
     if as_json:
-        print_json([_run_dict(run) for run in runs])
+        print_json([_run_dict(run, notices[run.run_id]) for run in runs])
         return
     table = Table(title=f"runs recorded in {path}", title_justify="left")
-    for column in ("run", "job", "scheduled for", "took", "outcome", "snapshot", "nodes"):
+    for column in (
+        "run",
+        "job",
+        "scheduled for",
+        "took",
+        "outcome",
+        "snapshot",
+        "nodes",
+        "notified",
+    ):
         table.add_column(column, overflow="fold")
     for run in runs:
         colour = _COLOURS.get(run.outcome, "red")
@@ -67,6 +83,7 @@ def history(
             (run.snapshot_id or "-")
             + (f"\nbase {run.base_snapshot_id}" if run.base_snapshot_id else ""),
             "\n".join(f"{n.node_ip} {n.status.name}" for n in run.nodes) or "-",
+            "\n".join(_notified(notices[run.run_id])) or "-",
         )
     out().print(table)
 
@@ -77,7 +94,22 @@ def _took(run: RunRecord) -> str:
     return f"{(run.finished_at - run.started_at).total_seconds():.0f}s"
 
 
-def _run_dict(run: RunRecord) -> dict[str, object]:
+def _notified(deliveries: list[DeliveryRecord]) -> list[str]:
+    """One line per target: delivered, or failed with the last error, and how many tries."""
+    last: dict[str, DeliveryRecord] = {}
+    for attempt in deliveries:
+        last[attempt.target] = attempt
+    lines = []
+    for target, final in last.items():
+        tries = f"{final.attempt} tr{'ies' if final.attempt != 1 else 'y'}"
+        if final.delivered:
+            lines.append(f"{target}: delivered ({tries})")
+        else:
+            lines.append(f"{target}: [red]not delivered[/] ({tries}): {final.error}")
+    return lines
+
+
+def _run_dict(run: RunRecord, deliveries: list[DeliveryRecord]) -> dict[str, object]:
     return {
         "run_id": run.run_id,
         "job": run.job_name,
@@ -93,5 +125,15 @@ def _run_dict(run: RunRecord) -> dict[str, object]:
         "error": run.error,
         "nodes": [
             {"node": n.node_ip, "status": n.status.name, "reason": n.reason} for n in run.nodes
+        ],
+        "notifications": [
+            {
+                "target": d.target,
+                "attempt": d.attempt,
+                "at": d.at,
+                "delivered": d.delivered,
+                "error": d.error,
+            }
+            for d in deliveries
         ],
     }

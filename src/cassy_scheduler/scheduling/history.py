@@ -413,6 +413,10 @@ class RunHistory:
                     f"FROM deliveries {where} ORDER BY delivery_id",
                     params,
                 ).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    return []  # written by an older program: nothing was notified
+                raise HistoryError(f"cannot read notification deliveries: {exc}") from exc
             except sqlite3.Error as exc:
                 raise HistoryError(f"cannot read notification deliveries: {exc}") from exc
         return [
