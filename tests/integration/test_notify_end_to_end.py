@@ -124,3 +124,21 @@ def test_the_daemon_mails_its_run_and_shows_it_in_metrics(
     assert 'cassy_scheduler_last_run_outcome{job="snap",outcome="succeeded"} 1.0' in scraped
     assert 'cassy_scheduler_next_run_timestamp_seconds{job="incr"}' in scraped
     assert "notice delivered job=snap target=ops-mail" in daemon.output()
+
+
+def test_with_the_mail_server_down_the_backup_still_succeeds_and_history_says_so(
+    tmp_path: Path, server1: ServerProcess, cluster1: LocalCluster
+) -> None:
+    with CassyClient(server1.address) as client:
+        cluster = client.register_cluster(cluster1.addresses[0])
+    config = write_config(tmp_path, server1.address, jobs(cluster.cluster_id, free_port()))
+    done = cli("backup", "snapshot", "--job", "snap", "--config", str(config), "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["outcome"] == "succeeded"
+    assert "notice not delivered job=snap target=ops-mail" in done.stderr
+    shown = cli("history", "--config", str(config), "--json")
+    ((run,),) = [json.loads(shown.stdout)]
+    assert run["outcome"] == "succeeded"
+    attempts = run["notifications"]
+    assert [(a["attempt"], a["delivered"]) for a in attempts] == [(1, False), (2, False)]
+    assert "Connection refused" in attempts[-1]["error"]
