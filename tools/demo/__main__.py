@@ -118,6 +118,32 @@ def _succeeded_types(history_path: Path) -> set[str]:
         history.close()
 
 
+def _start_services(
+    work: Path, cluster: LocalCluster, children: list[subprocess.Popen[bytes]], pace: str
+) -> Path:
+    """The example application, the server and the scheduler, in the order they need."""
+    app_port = _free_port()
+    rf = str(min(3, len(cluster.addresses)))
+    app = [sys.executable, "-m", "examples.pausable_app", "--listen", f"127.0.0.1:{app_port}"]
+    app += ["--cassandra", cluster.addresses[0], "--keyspace", "app", "--replication-factor", rf]
+    children.append(_start(app, work / "app.log"))
+    _wait_listening(app_port, children[-1], work / "app.log")
+    console.print(f"  example application (pauses for cluster-wide backups): 127.0.0.1:{app_port}")
+
+    port = _free_port()
+    server_toml = server_config(work, cluster, port, f"127.0.0.1:{app_port}")
+    serve = [sys.executable, "-m", "cassy_scheduler", "serve", "--config", str(server_toml)]
+    children.append(_start(serve, work / "server.log"))
+    _wait_listening(port, children[-1], work / "server.log")
+    console.print(f"  built-in server: 127.0.0.1:{port}, backups in {work / 'backups'}")
+
+    scheduler_toml = scheduler_config(work, cluster, port, pace)
+    run = [sys.executable, "-m", "cassy_scheduler", "run", "--config", str(scheduler_toml)]
+    children.append(_start(run, work / "scheduler.log"))
+    console.print(f"  scheduler: {scheduler_toml} (edit a schedule: it reloads by itself)")
+    return scheduler_toml
+
+
 def main() -> int:
     nodes = int(os.environ.get("DEMO_NODES", "3"))
     seconds = float(os.environ.get("DEMO_SECONDS", "0")) or None
@@ -133,23 +159,7 @@ def main() -> int:
         cluster.start_all()
         console.print(f"  nodes: {', '.join(cluster.addresses)} (CQL port 9042)")
         _sample_data(cluster, stopping)
-        port = _free_port()
-        server_toml = server_config(work, cluster, port)
-        server = _start(
-            [sys.executable, "-m", "cassy_scheduler", "serve", "--config", str(server_toml)],
-            work / "server.log",
-        )
-        children.append(server)
-        _wait_listening(port, server, work / "server.log")
-        console.print(f"  built-in server: 127.0.0.1:{port}, backups in {work / 'backups'}")
-        scheduler_toml = scheduler_config(work, cluster, port)
-        children.append(
-            _start(
-                [sys.executable, "-m", "cassy_scheduler", "run", "--config", str(scheduler_toml)],
-                work / "scheduler.log",
-            )
-        )
-        console.print(f"  scheduler: {scheduler_toml} (edit a schedule: it reloads by itself)")
+        scheduler_toml = _start_services(work, cluster, children, "short" if seconds else "normal")
         console.print(f"  logs: {work / 'server.log'}, {work / 'scheduler.log'}")
         console.print("Ctrl-C stops everything.\n")
         history_path = load_config(scheduler_toml).runtime.history_path
@@ -163,7 +173,7 @@ def main() -> int:
                     break
         if seconds:
             done = _succeeded_types(history_path)
-            missing = {"snapshot", "incremental"} - done
+            missing = {"snapshot", "incremental", "cluster-wide"} - done
             console.print(f"succeeded job types: {', '.join(sorted(done)) or 'none'}")
             return 1 if missing else 0
         return 0

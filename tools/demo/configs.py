@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[2]
 NODETOOL = REPO / "tools" / "localcluster" / "nodetool"
 
 
-def server_config(work: Path, cluster: LocalCluster, port: int) -> Path:
+def server_config(work: Path, cluster: LocalCluster, port: int, app: str) -> Path:
     hosts = "".join(
         f'\n[nodes.hosts."{spec.address}"]\njmx_host = "127.0.0.1"\n'
         f'jmx_port = {spec.jmx_port}\ndata_dir = "{spec.data_dir}"\n'
@@ -30,6 +30,10 @@ path = "server-metadata.db"
 [storage]
 uri = "{(work / "backups").as_uri()}"
 
+[applications]
+instances = ["{app}"]       # the example pausable application (examples/pausable_app)
+pause_timeout_seconds = 30
+
 [nodes]
 nodetool = ["{NODETOOL}"]
 {hosts}"""
@@ -37,7 +41,15 @@ nodetool = ["{NODETOOL}"]
     return path
 
 
-def scheduler_config(work: Path, cluster: LocalCluster, port: int) -> Path:
+#: Schedules of the demo's jobs; a short run (DEMO_SECONDS) packs them into each minute.
+SCHEDULES = {
+    "normal": ("*/2 * * * *", "* * * * *", "*/5 * * * *"),
+    "short": ("0 * * * * *", "20,50 * * * * *", "35 * * * * *"),
+}
+
+
+def scheduler_config(work: Path, cluster: LocalCluster, port: int, pace: str = "normal") -> Path:
+    snapshot, incremental, cluster_wide = SCHEDULES[pace]
     path = work / "scheduler.toml"
     path.write_text(
         f"""# The demo's scheduler: change a schedule here and the daemon picks it up.
@@ -56,14 +68,19 @@ poll_interval = "2s"
 retries = 3
 retry_backoff = "5s"
 
-[jobs.snapshot-every-2-minutes]
+[jobs.snapshot]
 type = "snapshot"
-schedule = "*/2 * * * *"
+schedule = "{snapshot}"
 
-[jobs.incremental-every-minute]
+[jobs.incremental]
 type = "incremental"
-schedule = "* * * * *"
+schedule = "{incremental}"
 when_no_snapshot = "take-snapshot"
+
+# Pauses the example application, snapshots every node at once, resumes it.
+[jobs.cluster-wide]
+type = "cluster-wide"
+schedule = "{cluster_wide}"
 """
     )
     return path
