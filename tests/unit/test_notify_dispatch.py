@@ -12,6 +12,7 @@ from cassy_scheduler.notify.dispatcher import Dispatcher
 from cassy_scheduler.scheduling.history import Outcome, RunHistory
 from cassy_scheduler.scheduling.locks import RunLocks
 from cassy_scheduler.scheduling.runner import Failure, Runner
+from cassy_scheduler.scheduling.wiring import Runtime
 from tests.receivers import free_port, smtp_receiver
 from tests.unit.notify_fakes import RecordingSender, config, result
 from tests.unit.test_runner_fakes import T0, FakeCassy, FakeClock
@@ -156,3 +157,18 @@ def test_the_dispatcher_mails_a_run_to_a_real_smtp_server(
         dispatcher.close()
     assert mail.subject == "OK snapshot prod-cluster: 3 of 3 nodes completed"
     assert [d.delivered for d in history.deliveries(run_id=3)] == [True]
+
+
+def test_a_reloaded_config_changes_targets_and_policies_at_once(tmp_path: Path) -> None:
+    quiet = config(tmp_path, TARGETS.format(when="failure"), "")
+    sender = RecordingSender()
+    clock = FakeClock()
+    with Runtime(quiet, clock, senders=sender.factory) as runtime:
+        daemon = runtime.daemon()
+        daemon.start()
+        runtime.notifier.run_finished(result(Outcome.FAILED, run_id=1, failed=("127.0.0.2",)))
+        config(tmp_path, TARGETS.format(when="always"), 'notify = ["mail"]')
+        assert daemon.reload(T0, "test")
+        runtime.notifier.run_finished(result(Outcome.SUCCEEDED, run_id=2))
+        assert runtime.notifier.wait_idle(30)
+    assert [n.run_id for _, n in sender.notices] == [2]
