@@ -152,7 +152,8 @@ def main() -> int:
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
 
-    cluster = LocalCluster(work / "cluster", nodes, cluster_name="demo")
+    first_octet = int(os.environ.get("DEMO_FIRST_OCTET", "1"))
+    cluster = LocalCluster(work / "cluster", nodes, cluster_name="demo", first_octet=first_octet)
     children: list[subprocess.Popen[bytes]] = []
     try:
         console.print(f"Starting a {nodes}-node Cassandra {cluster.jars.version} cluster ...")
