@@ -54,7 +54,6 @@ class Runtime:
         self.staleness = StalenessWatch(config, self.state.history, self.clock, self.notifier)
         self.heartbeat = HeartbeatPinger(config, self.clock)
         self.metrics = SchedulerMetrics()
-        self.metrics.seed(config.jobs, self.state.history)
         self.runner = Runner(
             self.client,
             self.state.history,
@@ -84,7 +83,10 @@ class Runtime:
     def serve_metrics(self) -> tuple[str, int] | None:
         """Expose the metrics where [scheduler] metrics_listen says; None when it is unset."""
         listen = self.config.runtime.metrics_listen
-        return self.metrics.serve(listen) if listen else None
+        if not listen:
+            return None
+        self.metrics.seed(self.config.jobs, self.state.history)
+        return self.metrics.serve(listen)
 
     def _reloaded(self, old: SchedulerConfig, new: SchedulerConfig) -> None:
         self.config = new
