@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cassy_scheduler.config import ConfigError, NotifyUse, NotifyWhen
+from cassy_scheduler.config import ConfigError, NotifyUse, NotifyWhen, check_config
 from cassy_scheduler.config.targets import (
     AppriseChannel,
     CommandChannel,
@@ -15,6 +15,7 @@ from cassy_scheduler.config.targets import (
     SmtpSecurity,
 )
 from tests.unit.notify_fakes import config
+from tests.unit.test_runner_fakes import T0
 
 TARGETS = """\
 [notify.mail]
@@ -124,3 +125,13 @@ def test_a_password_given_two_ways_names_the_target(tmp_path: Path) -> None:
         f"{tmp_path / 'scheduler.toml'}:{at}: notify.mail.password: password and password_env "
         "are both given"
     ]
+
+
+def test_check_warns_about_alert_after_without_targets(tmp_path: Path) -> None:
+    settings = config(tmp_path, "", 'alert_after = "26h"')
+    (problem,) = check_config(settings, T0)
+    assert problem.field == "jobs.nightly.alert_after"
+    assert "reaches only the log" in problem.message
+    assert (
+        check_config(config(tmp_path, TARGETS, 'notify = ["hook"]\nalert_after = "1d"'), T0) == []
+    )

@@ -30,7 +30,22 @@ def check_config(config: SchedulerConfig, now: datetime) -> list[ConfigProblem]:
         problems.extend(_incremental_without_snapshot(jobs))
     for job in config.jobs:
         problems.extend(_jitter_overlaps(job, now))
+        problems.extend(_alert_without_targets(job))
     return problems
+
+
+def _alert_without_targets(job: JobConfig) -> list[ConfigProblem]:
+    if job.alert_after is None or job.notify:
+        return []
+    return [
+        _problem(
+            job,
+            "alert_after",
+            "alert_after is set but the job notifies no target, so a STALE alert reaches only "
+            "the log and `check`",
+            'add notify = ["NAME"] naming a [notify.NAME] table, to this job or to [defaults]',
+        )
+    ]
 
 
 def _cluster_key(cluster: ClusterRef) -> tuple[str, str]:
