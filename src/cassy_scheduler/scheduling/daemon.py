@@ -160,7 +160,9 @@ class Daemon:
                 if self._stopping:
                     break
                 self._waker.wait((wake_at - self._clock.now()).total_seconds())
-        self.shutdown()
+            # Still under our handlers: a second SIGTERM during the grace must not kill the
+            # process before running backups are finished or recorded interrupted.
+            self.shutdown()
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until no run is queued or running; False when timeout_s passed first."""
