@@ -216,32 +216,10 @@ class BackupOperations:
             self._release(started.targets)
 
     def _backup_node(self, cluster: ClusterRecord, started: StartedBackup, key: HistoryKey) -> None:
-        try:
-            if self._stopping.is_set():
-                raise RuntimeError(SERVER_STOPPED)
-            if started.backup_type is BackupType.NODE_INCREMENTAL:
-                summary = self._incremental(cluster, started, key.target_ip)
-            else:
-                summary = self._snapshot(cluster, started, key.target_ip)
-        except Exception as exc:
-            reason = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else repr(exc)
-            log.warning(
-                "node backup failed cluster_id=%s node=%s snapshot_id=%s reason=%s",
-                key.cluster_id,
-                key.target_ip,
-                key.snapshot_id,
-                reason,
-            )
-            self._metadata.update_backup_status(key, OperationStatus.FAILED, reason)
-            return
-        self._metadata.update_backup_status(key, OperationStatus.COMPLETED)
-        log.info(
-            "node backup completed cluster_id=%s node=%s snapshot_id=%s %s",
-            key.cluster_id,
-            key.target_ip,
-            key.snapshot_id,
-            summary,
-        )
+        if started.backup_type is BackupType.NODE_INCREMENTAL:
+            self._finish_node(key, lambda: self._incremental(cluster, started, key.target_ip))
+        else:
+            self._finish_node(key, lambda: self._snapshot(cluster, started, key.target_ip))
 
     def _run_cluster_backup(
         self,
