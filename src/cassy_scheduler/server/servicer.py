@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from typing import NoReturn
+from typing import NoReturn, Protocol, TypeVar
 
 import grpc
 
@@ -46,6 +46,32 @@ def _check_limit(limit: int, context: grpc.ServicerContext) -> None:
             grpc.StatusCode.INVALID_ARGUMENT,
             f"limit must be 0 (no limit) or positive, got {limit}",
         )
+
+
+_Row = TypeVar("_Row")
+
+
+class _HistoryQuery(Protocol):
+    cluster_id: str
+    target_ip: str
+    snapshot_id: str
+    limit: int
+
+
+def _history_rows(
+    lister: Callable[..., list[_Row]], request: _HistoryQuery, context: grpc.ServicerContext
+) -> list[_Row]:
+    """Backup or restore history with Cassy's filter rules; a query without one is refused."""
+    _check_limit(request.limit, context)
+    try:
+        return lister(
+            cluster_id=request.cluster_id or None,
+            target_ip=request.target_ip or None,
+            snapshot_id=request.snapshot_id or None,
+            limit=request.limit,
+        )
+    except InvalidQueryError as exc:
+        _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
 
 class CassyServicer(cassy_pb2_grpc.CassyServicer):
@@ -228,16 +254,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
     def ListBackups(
         self, request: cassy_pb2.BackupListingRequest, context: grpc.ServicerContext
     ) -> cassy_pb2.BackupListingResponse:
-        _check_limit(request.limit, context)
-        try:
-            rows = self._metadata.list_backups(
-                cluster_id=request.cluster_id or None,
-                target_ip=request.target_ip or None,
-                snapshot_id=request.snapshot_id or None,
-                limit=request.limit,
-            )
-        except InvalidQueryError as exc:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        rows = _history_rows(self._metadata.list_backups, request, context)
         return cassy_pb2.BackupListingResponse(
             entries=[
                 cassy_pb2.BackupListingResponse.Entry(
@@ -367,16 +384,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
     def ListRestoreStatuses(
         self, request: cassy_pb2.RestoreStatusListingRequest, context: grpc.ServicerContext
     ) -> cassy_pb2.RestoreStatusListingResponse:
-        _check_limit(request.limit, context)
-        try:
-            rows = self._metadata.list_restores(
-                cluster_id=request.cluster_id or None,
-                target_ip=request.target_ip or None,
-                snapshot_id=request.snapshot_id or None,
-                limit=request.limit,
-            )
-        except InvalidQueryError as exc:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        rows = _history_rows(self._metadata.list_restores, request, context)
         return cassy_pb2.RestoreStatusListingResponse(
             cluster_id=request.cluster_id or (rows[0].cluster_id if rows else ""),
             entries=[
