@@ -1,11 +1,16 @@
-"""What `check` finds, against an in-memory Cassy: each rule and its Nagios severity."""
+"""What `check` finds, against an in-memory Cassy: each rule and its Nagios severity; and what
+`check --offline` finds in the file alone, with no server anywhere."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from datetime import timedelta
 from pathlib import Path
 
+from typer.testing import CliRunner
+
+from cassy_scheduler.cli import app
 from cassy_scheduler.config import load_config
 from cassy_scheduler.protocol.types import BackupType
 from cassy_scheduler.scheduling.history import Outcome, RunHistory
@@ -84,7 +89,9 @@ def test_an_incremental_without_a_base_is_critical_or_a_warning_by_policy(
     assert any("takes one first" in m for _, m in about(found, "jobs.incr"))
 
 
-def test_one_cluster_for_cluster_wide_and_incremental_jobs_is_critical(tmp_path: Path) -> None:
+def test_one_cluster_for_cluster_wide_and_incremental_jobs_is_critical_on_cassy(
+    tmp_path: Path,
+) -> None:
     cassy = FakeCassy()
     cluster = cassy.add_cluster("prod", ("127.0.0.2",))
     cassy.add_backup(cluster, BackupType.NODE_SNAPSHOT)
@@ -100,6 +107,21 @@ def test_one_cluster_for_cluster_wide_and_incremental_jobs_is_critical(tmp_path:
     assert "wide" in message and "incr" in message
 
 
+def test_the_builtin_server_lets_one_cluster_take_every_kind(tmp_path: Path) -> None:
+    cassy = FakeCassy(builtin=True)
+    cluster = cassy.add_cluster("prod", ("127.0.0.2",))
+    cassy.add_backup(cluster, BackupType.NODE_SNAPSHOT)
+    wide = """
+    [jobs.wide]
+    type = "cluster-wide"
+    cassandra_host = "127.0.0.2"
+    schedule = "15 0 * * 0"
+    """
+    found = findings(tmp_path, cassy, SNAPSHOT + INCREMENTAL + wide)
+    assert about(found, f"cluster {cluster.cluster_id}") == []
+    assert worst(found) is Severity.OK, found
+
+
 def test_recent_failures_and_overdue_successes_are_reported(tmp_path: Path) -> None:
     cassy = FakeCassy()
     cassy.add_cluster("prod")
@@ -113,3 +135,51 @@ def test_recent_failures_and_overdue_successes_are_reported(tmp_path: Path) -> N
     messages = about(found, "jobs.snap")
     assert any(s is Severity.WARNING and "failed: node 127.0.0.2" in m for s, m in messages)
     assert any(s is Severity.CRITICAL and "alert_after" in m for s, m in messages)
+
+
+# --- check --offline: the file alone -----------------------------------------------------------
+
+NOBODY = '[server]\naddress = "127.0.0.1:1"\ncall_deadline = "1s"\n'  # no server listens there
+
+
+def check_offline(path: Path, *extra: str) -> tuple[int, str]:
+    result = CliRunner().invoke(
+        app, ["check", "--offline", "--config", str(path), *extra], env={"COLUMNS": "200"}
+    )
+    return result.exit_code, result.stdout
+
+
+def test_offline_a_good_file_is_ok_without_any_server(tmp_path: Path) -> None:
+    path = config_with(tmp_path, NOBODY + SNAPSHOT + INCREMENTAL)
+    code, output = check_offline(path, "--json")
+    assert code == 0, output
+    report = json.loads(output)
+    assert report["status"] == "OK"
+    assert f"{path} loads: 2 job(s)" in report["findings"][0]["message"]
+    (server,) = [f for f in report["findings"] if f["subject"] == "server"]
+    assert server["severity"] == "OK" and "not contacted" in server["message"]
+    code, output = check_offline(path)
+    assert code == 0 and output.rstrip().endswith("OK"), output
+
+
+def test_offline_a_bad_file_is_critical_naming_file_line_and_field(tmp_path: Path) -> None:
+    path = config_with(tmp_path, NOBODY + SNAPSHOT.replace('"30 0 * * *"', '"30 25 * * *"'))
+    line = path.read_text(encoding="utf-8").splitlines().index('schedule = "30 25 * * *"') + 1
+    code, output = check_offline(path, "--json")
+    assert code == 2, output
+    report = json.loads(output)
+    assert report["status"] == "CRITICAL"
+    (finding,) = report["findings"]
+    assert finding["severity"] == "CRITICAL" and finding["subject"] == "jobs.snap.schedule"
+    assert finding["message"].startswith(f"{path}:{line}: jobs.snap.schedule: ")
+    assert finding["hint"]
+    code, output = check_offline(path)
+    assert code == 2 and "jobs.snap.schedule" in output and "CRITICAL" in output
+
+
+def test_offline_advice_across_jobs_is_a_warning(tmp_path: Path) -> None:
+    path = config_with(tmp_path, NOBODY + INCREMENTAL)  # nothing takes the snapshot it extends
+    code, output = check_offline(path, "--json")
+    assert code == 1, output
+    warnings = [f for f in json.loads(output)["findings"] if f["severity"] == "WARNING"]
+    assert [f["subject"] for f in warnings] == ["jobs.incr.when_no_snapshot"]

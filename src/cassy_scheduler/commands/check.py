@@ -1,4 +1,8 @@
-"""`check`: is the scheduler ready to be trusted? Exit codes as Nagios plugins use them."""
+"""`check`: is the scheduler ready to be trusted? Exit codes as Nagios plugins use them.
+
+`check --offline` judges the file alone, so a CI job or a config-management pipeline can
+refuse a bad file before it is deployed, with no server to reach.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ import typer
 from rich.table import Table
 
 from cassy_scheduler.commands.common import config_option, err, json_option, out, print_json
-from cassy_scheduler.config import ConfigError, load_config
+from cassy_scheduler.config import ConfigError, SchedulerConfig, load_config
+from cassy_scheduler.config.checks import check_config
+from cassy_scheduler.config.errors import ConfigProblem
 from cassy_scheduler.scheduling.history import HistoryError, RunHistory
 from cassy_scheduler.scheduling.preflight import Finding, Severity, preflight, worst
 from cassy_scheduler.scheduling.wiring import open_client
@@ -22,15 +28,29 @@ _COLOURS = {
 }
 
 
-def check(config: Path = config_option(), as_json: bool = json_option()) -> None:
+def check(
+    config: Path = config_option(),
+    as_json: bool = json_option(),
+    offline: bool = typer.Option(
+        False,
+        "--offline",
+        help="Check the file alone (syntax, keys, values, advice across jobs); contact no "
+        "server. For validating a file before deploying it, e.g. in CI.",
+    ),
+) -> None:
     """Check the config, the server, every job's cluster and base snapshot, and recent runs.
+
+    With --offline only the file is checked: every load error (CRITICAL, naming the file, the
+    line and the key) and the advice across jobs (WARNING). No server, history or state
+    directory is consulted, since the file is often validated on another host than the one
+    that runs it: use it in CI or a config-management pipeline before deploying a file.
 
     Exit codes: 0 OK, 1 WARNING, 2 CRITICAL (e.g. a bad config, the server unreachable, a
     cluster missing, an incremental job with nothing to extend), 3 UNKNOWN (check itself
     failed).
     """
     try:
-        findings = _findings(config)
+        findings = _offline_findings(config) if offline else _findings(config)
     except Exception as exc:  # monitoring must get UNKNOWN, not a traceback
         findings = [Finding(Severity.UNKNOWN, "check", f"check could not finish: {exc!r}")]
     status = worst(findings)
@@ -41,14 +61,39 @@ def check(config: Path = config_option(), as_json: bool = json_option()) -> None
     raise typer.Exit(int(status))
 
 
-def _findings(path: Path) -> list[Finding]:
+def _problem(severity: Severity, problem: ConfigProblem) -> Finding:
+    """A config problem as a finding whose message keeps the file and line."""
+    return Finding(severity, problem.field or "config", str(problem).split("\n")[0], problem.hint)
+
+
+def _load(path: Path) -> SchedulerConfig | list[Finding]:
     try:
-        config = load_config(path)
+        return load_config(path)
     except ConfigError as exc:
-        return [
-            Finding(Severity.CRITICAL, p.field or "config", str(p).split("\n")[0], p.hint)
-            for p in exc.problems
-        ]
+        return [_problem(Severity.CRITICAL, p) for p in exc.problems]
+
+
+def _offline_findings(path: Path) -> list[Finding]:
+    """What the file alone tells: it loads, and the cross-job advice `check_config` gives."""
+    config = _load(path)
+    if isinstance(config, list):
+        return config
+    return [
+        Finding(Severity.OK, "config", f"{config.path} loads: {len(config.jobs)} job(s)"),
+        *(_problem(Severity.WARNING, p) for p in check_config(config, datetime.now(UTC))),
+        Finding(
+            Severity.OK,
+            "server",
+            f"{config.server.address} not contacted (--offline): clusters, base snapshots, "
+            "the state directory and recent runs are not checked",
+        ),
+    ]
+
+
+def _findings(path: Path) -> list[Finding]:
+    config = _load(path)
+    if isinstance(config, list):
+        return config
     history = None
     if config.runtime.history_path.exists():
         try:
