@@ -17,9 +17,15 @@ from typing import Any, Self, TypeVar
 
 import grpc
 from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
-from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
+from cassy_scheduler.protocol.types import (
+    BUILTIN_SERVER_HEALTH_NAME,
+    BackupType,
+    OperationStatus,
+    RestoreType,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -237,6 +243,17 @@ class CassyClient:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def is_builtin_server(self, *, timeout_s: float | None = None) -> bool:
+        """Whether this is `cassy-scheduler serve`; anything else (Scalar's Cassy) is treated
+        by Cassy's rules. Asked through the standard health service, so Cassy's API is unchanged."""
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        request = health_pb2.HealthCheckRequest(service=BUILTIN_SERVER_HEALTH_NAME)
+        try:
+            reply = stub.Check(request, timeout=self.timeout_s if timeout_s is None else timeout_s)
+        except grpc.RpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     # -- calls --
 

@@ -27,6 +27,7 @@ from cassy_scheduler.client import (
     CassyFailedPrecondition,
     CassyInvalidArgument,
 )
+from cassy_scheduler.node.datadir import backup_files
 from cassy_scheduler.protocol.types import BackupType, RestoreType
 from examples.pausable_app.check import count_pairs
 from examples.pausable_app.writer import create_table_cql
@@ -214,6 +215,43 @@ def test_cluster_wide_snapshot_is_a_consistent_cut(
     counted = count_pairs(session3, SCRATCH_KEYSPACE)
     assert counted.complete >= 400
     assert counted.torn == 0, counted.torn_examples
+
+
+def test_a_cut_leaves_the_incremental_files_a_node_snapshot_chain_needs(
+    srv_server: ServerProcess,
+    cluster3: LocalCluster,
+    apps: list[AppProcess],
+    cluster_id: str,
+    cut: TakenBackup,
+) -> None:
+    """Nightly node snapshot, hourly incrementals and a weekly cut can share one cluster."""
+
+    def incremental_files() -> dict[str, set[str]]:
+        for spec in cluster3.specs:
+            cluster3.nodetool(spec.number, "flush", APP_KEYSPACE)
+        return {
+            spec.address: {f.relative for f in backup_files(spec.data_dir, [APP_KEYSPACE])}
+            for spec in cluster3.specs
+        }
+
+    with CassyClient(srv_server.address, timeout_s=120) as client:
+        base = client.take_backup(cluster_id, BackupType.NODE_SNAPSHOT)
+        assert set(finish_all(client, base).values()) == {"COMPLETED"}
+        for app in apps:
+            app.wait_for_pairs(app.stats()["pairs_written"] + 40)
+        before_cut = incremental_files()
+        assert all(before_cut.values()), before_cut
+        wide = client.take_backup(cluster_id, BackupType.CLUSTER_SNAPSHOT)
+        assert set(finish_all(client, wide).values()) == {"COMPLETED"}
+        after_cut = incremental_files()
+        for node, files in before_cut.items():
+            assert files <= after_cut[node], node
+        extension = client.take_backup(cluster_id, BackupType.NODE_INCREMENTAL, base.snapshot_id)
+        assert set(finish_all(client, extension).values()) == {"COMPLETED"}
+
+    stored = srv_server.config.parent / "storage" / "node-backup" / cluster_id / base.snapshot_id
+    for node, files in before_cut.items():
+        assert all((stored / node / relative).is_file() for relative in files), node
 
 
 def test_missing_srv_record_is_refused_and_nothing_paused(

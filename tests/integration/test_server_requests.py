@@ -230,6 +230,15 @@ def test_health_service_says_serving(server1: ServerProcess) -> None:
     channel.close()
 
 
+def test_the_server_says_it_is_the_builtin_one(client1: CassyClient) -> None:
+    assert client1.is_builtin_server()
+
+
+def test_a_server_without_health_is_not_taken_for_the_builtin_one() -> None:
+    with CassyClient("127.0.0.1:9", timeout_s=2) as client:  # nothing listens on discard
+        assert not client.is_builtin_server()
+
+
 def test_a_bad_config_names_file_line_and_field(tmp_path: Path) -> None:
     config = tmp_path / "server.toml"
     config.write_text('[server]\nport = 20051\nlisten = "x"\n\n[storage]\nuri = "s3://b/k"\n')

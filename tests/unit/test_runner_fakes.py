@@ -100,10 +100,14 @@ class FakeCassy:
     calls: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
     rows: list[BackupEntry] = field(default_factory=list)
     on_take: list[threading.Event] = field(default_factory=list)
+    builtin: bool = False  # answers like `cassy-scheduler serve` rather than Scalar's Cassy
     _pending: list[_Pending] = field(default_factory=list)
     _clock_ms: itertools.count[int] = field(default_factory=lambda: itertools.count(1_000_000))
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def is_builtin_server(self) -> bool:
+        return self.builtin
 
     def add_cluster(
         self, name: str = "prod", ips: Iterable[str] = ("127.0.0.2",), created_ms: int = 0

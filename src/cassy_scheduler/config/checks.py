@@ -26,7 +26,6 @@ def check_config(config: SchedulerConfig, now: datetime) -> list[ConfigProblem]:
         by_cluster[_cluster_key(job.cluster)].append(job)
     problems: list[ConfigProblem] = []
     for jobs in by_cluster.values():
-        problems.extend(_mixed_cluster_wide_and_incremental(jobs))
         problems.extend(_incremental_without_snapshot(jobs))
     for job in config.jobs:
         problems.extend(_jitter_overlaps(job, now))
@@ -57,25 +56,6 @@ def _cluster_key(cluster: ClusterRef) -> tuple[str, str]:
 def _problem(job: JobConfig, field: str, message: str, hint: str) -> ConfigProblem:
     path = f"jobs.{job.name}" + (f".{field}" if field else "")
     return ConfigProblem(job.source.file, job.source.line, path, message, hint)
-
-
-def _mixed_cluster_wide_and_incremental(jobs: list[JobConfig]) -> list[ConfigProblem]:
-    wide = [j for j in jobs if j.type is JobType.CLUSTER_WIDE]
-    incremental = [j for j in jobs if j.type is JobType.INCREMENTAL]
-    if not wide or not incremental:
-        return []
-    wide_names = ", ".join(f'"{j.name}"' for j in wide)
-    return [
-        _problem(
-            job,
-            "type",
-            f"{job.cluster} has cluster-wide job(s) {wide_names} and incremental job "
-            f'"{job.name}"; one cluster should not take both',
-            'base incremental jobs on node snapshots (type = "snapshot"), or back this '
-            "cluster up cluster-wide only",
-        )
-        for job in incremental
-    ]
 
 
 def _incremental_without_snapshot(jobs: list[JobConfig]) -> list[ConfigProblem]:

@@ -40,3 +40,9 @@ class RestoreType(IntEnum):
 
     CLUSTER = 1
     NODE = 2
+
+
+#: A gRPC health service name only the built-in server reports SERVING. Scalar's Cassy answers
+#: NOT_FOUND for it, so a client can tell the servers apart where their behaviour differs
+#: (the built-in server's cluster-wide snapshots leave incremental-backup files in place).
+BUILTIN_SERVER_HEALTH_NAME = "cassy_scheduler.BuiltinServer"

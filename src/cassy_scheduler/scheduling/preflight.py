@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
 from pathlib import Path
+from typing import Protocol
 
 from cassy_scheduler.client import CassyError, Cluster
 from cassy_scheduler.config.checks import check_config
@@ -57,9 +58,15 @@ def worst(findings: Iterable[Finding]) -> Severity:
     return max((f.severity for f in findings), default=Severity.OK)
 
 
+class CheckedServer(BackupService, Protocol):
+    """What `check` asks of a server beyond a run's calls."""
+
+    def is_builtin_server(self) -> bool: ...
+
+
 def preflight(
     config: SchedulerConfig,
-    client: BackupService,
+    client: CheckedServer,
     now: datetime,
     history: RunHistory | None = None,
 ) -> list[Finding]:
@@ -86,7 +93,8 @@ def preflight(
     for job in config.jobs:
         if job.enabled:
             findings += _job_findings(job, client, resolved)
-    findings += _mixed_types(config.jobs, resolved)
+    if not client.is_builtin_server():
+        findings += _mixed_types(config.jobs, resolved)
     if history is not None:
         findings += _recent_runs(config.jobs, history, now)
     return findings
@@ -169,7 +177,9 @@ def _job_findings(
 
 
 def _mixed_types(jobs: Iterable[JobConfig], resolved: dict[str, Cluster]) -> list[Finding]:
-    """The seed's rule: one cluster id takes cluster-wide or incremental backups, not both."""
+    """The seed's rule for Scalar's Cassy: one cluster id takes cluster-wide or incremental
+    backups, not both. The built-in server keeps incremental files at a cluster-wide snapshot,
+    so there the three kinds can share a cluster."""
     types: dict[str, dict[JobType, list[str]]] = defaultdict(lambda: defaultdict(list))
     for job in jobs:
         if job.name in resolved:

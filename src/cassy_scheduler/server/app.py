@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 from cassy_scheduler.node.discovery import discover_cluster
 from cassy_scheduler.node.executor import LocalExecutor
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
+from cassy_scheduler.protocol.types import BUILTIN_SERVER_HEALTH_NAME
 from cassy_scheduler.server.clustersnapshot import ClusterWideSetup
 from cassy_scheduler.server.metadata import SqliteMetadataStore
 from cassy_scheduler.server.operations import BackupOperations, NodeAccess
@@ -121,7 +122,7 @@ def start_server(settings: ServerSettings) -> RunningServer:
         metadata.close()
         raise OSError(f"cannot listen on {settings.address}: is another process using it?")
     server.start()
-    for service in ("", SERVICE_NAME):
+    for service in ("", SERVICE_NAME, BUILTIN_SERVER_HEALTH_NAME):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     log.info(
         "server listening address=%s:%d tls=%s storage=%s metadata=%s",

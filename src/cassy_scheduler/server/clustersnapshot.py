@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from cassy_scheduler.node.datadir import DataFile
 from cassy_scheduler.node.nodetool import Nodetool
 from cassy_scheduler.protocol.pause_report import PauseReport
 from cassy_scheduler.server.apps import AppInstance, ApplicationFinder, ApplicationsConfig
@@ -47,12 +46,11 @@ class ClusterWideSetup:
 
 @dataclass(frozen=True)
 class PreparedNode:
-    """One node ready for the cut: where its data is, what to snapshot, its backup files."""
+    """One node ready for the cut: where its data is and what to snapshot."""
 
     address: str
     data_dir: Path
     keyspaces: tuple[str, ...]
-    backup_files_before: tuple[DataFile, ...]
 
 
 @dataclass(frozen=True)

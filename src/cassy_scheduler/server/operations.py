@@ -272,14 +272,13 @@ class BackupOperations:
     def _prepare_nodes(
         self, cluster: ClusterRecord, nodes: Sequence[str]
     ) -> dict[str, PreparedNode]:
-        """Before pausing anyone: each node's keyspaces and backup files, old snapshots gone."""
+        """Before pausing anyone: each node's data dir and keyspaces, old snapshots gone."""
 
         def prepare(node: str) -> PreparedNode:
             data_dir = self._data_dir(node)
             keyspaces = tuple(self._present_keyspaces(cluster, data_dir, node))
-            before = tuple(backup_files(data_dir, keyspaces))
             self._nodetool(node).clear_all_snapshots()
-            return PreparedNode(node, data_dir, keyspaces, before)
+            return PreparedNode(node, data_dir, keyspaces)
 
         futures = {node: self._pool.submit(prepare, node) for node in nodes}
         wait(futures.values())
@@ -354,13 +353,13 @@ class BackupOperations:
     def _upload_cut(
         self, cluster: ClusterRecord, started: StartedBackup, node: PreparedNode
     ) -> str:
-        """Upload one node's part of a cut, then drop the incremental files it covers."""
+        """Upload one node's part of a cut.
+
+        Its incremental-backup files are left in place: they belong to the node snapshot
+        that incrementals extend, so a cluster can take all three kinds of backup.
+        """
         taken = snapshot_files(node.data_dir, started.snapshot_id, node.keyspaces)
-        summary = self._upload(cluster, started, node.address, taken)
-        now = backup_files(node.data_dir, node.keyspaces)
-        covered = covered_backup_files(list(node.backup_files_before), now, taken)
-        delete_files(covered)
-        return f"{summary} incremental_files_cleared={len(covered)}"
+        return self._upload(cluster, started, node.address, taken)
 
     def _fail_all(self, keys: Sequence[HistoryKey], reason: str) -> None:
         log.warning("backup failed snapshot_id=%s reason=%s", keys[0].snapshot_id, reason)
