@@ -74,17 +74,18 @@ def only_problem(path: Path, field: str, line_fragment: str) -> ConfigProblem:
 
 def test_the_example_config_loads_and_passes_check() -> None:
     config = load_config(EXAMPLE)
+    kinds = ["nightly-snapshot", "hourly-incremental", "weekly-cluster-wide"]
     assert [j.name for j in config.jobs] == [
-        "nightly-snapshot",
-        "hourly-incremental",
-        "weekly-cluster-wide",
+        f"{cluster}-{kind}" for cluster in ("orders", "analytics") for kind in kinds
     ]
     assert config.server.address == DEFAULT_ADDRESS
-    nightly = config.job("nightly-snapshot")
+    nightly = config.job("orders-nightly-snapshot")
     assert nightly.type.backup_type is BackupType.NODE_SNAPSHOT
     assert nightly.jitter == timedelta(minutes=2)
-    assert nightly.cluster == ClusterRef(cassandra_host="10.0.0.1", register_if_missing=True)
-    assert config.job("weekly-cluster-wide").cluster == ClusterRef(cluster_name="analytics")
+    assert nightly.cluster == ClusterRef(cluster_name="orders")
+    assert config.job("analytics-weekly-cluster-wide").cluster == ClusterRef(
+        cassandra_host="10.0.2.1", register_if_missing=True
+    )
     assert check_config(config, datetime(2025, 6, 10, tzinfo=UTC)) == []
 
 
