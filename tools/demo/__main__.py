@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,22 +16,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cassandra.cluster import Cluster
-from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from cassy_scheduler.config import load_config
 from cassy_scheduler.scheduling.history import Outcome, RunHistory
-from tools.demo.configs import REPO, scheduler_config, server_config
+from tools.demo.configs import scheduler_config
+from tools.demo.mailsink import MailSink
+from tools.demo.services import (
+    Settings,
+    console,
+    free_port,
+    start,
+    start_server,
+    stop_children,
+    wait_listening,
+)
 from tools.localcluster import LocalCluster
 
-console = Console()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+USAGE = "usage: python -m tools.demo"
+JOB_TYPES = {"snapshot", "incremental", "cluster-wide"}
 
 
 def _sample_data(cluster: LocalCluster, stop: threading.Event) -> None:
@@ -61,31 +65,7 @@ def _sample_data(cluster: LocalCluster, stop: threading.Event) -> None:
     threading.Thread(target=keep_writing, name="demo-writer", daemon=True).start()
 
 
-def _start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process {proc.pid} exited:\n{log.read_text()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}:\n{log.read_text()}")
-
-
-def _table(config_path: Path, history_path: Path) -> Table:
+def _table(config_path: Path, history_path: Path, sink: MailSink) -> Table:
     config = load_config(config_path)
     table = Table(title=f"cassy-scheduler demo · {datetime.now(UTC):%H:%M:%S} UTC")
     for column in ("job", "type", "schedule", "last outcome", "snapshot", "next run"):
@@ -107,6 +87,8 @@ def _table(config_path: Path, history_path: Path) -> Table:
         )
     if history:
         history.close()
+    newest = f", newest: {escape(sink.newest_subject)}" if sink.count else ""
+    table.caption = f"mails received: {sink.count}{newest}"
     return table
 
 
@@ -119,80 +101,94 @@ def _succeeded_types(history_path: Path) -> set[str]:
 
 
 def _start_services(
-    work: Path, cluster: LocalCluster, children: list[subprocess.Popen[bytes]], pace: str
+    work: Path,
+    cluster: LocalCluster,
+    children: list[subprocess.Popen[bytes]],
+    mail_port: int,
+    pace: str,
 ) -> Path:
     """The example application, the server and the scheduler, in the order they need."""
-    app_port = _free_port()
+    app_port = free_port()
     rf = str(min(3, len(cluster.addresses)))
     app = [sys.executable, "-m", "examples.pausable_app", "--listen", f"127.0.0.1:{app_port}"]
     app += ["--cassandra", cluster.addresses[0], "--keyspace", "app", "--replication-factor", rf]
-    children.append(_start(app, work / "app.log"))
-    _wait_listening(app_port, children[-1], work / "app.log")
+    children.append(start(app, work / "app.log"))
+    wait_listening(app_port, children[-1], work / "app.log")
     console.print(f"  example application (pauses for cluster-wide backups): 127.0.0.1:{app_port}")
 
-    port = _free_port()
-    server_toml = server_config(work, cluster, port, f"127.0.0.1:{app_port}")
-    serve = [sys.executable, "-m", "cassy_scheduler", "serve", "--config", str(server_toml)]
-    children.append(_start(serve, work / "server.log"))
-    _wait_listening(port, children[-1], work / "server.log")
-    console.print(f"  built-in server: 127.0.0.1:{port}, backups in {work / 'backups'}")
-
-    scheduler_toml = scheduler_config(work, cluster, port, pace)
+    port = start_server(work, cluster, children, f"127.0.0.1:{app_port}")
+    scheduler_toml = scheduler_config(work, cluster, port, mail_port, pace)
     run = [sys.executable, "-m", "cassy_scheduler", "run", "--config", str(scheduler_toml)]
-    children.append(_start(run, work / "scheduler.log"))
+    children.append(start(run, work / "scheduler.log"))
     console.print(f"  scheduler: {scheduler_toml} (edit a schedule: it reloads by itself)")
     return scheduler_toml
 
 
-def main() -> int:
-    nodes = int(os.environ.get("DEMO_NODES", "3"))
+def _short_verdict(history_path: Path, sink: MailSink) -> int:
+    """A short run passes when every job type succeeded once and a notice was mailed."""
+    done = _succeeded_types(history_path)
+    if done and not sink.count:
+        sink.wait_for(1, timeout_s=30)  # notices are sent in the background, after the run
+    console.print(f"succeeded job types: {', '.join(sorted(done)) or 'none'}", soft_wrap=True)
+    console.print(f"received mails: {sink.count} in {sink.directory}", soft_wrap=True)
+    return 0 if done >= JOB_TYPES and sink.count >= 1 else 1
+
+
+def demo() -> int:
+    settings = Settings.from_env(".demo", 1)
+    work = settings.work
     seconds = float(os.environ.get("DEMO_SECONDS", "0")) or None
-    work = Path(os.environ.get("DEMO_DIR", REPO / ".demo")).resolve()
-    work.mkdir(parents=True, exist_ok=True)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
 
-    first_octet = int(os.environ.get("DEMO_FIRST_OCTET", "1"))
-    cluster = LocalCluster(work / "cluster", nodes, cluster_name="demo", first_octet=first_octet)
+    cluster = settings.cluster("demo")
+    sink = MailSink(work / "mail")
     children: list[subprocess.Popen[bytes]] = []
     try:
-        console.print(f"Starting a {nodes}-node Cassandra {cluster.jars.version} cluster ...")
+        version = cluster.jars.version
+        console.print(f"Starting a {settings.nodes}-node Cassandra {version} cluster ...")
         cluster.start_all()
         console.print(f"  nodes: {', '.join(cluster.addresses)} (CQL port 9042)")
         _sample_data(cluster, stopping)
-        scheduler_toml = _start_services(work, cluster, children, "short" if seconds else "normal")
+        sink.start()
+        console.print(
+            f"  mails: {sink.directory} (one .eml file per notification; "
+            "open with any mail reader or `cat`)",
+            soft_wrap=True,
+        )
+        pace = "short" if seconds else "normal"
+        scheduler_toml = _start_services(work, cluster, children, sink.port, pace)
         console.print(f"  logs: {work / 'server.log'}, {work / 'scheduler.log'}")
         console.print("Ctrl-C stops everything.\n")
         history_path = load_config(scheduler_toml).runtime.history_path
         deadline = time.monotonic() + seconds if seconds else None
         with Live(
-            _table(scheduler_toml, history_path), console=console, refresh_per_second=1
+            _table(scheduler_toml, history_path, sink), console=console, refresh_per_second=1
         ) as live:
             while not stopping.wait(2.0):
-                live.update(_table(scheduler_toml, history_path))
+                live.update(_table(scheduler_toml, history_path, sink))
                 if deadline and time.monotonic() > deadline:
                     break
-        if seconds:
-            done = _succeeded_types(history_path)
-            missing = {"snapshot", "incremental", "cluster-wide"} - done
-            console.print(f"succeeded job types: {', '.join(sorted(done)) or 'none'}")
-            return 1 if missing else 0
-        return 0
+        if not console.is_terminal:
+            console.line()  # Live leaves its last line open when output goes to a file
+        return _short_verdict(history_path, sink) if seconds else 0
     except KeyboardInterrupt:
         return 0
     finally:
         stopping.set()
         console.print("Stopping the scheduler, the server and the cluster ...")
-        for child in reversed(children):  # the scheduler first, while its server still answers
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(90)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        stop_children(children)  # the scheduler first, while its server still answers
+        sink.stop()  # after the scheduler, so its last notices still arrive
         cluster.stop_all()
         console.print("Stopped.")
 
 
+def main(argv: list[str]) -> int:
+    if not argv:
+        return demo()
+    print(USAGE, file=sys.stderr)
+    return 2
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -10,12 +10,22 @@ REPO = Path(__file__).resolve().parents[2]
 NODETOOL = REPO / "tools" / "localcluster" / "nodetool"
 
 
-def server_config(work: Path, cluster: LocalCluster, port: int, app: str) -> Path:
+def server_config(work: Path, cluster: LocalCluster, port: int, app: str | None = None) -> Path:
+    """The built-in server's config; `app` adds the example pausable application."""
     hosts = "".join(
         f'\n[nodes.hosts."{spec.address}"]\njmx_host = "127.0.0.1"\n'
         f'jmx_port = {spec.jmx_port}\ndata_dir = "{spec.data_dir}"\n'
+        f'commitlog_dir = "{spec.commitlog_dir}"\nhints_dir = "{spec.hints_dir}"\n'
+        f'saved_caches_dir = "{spec.saved_caches_dir}"\n'
         for spec in cluster.specs
     )
+    applications = ""
+    if app is not None:
+        applications = f"""
+[applications]
+instances = ["{app}"]       # the example pausable application (examples/pausable_app)
+pause_timeout_seconds = 30
+"""
     path = work / "server.toml"
     path.write_text(
         f"""# The demo's built-in Cassy-compatible server.
@@ -29,11 +39,7 @@ path = "server-metadata.db"
 
 [storage]
 uri = "{(work / "backups").as_uri()}"
-
-[applications]
-instances = ["{app}"]       # the example pausable application (examples/pausable_app)
-pause_timeout_seconds = 30
-
+{applications}
 [nodes]
 nodetool = ["{NODETOOL}"]
 {hosts}"""
@@ -48,12 +54,9 @@ SCHEDULES = {
 }
 
 
-def scheduler_config(work: Path, cluster: LocalCluster, port: int, pace: str = "normal") -> Path:
-    snapshot, incremental, cluster_wide = SCHEDULES[pace]
-    path = work / "scheduler.toml"
-    path.write_text(
-        f"""# The demo's scheduler: change a schedule here and the daemon picks it up.
-[server]
+def _scheduler_head(work: Path, cluster: LocalCluster, port: int, notify: str = "") -> str:
+    """The server, state and per-job defaults every scheduler config of the demo shares."""
+    return f"""[server]
 address = "127.0.0.1:{port}"
 call_deadline = "60s"
 
@@ -67,7 +70,19 @@ wait_timeout = "10m"
 poll_interval = "2s"
 retries = 3
 retry_backoff = "5s"
+{notify}"""
 
+
+def scheduler_config(
+    work: Path, cluster: LocalCluster, port: int, mail_port: int, pace: str = "normal"
+) -> Path:
+    """The demo's jobs, every outcome mailed to the demo's mail sink on `mail_port`."""
+    snapshot, incremental, cluster_wide = SCHEDULES[pace]
+    head = _scheduler_head(work, cluster, port, 'notify = ["demo-mail"]\n')
+    path = work / "scheduler.toml"
+    path.write_text(
+        f"""# The demo's scheduler: change a schedule here and the daemon picks it up.
+{head}
 [jobs.snapshot]
 type = "snapshot"
 schedule = "{snapshot}"
@@ -81,6 +96,34 @@ when_no_snapshot = "take-snapshot"
 [jobs.cluster-wide]
 type = "cluster-wide"
 schedule = "{cluster_wide}"
+
+# The demo's mail sink: each notice lands as a .eml file in {work / "mail"}.
+[notify.demo-mail]
+type = "email"
+host = "127.0.0.1"
+port = {mail_port}
+security = "plain"
+sender = "cassy-scheduler@example.com"
+to = ["ops@example.com"]
+when = "always"
+"""
+    )
+    return path
+
+
+def restore_scheduler_config(work: Path, cluster: LocalCluster, port: int) -> Path:
+    """Jobs the restore tour runs once each with `cassy-scheduler backup`; no daemon runs."""
+    path = work / "scheduler.toml"
+    path.write_text(
+        f"""# The restore tour's scheduler config, for `cassy-scheduler backup KIND --config`.
+{_scheduler_head(work, cluster, port)}
+[jobs.snapshot]
+type = "snapshot"
+schedule = "30 0 * * *"
+
+[jobs.incremental]
+type = "incremental"
+schedule = "0 * * * *"
 """
     )
     return path

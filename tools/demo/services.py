@@ -1,0 +1,105 @@
+"""What the demo and the restore tour both start and stop: their settings, child processes
+and the built-in server, so the two stay the same setup an operator would run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from tools.demo.configs import REPO, server_config
+from tools.localcluster import LocalCluster
+
+console = Console()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where a tour keeps its files, how many nodes it starts and on which addresses."""
+
+    work: Path
+    nodes: int
+    first_octet: int
+
+    @classmethod
+    def from_env(cls, default_dir: str, default_octet: int) -> Settings:
+        """DEMO_DIR, DEMO_NODES and DEMO_FIRST_OCTET override the defaults."""
+        work = Path(os.environ.get("DEMO_DIR", REPO / default_dir)).resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        return cls(
+            work=work,
+            nodes=int(os.environ.get("DEMO_NODES", "3")),
+            first_octet=int(os.environ.get("DEMO_FIRST_OCTET", str(default_octet))),
+        )
+
+    def cluster(self, name: str) -> LocalCluster:
+        return LocalCluster(
+            self.work / "cluster", self.nodes, cluster_name=name, first_octet=self.first_octet
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """A child process whose output goes to `log` (appended), so the terminal stays readable."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process {proc.pid} exited:\n{log.read_text()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}:\n{log.read_text()}")
+
+
+def start_server(
+    work: Path,
+    cluster: LocalCluster,
+    children: list[subprocess.Popen[bytes]],
+    app: str | None = None,
+) -> int:
+    """`cassy-scheduler serve` for the cluster, as its own process; the port it listens on."""
+    port = free_port()
+    server_toml = server_config(work, cluster, port, app)
+    serve = [sys.executable, "-m", "cassy_scheduler", "serve", "--config", str(server_toml)]
+    children.append(start(serve, work / "server.log"))
+    wait_listening(port, children[-1], work / "server.log")
+    console.print(f"  built-in server: 127.0.0.1:{port}, backups in {work / 'backups'}")
+    return port
+
+
+def stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each child, newest first (a scheduler before the server it talks to)."""
+    for child in reversed(children):
+        if child.poll() is not None:
+            continue
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(90)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
