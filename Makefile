@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format bench demo proto clean cluster-stop
+.PHONY: install test lint format bench demo demo-restore proto clean cluster-stop
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ bench: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m tools.localcluster fetch
 	$(BIN)/python -m tools.demo
+
+demo-restore: $(STAMP)
+	$(BIN)/python -m tools.localcluster fetch
+	$(BIN)/python -m tools.demo restore
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

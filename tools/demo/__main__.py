@@ -2,6 +2,7 @@
 
 make demo                     # 3 nodes, until Ctrl-C
 DEMO_NODES=1 DEMO_SECONDS=150 make demo
+make demo-restore             # python -m tools.demo restore: lose a node, restore it
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from tools.demo.services import (
 )
 from tools.localcluster import LocalCluster
 
-USAGE = "usage: python -m tools.demo"
+USAGE = "usage: python -m tools.demo [restore]"
 JOB_TYPES = {"snapshot", "incremental", "cluster-wide"}
 
 
@@ -186,6 +187,10 @@ def demo() -> int:
 def main(argv: list[str]) -> int:
     if not argv:
         return demo()
+    if argv == ["restore"]:
+        from tools.demo.restore import main as restore  # noqa: PLC0415 (only when asked for)
+
+        return restore()
     print(USAGE, file=sys.stderr)
     return 2
 
