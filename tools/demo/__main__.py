@@ -29,6 +29,7 @@ from tools.demo.services import (
     Settings,
     console,
     free_port,
+    ignore_interrupts,
     start,
     start_server,
     stop_children,
@@ -176,6 +177,7 @@ def demo() -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        ignore_interrupts()
         stopping.set()
         console.print("Stopping the scheduler, the server and the cluster ...")
         stop_children(children)  # the scheduler first, while its server still answers

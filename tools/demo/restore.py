@@ -34,7 +34,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from tools.demo.configs import restore_scheduler_config
-from tools.demo.services import Settings, console, start_server, stop_children
+from tools.demo.services import (
+    Settings,
+    console,
+    ignore_interrupts,
+    start_server,
+    stop_children,
+)
 from tools.localcluster import LocalCluster
 from tools.localcluster.nodeconfig import NodeSpec
 
@@ -283,7 +289,9 @@ def _tour(
 
     with tour.step("Find the newest snapshot") as s:
         cluster_id, snapshot_id, incrementals = _latest_snapshot(config, cluster.cluster_name)
-        console.print(f"  cluster {cluster_id}, snapshot {snapshot_id} + {incrementals} incr.")
+        console.print(
+            f"  cluster {cluster_id}, snapshot {snapshot_id}, incrementals: {incrementals}"
+        )
         s.result = f"{snapshot_id} + {incrementals} incremental"
 
     with tour.step(f"Restore {spec.address} from it (snapshot and incrementals)") as s:
@@ -317,10 +325,12 @@ def main() -> int:
     except Exception as exc:
         console.print(f"[red]{type(exc).__name__}:[/] {escape(str(exc))}")
     finally:
+        ignore_interrupts()
         console.print("\nStopping the server and the cluster ...")
         stop_children(children)
         cluster.stop_all()
-    console.print(tour.table())
+    if tour.steps:
+        console.print(tour.table())
     console.print(
         f"rows before: {counts['before']}, after wipe: {counts['after wipe']}, "
         f"after restore: {counts['after restore']}",

@@ -92,6 +92,12 @@ def start_server(
     return port
 
 
+def ignore_interrupts() -> None:
+    """While a tour cleans up, a second Ctrl-C or SIGTERM must not leave half of it running."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def stop_children(children: list[subprocess.Popen[bytes]]) -> None:
     """SIGTERM each child, newest first (a scheduler before the server it talks to)."""
     for child in reversed(children):
