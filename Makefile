@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format bench demo demo-restore proto clean cluster-stop
+.PHONY: install test lint format bench demo demo-restore proto clean
 
 install: $(STAMP)
 
