@@ -7,7 +7,12 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from cassy_scheduler.node.discovery import ClusterFacts, discover_cluster, node_data_dir
+from cassy_scheduler.node.discovery import (
+    ClusterFacts,
+    CqlAccess,
+    discover_cluster,
+    node_data_dir,
+)
 from cassy_scheduler.node.executor import DiscoveryError, NodeEndpoint, NodeUnavailable
 from tests.integration.test_node_nodetool import endpoint, local_executor
 from tools.localcluster import LocalCluster
@@ -46,7 +51,7 @@ def test_discovers_a_one_node_cluster(cluster1: LocalCluster, keyspace1: str) ->
 
 def test_node_data_dir(cluster1: LocalCluster) -> None:
     spec = cluster1.spec(1)
-    assert node_data_dir(spec.address, spec.cql_port, 30) == spec.data_dir
+    assert node_data_dir(spec.address, CqlAccess(spec.cql_port), 30) == spec.data_dir
 
 
 def test_nothing_listening_is_a_discovery_error() -> None:
@@ -54,7 +59,7 @@ def test_nothing_listening_is_a_discovery_error() -> None:
         discover_cluster("127.0.0.99", local_executor(), NodeEndpoint, timeout_s=5)
     assert not isinstance(caught.value, NodeUnavailable)
     with pytest.raises(DiscoveryError, match=r"127\.0\.0\.99:9042"):
-        node_data_dir("127.0.0.99", 9042, 5)
+        node_data_dir("127.0.0.99", CqlAccess(9042), 5)
 
 
 class FixedStatus:
@@ -98,7 +103,7 @@ def test_discovers_a_three_node_cluster_from_any_node(cluster3: LocalCluster) ->
     assert facts.data_dir == str(cluster3.spec(2).data_dir)
     assert set(facts.keyspaces) >= ON_DISK_SYSTEM_KEYSPACES
     for spec in cluster3.specs:
-        assert node_data_dir(spec.address, spec.cql_port, 30) == spec.data_dir
+        assert node_data_dir(spec.address, CqlAccess(spec.cql_port), 30) == spec.data_dir
 
 
 def _discover_until_refused(cluster: LocalCluster, node: int, limit_s: float) -> NodeUnavailable:

@@ -3,18 +3,23 @@
 CQL answers the facts (system tables and the node-local `system_views.settings`); nodetool
 answers whether the ring is healthy, because only the ring knows which nodes are Up and
 Normal right now. A cluster is registered only when both agree and every node is UN.
+
+How CQL is opened (port, credentials, TLS) is one `CqlAccess`, built from the server config;
+the default is Cassandra's own (no authentication, plain text).
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cassandra import DriverException
+from cassandra import AuthenticationFailed, DriverException
+from cassandra.auth import AuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
 from cassandra.policies import WhiteListRoundRobinPolicy
 
@@ -46,8 +51,55 @@ class ClusterFacts:
     data_dir: str
 
 
+@dataclass(frozen=True)
+class CqlAccess:
+    """How the server opens CQL to a node: one value, so every caller connects the same way.
+
+    `auth_provider` answers PasswordAuthenticator; `ssl_context` (verifying the node's
+    certificate) turns TLS on; `connect_timeout_s` None keeps min(request timeout, 10 s).
+    `config` names where credentials are set, for the message when a node refuses them.
+    """
+
+    port: int = DEFAULT_CQL_PORT
+    auth_provider: AuthProvider | None = None
+    ssl_context: ssl.SSLContext | None = None
+    connect_timeout_s: float | None = None
+    config: str = "the server config"
+
+
+class CqlAuthenticationError(DiscoveryError):
+    """The node wants credentials the server lacks, or refused those it sent."""
+
+
+def _auth_failure(exc: NoHostAvailable, host: str, cql: CqlAccess) -> DiscoveryError | None:
+    """The refusal worded with its fix, when the driver's errors say authentication failed."""
+    failures = [e for e in exc.errors.values() if isinstance(e, AuthenticationFailed)]
+    if not failures:
+        return None
+    what = "failed" if cql.auth_provider is not None else "required"
+    return CqlAuthenticationError(
+        f"CQL authentication {what} at {host}:{cql.port} ({failures[0]}): set [cassandra] "
+        f"username and password_env (or password_file) in {cql.config} to a role that may "
+        "log in and read the system keyspaces, then restart the server"
+    )
+
+
+def _unreachable(host: str, cql: CqlAccess, exc: Exception) -> DiscoveryError:
+    tls = (
+        "; TLS is on ([cassandra] ca_file): check that the node serves client encryption and "
+        "that its certificate is signed by that CA and names this address"
+        if cql.ssl_context is not None
+        else ""
+    )
+    return DiscoveryError(
+        f"cannot reach Cassandra over CQL at {host}:{cql.port} ({exc}); check that the "
+        "node runs, that its native transport listens on that address and port "
+        "(rpc_address, native_transport_port) and that no firewall is in the way" + tls
+    )
+
+
 @contextmanager
-def _cql(host: str, port: int, timeout_s: float) -> Iterator[Any]:
+def _cql(host: str, cql: CqlAccess, timeout_s: float) -> Iterator[Any]:
     """A driver session whose every request goes to `host`; the driver always shuts down.
 
     Pinning matters: `system.local` and `system_views` describe only the coordinator.
@@ -56,29 +108,30 @@ def _cql(host: str, port: int, timeout_s: float) -> Iterator[Any]:
         load_balancing_policy=WhiteListRoundRobinPolicy([host]),
         request_timeout=timeout_s,
     )
+    connect_timeout = cql.connect_timeout_s
     driver = Cluster(
         contact_points=[host],
-        port=port,
+        port=cql.port,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         protocol_version=_PROTOCOL_VERSION,
-        connect_timeout=min(timeout_s, 10.0),
+        connect_timeout=min(timeout_s, 10.0) if connect_timeout is None else connect_timeout,
         control_connection_timeout=timeout_s,
         schema_metadata_enabled=False,
         token_metadata_enabled=False,
+        auth_provider=cql.auth_provider,
+        ssl_context=cql.ssl_context,
     )
     try:
         try:
             session = driver.connect()
-        except (NoHostAvailable, DriverException, OSError) as exc:
-            raise DiscoveryError(
-                f"cannot reach Cassandra over CQL at {host}:{port} ({exc}); check that the "
-                "node runs, that its native transport listens on that address and port "
-                "(rpc_address, native_transport_port) and that no firewall is in the way"
-            ) from exc
+        except NoHostAvailable as exc:
+            raise (_auth_failure(exc, host, cql) or _unreachable(host, cql, exc)) from exc
+        except (DriverException, OSError) as exc:
+            raise _unreachable(host, cql, exc) from exc
         yield session
     except (NoHostAvailable, DriverException) as exc:
         raise DiscoveryError(
-            f"a CQL query to {host}:{port} failed ({exc}); check the node's health and retry"
+            f"a CQL query to {host}:{cql.port} failed ({exc}); check the node's health and retry"
         ) from exc
     finally:
         driver.shutdown()
@@ -131,7 +184,7 @@ def discover_cluster(
     cassandra_host: str,
     executor: NodeExecutor,
     endpoints: Callable[[str], NodeEndpoint],
-    cql_port: int = DEFAULT_CQL_PORT,
+    cql: CqlAccess = CqlAccess(),
     timeout_s: float = 30,
 ) -> ClusterFacts:
     """Read a cluster's facts through `cassandra_host`, refusing a ring that is not all UN.
@@ -141,7 +194,7 @@ def discover_cluster(
     """
     if not cassandra_host:
         raise DiscoveryError("no Cassandra host given: name one node of the cluster")
-    with _cql(cassandra_host, cql_port, timeout_s) as session:
+    with _cql(cassandra_host, cql, timeout_s) as session:
         local = session.execute(
             "SELECT cluster_name, broadcast_address, listen_address, rpc_address "
             "FROM system.local WHERE key = 'local'"
@@ -182,20 +235,18 @@ def discover_cluster(
     return facts
 
 
-def node_data_dir(address: str, cql_port: int = DEFAULT_CQL_PORT, timeout_s: float = 30) -> Path:
+def node_data_dir(address: str, cql: CqlAccess = CqlAccess(), timeout_s: float = 30) -> Path:
     """The first data directory of the node at `address`, as that node itself reports it.
 
     Nodes may keep data in different places (always so when several share a host), so each
     node is asked separately when its endpoint does not configure a data dir.
     """
-    with _cql(address, cql_port, timeout_s) as session:
+    with _cql(address, cql, timeout_s) as session:
         return Path(_first_data_dir(session, address))
 
 
-def live_keyspaces(
-    address: str, cql_port: int = DEFAULT_CQL_PORT, timeout_s: float = 30
-) -> set[str]:
+def live_keyspaces(address: str, cql: CqlAccess = CqlAccess(), timeout_s: float = 30) -> set[str]:
     """The on-disk keyspaces the node's schema has now (a registration can predate a DROP)."""
-    with _cql(address, cql_port, timeout_s) as session:
+    with _cql(address, cql, timeout_s) as session:
         rows = session.execute("SELECT keyspace_name FROM system_schema.keyspaces")
         return {str(row.keyspace_name) for row in rows} - VIRTUAL_KEYSPACES

@@ -84,7 +84,7 @@ def start_server(settings: ServerSettings) -> RunningServer:
     nodes = NodeAccess(
         executor=executor,
         endpoint=settings.endpoint,
-        cql_port=settings.cql_port,
+        cql=settings.cql,
         nodetool_timeout_s=settings.nodetool_timeout_seconds,
     )
     operations = BackupOperations(
@@ -106,7 +106,7 @@ def start_server(settings: ServerSettings) -> RunningServer:
         discover_cluster,
         executor=executor,
         endpoints=settings.endpoint,
-        cql_port=settings.cql_port,
+        cql=settings.cql,
     )
     server = grpc.server(ThreadPoolExecutor(settings.max_workers, thread_name_prefix="rpc"))
     cassy_pb2_grpc.add_CassyServicer_to_server(

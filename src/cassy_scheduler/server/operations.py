@@ -25,7 +25,7 @@ from cassy_scheduler.node.datadir import (
     delete_files,
     snapshot_files,
 )
-from cassy_scheduler.node.discovery import live_keyspaces, node_data_dir
+from cassy_scheduler.node.discovery import CqlAccess, live_keyspaces, node_data_dir
 from cassy_scheduler.node.executor import DiscoveryError, NodeEndpoint, NodeExecutor
 from cassy_scheduler.node.nodetool import Nodetool
 from cassy_scheduler.node.transfer import BackupIdentity, LocalFile, upload_files
@@ -75,11 +75,11 @@ class StartedBackup:
 
 @dataclass(frozen=True)
 class NodeAccess:
-    """How operations reach nodes: endpoints by address, the executor, timeouts."""
+    """How operations reach nodes: endpoints by address, the executor, CQL access, timeouts."""
 
     executor: NodeExecutor
     endpoint: Callable[[str], NodeEndpoint]
-    cql_port: int = 9042
+    cql: CqlAccess = field(default_factory=CqlAccess)
     nodetool_timeout_s: float = 1800.0
     reservations: NodeReservations = field(default_factory=NodeReservations)
 
@@ -415,7 +415,7 @@ class BackupOperations:
     def _present_keyspaces(self, cluster: ClusterRecord, data_dir: Path, node: str) -> list[str]:
         """Registered keyspaces that still exist on the node; a dropped one is only logged."""
         try:
-            schema = live_keyspaces(node, self._nodes.cql_port, 30.0)
+            schema = live_keyspaces(node, self._nodes.cql, 30.0)
         except DiscoveryError as exc:  # the directories alone still tell most of it
             log.warning("schema not readable, using directories node=%s reason=%s", node, exc)
             schema = set(cluster.keyspaces)
@@ -442,7 +442,7 @@ class BackupOperations:
         with self._lock:
             known = self._data_dirs.get(node)
         if known is None:
-            known = node_data_dir(node, self._nodes.cql_port, 30.0)
+            known = node_data_dir(node, self._nodes.cql, 30.0)
             with self._lock:
                 self._data_dirs[node] = known
         return known

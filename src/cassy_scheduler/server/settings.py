@@ -25,6 +25,14 @@ backups, and how to reach each Cassandra node.
     saved_caches_dir = "/var/lib/cassandra/saved_caches"
     restore_staging_dir = "/var/lib/cassandra"       # same filesystem as data_dir
 
+    [cassandra]                   # optional; CQL credentials and TLS (default: neither)
+    username = "cassy_backup"
+    password_env = "CASSY_CQL_PASSWORD"              # or password_file; never inline
+    ca_file = "/etc/cassy-scheduler/cassandra-ca.pem"   # turns TLS on
+    cert_file = "/etc/cassy-scheduler/cql-client.pem"   # optional client certificate
+    key_file = "/etc/cassy-scheduler/cql-client.key"
+    connect_timeout_seconds = 10
+
     [applications]                # optional; cluster-wide snapshots (backup_type 1) need it
     srv_name = "_cassy-admin._tcp.app.example.com"   # or: instances = ["10.0.0.5:20052"]
     dns_server = "127.0.0.1:5353"                    # optional; else /etc/resolv.conf's
@@ -35,17 +43,21 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import ssl
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
+from cassandra.auth import PlainTextAuthProvider
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
 from cassy_scheduler.config.errors import ConfigError, ConfigProblem
 from cassy_scheduler.config.locate import key_lines, line_of
+from cassy_scheduler.config.secrets import Secret
+from cassy_scheduler.node.discovery import CqlAccess
 from cassy_scheduler.node.executor import NodeEndpoint
 from cassy_scheduler.server.apps import AppInstance, ApplicationsConfig
 from cassy_scheduler.server.dns import DnsServer
@@ -100,6 +112,18 @@ class _NodesTable(_Table):
     hosts: dict[str, _HostTable] = Field(default_factory=dict)
 
 
+class _CassandraTable(_Table):
+    username: str | None = Field(default=None, min_length=1)
+    password: str | None = None  # only to refuse it with a pointer to password_env
+    password_env: str | None = Field(default=None, min_length=1)
+    password_file: str | None = Field(default=None, min_length=1)
+    ca_file: str | None = None  # set to speak TLS, verifying the node's certificate
+    cert_file: str | None = None  # client certificate, for client_encryption_options
+    key_file: str | None = None  # require_client_auth
+    verify_hostname: bool = True
+    connect_timeout_seconds: float | None = Field(default=None, gt=0)
+
+
 class _ApplicationsTable(_Table):
     srv_name: str | None = None
     dns_server: str | None = None
@@ -114,6 +138,7 @@ class _File(_Table):
     metadata: _MetadataTable = _MetadataTable()
     storage: _StorageTable
     nodes: _NodesTable = _NodesTable()
+    cassandra: _CassandraTable | None = None
     applications: _ApplicationsTable | None = None
 
 
@@ -149,7 +174,7 @@ class ServerSettings:
     storage_uri: str
     nodetool: tuple[str, ...]
     jmx_port: int
-    cql_port: int
+    cql: CqlAccess
     nodetool_timeout_seconds: float
     parallel_nodes: int
     hosts: MappingProxyType[str, NodeEndpoint]
@@ -162,6 +187,10 @@ class ServerSettings:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def cql_port(self) -> int:
+        return self.cql.port
 
     def endpoint(self, address: str) -> NodeEndpoint:
         """How to reach the node at `address`: its own table, else the defaults."""
@@ -293,6 +322,142 @@ def _applications(
     return config, problems
 
 
+_PASSWORD_HINT = (
+    'password_env = "CASSY_CQL_PASSWORD" (a variable in the server\'s environment, e.g. its '
+    'systemd unit) or password_file = "/etc/cassy-scheduler/cql-password"'
+)
+
+
+def _cql_password(
+    table: _CassandraTable, base: Path, problem: _ProblemAt
+) -> tuple[str | None, list[ConfigProblem]]:
+    """The password from password_env or password_file, read now so a bad one stops the start."""
+    if table.password is not None:
+        return None, [
+            problem(
+                "password",
+                "the password is not written in the config file (it gets copied and committed)",
+                "remove it and set " + _PASSWORD_HINT,
+            )
+        ]
+    given = [key for key in ("password_env", "password_file") if getattr(table, key)]
+    if len(given) > 1:
+        return None, [
+            problem("password_file", "password_env and password_file are both given", "keep one")
+        ]
+    if table.username is None:
+        if given:
+            return None, [
+                problem(given[0], "a password needs a username", 'add username = "cassy_backup"')
+            ]
+        return None, []
+    if not given:
+        return None, [problem("username", "a username needs a password", "add " + _PASSWORD_HINT)]
+    key = given[0]
+    if table.password_env:
+        secret = Secret(f"cassandra.{key}", problem.file, env=table.password_env)
+        hint = f"export {table.password_env} in the server's environment (e.g. its systemd unit)"
+    else:
+        assert table.password_file is not None
+        secret = Secret(f"cassandra.{key}", problem.file, file=base / table.password_file)
+        hint = "check the path (relative to this config file) and that the server may read it"
+    try:
+        password = secret.resolve()
+    except ConfigError as exc:
+        return None, [problem(key, p.message, hint) for p in exc.problems]
+    if not password:
+        return None, [problem(key, f"{secret.file} is empty", "write the password into it")]
+    return password, []
+
+
+def _cql_tls(
+    table: _CassandraTable, base: Path, problem: _ProblemAt
+) -> tuple[ssl.SSLContext | None, list[ConfigProblem]]:
+    """An SSL context verifying the nodes' certificates against ca_file; None without it."""
+    client = {"cert_file": table.cert_file, "key_file": table.key_file}
+    given = [key for key, value in client.items() if value]
+    problems = []
+    if given and table.ca_file is None:
+        problems.append(
+            problem(given[0], "a client certificate needs TLS", "set ca_file too (turns TLS on)")
+        )
+    if len(given) == 1:
+        missing = "key_file" if given == ["cert_file"] else "cert_file"
+        problems.append(problem(given[0], f"needs {missing} too", f"set {missing} as well"))
+    if problems or table.ca_file is None:
+        return None, problems
+    files = {key: (base / value).resolve() for key, value in client.items() if value}
+    ca_file = (base / table.ca_file).resolve()
+    for key, pem in {"ca_file": ca_file, **files}.items():
+        if not pem.is_file():
+            problems.append(
+                problem(
+                    key,
+                    f"{pem} is not a readable file",
+                    "give the path of a PEM file (relative to this config file)",
+                )
+            )
+    if problems:
+        return None, problems
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file))
+    except (ssl.SSLError, OSError) as exc:
+        return None, [problem("ca_file", f"not a usable CA certificate: {exc}", "give a PEM file")]
+    context.check_hostname = table.verify_hostname
+    if files:
+        try:
+            context.load_cert_chain(str(files["cert_file"]), str(files["key_file"]))
+        except (ssl.SSLError, OSError) as exc:
+            return None, [
+                problem(
+                    "cert_file",
+                    f"cannot load the client certificate and key: {exc}",
+                    "give a PEM certificate and its unencrypted PEM private key",
+                )
+            ]
+    return context, []
+
+
+@dataclass(frozen=True)
+class _ProblemAt:
+    """Builds problems for keys of the [cassandra] table, pinned to their lines."""
+
+    file: str
+    lines: dict[tuple[str, ...], int]
+
+    def __call__(self, key: str, message: str, hint: str) -> ConfigProblem:
+        where = ("cassandra", key)
+        return ConfigProblem(self.file, line_of(self.lines, where), ".".join(where), message, hint)
+
+
+def _cql_access(
+    nodes: _NodesTable,
+    table: _CassandraTable | None,
+    path: Path,
+    lines: dict[tuple[str, ...], int],
+) -> tuple[CqlAccess, list[ConfigProblem]]:
+    """How to open CQL to the nodes; without a [cassandra] table, as before: no auth, no TLS."""
+    if table is None:
+        return CqlAccess(port=nodes.cql_port, config=str(path.resolve())), []
+    problem = _ProblemAt(str(path), lines)
+    password, problems = _cql_password(table, path.parent, problem)
+    context, tls_problems = _cql_tls(table, path.parent, problem)
+    problems += tls_problems
+    auth = (
+        PlainTextAuthProvider(username=table.username, password=password)
+        if table.username is not None and password is not None
+        else None
+    )
+    access = CqlAccess(
+        port=nodes.cql_port,
+        auth_provider=auth,
+        ssl_context=context,
+        connect_timeout_s=table.connect_timeout_seconds,
+        config=str(path.resolve()),
+    )
+    return access, problems
+
+
 def load_server_settings(path: Path) -> ServerSettings:
     """Read server.toml; every problem names the file, the line and the key."""
     file = str(path)
@@ -377,6 +542,8 @@ def load_server_settings(path: Path) -> ServerSettings:
         )
     applications, application_problems = _applications(parsed.applications, lines, file)
     problems.extend(application_problems)
+    cql, cql_problems = _cql_access(parsed.nodes, parsed.cassandra, path, lines)
+    problems.extend(cql_problems)
     if problems:
         raise ConfigError(problems)
     base = path.parent
@@ -390,7 +557,7 @@ def load_server_settings(path: Path) -> ServerSettings:
         storage_uri=parsed.storage.uri,
         nodetool=tuple(parsed.nodes.nodetool),
         jmx_port=parsed.nodes.jmx_port,
-        cql_port=parsed.nodes.cql_port,
+        cql=cql,
         nodetool_timeout_seconds=parsed.nodes.nodetool_timeout_seconds,
         parallel_nodes=parsed.nodes.parallel_nodes,
         hosts=MappingProxyType(hosts),
