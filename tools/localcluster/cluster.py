@@ -19,10 +19,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import Cluster
+
 from tools.localcluster.artifacts import CassandraJars, fetch
 from tools.localcluster.errors import LocalClusterError
 from tools.localcluster.java import find_java
-from tools.localcluster.nodeconfig import STORAGE_PORT, NodeSpec, nodetool_command
+from tools.localcluster.nodeconfig import (
+    DEFAULT_SUPERUSER,
+    STORAGE_PORT,
+    NodeSpec,
+    nodetool_command,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +62,28 @@ def _port_answers(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _can_log_in(host: str, port: int, credentials: tuple[str, str]) -> bool:
+    """True once CQL accepts the credentials: the default superuser is created just after
+    the node starts listening, so the port answering is not enough."""
+    driver = Cluster(
+        contact_points=[host],
+        port=port,
+        auth_provider=PlainTextAuthProvider(*credentials),
+        protocol_version=5,
+        connect_timeout=5,
+        control_connection_timeout=5,
+        schema_metadata_enabled=False,
+        token_metadata_enabled=False,
+    )
+    try:
+        driver.connect().execute("SELECT release_version FROM system.local")
+    except Exception:  # any refusal or timeout: not ready yet
+        return False
+    finally:
+        driver.shutdown()
+    return True
 
 
 def _pid_alive(pid: int) -> bool:
@@ -120,7 +150,10 @@ class LocalCluster:
         jars: CassandraJars | None = None,
         java: str | None = None,
         die_with_parent: bool = True,
+        authenticator: str | None = None,
     ) -> None:
+        """`authenticator` (e.g. "PasswordAuthenticator") goes into every cassandra.yaml;
+        the readiness wait then logs in as the default superuser cassandra/cassandra."""
         if not 1 <= nodes <= MAX_NODES:
             raise LocalClusterError(f"a local cluster has 1 to {MAX_NODES} nodes, not {nodes}")
         if heap_mb > 768:
@@ -129,8 +162,9 @@ class LocalCluster:
             )
         self.root = root.resolve()
         self.cluster_name = cluster_name
+        self.authenticator = authenticator
         self.specs = [
-            NodeSpec(n, nodes, self.root, cluster_name, first_octet, heap_mb)
+            NodeSpec(n, nodes, self.root, cluster_name, first_octet, heap_mb, authenticator)
             for n in range(1, nodes + 1)
         ]
         self._jars = jars
@@ -173,6 +207,7 @@ class LocalCluster:
             "nodes": len(self.specs),
             "first_octet": self.specs[0].first_octet,
             "heap_mb": self.specs[0].heap_mb,
+            "authenticator": self.authenticator,
             "pids": self._pids,
         }
         self.root.mkdir(parents=True, exist_ok=True)
@@ -194,6 +229,7 @@ class LocalCluster:
             first_octet=int(state["first_octet"]),
             heap_mb=int(state["heap_mb"]),
             die_with_parent=False,
+            authenticator=state.get("authenticator"),
         )
         cluster._pids = {name: int(pid) for name, pid in state["pids"].items()}
         return cluster
@@ -253,7 +289,7 @@ class LocalCluster:
                 logged = spec.log_file.exists() and READY_LINE in spec.log_file.read_text(
                     errors="replace"
                 )
-                if logged and _port_answers(spec.address, spec.cql_port):
+                if logged and _port_answers(spec.address, spec.cql_port) and self._logs_in(spec):
                     waiting.remove(spec)
             if waiting and time.monotonic() > deadline:
                 names = ", ".join(s.name for s in waiting)
@@ -262,6 +298,11 @@ class LocalCluster:
                 )
             if waiting:
                 time.sleep(1)
+
+    def _logs_in(self, spec: NodeSpec) -> bool:
+        if spec.authenticator is None:
+            return True
+        return _can_log_in(spec.address, spec.cql_port, DEFAULT_SUPERUSER)
 
     def _wait_all_up(self, deadline: float) -> None:
         """Every node's own `nodetool status` must show every node UN."""

@@ -16,6 +16,8 @@ JMX_PORT_BASE = 7000
 CQL_PORT = 9042
 STORAGE_PORT = 7000
 DEFAULT_HEAP_MB = 512
+#: The superuser Cassandra creates at first start when an authenticator is on.
+DEFAULT_SUPERUSER = ("cassandra", "cassandra")
 
 # JDK 17 module flags from Cassandra 5.0's jvm17-server.options.
 _ADD_EXPORTS = (
@@ -70,6 +72,7 @@ class NodeSpec:
     cluster_name: str
     first_octet: int = 1
     heap_mb: int = DEFAULT_HEAP_MB
+    authenticator: str | None = None  # e.g. "PasswordAuthenticator"; None: Cassandra's default
 
     @property
     def name(self) -> str:
@@ -136,6 +139,7 @@ class NodeSpec:
 
     def cassandra_yaml(self) -> str:
         token = balanced_token(self.number - 1, self.count)
+        auth = f"authenticator: {self.authenticator}\n" if self.authenticator else ""
         return f"""# Written by tools/localcluster for {self.name} of {self.cluster_name}.
 cluster_name: '{self.cluster_name}'
 num_tokens: 1
@@ -175,7 +179,7 @@ dynamic_snitch: false
 read_request_timeout: 10000ms
 write_request_timeout: 10000ms
 request_timeout: 20000ms
-"""
+{auth}"""
 
     def logback_xml(self) -> str:
         return f"""<configuration scan="false">
