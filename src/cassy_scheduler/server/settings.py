@@ -48,7 +48,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, get_args
 
 from cassandra.auth import PlainTextAuthProvider
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -223,9 +223,12 @@ def _table_at(path: tuple[str, ...]) -> type[BaseModel] | None:
             model = _HostTable
             continue
         annotation = model.model_fields[part].annotation if part in model.model_fields else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        # An optional table (`_CassandraTable | None`) is its model too.
+        candidates = [annotation, *get_args(annotation)]
+        tables = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not tables:
             return None
-        model = annotation
+        model = tables[0]
     return model
 
 
