@@ -1,9 +1,13 @@
 """A node with PasswordAuthenticator: refused without credentials, with the fix named; with
-[cassandra] credentials from the environment, registered and backed up by the real server."""
+[cassandra] credentials from the environment, registered and backed up by the real server.
+With openssl at hand the node also takes CQL over TLS (optional, so plain text still works),
+and the server verifies its certificate against [cassandra] ca_file."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from cassy_scheduler.client import CassyClient, CassyError
 from cassy_scheduler.node.discovery import (
     CqlAccess,
     CqlAuthenticationError,
+    DiscoveryError,
     discover_cluster,
     live_keyspaces,
     node_data_dir,
@@ -24,6 +29,7 @@ from cassy_scheduler.protocol.types import BackupType
 from tests.integration.test_node_discovery import endpoints_of
 from tests.integration.test_node_nodetool import local_executor
 from tests.integration.test_server_backup import finish_all, node_prefix
+from tests.integration.test_server_tls import _openssl, _signed
 from tests.serverproc import ServerProcess, server_toml
 from tools.localcluster import LocalCluster
 
@@ -34,15 +40,37 @@ PASSWORD_VARIABLE = "CASSY_TEST_CQL_PASSWORD"
 CREDENTIALS = f'\n[cassandra]\nusername = "cassandra"\npassword_env = "{PASSWORD_VARIABLE}"\n'
 
 
+HAS_OPENSSL = shutil.which("openssl") is not None
+needs_openssl = pytest.mark.skipif(not HAS_OPENSSL, reason="needs openssl")
+
+
+def _pki(work: Path, address: str) -> Path:
+    """A CA, the node's certificate for `address` with its key in one PEM, and another CA."""
+    for ca in ("other-ca", "ca"):
+        _openssl(
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key",
+            "-subj", f"/CN={ca}", "-days", "2", "-out", f"{ca}.pem", cwd=work,
+        )  # fmt: skip
+    _signed("node", work, f"subjectAltName=IP:{address}\nextendedKeyUsage=serverAuth\n")
+    bundle = work / "node-bundle.pem"
+    bundle.write_text((work / "node.key").read_text() + (work / "node.pem").read_text())
+    return bundle
+
+
 @pytest.fixture(scope="module")
 def auth_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """One node that lets in only the default superuser, cassandra/cassandra."""
+    root = tmp_path_factory.mktemp("auth-node")
+    address = f"127.0.0.{_FIRST_OCTET}"
+    pki = root / "pki"
+    pki.mkdir()
     cluster = LocalCluster(
-        tmp_path_factory.mktemp("auth-node"),
+        root / "cluster",
         1,
         cluster_name="authed",
         first_octet=_FIRST_OCTET,
         authenticator="PasswordAuthenticator",
+        client_tls_pem=_pki(pki, address) if HAS_OPENSSL else None,
     )
     try:
         cluster.start_all(timeout=240)
@@ -51,8 +79,15 @@ def auth_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClus
         cluster.stop_all()
 
 
-def superuser() -> CqlAccess:
-    return CqlAccess(auth_provider=PlainTextAuthProvider("cassandra", "cassandra"))
+def superuser(ssl_context: ssl.SSLContext | None = None) -> CqlAccess:
+    return CqlAccess(
+        auth_provider=PlainTextAuthProvider("cassandra", "cassandra"), ssl_context=ssl_context
+    )
+
+
+def pki_of(cluster: LocalCluster) -> Path:
+    assert cluster.client_tls_pem is not None
+    return cluster.client_tls_pem.parent
 
 
 def test_no_credentials_is_an_authentication_error(auth_cluster: LocalCluster) -> None:
@@ -77,6 +112,18 @@ def test_discovery_logs_in(auth_cluster: LocalCluster) -> None:
     assert facts.nodes == (spec.address,)
     assert facts.data_dir == str(spec.data_dir)
     assert "system_auth" in live_keyspaces(spec.address, superuser(), 30)
+
+
+@needs_openssl
+def test_discovery_over_tls_verifies_the_node(auth_cluster: LocalCluster) -> None:
+    address = auth_cluster.addresses[0]
+    trusted = ssl.create_default_context(cafile=str(pki_of(auth_cluster) / "ca.pem"))
+    assert "system_auth" in live_keyspaces(address, superuser(trusted), 30)
+    stranger = ssl.create_default_context(cafile=str(pki_of(auth_cluster) / "other-ca.pem"))
+    with pytest.raises(DiscoveryError, match=r"TLS is on \(\[cassandra\] ca_file\)") as caught:
+        live_keyspaces(address, superuser(stranger), 30)
+    assert not isinstance(caught.value, CqlAuthenticationError)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
 
 
 def test_server_without_credentials_names_the_fix(
@@ -131,7 +178,8 @@ def test_server_with_credentials_registers_and_backs_up(
     driver.shutdown()
 
     monkeypatch.setenv(PASSWORD_VARIABLE, "cassandra")
-    config = server_toml(tmp_path, [auth_cluster], extra=CREDENTIALS)
+    tls = f'ca_file = "{pki_of(auth_cluster) / "ca.pem"}"\n' if HAS_OPENSSL else ""
+    config = server_toml(tmp_path, [auth_cluster], extra=CREDENTIALS + tls)
     server = ServerProcess(config, tmp_path / "server.log").start()
     try:
         with CassyClient(server.address, timeout_s=120) as client:

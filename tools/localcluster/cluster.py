@@ -151,9 +151,11 @@ class LocalCluster:
         java: str | None = None,
         die_with_parent: bool = True,
         authenticator: str | None = None,
+        client_tls_pem: Path | None = None,
     ) -> None:
         """`authenticator` (e.g. "PasswordAuthenticator") goes into every cassandra.yaml;
-        the readiness wait then logs in as the default superuser cassandra/cassandra."""
+        the readiness wait then logs in as the default superuser cassandra/cassandra.
+        `client_tls_pem` (a node key and certificate in one PEM) lets CQL clients use TLS."""
         if not 1 <= nodes <= MAX_NODES:
             raise LocalClusterError(f"a local cluster has 1 to {MAX_NODES} nodes, not {nodes}")
         if heap_mb > 768:
@@ -163,8 +165,12 @@ class LocalCluster:
         self.root = root.resolve()
         self.cluster_name = cluster_name
         self.authenticator = authenticator
+        self.client_tls_pem = client_tls_pem
+        tls_pem = client_tls_pem.resolve() if client_tls_pem is not None else None
         self.specs = [
-            NodeSpec(n, nodes, self.root, cluster_name, first_octet, heap_mb, authenticator)
+            NodeSpec(
+                n, nodes, self.root, cluster_name, first_octet, heap_mb, authenticator, tls_pem
+            )
             for n in range(1, nodes + 1)
         ]
         self._jars = jars
@@ -208,6 +214,7 @@ class LocalCluster:
             "first_octet": self.specs[0].first_octet,
             "heap_mb": self.specs[0].heap_mb,
             "authenticator": self.authenticator,
+            "client_tls_pem": str(self.client_tls_pem) if self.client_tls_pem else None,
             "pids": self._pids,
         }
         self.root.mkdir(parents=True, exist_ok=True)
@@ -230,6 +237,7 @@ class LocalCluster:
             heap_mb=int(state["heap_mb"]),
             die_with_parent=False,
             authenticator=state.get("authenticator"),
+            client_tls_pem=Path(state["client_tls_pem"]) if state.get("client_tls_pem") else None,
         )
         cluster._pids = {name: int(pid) for name, pid in state["pids"].items()}
         return cluster

@@ -73,6 +73,21 @@ class NodeSpec:
     first_octet: int = 1
     heap_mb: int = DEFAULT_HEAP_MB
     authenticator: str | None = None  # e.g. "PasswordAuthenticator"; None: Cassandra's default
+    client_tls_pem: Path | None = None  # the node's key and certificate: CQL takes TLS too
+
+    def client_encryption_yaml(self) -> str:
+        """CQL over TLS from a PEM bundle (no keystore, so no keytool); `optional` keeps plain
+        text working on the same port, so one node serves clients of either kind."""
+        if self.client_tls_pem is None:
+            return ""
+        return f"""client_encryption_options:
+  enabled: true
+  optional: true
+  require_client_auth: false
+  ssl_context_factory:
+    class_name: org.apache.cassandra.security.PEMBasedSslContextFactory
+  keystore: {self.client_tls_pem}
+"""
 
     @property
     def name(self) -> str:
@@ -179,7 +194,7 @@ dynamic_snitch: false
 read_request_timeout: 10000ms
 write_request_timeout: 10000ms
 request_timeout: 20000ms
-{auth}"""
+{auth}{self.client_encryption_yaml()}"""
 
     def logback_xml(self) -> str:
         return f"""<configuration scan="false">
