@@ -5,39 +5,19 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.demoproc import left_running, run_demo
 
 pytestmark = pytest.mark.cassandra
 
 
 def test_short_demo_runs_every_job_type_mails_and_stops_what_it_started(tmp_path: Path) -> None:
-    offset = int(os.environ.get("CASSY_TEST_IP_OFFSET", "0"))
     demo_dir = tmp_path / "demo"
-    env = {
-        **os.environ,
-        "DEMO_DIR": str(demo_dir),
-        "DEMO_NODES": "1",
-        "DEMO_SECONDS": "150",
-        "DEMO_FIRST_OCTET": str(41 + offset),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "tools.demo"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = run_demo([], demo_dir, 41, {"DEMO_SECONDS": "150"})
     assert "succeeded job types: cluster-wide, incremental, snapshot" in done.stdout
     assert f"mails: {demo_dir / 'mail'} (one .eml file per notification" in done.stdout
 
@@ -57,7 +37,4 @@ def test_short_demo_runs_every_job_type_mails_and_stops_what_it_started(tmp_path
     # As the notifier words it: "OK snapshot demo: 1 of 1 node completed".
     assert any(s.startswith("OK ") and "1 of 1 node completed" in s for s in subjects), subjects
 
-    leftover = subprocess.run(
-        ["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True, check=False
-    ).stdout.split()
-    assert leftover == [], f"processes left running: {leftover}"
+    assert left_running(demo_dir) == []

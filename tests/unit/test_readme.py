@@ -35,15 +35,16 @@ def test_every_command_is_run_by_the_walkthrough_or_named_test() -> None:
 
 
 def test_covered_commands_really_run_there() -> None:
+    demo_runner = (REPO / "tests" / "demoproc.py").read_text(encoding="utf-8")
     for command, where in COVERED_ELSEWHERE.items():
         text = (REPO / where).read_text(encoding="utf-8")
         if where == ".ci/run":
             assert command in text
-        else:  # the demo tests run what the make targets run
-            target = command.split()[1]
-            recipe = _make_recipe(target)
-            module = recipe.split("-m ")[-1]
-            assert module.split()[0] in text, (command, recipe)
+            continue
+        # The demo tests run what the make target runs: its module, with its arguments.
+        module, *args = _make_recipe(command.split()[1]).split("-m ")[-1].split()
+        assert f'"-m", "{module}"' in demo_runner, (command, module)
+        assert f"run_demo({args!r}".replace("'", '"') in text, (command, args)
 
 
 def _make_recipe(target: str) -> str:
