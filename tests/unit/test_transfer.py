@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from cassy_scheduler.node import transfer
 from cassy_scheduler.node.transfer import (
     BackupIdentity,
     LocalFile,
     Manifest,
+    ManifestEntry,
     ManifestError,
     SourceFileMissingError,
     TransferError,
@@ -40,7 +44,13 @@ class RecordingStorage(FilesystemStorage):
     def __init__(self, base: Path) -> None:
         super().__init__(base, durable=False)
         self.writes: list[str] = []
+        self.hashed: list[str] = []
         self._lock = threading.Lock()
+
+    def sha256(self, key: str) -> str:
+        with self._lock:
+            self.hashed.append(key)
+        return super().sha256(key)
 
     def put_file(self, key: str, local_path: Path) -> ObjectInfo:
         info = super().put_file(key, local_path)
@@ -67,7 +77,25 @@ def data_dir(tmp_path: Path) -> Path:
         path = root / "ks" / "t-0123" / "snapshots" / "snap-1" / f"nb-{index}-big-Data.db"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(bytes([index]) * (1000 * (index + 1)))
+        os.utime(path, ns=(OLD_MTIME_NS, OLD_MTIME_NS))  # so any later write changes the mtime
     return root
+
+
+OLD_MTIME_NS = 1_600_000_000_123_456_789
+
+
+@pytest.fixture
+def local_hashes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The local files the upload hashes, in the order it hashes them."""
+    hashed: list[Path] = []
+    real = transfer._sha256_of
+
+    def counting(path: Path) -> str:
+        hashed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(transfer, "_sha256_of", counting)
+    return hashed
 
 
 def _files(data_dir: Path) -> list[LocalFile]:
@@ -157,7 +185,22 @@ def test_manifest_lists_every_file_with_size_and_hash(
     assert document["format_version"] == 1
     assert document["backup_type"] == 2
     assert document["created_at"] == 1_700_000_000_000
-    assert set(document["files"][0]) == {"path", "key", "size", "sha256"}
+    assert set(document["files"][0]) == {
+        "path",
+        "key",
+        "size",
+        "sha256",
+        "mtime_ns",
+        "inode",
+        "device",
+    }
+    for entry in manifest.files:
+        status = (data_dir / entry.path).stat()
+        assert (entry.mtime_ns, entry.inode, entry.device) == (
+            status.st_mtime_ns,
+            status.st_ino,
+            status.st_dev,
+        )
 
 
 def test_empty_upload_still_writes_a_manifest(storage: RecordingStorage) -> None:
@@ -242,3 +285,184 @@ def test_manifest_from_json_checks_its_fields(document: dict[str, object], messa
 def test_manifest_round_trips() -> None:
     manifest = Manifest(identity=_identity(), prefix=PREFIX, files=())
     assert Manifest.from_json(manifest.to_json()) == manifest
+
+
+def _key(data_dir: Path, path: Path) -> str:
+    return PREFIX + path.relative_to(data_dir).as_posix()
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_second_upload_of_unchanged_files_reads_neither_copy(
+    storage: RecordingStorage, data_dir: Path, local_hashes: list[Path], workers: int
+) -> None:
+    files = _files(data_dir)
+    first = upload_files(storage, PREFIX, files, _identity(1), workers=workers)
+    assert local_hashes == []  # a first upload hashes while sending
+    storage.writes.clear()
+
+    second = upload_files(
+        storage, PREFIX, files, _identity(2, BackupType.NODE_INCREMENTAL), workers=workers
+    )
+
+    assert local_hashes == []
+    assert storage.hashed == []
+    assert second.files_skipped == 6
+    assert storage.writes == [second.manifest_key]
+    assert second.manifest.files == first.manifest.files
+
+
+def test_touched_file_is_hashed_again_and_kept_when_its_content_is_the_same(
+    storage: RecordingStorage, data_dir: Path, local_hashes: list[Path]
+) -> None:
+    files = _files(data_dir)
+    upload_files(storage, PREFIX, files, _identity(1))
+    touched = files[2].path
+    os.utime(touched, ns=(OLD_MTIME_NS + 1, OLD_MTIME_NS + 1))
+
+    result = upload_files(storage, PREFIX, files, _identity(2))
+
+    assert local_hashes == [touched]
+    assert storage.hashed == [_key(data_dir, touched)]
+    assert result.files_sent == 0
+    (entry,) = [e for e in result.manifest.files if e.key == _key(data_dir, touched)]
+    assert entry.mtime_ns == OLD_MTIME_NS + 1
+    local_hashes.clear()
+    storage.hashed.clear()
+
+    upload_files(storage, PREFIX, files, _identity(3))  # the new mtime is now on record
+
+    assert local_hashes == []
+    assert storage.hashed == []
+
+
+def test_touched_file_with_new_content_of_the_same_size_is_sent(
+    storage: RecordingStorage, data_dir: Path, local_hashes: list[Path]
+) -> None:
+    files = _files(data_dir)
+    upload_files(storage, PREFIX, files, _identity(1))
+    changed = files[0].path
+    changed.write_bytes(b"\xff" * changed.stat().st_size)  # same inode, new mtime
+
+    result = upload_files(storage, PREFIX, files, _identity(2))
+
+    assert local_hashes == [changed]
+    assert result.files_sent == 1
+    assert storage.get_bytes(_key(data_dir, changed)) == changed.read_bytes()
+
+
+@pytest.mark.parametrize("same_content", [True, False])
+def test_replaced_file_with_the_same_name_size_and_mtime_is_hashed(
+    storage: RecordingStorage, data_dir: Path, local_hashes: list[Path], same_content: bool
+) -> None:
+    files = _files(data_dir)
+    first = upload_files(storage, PREFIX, files, _identity(1))
+    target = files[1].path
+    content = target.read_bytes() if same_content else b"\x07" * target.stat().st_size
+    replacement = target.with_name("replacement.tmp")
+    replacement.write_bytes(content)
+    os.utime(replacement, ns=(OLD_MTIME_NS, OLD_MTIME_NS))
+    old_inode = target.stat().st_ino
+    os.replace(replacement, target)  # a new inode; only it differs from the manifest's entry
+    assert target.stat().st_ino != old_inode
+
+    result = upload_files(storage, PREFIX, files, _identity(2))
+
+    assert local_hashes == [target]
+    assert storage.hashed == [_key(data_dir, target)]
+    assert result.files_sent == (0 if same_content else 1)
+    assert storage.get_bytes(_key(data_dir, target)) == content
+    (entry,) = [e for e in result.manifest.files if e.key == _key(data_dir, target)]
+    assert entry.inode == target.stat().st_ino
+    assert entry.sha256 == hashlib.sha256(content).hexdigest()
+    assert len(first.manifest.files) == len(result.manifest.files)
+
+
+def test_stored_object_gone_or_resized_is_sent_again(
+    storage: RecordingStorage, data_dir: Path, local_hashes: list[Path]
+) -> None:
+    files = _files(data_dir)
+    upload_files(storage, PREFIX, files, _identity(1))
+    gone, resized = (_key(data_dir, f.path) for f in files[:2])
+    storage.delete(gone)
+    storage.put_bytes(resized, b"short")
+    storage.writes.clear()
+
+    result = upload_files(storage, PREFIX, files, _identity(2))
+
+    assert result.files_sent == 2
+    assert sorted(storage.writes[:-1]) == sorted([gone, resized])
+    assert local_hashes == []
+    for local in files[:2]:
+        assert storage.get_bytes(_key(data_dir, local.path)) == local.path.read_bytes()
+
+
+def _strip_identity(storage: RecordingStorage, key: str) -> None:
+    document = json.loads(storage.get_bytes(key))
+    for entry in document["files"]:
+        for name in ("mtime_ns", "inode", "device"):
+            del entry[name]
+    storage.put_bytes(key, json.dumps(document).encode())
+
+
+def test_manifests_without_identity_are_read_and_their_files_hashed_once_more(
+    storage: RecordingStorage, data_dir: Path, local_hashes: list[Path]
+) -> None:
+    files = _files(data_dir)
+    first = upload_files(storage, PREFIX, files, _identity(1))
+    _strip_identity(storage, first.manifest_key)
+
+    old = read_manifest(storage, first.manifest_key)
+    assert all(e.mtime_ns is None and e.inode is None and e.device is None for e in old.files)
+    assert [(e.key, e.size, e.sha256) for e in old.files] == [
+        (e.key, e.size, e.sha256) for e in first.manifest.files
+    ]
+    assert Manifest.from_json(old.to_json()) == old
+    assert find_manifests(storage, PREFIX) == [old]
+
+    second = upload_files(storage, PREFIX, files, _identity(2))
+
+    assert second.files_sent == 0
+    assert sorted(local_hashes) == sorted(f.path for f in files)
+    assert sorted(storage.hashed) == sorted(e.key for e in first.manifest.files)
+    assert second.manifest.files == first.manifest.files  # identity recorded again
+    local_hashes.clear()
+
+    upload_files(storage, PREFIX, files, _identity(3))
+
+    assert local_hashes == []
+
+
+def _store_manifest(storage: RecordingStorage, manifest: Manifest) -> None:
+    identity = manifest.identity
+    key = manifest_key(PREFIX, identity.backup_type, identity.created_at_ms)
+    storage.put_bytes(key, manifest.to_json().encode())
+
+
+def test_newest_manifest_entry_wins_and_unreadable_manifests_are_ignored(
+    storage: RecordingStorage, data_dir: Path, local_hashes: list[Path]
+) -> None:
+    files = _files(data_dir)
+    base = upload_files(storage, PREFIX, files, _identity(2)).manifest
+    wrong = [replace(e, inode=(e.inode or 0) + 1) for e in base.files]
+    _store_manifest(storage, replace(base, identity=_identity(1), files=tuple(wrong)))
+    _store_manifest(storage, replace(base, identity=_identity(3), files=(wrong[0],)))
+    storage.put_bytes(manifest_key(PREFIX, BackupType.NODE_SNAPSHOT, 4), b"{bad")
+
+    result = upload_files(storage, PREFIX, files, _identity(5))
+
+    assert result.files_sent == 0
+    assert local_hashes == [data_dir / base.files[0].path]  # only the newest entry is wrong
+
+
+def test_entry_round_trips_with_and_without_identity() -> None:
+    entries = (
+        ManifestEntry("a", PREFIX + "a", 1, "00" * 32, mtime_ns=5, inode=6, device=7),
+        ManifestEntry("b", PREFIX + "b", 2, "11" * 32),
+    )
+    manifest = Manifest(identity=_identity(), prefix=PREFIX, files=entries)
+    document = json.loads(manifest.to_json())
+    assert set(document["files"][1]) == {"path", "key", "size", "sha256"}
+    assert Manifest.from_json(manifest.to_json()) == manifest
+    document["files"][0]["inode"] = "six"
+    with pytest.raises(ManifestError, match="'inode' must be an integer"):
+        Manifest.from_json(json.dumps(document))

@@ -3,6 +3,13 @@
 An upload sends each file under the node's prefix, skipping files already stored with the
 same size and SHA-256, and writes the manifest last: a manifest in storage means every file
 it lists was stored completely. Restores and verification read manifests, not listings.
+
+Each manifest entry also records the local file's identity when it was read (mtime in ns,
+inode, device). A later upload under the same prefix trusts an earlier entry's SHA-256 for a
+file whose identity and size are unchanged and whose stored object still has that size, and
+reads neither copy: SSTables are immutable and `backups/` entries are hard links, so the
+incremental files re-sent every hour are not hashed again. Older manifests without identity
+fields are read as before; their files are hashed once more and get identity from then on.
 """
 
 from __future__ import annotations
@@ -61,12 +68,35 @@ class BackupIdentity:
 
 @dataclass(frozen=True)
 class ManifestEntry:
-    """One stored file: its path below the prefix, its full key, its size and SHA-256."""
+    """One stored file: its path below the prefix, its full key, its size and SHA-256.
+
+    `mtime_ns`, `inode` and `device` describe the local file the entry was made from (None in
+    manifests written before they were recorded); only uploads use them, to skip re-hashing.
+    """
 
     path: str
     key: str
     size: int
     sha256: str
+    mtime_ns: int | None = None
+    inode: int | None = None
+    device: int | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "path": self.path,
+            "key": self.key,
+            "size": self.size,
+            "sha256": self.sha256,
+        }
+        for name in _IDENTITY_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                document[name] = value
+        return document
+
+
+_IDENTITY_FIELDS = ("mtime_ns", "inode", "device")
 
 
 @dataclass(frozen=True)
@@ -91,10 +121,7 @@ class Manifest:
             "backup_type": int(self.identity.backup_type),
             "created_at": self.identity.created_at_ms,
             "prefix": self.prefix,
-            "files": [
-                {"path": e.path, "key": e.key, "size": e.size, "sha256": e.sha256}
-                for e in self.files
-            ],
+            "files": [e.to_document() for e in self.files],
         }
         return json.dumps(document, indent=1) + "\n"
 
@@ -134,6 +161,9 @@ class Manifest:
                     key=entry.text("key"),
                     size=entry.integer("size"),
                     sha256=entry.text("sha256"),
+                    mtime_ns=entry.optional_integer("mtime_ns"),
+                    inode=entry.optional_integer("inode"),
+                    device=entry.optional_integer("device"),
                 )
             )
         return cls(
@@ -173,6 +203,9 @@ class _Fields:
         result: int = self.value(name, int)
         return result
 
+    def optional_integer(self, name: str) -> int | None:
+        return self.integer(name) if name in self._document else None
+
 
 @dataclass(frozen=True)
 class UploadResult:
@@ -203,15 +236,23 @@ def upload_files(
     """Store `files` under `prefix`, then the manifest; return what was sent and skipped.
 
     `prefix` is normally `storage.layout.backup_prefix(...)` for `identity`. A file is skipped
-    when an object with its key, size and SHA-256 already exists. At most `workers` files are
-    in flight at once, each through one fixed-size buffer, so memory stays bounded. Storage
-    faults raise the storage package's errors; nothing here leaves a manifest behind on failure.
+    when an object with its key, size and SHA-256 already exists. The manifests already under
+    `prefix` are read first (the newest entry for a key wins; an unreadable one is ignored):
+    a file whose size, mtime, inode and device match its entry there, and whose stored object
+    still exists with that size, is skipped with the entry's SHA-256 without reading either
+    copy. Every other file is hashed and compared with the stored object's hash as before.
+    A stored object corrupted in place with its size kept is therefore not noticed here: that
+    is what `verify` is for (it checks every stored object's size and SHA-256 against the
+    manifests). At most `workers` files are in flight at once, each through one fixed-size
+    buffer, so memory stays bounded. Storage faults raise the storage package's errors;
+    nothing here leaves a manifest behind on failure.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     validate_prefix(prefix)
     jobs = _plan(prefix, files)
-    outcomes = list(_run(jobs, lambda job: _upload_one(storage, *job), workers))
+    known = _known_entries(storage, prefix) if jobs else {}
+    outcomes = list(_run(jobs, lambda job: _upload_one(storage, *job, known.get(job[0])), workers))
     entries = tuple(sorted((o.entry for o in outcomes), key=lambda e: e.path))
     manifest = Manifest(identity=identity, prefix=prefix, files=entries)
     key = manifest_key(prefix, identity.backup_type, identity.created_at_ms)
@@ -257,6 +298,21 @@ def find_manifests(storage: Storage, prefix: str) -> list[Manifest]:
     return sorted(manifests, key=lambda m: m.identity.created_at_ms)
 
 
+def _known_entries(storage: Storage, prefix: str) -> dict[str, ManifestEntry]:
+    """Key -> the newest entry for it among the readable manifests under `prefix`."""
+    manifests = []
+    for info in storage.list(manifest_prefix(prefix)):
+        try:
+            manifests.append(read_manifest(storage, info.key))
+        except ManifestError as exc:
+            _log.warning("ignoring unreadable manifest while uploading: %s", exc)
+    known: dict[str, ManifestEntry] = {}
+    for manifest in sorted(manifests, key=lambda m: m.identity.created_at_ms):
+        for entry in manifest.files:
+            known[entry.key] = entry
+    return known
+
+
 _Job = tuple[str, str, LocalFile]  # (key, relative key, file)
 
 
@@ -281,15 +337,29 @@ def _plan(prefix: str, files: Iterable[LocalFile]) -> list[_Job]:
     return jobs
 
 
-def _upload_one(storage: Storage, key: str, relative: str, local: LocalFile) -> _FileOutcome:
+def _upload_one(
+    storage: Storage, key: str, relative: str, local: LocalFile, known: ManifestEntry | None
+) -> _FileOutcome:
     try:
-        size = local.path.stat().st_size
+        status = local.path.stat()
+        size = status.st_size
+        # Taken before any read: a file changed while being read gets a newer mtime than this.
+        identity = {
+            "mtime_ns": status.st_mtime_ns,
+            "inode": status.st_ino,
+            "device": status.st_dev,
+        }
         existing = storage.stat(key)
         if existing is not None and existing.size == size:
+            if known is not None and _same_local_file(known, size, identity):
+                _log.debug("unchanged since its manifest, skipped key=%s size=%d", key, size)
+                entry = ManifestEntry(relative, key, size, known.sha256, **identity)
+                return _FileOutcome(entry, sent=False)
             local_sha256 = _sha256_of(local.path)
             if storage.sha256(key) == local_sha256:
                 _log.debug("unchanged, skipped key=%s size=%d", key, size)
-                return _FileOutcome(ManifestEntry(relative, key, size, local_sha256), sent=False)
+                entry = ManifestEntry(relative, key, size, local_sha256, **identity)
+                return _FileOutcome(entry, sent=False)
         stored = storage.put_file(key, local.path)
     except (FileNotFoundError, LocalFileNotFoundError) as exc:
         raise SourceFileMissingError(
@@ -298,7 +368,17 @@ def _upload_one(storage: Storage, key: str, relative: str, local: LocalFile) -> 
         ) from exc
     # Backends hash while uploading; one that could not is asked afterwards.
     stored_sha256 = stored.sha256 or storage.sha256(key)
-    return _FileOutcome(ManifestEntry(relative, key, stored.size, stored_sha256), sent=True)
+    if stored.size != size:  # it changed while being sent: let the next upload hash it
+        identity = {}
+    entry = ManifestEntry(relative, key, stored.size, stored_sha256, **identity)
+    return _FileOutcome(entry, sent=True)
+
+
+def _same_local_file(known: ManifestEntry, size: int, identity: dict[str, int]) -> bool:
+    """Whether `known` was made from this very file, unchanged (size, mtime, inode, device)."""
+    return known.size == size and all(
+        getattr(known, name) == value for name, value in identity.items()
+    )
 
 
 def _sha256_of(path: Path) -> str:
