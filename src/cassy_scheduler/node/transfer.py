@@ -292,25 +292,32 @@ def read_manifest(storage: Storage, key: str) -> Manifest:
     return Manifest.from_json(data, source=f"manifest {key!r}")
 
 
-def find_manifests(storage: Storage, prefix: str) -> list[Manifest]:
-    """Every completed upload under a node prefix, oldest first."""
-    manifests = [read_manifest(storage, info.key) for info in storage.list(manifest_prefix(prefix))]
-    return sorted(manifests, key=lambda m: m.identity.created_at_ms)
+def find_manifests(
+    storage: Storage, prefix: str, *, skip_unreadable: bool = False
+) -> list[Manifest]:
+    """Every completed upload under a node prefix, oldest first.
 
-
-def _known_entries(storage: Storage, prefix: str) -> dict[str, ManifestEntry]:
-    """Key -> the newest entry for it among the readable manifests under `prefix`."""
+    Restores and verification need every manifest and fail on a bad one; an upload only
+    looks for hashes it may reuse, so it passes `skip_unreadable` and logs what it skipped.
+    """
     manifests = []
     for info in storage.list(manifest_prefix(prefix)):
         try:
             manifests.append(read_manifest(storage, info.key))
         except ManifestError as exc:
+            if not skip_unreadable:
+                raise
             _log.warning("ignoring unreadable manifest while uploading: %s", exc)
-    known: dict[str, ManifestEntry] = {}
-    for manifest in sorted(manifests, key=lambda m: m.identity.created_at_ms):
-        for entry in manifest.files:
-            known[entry.key] = entry
-    return known
+    return sorted(manifests, key=lambda m: m.identity.created_at_ms)
+
+
+def _known_entries(storage: Storage, prefix: str) -> dict[str, ManifestEntry]:
+    """Key -> the newest entry for it among the readable manifests under `prefix`."""
+    return {
+        entry.key: entry
+        for manifest in find_manifests(storage, prefix, skip_unreadable=True)
+        for entry in manifest.files
+    }
 
 
 _Job = tuple[str, str, LocalFile]  # (key, relative key, file)

@@ -93,8 +93,9 @@ def preflight(
     for job in config.jobs:
         if job.enabled:
             findings += _job_findings(job, client, resolved)
-    if not client.is_builtin_server():
-        findings += _mixed_types(config.jobs, resolved)
+    mixed = _mixed_types(config.jobs, resolved)
+    if mixed and not client.is_builtin_server():
+        findings += mixed
     if history is not None:
         findings += _recent_runs(config.jobs, history, now)
     return findings
