@@ -18,7 +18,18 @@ NODETOOL = REPO / "tools" / "localcluster" / "nodetool"
 _LISTENING = re.compile(r"server listening address=([\d.]+):(\d+)")
 
 
-def server_toml(work: Path, clusters: list[LocalCluster], *, extra: str = "") -> Path:
+def pid_running(pid: int) -> bool:
+    """Alive and not a zombie waiting for a reaper."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def server_toml(
+    work: Path, clusters: list[LocalCluster], *, extra: str = "", nodetool: Path = NODETOOL
+) -> Path:
     """A server config for the given local clusters, with storage and metadata under `work`."""
     hosts = "".join(
         f'\n[nodes.hosts."{spec.address}"]\njmx_host = "127.0.0.1"\n'
@@ -42,7 +53,7 @@ path = "metadata.db"
 uri = "{(work / "storage").as_uri()}"
 
 [nodes]
-nodetool = ["{NODETOOL}"]
+nodetool = ["{nodetool}"]
 nodetool_timeout_seconds = 300
 {extra}{hosts}"""
     )

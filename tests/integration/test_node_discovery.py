@@ -71,6 +71,9 @@ class FixedStatus:
     def is_local(self) -> bool:
         return True
 
+    def stop_running(self) -> int:
+        return 0
+
     def run(self, node: NodeEndpoint, args: Sequence[str], timeout_s: float) -> str:
         assert list(args) == ["status"]
         return self.output

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
 from cassy_scheduler.node.executor import LocalExecutor, NodeEndpoint, NodetoolError
 from tests.integration.test_node_nodetool import endpoint, local_executor
+from tests.serverproc import pid_running
 from tools.localcluster import LocalCluster
 
 NOWHERE = NodeEndpoint("127.0.0.99", "127.0.0.1", 9)
@@ -51,6 +55,33 @@ def test_a_hanging_nodetool_is_stopped_at_the_timeout() -> None:
     with pytest.raises(NodetoolError, match="timed out") as caught:
         executor.run(NOWHERE, ["status"], timeout_s=0.5)
     assert caught.value.exit_code is None
+
+
+def test_stop_running_kills_a_hanging_call_with_its_children_and_refuses_new_ones(
+    tmp_path: Path,
+) -> None:
+    child = tmp_path / "child.pid"
+    executor = LocalExecutor(["sh", "-c", f"sleep 600 & echo $! > {child}; wait", "nodetool"])
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            executor.run(NOWHERE, ["snapshot"], timeout_s=600)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    while not child.exists() or not child.read_text().strip():
+        time.sleep(0.05)
+    assert executor.stop_running() == 1
+    caller.join(60)
+    assert not caller.is_alive()
+    (error,) = outcome
+    assert isinstance(error, NodetoolError) and "server is stopping" in str(error)
+    assert not pid_running(int(child.read_text()))
+    with pytest.raises(NodetoolError, match="not started: the server is stopping"):
+        executor.run(NOWHERE, ["version"], timeout_s=10)
 
 
 def test_an_empty_command_is_refused() -> None:

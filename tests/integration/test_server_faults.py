@@ -11,7 +11,7 @@ from cassandra.cluster import Session
 from cassy_scheduler.client import CassyClient, CassyUnavailable
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
 from tests.integration.test_server_backup import finish_all, node_prefix, stored_files, write_rows
-from tests.serverproc import ServerProcess, server_toml
+from tests.serverproc import NODETOOL, ServerProcess, pid_running, server_toml
 from tools.localcluster import LocalCluster
 
 
@@ -108,5 +108,47 @@ def test_sigterm_lets_running_work_finish_or_records_it_failed(
         with CassyClient(server.address, timeout_s=120) as client:
             (row,) = client.list_backups(snapshot_id=ack.snapshot_id)
         assert row.status in (OperationStatus.COMPLETED, OperationStatus.FAILED)
+    finally:
+        server.stop()
+
+
+def hanging_nodetool(work: Path, command: str) -> tuple[Path, Path]:
+    """A nodetool whose `command` hangs in a child process (not exec'd), whose PID it writes."""
+    pid_file = work / "hung.pid"
+    script = work / "nodetool"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'for arg in "$@"; do if [ "$arg" = {command} ]; then\n'
+        f"  sleep 600 & echo $! > {pid_file}; wait; fi; done\n"
+        f'exec {NODETOOL} "$@"\n'
+    )
+    script.chmod(0o755)
+    return script, pid_file
+
+
+def test_work_hung_past_the_grace_is_stopped_and_the_server_still_exits(
+    tmp_path: Path, cluster1: LocalCluster, session1: Session, keyspace1: str
+) -> None:
+    write_rows(session1, keyspace1, 0, 10)
+    nodetool, pid_file = hanging_nodetool(tmp_path, "snapshot")
+    config = server_toml(tmp_path, [cluster1], nodetool=nodetool)
+    server = ServerProcess(config, tmp_path / "server.log").start()
+    try:
+        with CassyClient(server.address, timeout_s=120) as client:
+            registered = client.register_cluster(cluster1.addresses[0])
+            ack = client.take_backup(registered.cluster_id, BackupType.NODE_SNAPSHOT)
+        deadline = time.monotonic() + 120
+        while not pid_file.exists() or not pid_file.read_text().strip():
+            assert time.monotonic() < deadline, "the snapshot never reached nodetool"
+            time.sleep(0.2)
+        hung = int(pid_file.read_text())
+        assert server.stop() == 0  # on its own: the hung call would outlast the test's wait
+        assert "grace period over: stopping running work nodetool_calls=1" in server.output()
+        assert not pid_running(hung)
+        server.start()
+        with CassyClient(server.address, timeout_s=120) as client:
+            (row,) = client.list_backups(snapshot_id=ack.snapshot_id)
+        assert row.status is OperationStatus.FAILED
+        assert not (node_prefix(server, ack, cluster1.addresses[0]) / "upload-manifests").exists()
     finally:
         server.stop()

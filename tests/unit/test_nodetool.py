@@ -157,6 +157,9 @@ class RecordingExecutor:
     def is_local(self) -> bool:
         return True
 
+    def stop_running(self) -> int:
+        return 0
+
     def run(self, node: NodeEndpoint, args: Sequence[str], timeout_s: float) -> str:
         self.calls.append(tuple(args))
         answer = self.answers.get(args[0], "")

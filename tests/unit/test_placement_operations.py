@@ -34,6 +34,9 @@ class FakeExecutor:
     def is_local(self) -> bool:
         return True
 
+    def stop_running(self) -> int:
+        return 0
+
     def run(self, node: NodeEndpoint, args: Sequence[str], timeout_s: float) -> str:
         if node.address in self.running:
             return "ReleaseVersion: 5.0.9"

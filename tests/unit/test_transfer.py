@@ -21,6 +21,7 @@ from cassy_scheduler.node.transfer import (
     ManifestError,
     SourceFileMissingError,
     TransferError,
+    UploadCancelledError,
     find_manifests,
     read_manifest,
     upload_files,
@@ -217,6 +218,26 @@ def test_missing_source_file_is_named_and_no_manifest_is_written(
     with pytest.raises(SourceFileMissingError, match=files[3].path.name):
         upload_files(storage, PREFIX, files, _identity(), workers=2)
 
+    assert list(storage.list(PREFIX + "upload-manifests/")) == []
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_cancelled_upload_stops_before_its_next_file_and_writes_no_manifest(
+    storage: RecordingStorage, data_dir: Path, workers: int
+) -> None:
+    asked = 0
+
+    def cancelled() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked > 2
+
+    with pytest.raises(UploadCancelledError, match="stopped before it finished"):
+        upload_files(
+            storage, PREFIX, _files(data_dir), _identity(), workers=workers, cancelled=cancelled
+        )
+
+    assert len(storage.writes) <= 2
     assert list(storage.list(PREFIX + "upload-manifests/")) == []
 
 

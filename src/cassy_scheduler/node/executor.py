@@ -6,9 +6,13 @@ Node work goes through a `NodeExecutor`, so the same backup code can drive nodes
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -77,6 +81,10 @@ class NodeExecutor(Protocol):
 
     def is_local(self) -> bool: ...
 
+    def stop_running(self) -> int:
+        """Stop every command still running and refuse new ones; returns how many stopped."""
+        ...
+
 
 def output_tail(text: str, lines: int = _TAIL_LINES) -> str:
     """The useful end of nodetool's output: Java stack frames dropped, error lines kept."""
@@ -91,37 +99,76 @@ def output_tail(text: str, lines: int = _TAIL_LINES) -> str:
 
 
 class LocalExecutor:
-    """Runs a nodetool command on this host; the nodes' data directories are readable here."""
+    """Runs a nodetool command on this host; the nodes' data directories are readable here.
+
+    A server stopping after its grace period calls `stop_running`, so a nodetool call that
+    hangs on an unresponsive JMX port cannot keep the process alive.
+    """
 
     def __init__(self, nodetool: Sequence[str]) -> None:
         if not nodetool:
             raise ValueError("nodetool command is empty: give e.g. ['nodetool'] or its full path")
         self._nodetool = tuple(nodetool)
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[str]] = set()
+        self._stopped = False
 
     def is_local(self) -> bool:
         return True
 
+    def stop_running(self) -> int:
+        with self._lock:
+            self._stopped = True
+            running = list(self._running)
+        for proc in running:
+            _kill_group(proc)
+        return len(running)
+
     def run(self, node: NodeEndpoint, args: Sequence[str], timeout_s: float) -> str:
         command = [*self._nodetool, "-h", node.jmx_host, "-p", str(node.jmx_port), *args]
         started = time.monotonic()
+        exit_code, output = self._call(node, args, command, timeout_s)
+        _log.debug(
+            "nodetool node=%s command=%r exit=%d seconds=%.1f",
+            node.address,
+            " ".join(args),
+            exit_code,
+            time.monotonic() - started,
+        )
+        if exit_code != 0:
+            raise NodetoolError(node.address, args, exit_code, output_tail(output))
+        return output
+
+    def _call(
+        self, node: NodeEndpoint, args: Sequence[str], command: list[str], timeout_s: float
+    ) -> tuple[int, str]:
+        """Run `command`; stdout alone on success, stdout then stderr on failure."""
+        with self._lock:
+            if self._stopped:
+                raise NodetoolError(node.address, args, None, "not started: the server is stopping")
+            try:
+                proc = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    start_new_session=True,  # its own group: a wrapper's java child dies too
+                )
+            except FileNotFoundError as exc:
+                raise NodetoolError(
+                    node.address,
+                    args,
+                    None,
+                    f"cannot start {self._nodetool[0]!r} ({exc.strerror}); "
+                    "install nodetool or configure the full path of the nodetool command",
+                ) from exc
+            self._running.add(proc)
         try:
-            done = subprocess.run(
-                command,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout_s,
-                check=False,
-            )
-        except FileNotFoundError as exc:
-            raise NodetoolError(
-                node.address,
-                args,
-                None,
-                f"cannot start {self._nodetool[0]!r} ({exc.strerror}); "
-                "install nodetool or configure the full path of the nodetool command",
-            ) from exc
+            stdout, stderr = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired as exc:
+            _kill_group(proc)
+            proc.communicate()
             raise NodetoolError(
                 node.address,
                 args,
@@ -129,16 +176,14 @@ class LocalExecutor:
                 f"timed out after {timeout_s:g} s; check that JMX answers on "
                 f"{node.jmx_host}:{node.jmx_port} or allow a longer timeout",
             ) from exc
-        elapsed = time.monotonic() - started
-        _log.debug(
-            "nodetool node=%s command=%r exit=%d seconds=%.1f",
-            node.address,
-            " ".join(args),
-            done.returncode,
-            elapsed,
-        )
-        if done.returncode != 0:
-            raise NodetoolError(
-                node.address, args, done.returncode, output_tail(done.stdout + done.stderr)
-            )
-        return done.stdout
+        finally:
+            with self._lock:
+                self._running.discard(proc)
+        if proc.returncode < 0 and self._stopped:
+            raise NodetoolError(node.address, args, None, "stopped: the server is stopping")
+        return proc.returncode, stdout if proc.returncode == 0 else stdout + stderr
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)

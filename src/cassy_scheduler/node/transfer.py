@@ -43,6 +43,10 @@ class SourceFileMissingError(TransferError):
     """A file listed for upload no longer exists on the node."""
 
 
+class UploadCancelledError(TransferError):
+    """The caller asked to stop (a server out of shutdown grace); no manifest was written."""
+
+
 class ManifestError(TransferError):
     """A manifest is missing, unreadable or of a format this version does not know."""
 
@@ -232,6 +236,7 @@ def upload_files(
     identity: BackupIdentity,
     *,
     workers: int = DEFAULT_WORKERS,
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> UploadResult:
     """Store `files` under `prefix`, then the manifest; return what was sent and skipped.
 
@@ -245,14 +250,20 @@ def upload_files(
     is what `verify` is for (it checks every stored object's size and SHA-256 against the
     manifests). At most `workers` files are in flight at once, each through one fixed-size
     buffer, so memory stays bounded. Storage faults raise the storage package's errors;
-    nothing here leaves a manifest behind on failure.
+    nothing here leaves a manifest behind on failure. `cancelled` is polled before each file.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     validate_prefix(prefix)
     jobs = _plan(prefix, files)
     known = _known_entries(storage, prefix) if jobs else {}
-    outcomes = list(_run(jobs, lambda job: _upload_one(storage, *job, known.get(job[0])), workers))
+
+    def upload(job: _Job) -> _FileOutcome:
+        if cancelled():
+            raise UploadCancelledError(f"upload under {prefix!r} stopped before it finished")
+        return _upload_one(storage, *job, known.get(job[0]))
+
+    outcomes = list(_run(jobs, upload, workers))
     entries = tuple(sorted((o.entry for o in outcomes), key=lambda e: e.path))
     manifest = Manifest(identity=identity, prefix=prefix, files=entries)
     key = manifest_key(prefix, identity.backup_type, identity.created_at_ms)

@@ -8,8 +8,10 @@ what is left as FAILED, so no row stays STARTED.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -156,3 +158,22 @@ def serve(settings: ServerSettings) -> None:
     signal.signal(signal.SIGINT, on_signal)
     stop.wait()
     running.stop()
+    _exit_past_stuck_threads()
+
+
+def _exit_past_stuck_threads(wait_s: float = 5.0) -> None:
+    """Exit even if a worker is stuck in a call nothing can interrupt (a hung file system).
+
+    Its rows are already recorded FAILED; the interpreter would otherwise wait for the
+    worker at exit until the service manager's SIGKILL.
+    """
+    deadline = time.monotonic() + wait_s
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon]
+    stuck = [name for name in stuck if name != threading.current_thread().name]
+    if stuck:
+        log.warning("exiting with work still running threads=%s", ",".join(sorted(stuck)))
+        logging.shutdown()
+        os._exit(0)

@@ -46,6 +46,7 @@ from cassy_scheduler.storage.layout import backup_prefix, metadata_backup_key
 
 log = logging.getLogger(__name__)
 
+ABANDON_WAIT_S = 5.0
 SERVER_STOPPED = "server stopped during the operation"
 NODE_LOCAL_KEYSPACE = "system"
 
@@ -108,6 +109,7 @@ class BackupOperations:
         self._coordinators: list[threading.Thread] = []
         self._data_dirs: dict[str, Path] = {}
         self._stopping = threading.Event()
+        self._abandoned = threading.Event()  # grace is over: running uploads stop too
         self._cluster_wide = cluster_wide
         self._pause_windows: set[PauseWindow] = set()
 
@@ -405,7 +407,11 @@ class BackupOperations:
             created_at_ms=started.created_at_ms,
         )
         result = upload_files(
-            self._storage, prefix, [LocalFile(f.path, f.relative) for f in files], identity
+            self._storage,
+            prefix,
+            [LocalFile(f.path, f.relative) for f in files],
+            identity,
+            cancelled=self._abandoned.is_set,
         )
         return (
             f"files_sent={result.files_sent} bytes_sent={result.bytes_sent} "
@@ -458,21 +464,35 @@ class BackupOperations:
 
     # --------------------------------------------------------------- shutdown
     def shutdown(self, grace_s: float) -> None:
-        """Stop taking work, let running work finish for `grace_s`, then record the rest FAILED."""
+        """Stop taking work, let running work finish for `grace_s`, then record the rest FAILED.
+
+        After the grace, running nodetool calls are killed and uploads stop before their next
+        file, so the rows are failed by the work itself (with its reason) where it can still
+        answer within `ABANDON_WAIT_S`; whatever is left is failed here.
+        """
         self._stopping.set()
         with self._lock:
             windows = list(self._pause_windows)
         for window in windows:  # applications must not wait out the grace period
             window.interrupt(SERVER_STOPPED)
-        deadline = time.monotonic() + grace_s
         with self._lock:
             coordinators = list(self._coordinators)
-        for thread in coordinators:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        _join_all(coordinators, grace_s)
+        if any(thread.is_alive() for thread in coordinators):
+            self._abandoned.set()
+            stopped = self._nodes.executor.stop_running()
+            log.warning("grace period over: stopping running work nodetool_calls=%d", stopped)
+            _join_all(coordinators, ABANDON_WAIT_S)
         self._pool.shutdown(wait=False, cancel_futures=True)
         failed = self._metadata.fail_unfinished(SERVER_STOPPED)
         if failed:
             log.warning("operations left unfinished at shutdown marked FAILED rows=%d", failed)
+
+
+def _join_all(threads: Sequence[threading.Thread], within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _reason_of(error: BaseException | None) -> str:
