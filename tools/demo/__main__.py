@@ -7,7 +7,6 @@ make demo-restore             # python -m tools.demo restore: lose a node, resto
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from tools.demo.mailsink import MailSink
 from tools.demo.services import (
     Settings,
     console,
+    env_number,
     free_port,
     ignore_interrupts,
     start,
@@ -139,7 +139,7 @@ def _short_verdict(history_path: Path, sink: MailSink) -> int:
 def demo() -> int:
     settings = Settings.from_env(".demo", 1)
     work = settings.work
-    seconds = float(os.environ.get("DEMO_SECONDS", "0")) or None
+    seconds = env_number("DEMO_SECONDS", 0, 0, 7 * 24 * 3600) or None
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
 

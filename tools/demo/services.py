@@ -16,8 +16,27 @@ from rich.console import Console
 
 from tools.demo.configs import REPO, server_config
 from tools.localcluster import LocalCluster
+from tools.localcluster.cluster import MAX_NODES
 
-console = Console()
+# Piped output (CI logs, `| tee`) would otherwise be cut at 80 columns, job names first.
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 132)
+
+
+def env_number(name: str, default: int, low: int, high: int) -> int:
+    """A whole-number setting from the environment; a bad one ends the tour with exit 2."""
+    text = os.environ.get(name, "").strip() or str(default)
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        print(
+            f"error: {name}={text!r} is not a whole number from {low} to {high}; "
+            f"unset it for the default ({default})",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return value
 
 
 @dataclass(frozen=True)
@@ -35,8 +54,8 @@ class Settings:
         work.mkdir(parents=True, exist_ok=True)
         return cls(
             work=work,
-            nodes=int(os.environ.get("DEMO_NODES", "3")),
-            first_octet=int(os.environ.get("DEMO_FIRST_OCTET", str(default_octet))),
+            nodes=env_number("DEMO_NODES", MAX_NODES, 1, MAX_NODES),
+            first_octet=env_number("DEMO_FIRST_OCTET", default_octet, 1, 255 - MAX_NODES),
         )
 
     def cluster(self, name: str) -> LocalCluster:
