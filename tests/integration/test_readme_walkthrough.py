@@ -160,6 +160,9 @@ class Operator:
         text = text.replace('host = "smtp.example.com"', ours)
         text = text.replace('security = "starttls"', 'security = "plain"')
         text = re.sub(r"^(username|password_env) = .*\n", "", text, flags=re.M)
+        # The default for root is /var/lib/cassy-scheduler: history left there by an earlier
+        # run would leak into this one (and `check` would judge it).
+        assert f'state_dir = "{self.root}/' in text, "state_dir must be set in the README config"
         path.write_text(text, encoding="utf-8")
 
     def write_server_config(self, path: Path) -> None:
