@@ -20,6 +20,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
+from cassy_scheduler.protocol.reasons import decode_reasons
 from cassy_scheduler.protocol.types import (
     BUILTIN_SERVER_HEALTH_NAME,
     BackupType,
@@ -80,6 +81,10 @@ class CassyFailedPrecondition(CassyError):  # noqa: N818 (named for the gRPC sta
     hint = "the cluster or node is not in a state that allows this: fix it and retry"
 
 
+class CassyAborted(CassyError):  # noqa: N818 (named for the gRPC status)
+    hint = "another operation holds those nodes: wait for it to finish, then retry"
+
+
 class CassyUnimplemented(CassyError):  # noqa: N818 (named for the gRPC status)
     hint = "the server does not offer this call: check the address points at a Cassy server"
 
@@ -103,6 +108,7 @@ def _error_class(code: grpc.StatusCode) -> type[CassyError]:
         grpc.StatusCode.INVALID_ARGUMENT: CassyInvalidArgument,
         grpc.StatusCode.NOT_FOUND: CassyNotFound,
         grpc.StatusCode.FAILED_PRECONDITION: CassyFailedPrecondition,
+        grpc.StatusCode.ABORTED: CassyAborted,
         grpc.StatusCode.UNIMPLEMENTED: CassyUnimplemented,
     }
     return classes.get(code, CassyError)
@@ -158,6 +164,7 @@ class BackupEntry:
     updated_at: datetime
     backup_type: BackupType
     status: OperationStatus
+    reason: str | None = None  # why it FAILED; only the built-in server says (protocol/reasons)
 
 
 @dataclass(frozen=True)
@@ -333,7 +340,10 @@ class CassyClient:
             snapshot_id=snapshot_id or "",
             limit=limit,
         )
-        response = self._call(call, request, cassy_pb2.BackupListingResponse, timeout_s)
+        response, trailer = self._call_with_trailer(
+            call, request, cassy_pb2.BackupListingResponse, timeout_s
+        )
+        reasons = decode_reasons(trailer)
         return [
             BackupEntry(
                 cluster_id=entry.cluster_id,
@@ -344,6 +354,7 @@ class CassyClient:
                 updated_at=datetime_from_ms(entry.updated_at),
                 backup_type=self._enum(call, BackupType, entry.backup_type),
                 status=self._enum(call, OperationStatus, entry.status),
+                reason=reasons.get((entry.target_ip, entry.snapshot_id, entry.created_at)),
             )
             for entry in response.entries
         ]
@@ -416,11 +427,21 @@ class CassyClient:
         response_type: type[_ResponseT],
         timeout_s: float | None,
     ) -> _ResponseT:
+        return self._call_with_trailer(call, request, response_type, timeout_s)[0]
+
+    def _call_with_trailer(
+        self,
+        call: str,
+        request: Message,
+        response_type: type[_ResponseT],
+        timeout_s: float | None,
+    ) -> tuple[_ResponseT, Any]:
+        """The answer and the call's trailing metadata (where the built-in server adds more)."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
         method = getattr(self._stub, call)
         logger.debug("cassy call=%s address=%s timeout_s=%s", call, self.address, timeout)
         try:
-            response = method(request, timeout=timeout)
+            response, done = method.with_call(request, timeout=timeout)
         except grpc.RpcError as exc:
             code = exc.code()
             details = exc.details() or ""
@@ -435,7 +456,7 @@ class CassyClient:
                 grpc.StatusCode.INTERNAL,
                 f"expected {response_type.__name__}, got {type(response).__name__}",
             )
-        return response
+        return response, done.trailing_metadata()
 
     def _enum(self, call: str, enum_type: type[_EnumT], value: int) -> _EnumT:
         try:

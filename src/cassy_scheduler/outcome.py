@@ -2,6 +2,8 @@
 
 Cassy replies STARTED at once and finishes in the background, so the outcome is learnt by
 polling ListBackups for the rows of that one request (same snapshot id, created_at and type).
+The same rows tell whether a TakeBackup whose answer was lost (a deadline passed, the
+connection dropped) was accepted anyway, so a retry does not start a second backup.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import datetime
 from typing import Protocol
 
 from cassy_scheduler.client import BackupAck, BackupEntry, CassyError
-from cassy_scheduler.protocol.types import OperationStatus
+from cassy_scheduler.protocol.types import BackupType, OperationStatus
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +37,15 @@ class BackupLister(Protocol):
 
 @dataclass(frozen=True)
 class NodeStatus:
-    """The latest status seen for one target node; updated_at is None if no row was seen."""
+    """The latest status seen for one target node; updated_at is None if no row was seen.
+
+    `reason` says why it FAILED, when the server tells (the built-in server does).
+    """
 
     target_ip: str
     status: OperationStatus
     updated_at: datetime | None = None
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,53 @@ class BackupOutcome:
         return tuple(n.target_ip for n in self.nodes if not n.status.is_final)
 
 
+def newest_backup_ms(client: BackupLister, cluster_id: str) -> int:
+    """The created_at (ms, server clock) of the cluster's newest backup row, 0 if none.
+
+    Taken before TakeBackup: the rows of a request the server accepts are newer than this.
+    """
+    rows = client.list_backups(cluster_id=cluster_id, limit=1)
+    return rows[0].created_at_ms if rows else 0
+
+
+def find_accepted_backup(
+    client: BackupLister,
+    cluster_id: str,
+    backup_type: BackupType,
+    snapshot_id: str | None,
+    after_ms: int,
+) -> BackupAck | None:
+    """The request a lost TakeBackup answer belonged to, if the server accepted it.
+
+    Its rows are the cluster's rows of this type (and, for an incremental, of this snapshot
+    id) created after `after_ms`. None when there are none, or when two requests match
+    (someone else's backup too): then which one is ours cannot be told.
+    """
+    rows = [
+        row
+        for row in client.list_backups(cluster_id=cluster_id, limit=_ACCEPTED_SCAN_ROWS)
+        if row.created_at_ms > after_ms
+        and row.backup_type is backup_type
+        and (snapshot_id is None or row.snapshot_id == snapshot_id)
+    ]
+    requests = {(row.snapshot_id, row.created_at_ms) for row in rows}
+    if len(requests) != 1:
+        return None
+    ((found_id, created_ms),) = requests
+    return BackupAck(
+        OperationStatus.STARTED,
+        cluster_id,
+        tuple(sorted({row.target_ip for row in rows})),
+        found_id,
+        rows[0].created_at,
+        created_ms,
+        backup_type,
+    )
+
+
+_ACCEPTED_SCAN_ROWS = 1000  # newest first: far more than one request's rows
+
+
 def _latest_statuses(ack: BackupAck, rows: Iterable[BackupEntry]) -> tuple[NodeStatus, ...]:
     """Per-node status of this request's rows; targets without a row yet count as UNKNOWN."""
     latest: dict[str, BackupEntry] = {}
@@ -80,7 +133,7 @@ def _latest_statuses(ack: BackupAck, rows: Iterable[BackupEntry]) -> tuple[NodeS
     # An empty target list in the request means every node; the rows then say which nodes.
     targets = ack.target_ips or tuple(sorted(latest))
     return tuple(
-        NodeStatus(ip, latest[ip].status, latest[ip].updated_at)
+        NodeStatus(ip, latest[ip].status, latest[ip].updated_at, latest[ip].reason)
         if ip in latest
         else NodeStatus(ip, OperationStatus.UNKNOWN)
         for ip in targets

@@ -58,6 +58,10 @@ def test_a_node_killed_during_the_backup_fails_the_run_naming_it(
     (run,) = runs(config)
     assert run.outcome is Outcome.FAILED, daemon.output()
     assert run.error is not None and victim in run.error
+    # The built-in server says why; the run keeps it for the notice and `history`.
+    assert f"{victim}: " in run.error and "see the server's log" not in run.error, run.error
+    (victim_row,) = [n for n in run.nodes if n.node_ip == victim]
+    assert victim_row.reason and victim_row.reason in run.error
     statuses = {n.node_ip: n.status for n in run.nodes}
     assert statuses == {
         address: OperationStatus.FAILED if address == victim else OperationStatus.COMPLETED

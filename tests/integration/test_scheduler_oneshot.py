@@ -13,7 +13,7 @@ from cassy_scheduler.client import CassyClient, Cluster
 from cassy_scheduler.protocol.types import OperationStatus
 from cassy_scheduler.scheduling.history import Outcome
 from tests.integration.test_scheduler_helpers import SHIMS, cli, runs, settle, write_config
-from tests.serverproc import ServerProcess
+from tests.serverproc import NODETOOL, ServerProcess, server_toml
 from tools.localcluster import LocalCluster
 
 SNAPSHOT_JOB = """
@@ -85,3 +85,35 @@ def test_a_backup_that_outlasts_wait_timeout_exits_3_and_is_recorded(
     assert run.outcome is Outcome.TIMED_OUT and run.snapshot_id == result["snapshot_id"]
     # The server finishes it anyway; leave it settled for the next test.
     settle(client1, result["snapshot_id"])
+
+
+def test_a_backup_whose_answer_is_lost_is_waited_for_not_started_twice(
+    tmp_path: Path, cluster1: LocalCluster
+) -> None:
+    """TakeBackup outlives the call deadline (the server's liveness check is slow), so the
+    answer is lost although the server accepted the request: the run finds and follows it."""
+    slow = tmp_path / "slow-nodetool"
+    slow.write_text(
+        f'#!/bin/sh\ncase " $* " in *" status "*) sleep 4 ;; esac\nexec "{NODETOOL}" "$@"\n'
+    )
+    slow.chmod(0o755)
+    (tmp_path / "server").mkdir()
+    server_config = server_toml(tmp_path / "server", [cluster1], nodetool=slow)
+    server = ServerProcess(server_config, tmp_path / "server" / "server.log").start()
+    try:
+        with CassyClient(server.address, timeout_s=120) as client:
+            cluster = registered(client, cluster1)
+            config = write_config(tmp_path, server.address, SNAPSHOT_JOB)
+            config.write_text(
+                config.read_text().replace('call_deadline = "60s"', 'call_deadline = "1s"')
+            )
+            done = cli("backup", "snapshot", cluster.cluster_id, "--config", str(config), "--json")
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert "backup accepted although its answer was lost" in done.stderr
+            result = json.loads(done.stdout)
+            rows = client.list_backups(cluster_id=cluster.cluster_id)
+        assert {(r.snapshot_id, r.status) for r in rows} == {
+            (result["snapshot_id"], OperationStatus.COMPLETED)
+        }
+    finally:
+        server.stop()

@@ -88,7 +88,9 @@ def test_a_server_killed_mid_backup_leaves_no_row_started(
         server.start()
         with CassyClient(server.address, timeout_s=120) as client:
             rows = client.list_backups(snapshot_id=ack.snapshot_id)
-        assert [r.status for r in rows] == [OperationStatus.FAILED]
+        assert [(r.status, r.reason) for r in rows] == [
+            (OperationStatus.FAILED, "server restarted during the operation")
+        ]
         assert "left unfinished by a previous process marked FAILED rows=1" in server.output()
     finally:
         assert server.stop() == 0
@@ -149,6 +151,7 @@ def test_work_hung_past_the_grace_is_stopped_and_the_server_still_exits(
         with CassyClient(server.address, timeout_s=120) as client:
             (row,) = client.list_backups(snapshot_id=ack.snapshot_id)
         assert row.status is OperationStatus.FAILED
+        assert row.reason is not None and "the server is stopping" in row.reason, row.reason
         assert not (node_prefix(server, ack, cluster1.addresses[0]) / "upload-manifests").exists()
     finally:
         server.stop()

@@ -32,6 +32,13 @@ from cassy_scheduler.client import (
 )
 from cassy_scheduler.outcome import wait_for_backup
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
+from cassy_scheduler.protocol.reasons import (
+    BACKUP_REASONS_KEY,
+    BUDGET_BYTES,
+    REASON_CHARS,
+    decode_reasons,
+    encode_reasons,
+)
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
 
 CREATED_MS = 1_700_000_000_123
@@ -51,6 +58,7 @@ class FakeCassy(cassy_pb2_grpc.CassyServicer):
     abort: tuple[Any, str] | None = None
     hang: threading.Event | None = None
     requests: list[Message] = field(default_factory=list)
+    trailer: tuple[tuple[str, bytes], ...] = ()
 
     def _answer(self, name: str, request: Message, context: Any, kind: type[_R]) -> _R:
         self.requests.append(request)
@@ -60,6 +68,8 @@ class FakeCassy(cassy_pb2_grpc.CassyServicer):
             context.abort(*self.abort)
         response = self.responses[name]
         assert isinstance(response, kind)
+        if self.trailer:
+            context.set_trailing_metadata(self.trailer)
         return response
 
     def RegisterCluster(  # noqa: N802
@@ -246,6 +256,41 @@ def test_unknown_enum_value_is_a_bad_response(client: CassyClient, fake: FakeCas
     )
     with pytest.raises(CassyBadResponse, match="9 is not a known BackupType"):
         client.list_backups(cluster_id="c1")
+
+
+def test_failure_reasons_in_the_trailer_reach_their_rows(
+    client: CassyClient, fake: FakeCassy
+) -> None:
+    fake.responses["ListBackups"] = cassy_pb2.BackupListingResponse(
+        entries=[_row("127.0.0.1", cassy_pb2.FAILED), _row("127.0.0.2", cassy_pb2.COMPLETED)]
+    )
+    encoded = encode_reasons([(("127.0.0.1", "s1", CREATED_MS), "nodetool snapshot failed")])
+    assert encoded is not None
+    fake.trailer = ((BACKUP_REASONS_KEY, encoded),)
+    failed, completed = client.list_backups(cluster_id="c1")
+    assert (failed.reason, completed.reason) == ("nodetool snapshot failed", None)
+
+
+@pytest.mark.parametrize("payload", [b"not json", b'[["127.0.0.1"]]', b'{"a": 1}'])
+def test_a_malformed_reasons_trailer_is_ignored(
+    client: CassyClient, fake: FakeCassy, payload: bytes
+) -> None:
+    fake.responses["ListBackups"] = cassy_pb2.BackupListingResponse(
+        entries=[_row("127.0.0.1", cassy_pb2.FAILED)]
+    )
+    fake.trailer = ((BACKUP_REASONS_KEY, payload),)
+    (row,) = client.list_backups(cluster_id="c1")
+    assert row.reason is None
+
+
+def test_reasons_are_shortened_and_kept_within_the_metadata_budget() -> None:
+    many = [((f"127.0.0.{n}", "s1", n), "x" * 1000) for n in range(1, 100)]
+    encoded = encode_reasons(many)
+    assert encoded is not None and len(encoded) <= BUDGET_BYTES
+    decoded = decode_reasons([(BACKUP_REASONS_KEY, encoded)])
+    assert 1 < len(decoded) < 99
+    assert decoded[("127.0.0.1", "s1", 1)] == "x" * REASON_CHARS
+    assert encode_reasons([]) is None
 
 
 # --- errors -------------------------------------------------------------------------------

@@ -13,11 +13,20 @@ import pytest
 
 from cassy_scheduler.client import CassyFailedPrecondition, CassyNotFound
 from cassy_scheduler.config.model import ClusterRef, JobType, WhenNoSnapshot
+from cassy_scheduler.outcome import find_accepted_backup, newest_backup_ms
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
 from cassy_scheduler.scheduling.history import Outcome, RunHistory
 from cassy_scheduler.scheduling.locks import RunLocks
 from cassy_scheduler.scheduling.runner import Failure, Runner, RunResult, RunStart
-from tests.unit.test_runner_fakes import ADDRESS, T0, FakeCassy, FakeClock, make_job, unavailable
+from tests.unit.test_runner_fakes import (
+    ADDRESS,
+    T0,
+    FakeCassy,
+    FakeClock,
+    deadline_exceeded,
+    make_job,
+    unavailable,
+)
 
 IPS = ("127.0.0.2", "127.0.0.3")
 
@@ -85,6 +94,45 @@ def test_transient_errors_are_retried_with_growing_backoff(s: Setup) -> None:
     assert result.attempts == 3
     assert s.cassy.count("TakeBackup") == 3
     assert s.clock.waits[:2] == [10.0, 20.0]
+
+
+@pytest.mark.parametrize("job_type", [JobType.SNAPSHOT, JobType.INCREMENTAL])
+def test_a_backup_accepted_with_its_answer_lost_is_waited_for_not_started_again(
+    s: Setup, job_type: JobType
+) -> None:
+    base = s.cassy.add_backup(s.cluster, BackupType.NODE_SNAPSHOT)
+    s.cassy.add_backup(s.cluster, BackupType.NODE_INCREMENTAL, snapshot_id=base)
+    s.cassy.lose_answers = 1
+    result = s.runner.run(make_job("job", job_type, retries=2), T0)
+    assert result.outcome is Outcome.SUCCEEDED
+    assert s.cassy.count("TakeBackup") == 1
+    (taken,) = {
+        r.snapshot_id for r in s.cassy.rows if r.created_at_ms == s.cassy.rows[0].created_at_ms
+    }
+    assert result.snapshot_id == taken
+    assert (result.snapshot_id == base) is (job_type is JobType.INCREMENTAL)
+
+
+def test_a_lost_answer_with_nothing_accepted_is_retried(s: Setup) -> None:
+    s.cassy.errors["TakeBackup"] = [deadline_exceeded()]
+    result = s.runner.run(make_job(retries=1, retry_backoff=timedelta(seconds=10)), T0)
+    assert (result.outcome, result.attempts) == (Outcome.SUCCEEDED, 2)
+    assert s.cassy.count("TakeBackup") == 2
+
+
+def test_two_requests_after_a_lost_answer_are_not_taken_for_ours(s: Setup) -> None:
+    mark = newest_backup_ms(s.cassy, s.cluster.cluster_id)
+    for _ in range(2):
+        s.cassy.add_backup(s.cluster, BackupType.NODE_SNAPSHOT)
+    s.cassy.add_backup(s.cluster, BackupType.NODE_INCREMENTAL)
+    assert (
+        find_accepted_backup(s.cassy, s.cluster.cluster_id, BackupType.NODE_SNAPSHOT, None, mark)
+        is None
+    )
+    found = find_accepted_backup(
+        s.cassy, s.cluster.cluster_id, BackupType.NODE_INCREMENTAL, None, mark
+    )
+    assert found is not None and found.target_ips == tuple(IPS)
 
 
 def test_transient_errors_beyond_the_retries_fail_the_run_as_unreachable(s: Setup) -> None:
@@ -208,7 +256,8 @@ def test_an_unknown_cluster_fails_with_a_hint(s: Setup) -> None:
 
 def test_errors_while_polling_are_a_failed_run_when_not_transient(s: Setup) -> None:
     s.cassy.errors["ListBackups"] = [
-        CassyNotFound("ListBackups", ADDRESS, grpc.StatusCode.NOT_FOUND, "gone")
+        None,  # the look at the cluster's newest row before TakeBackup
+        CassyNotFound("ListBackups", ADDRESS, grpc.StatusCode.NOT_FOUND, "gone"),
     ]
     result = s.runner.run(make_job(), T0)
     assert (result.outcome, result.failure) == (Outcome.FAILED, Failure.REFUSED)

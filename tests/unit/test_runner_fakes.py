@@ -15,6 +15,7 @@ import grpc  # type: ignore[import-untyped]
 from cassy_scheduler.client import (
     BackupAck,
     BackupEntry,
+    CassyDeadlineExceeded,
     CassyError,
     CassyFailedPrecondition,
     CassyInvalidArgument,
@@ -74,6 +75,12 @@ def unavailable(call: str = "TakeBackup") -> CassyError:
     return CassyUnavailable(call, ADDRESS, grpc.StatusCode.UNAVAILABLE, "connection refused")
 
 
+def deadline_exceeded(call: str = "TakeBackup") -> CassyError:
+    return CassyDeadlineExceeded(
+        call, ADDRESS, grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"
+    )
+
+
 @dataclass
 class _Pending:
     rows: list[BackupEntry]
@@ -88,7 +95,9 @@ class FakeCassy:
     A backup's rows go STARTED, then after `polls_to_finish` ListBackups calls take the
     status in `node_results` (COMPLETED by default), plus `node_delays` more polls for the
     nodes named there; `hang` keeps them STARTED for ever.
-    `errors[call]` is a list of exceptions raised, one per call, before answering.
+    `errors[call]` is a list of exceptions raised, one per call, before answering (None:
+    answer that call). `lose_answers` TakeBackup calls start the backup, then raise
+    DEADLINE_EXCEEDED as if the answer had been lost on the way.
     """
 
     clusters: list[Cluster] = field(default_factory=list)
@@ -96,7 +105,8 @@ class FakeCassy:
     node_results: dict[str, OperationStatus] = field(default_factory=dict)
     node_delays: dict[str, int] = field(default_factory=dict)
     hang: bool = False
-    errors: dict[str, list[Exception]] = field(default_factory=dict)
+    errors: dict[str, list[Exception | None]] = field(default_factory=dict)
+    lose_answers: int = 0
     calls: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
     rows: list[BackupEntry] = field(default_factory=list)
     on_take: list[threading.Event] = field(default_factory=list)
@@ -143,8 +153,9 @@ class FakeCassy:
     def _raise_scripted(self, call: str, args: tuple[object, ...]) -> None:
         self.calls.append((call, args))
         queue = self.errors.get(call)
-        if queue:
-            raise queue.pop(0)
+        error = queue.pop(0) if queue else None
+        if error is not None:
+            raise error
 
     def list_clusters(
         self, cluster_id: str | None = None, limit: int = 0, *, timeout_s: float | None = None
@@ -206,6 +217,9 @@ class FakeCassy:
                 ip: self.polls_to_finish + self.node_delays.get(ip, 0) for ip in cluster.target_ips
             }
             self._pending.append(_Pending(rows, polls, dict(self.node_results)))
+        if self.lose_answers > 0:
+            self.lose_answers -= 1
+            raise deadline_exceeded()
         return BackupAck(
             OperationStatus.STARTED,
             cluster_id,

@@ -78,7 +78,10 @@ def backups(
             when(members[0].created_at),
             members[0].backup_type.name,
             snapshot_id,
-            "\n".join(f"{r.target_ip} {r.status.name}" for r in sorted(members, key=_ip)),
+            "\n".join(
+                f"{r.target_ip} {r.status.name}" + (f": {r.reason}" if r.reason else "")
+                for r in sorted(members, key=_ip)
+            ),
         )
     out().print(table)
 
@@ -128,4 +131,5 @@ def _row_dict(row: BackupEntry) -> dict[str, object]:
         "updated_at": row.updated_at,
         "backup_type": row.backup_type.name,
         "status": row.status.name,
+        "reason": row.reason,
     }

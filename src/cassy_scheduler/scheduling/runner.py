@@ -17,9 +17,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
-from cassy_scheduler.client import BackupAck, CassyError
+from cassy_scheduler.client import BackupAck, CassyAborted, CassyError
 from cassy_scheduler.config.model import JobConfig, JobType, WhenNoSnapshot
-from cassy_scheduler.outcome import BackupOutcome, wait_for_backup
+from cassy_scheduler.outcome import (
+    BackupOutcome,
+    find_accepted_backup,
+    newest_backup_ms,
+    wait_for_backup,
+)
 from cassy_scheduler.outcome import NodeStatus as ProgressNode
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
 from cassy_scheduler.scheduling.clock import Clock
@@ -371,14 +376,7 @@ class Runner:
         job = progress.job
         if progress.stop.is_set():
             raise _Stopped()
-        ack = self._call(
-            progress,
-            "start the backup",
-            client.take_backup,
-            progress.cluster_id or "",
-            backup_type,
-            base_id,
-        )
+        ack = self._start_backup(client, progress, backup_type, base_id)
         progress.acked = True
         progress.snapshot_id = ack.snapshot_id
         _log.info(
@@ -408,6 +406,49 @@ class Runner:
             done = self._settle(client, progress, done, deadline)
         return done
 
+    def _start_backup(
+        self,
+        client: BackupService,
+        progress: _Progress,
+        backup_type: BackupType,
+        base_id: str | None,
+    ) -> BackupAck:
+        """TakeBackup, retried on transient errors without ever starting the backup twice.
+
+        An answer can be lost after the server accepted the request (a deadline passed, the
+        connection dropped). Before a retry, the cluster's rows newer than the newest seen
+        before the first attempt are looked at, and an accepted request is taken as ours.
+        """
+        cluster_id = progress.cluster_id or ""
+        mark = self._call(
+            progress, "list the cluster's backups", newest_backup_ms, client, cluster_id
+        )
+        answer_lost = False
+
+        def take() -> BackupAck:
+            nonlocal answer_lost
+            try:
+                return client.take_backup(cluster_id, backup_type, base_id)
+            except CassyError as exc:
+                # ABORTED after a lost answer: the nodes may be busy with that very request.
+                if not (exc.is_transient or (answer_lost and isinstance(exc, CassyAborted))):
+                    raise
+                answer_lost = True
+                accepted = find_accepted_backup(client, cluster_id, backup_type, base_id, mark)
+                if accepted is None:
+                    raise
+                _log.warning(
+                    "backup accepted although its answer was lost job=%s run_id=%d "
+                    "snapshot_id=%s code=%s",
+                    progress.job.name,
+                    progress.run_id,
+                    accepted.snapshot_id,
+                    exc.code.name,
+                )
+                return accepted
+
+        return self._call(progress, "start the backup", take)
+
     def _settle(
         self, client: BackupService, progress: _Progress, done: BackupOutcome, deadline: float
     ) -> BackupOutcome:
@@ -434,24 +475,29 @@ class Runner:
                     and row.backup_type is ack.backup_type
                     and row.cluster_id == ack.cluster_id
                 ):
-                    nodes[row.target_ip] = ProgressNode(row.target_ip, row.status, row.updated_at)
+                    nodes[row.target_ip] = ProgressNode(
+                        row.target_ip, row.status, row.updated_at, row.reason
+                    )
         return BackupOutcome(ack, tuple(nodes.values()), timed_out=False, last_error=None)
 
     def _judge(
         self, progress: _Progress, done: BackupOutcome
     ) -> tuple[Outcome, Failure | None, str | None]:
         progress.nodes = tuple(
-            NodeStatus(n.target_ip, n.status, _reason(n.status, done)) for n in done.nodes
+            NodeStatus(n.target_ip, n.status, n.reason or _reason(n.status, done))
+            for n in done.nodes
         )
         if done.succeeded:
             return Outcome.SUCCEEDED, None, None
         failed = done.failed_nodes
         if failed:
+            causes = [f"{n.target_ip}: {n.reason}" for n in done.nodes if n.reason]
+            where = "; ".join(causes) if causes else "see the server's log for each node's cause"
             return (
                 Outcome.FAILED,
                 Failure.NODES_FAILED,
                 f"the backup failed on node(s) {', '.join(failed)} (snapshot "
-                f"{done.ack.snapshot_id}); see the server's log for each node's cause",
+                f"{done.ack.snapshot_id}); {where}",
             )
         pending = ", ".join(done.pending_nodes) or "every node"
         wait = progress.job.wait_timeout

@@ -17,6 +17,7 @@ from cassy_scheduler.node.datadir import is_plain_id
 from cassy_scheduler.node.discovery import ClusterFacts
 from cassy_scheduler.node.executor import DiscoveryError, NodeUnavailable
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
+from cassy_scheduler.protocol.reasons import BACKUP_REASONS_KEY, encode_reasons
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
 from cassy_scheduler.server.metadata import ClusterRecord, InvalidQueryError, MetadataStore
 from cassy_scheduler.server.operations import (
@@ -255,6 +256,13 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
         self, request: cassy_pb2.BackupListingRequest, context: grpc.ServicerContext
     ) -> cassy_pb2.BackupListingResponse:
         rows = _history_rows(self._metadata.list_backups, request, context)
+        reasons = encode_reasons(
+            ((r.target_ip, r.snapshot_id, r.created_at), r.reason)
+            for r in rows
+            if r.status is OperationStatus.FAILED and r.reason
+        )
+        if reasons is not None:
+            context.set_trailing_metadata(((BACKUP_REASONS_KEY, reasons),))
         return cassy_pb2.BackupListingResponse(
             entries=[
                 cassy_pb2.BackupListingResponse.Entry(
