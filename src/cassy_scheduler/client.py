@@ -189,6 +189,7 @@ class RestoreEntry:
     updated_at: datetime
     restore_type: RestoreType
     status: OperationStatus
+    reason: str | None = None  # why it FAILED; only the built-in server says (protocol/reasons)
 
 
 def datetime_from_ms(ms: int) -> datetime:
@@ -403,7 +404,10 @@ class CassyClient:
             snapshot_id=snapshot_id,
             limit=limit,
         )
-        response = self._call(call, request, cassy_pb2.RestoreStatusListingResponse, timeout_s)
+        response, trailer = self._call_with_trailer(
+            call, request, cassy_pb2.RestoreStatusListingResponse, timeout_s
+        )
+        reasons = decode_reasons(trailer)
         return [
             RestoreEntry(
                 cluster_id=response.cluster_id,
@@ -414,6 +418,7 @@ class CassyClient:
                 updated_at=datetime_from_ms(entry.updated_at),
                 restore_type=self._enum(call, RestoreType, entry.restore_type),
                 status=self._enum(call, OperationStatus, entry.status),
+                reason=reasons.get((entry.target_ip, entry.snapshot_id, entry.created_at)),
             )
             for entry in response.entries
         ]

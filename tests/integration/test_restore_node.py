@@ -247,6 +247,13 @@ def test_a_corrupt_object_fails_the_restore_naming_it_and_verify_reports_it(
         assert statuses == {spec.address: "FAILED"}
         failures = [line for line in server1.output().splitlines() if "restore failed" in line]
         assert relative in failures[-1] and "corrupt" in failures[-1], failures[-1]
+        # The reason reaches the client too (the built-in server's listing trailer).
+        (row,) = [
+            r
+            for r in client1.list_restore_statuses(backup.cluster_id, backup.snapshot_id)
+            if (r.target_ip, r.created_at_ms) not in before
+        ]
+        assert row.reason is not None and relative in row.reason and "corrupt" in row.reason
         assert not any(directory.exists() for directory in node_dirs(spec))
         assert staging_leftovers(spec) == []
 

@@ -33,9 +33,9 @@ from cassy_scheduler.client import (
 from cassy_scheduler.outcome import wait_for_backup
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
 from cassy_scheduler.protocol.reasons import (
-    BACKUP_REASONS_KEY,
     BUDGET_BYTES,
     REASON_CHARS,
+    REASONS_KEY,
     decode_reasons,
     encode_reasons,
 )
@@ -266,7 +266,7 @@ def test_failure_reasons_in_the_trailer_reach_their_rows(
     )
     encoded = encode_reasons([(("127.0.0.1", "s1", CREATED_MS), "nodetool snapshot failed")])
     assert encoded is not None
-    fake.trailer = ((BACKUP_REASONS_KEY, encoded),)
+    fake.trailer = ((REASONS_KEY, encoded),)
     failed, completed = client.list_backups(cluster_id="c1")
     assert (failed.reason, completed.reason) == ("nodetool snapshot failed", None)
 
@@ -278,7 +278,7 @@ def test_a_malformed_reasons_trailer_is_ignored(
     fake.responses["ListBackups"] = cassy_pb2.BackupListingResponse(
         entries=[_row("127.0.0.1", cassy_pb2.FAILED)]
     )
-    fake.trailer = ((BACKUP_REASONS_KEY, payload),)
+    fake.trailer = ((REASONS_KEY, payload),)
     (row,) = client.list_backups(cluster_id="c1")
     assert row.reason is None
 
@@ -287,7 +287,7 @@ def test_reasons_are_shortened_and_kept_within_the_metadata_budget() -> None:
     many = [((f"127.0.0.{n}", "s1", n), "x" * 1000) for n in range(1, 100)]
     encoded = encode_reasons(many)
     assert encoded is not None and len(encoded) <= BUDGET_BYTES
-    decoded = decode_reasons([(BACKUP_REASONS_KEY, encoded)])
+    decoded = decode_reasons([(REASONS_KEY, encoded)])
     assert 1 < len(decoded) < 99
     assert decoded[("127.0.0.1", "s1", 1)] == "x" * REASON_CHARS
     assert encode_reasons([]) is None

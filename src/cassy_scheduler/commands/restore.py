@@ -124,11 +124,12 @@ def restore(  # noqa: PLR0917 (typer reads options from parameters)
         _print_restores(rows)
     if not finished:
         fail(f"not every node finished within {timeout:g} s; follow with `restores`", 3)
-    failed = [r.target_ip for r in rows if r.status is not OperationStatus.COMPLETED]
+    failed = [r for r in rows if r.status is not OperationStatus.COMPLETED]
     if failed:
+        causes = [f"{r.target_ip}: {r.reason}" for r in failed if r.reason]
+        why = "; ".join(causes) or "the server's log says why (search for 'node restore failed')"
         fail(
-            f"the restore FAILED on {', '.join(failed)}; the server's log says why "
-            "(search for 'node restore failed')",
+            f"the restore FAILED on {', '.join(r.target_ip for r in failed)}; {why}",
             RestoreExit.FAILED,
         )
 
@@ -191,7 +192,7 @@ def _print_restores(rows: list[RestoreEntry]) -> None:
             row.target_ip,
             row.snapshot_id,
             row.restore_type.name,
-            row.status.name,
+            row.status.name + (f": {row.reason}" if row.reason else ""),
             when(row.updated_at),
         )
     out().print(table)
@@ -207,6 +208,7 @@ def _entry_dict(row: RestoreEntry) -> dict[str, object]:
         "updated_at": row.updated_at,
         "restore_type": row.restore_type.name,
         "status": row.status.name,
+        "reason": row.reason,
     }
 
 

@@ -1,10 +1,10 @@
 """Why a node's row FAILED, carried beside Cassy's listing messages, which have no field for it.
 
-The built-in server sends the reasons of the FAILED rows it lists as binary trailing
-metadata; a client that reads them can say in a notification why a node failed. Scalar's
-Cassy sends none, and a client that does not read them loses nothing: the listing itself is
-unchanged. gRPC caps metadata (8 KiB by default), so reasons are shortened and the newest
-rows' reasons come first within a budget.
+The built-in server sends the reasons of the FAILED rows it lists (ListBackups and
+ListRestoreStatuses) as binary trailing metadata; a client that reads them can say why a
+node failed. Scalar's Cassy sends none, and a client that does not read them loses nothing:
+the listing itself is unchanged. gRPC caps metadata (8 KiB by default), so reasons are
+shortened and the newest rows' reasons come first within a budget.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 
-#: Binary (`-bin`) trailing-metadata key of ListBackups answers.
-BACKUP_REASONS_KEY = "cassy-scheduler-failure-reasons-bin"
+#: Binary (`-bin`) trailing-metadata key of ListBackups and ListRestoreStatuses answers.
+REASONS_KEY = "cassy-scheduler-failure-reasons-bin"
 REASON_CHARS = 300
 BUDGET_BYTES = 4096
 
@@ -37,7 +37,7 @@ def encode_reasons(reasons: Iterable[tuple[RowKey, str]]) -> bytes | None:
 def decode_reasons(metadata: Iterable[tuple[str, str | bytes]] | None) -> Mapping[RowKey, str]:
     """The reasons in a call's trailing metadata; anything malformed is ignored, not fatal."""
     for key, value in metadata or ():
-        if key != BACKUP_REASONS_KEY or not isinstance(value, bytes):
+        if key != REASONS_KEY or not isinstance(value, bytes):
             continue
         try:
             items = json.loads(value)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NoReturn, Protocol, TypeVar
 
 import grpc
@@ -17,9 +17,15 @@ from cassy_scheduler.node.datadir import is_plain_id
 from cassy_scheduler.node.discovery import ClusterFacts
 from cassy_scheduler.node.executor import DiscoveryError, NodeUnavailable
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
-from cassy_scheduler.protocol.reasons import BACKUP_REASONS_KEY, encode_reasons
+from cassy_scheduler.protocol.reasons import REASONS_KEY, encode_reasons
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
-from cassy_scheduler.server.metadata import ClusterRecord, InvalidQueryError, MetadataStore
+from cassy_scheduler.server.metadata import (
+    BackupRecord,
+    ClusterRecord,
+    InvalidQueryError,
+    MetadataStore,
+    RestoreRecord,
+)
 from cassy_scheduler.server.operations import (
     ApplicationsUnavailableError,
     BackupOperations,
@@ -73,6 +79,19 @@ def _history_rows(
         )
     except InvalidQueryError as exc:
         _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+
+def _send_reasons(
+    rows: Sequence[BackupRecord | RestoreRecord], context: grpc.ServicerContext
+) -> None:
+    """Why the listed rows FAILED, beside the answer (see protocol/reasons)."""
+    reasons = encode_reasons(
+        ((r.target_ip, r.snapshot_id, r.created_at), r.reason)
+        for r in rows
+        if r.status is OperationStatus.FAILED and r.reason
+    )
+    if reasons is not None:
+        context.set_trailing_metadata(((REASONS_KEY, reasons),))
 
 
 class CassyServicer(cassy_pb2_grpc.CassyServicer):
@@ -256,13 +275,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
         self, request: cassy_pb2.BackupListingRequest, context: grpc.ServicerContext
     ) -> cassy_pb2.BackupListingResponse:
         rows = _history_rows(self._metadata.list_backups, request, context)
-        reasons = encode_reasons(
-            ((r.target_ip, r.snapshot_id, r.created_at), r.reason)
-            for r in rows
-            if r.status is OperationStatus.FAILED and r.reason
-        )
-        if reasons is not None:
-            context.set_trailing_metadata(((BACKUP_REASONS_KEY, reasons),))
+        _send_reasons(rows, context)
         return cassy_pb2.BackupListingResponse(
             entries=[
                 cassy_pb2.BackupListingResponse.Entry(
@@ -393,6 +406,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
         self, request: cassy_pb2.RestoreStatusListingRequest, context: grpc.ServicerContext
     ) -> cassy_pb2.RestoreStatusListingResponse:
         rows = _history_rows(self._metadata.list_restores, request, context)
+        _send_reasons(rows, context)
         return cassy_pb2.RestoreStatusListingResponse(
             cluster_id=request.cluster_id or (rows[0].cluster_id if rows else ""),
             entries=[
