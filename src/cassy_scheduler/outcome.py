@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -79,37 +79,46 @@ def newest_backup_ms(client: BackupLister, cluster_id: str) -> int:
     return rows[0].created_at_ms if rows else 0
 
 
-def find_accepted_backup(
+def find_accepted_backup(  # noqa: PLR0917 (the facts of one request)
     client: BackupLister,
     cluster_id: str,
     backup_type: BackupType,
     snapshot_id: str | None,
     after_ms: int,
+    targets: Collection[str],
 ) -> BackupAck | None:
     """The request a lost TakeBackup answer belonged to, if the server accepted it.
 
     Its rows are the cluster's rows of this type (and, for an incremental, of this snapshot
-    id) created after `after_ms`. None when there are none, or when two requests match
-    (someone else's backup too): then which one is ours cannot be told.
+    id) created after `after_ms`, one per node of `targets`. A request whose rows are all
+    FAILED does not count: the server refuses a backup of down nodes by recording them
+    FAILED, and such a refusal is retried, not followed. None when no request matches, or
+    when two do (someone else's backup of the whole cluster too): which is ours is unknown.
     """
-    rows = [
-        row
-        for row in client.list_backups(cluster_id=cluster_id, limit=_ACCEPTED_SCAN_ROWS)
-        if row.created_at_ms > after_ms
-        and row.backup_type is backup_type
-        and (snapshot_id is None or row.snapshot_id == snapshot_id)
+    requests: dict[tuple[str, int], list[BackupEntry]] = {}
+    for row in client.list_backups(cluster_id=cluster_id, limit=_ACCEPTED_SCAN_ROWS):
+        if (
+            row.created_at_ms > after_ms
+            and row.backup_type is backup_type
+            and (snapshot_id is None or row.snapshot_id == snapshot_id)
+        ):
+            requests.setdefault((row.snapshot_id, row.created_at_ms), []).append(row)
+    candidates = [
+        rows
+        for rows in requests.values()
+        if {row.target_ip for row in rows} == set(targets)
+        and any(row.status is not OperationStatus.FAILED for row in rows)
     ]
-    requests = {(row.snapshot_id, row.created_at_ms) for row in rows}
-    if len(requests) != 1:
+    if len(candidates) != 1:
         return None
-    ((found_id, created_ms),) = requests
+    (rows,) = candidates
     return BackupAck(
         OperationStatus.STARTED,
         cluster_id,
-        tuple(sorted({row.target_ip for row in rows})),
-        found_id,
+        tuple(sorted(targets)),
+        rows[0].snapshot_id,
         rows[0].created_at,
-        created_ms,
+        rows[0].created_at_ms,
         backup_type,
     )
 

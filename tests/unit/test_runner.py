@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -120,19 +121,32 @@ def test_a_lost_answer_with_nothing_accepted_is_retried(s: Setup) -> None:
     assert s.cassy.count("TakeBackup") == 2
 
 
-def test_two_requests_after_a_lost_answer_are_not_taken_for_ours(s: Setup) -> None:
-    mark = newest_backup_ms(s.cassy, s.cluster.cluster_id)
-    for _ in range(2):
-        s.cassy.add_backup(s.cluster, BackupType.NODE_SNAPSHOT)
-    s.cassy.add_backup(s.cluster, BackupType.NODE_INCREMENTAL)
-    assert (
-        find_accepted_backup(s.cassy, s.cluster.cluster_id, BackupType.NODE_SNAPSHOT, None, mark)
-        is None
-    )
+def test_a_refusal_of_down_nodes_is_retried_not_followed(s: Setup) -> None:
+    s.cassy.refuse_not_live = 1
+    result = s.runner.run(make_job(retries=1, retry_backoff=timedelta(seconds=10)), T0)
+    assert (result.outcome, result.attempts) == (Outcome.SUCCEEDED, 2)
+    assert s.cassy.count("TakeBackup") == 2
+    assert result.snapshot_id == s.cassy.rows[0].snapshot_id
+
+
+def _accepted(s: Setup, backup_type: BackupType, mark: int) -> str | None:
     found = find_accepted_backup(
-        s.cassy, s.cluster.cluster_id, BackupType.NODE_INCREMENTAL, None, mark
+        s.cassy, s.cluster.cluster_id, backup_type, None, mark, s.cluster.target_ips
     )
-    assert found is not None and found.target_ips == tuple(IPS)
+    return None if found is None else found.snapshot_id
+
+
+def test_only_one_whole_cluster_request_not_all_failed_is_taken_for_ours(s: Setup) -> None:
+    mark = newest_backup_ms(s.cassy, s.cluster.cluster_id)
+    refused = dict.fromkeys(IPS, OperationStatus.FAILED)  # how a down node is refused
+    s.cassy.add_backup(s.cluster, BackupType.NODE_SNAPSHOT, refused)
+    s.cassy.add_backup(replace(s.cluster, target_ips=IPS[:1]), BackupType.NODE_SNAPSHOT)
+    assert _accepted(s, BackupType.NODE_SNAPSHOT, mark) is None
+    ours = s.cassy.add_backup(s.cluster, BackupType.NODE_SNAPSHOT)
+    assert _accepted(s, BackupType.NODE_SNAPSHOT, mark) == ours
+    assert _accepted(s, BackupType.NODE_INCREMENTAL, mark) is None
+    s.cassy.add_backup(s.cluster, BackupType.NODE_SNAPSHOT)  # someone else's, same moment
+    assert _accepted(s, BackupType.NODE_SNAPSHOT, mark) is None
 
 
 def test_transient_errors_beyond_the_retries_fail_the_run_as_unreachable(s: Setup) -> None:

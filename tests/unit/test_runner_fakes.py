@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -97,7 +97,8 @@ class FakeCassy:
     nodes named there; `hang` keeps them STARTED for ever.
     `errors[call]` is a list of exceptions raised, one per call, before answering (None:
     answer that call). `lose_answers` TakeBackup calls start the backup, then raise
-    DEADLINE_EXCEEDED as if the answer had been lost on the way.
+    DEADLINE_EXCEEDED as if the answer had been lost on the way. `refuse_not_live` calls
+    record FAILED rows and answer UNAVAILABLE, as the built-in server does for down nodes.
     """
 
     clusters: list[Cluster] = field(default_factory=list)
@@ -107,6 +108,7 @@ class FakeCassy:
     hang: bool = False
     errors: dict[str, list[Exception | None]] = field(default_factory=dict)
     lose_answers: int = 0
+    refuse_not_live: int = 0
     calls: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
     rows: list[BackupEntry] = field(default_factory=list)
     on_take: list[threading.Event] = field(default_factory=list)
@@ -217,6 +219,13 @@ class FakeCassy:
                 ip: self.polls_to_finish + self.node_delays.get(ip, 0) for ip in cluster.target_ips
             }
             self._pending.append(_Pending(rows, polls, dict(self.node_results)))
+        if self.refuse_not_live > 0:
+            self.refuse_not_live -= 1
+            with self._lock:
+                self._pending.pop()
+                for index, row in enumerate(rows):
+                    self.rows[index] = replace(row, status=OperationStatus.FAILED)
+            raise unavailable()
         if self.lose_answers > 0:
             self.lose_answers -= 1
             raise deadline_exceeded()

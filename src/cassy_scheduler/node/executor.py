@@ -168,7 +168,9 @@ class LocalExecutor:
             stdout, stderr = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired as exc:
             _kill_group(proc)
-            proc.communicate()
+            # A descendant that left the group may still hold the pipes: do not wait on it.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.communicate(timeout=5)
             raise NodetoolError(
                 node.address,
                 args,
@@ -185,5 +187,12 @@ class LocalExecutor:
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL the group a call runs in, unless the call is known to have ended already.
+
+    (A call reaped between the check and the signal leaves a tiny window, as in
+    Popen.send_signal; the group id is only reused once no process of it is left.)
+    """
+    if proc.returncode is not None:
+        return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)

@@ -180,6 +180,7 @@ class _Progress:
     retries_left: int = 0
     cluster_id: str | None = None
     cluster_name: str | None = None
+    cluster_nodes: tuple[str, ...] = ()
     snapshot_id: str | None = None
     base_snapshot_id: str | None = None
     base_snapshot_taken: bool = False
@@ -295,6 +296,7 @@ class Runner:
         resolved = self._call(progress, "resolve the cluster", resolve_cluster, client, job.cluster)
         cluster = resolved.cluster
         progress.cluster_id, progress.cluster_name = cluster.cluster_id, cluster.cluster_name
+        progress.cluster_nodes = tuple(cluster.target_ips)
         _log.info(
             "cluster resolved job=%s run_id=%d cluster_id=%s cluster_name=%s registered=%s",
             job.name,
@@ -434,7 +436,9 @@ class Runner:
                 if not (exc.is_transient or (answer_lost and isinstance(exc, CassyAborted))):
                     raise
                 answer_lost = True
-                accepted = find_accepted_backup(client, cluster_id, backup_type, base_id, mark)
+                accepted = find_accepted_backup(
+                    client, cluster_id, backup_type, base_id, mark, progress.cluster_nodes
+                )
                 if accepted is None:
                     raise
                 _log.warning(

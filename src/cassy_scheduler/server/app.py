@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -162,18 +163,31 @@ def serve(settings: ServerSettings) -> None:
 
 
 def _exit_past_stuck_threads(wait_s: float = 5.0) -> None:
-    """Exit even if a worker is stuck in a call nothing can interrupt (a hung file system).
+    """Give backup and restore threads `wait_s` to end, then exit whatever they are doing.
 
-    Its rows are already recorded FAILED; the interpreter would otherwise wait for the
-    worker at exit until the service manager's SIGKILL.
+    Their rows are recorded by now. Without this, the interpreter's exit would join every
+    worker of every thread pool, daemon or not, and wait for one stuck in a call nothing can
+    interrupt (a hung file system) until the service manager's SIGKILL.
     """
     deadline = time.monotonic() + wait_s
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join(max(0.0, deadline - time.monotonic()))
-    stuck = [t.name for t in threading.enumerate() if t.is_alive() and not t.daemon]
-    stuck = [name for name in stuck if name != threading.current_thread().name]
+    for thread in _work_threads():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = sorted(thread.name for thread in _work_threads())
     if stuck:
-        log.warning("exiting with work still running threads=%s", ",".join(sorted(stuck)))
-        logging.shutdown()
-        os._exit(0)
+        log.warning("exiting with work still running threads=%s", ",".join(stuck))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _work_threads() -> list[threading.Thread]:
+    return [
+        thread
+        for thread in threading.enumerate()
+        if thread.is_alive() and thread.name.startswith(WORK_THREAD_PREFIXES)
+    ]
+
+
+#: Names of the threads that back up and restore (coordinators and their pools).
+WORK_THREAD_PREFIXES = ("backup-", "node-work", "upload", "pause", "unpause", "restore")

@@ -487,6 +487,8 @@ class BackupOperations:
         failed = self._metadata.fail_unfinished(SERVER_STOPPED)
         if failed:
             log.warning("operations left unfinished at shutdown marked FAILED rows=%d", failed)
+        # Calls made outside backups too (discovery, liveness checks of requests cut off).
+        self._nodes.executor.stop_running()
 
 
 def _join_all(threads: Sequence[threading.Thread], within_s: float) -> None:
