@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
 
@@ -234,6 +234,7 @@ _RESTORE_COLUMNS = (
     "cluster_id, target_ip, snapshot_id, created_at, updated_at, restore_type, snapshot_only, "
     "status, reason"
 )
+_RecordT = TypeVar("_RecordT", bound="BackupRecord | RestoreRecord")
 _KEY_MATCH = "cluster_id = ? AND target_ip = ? AND snapshot_id = ? AND created_at = ?"
 
 
@@ -358,31 +359,17 @@ class SqliteMetadataStore:
             )
             for ip in target_ips
         ]
-        self._insert(
-            "backup_history",
-            _BACKUP_COLUMNS,
-            [
-                (*_key_values(r.key), r.updated_at, int(r.backup_type), int(r.status), r.reason)
-                for r in records
-            ],
-        )
+        self._insert(_BACKUPS, records)
         return records
 
     def update_backup_status(
         self, key: HistoryKey, status: OperationStatus, reason: str | None = None
     ) -> BackupRecord:
         """Set a row's status and reason (None clears it); `updated_at` becomes now."""
-        self._update_status("backup_history", key, status, reason)
-        record = self.get_backup(key)
-        if record is None:  # deleted between the two statements: not done by this store
-            raise RecordNotFoundError(f"backup row {key} disappeared while being updated")
-        return record
+        return self._set_status(_BACKUPS, key, status, reason)
 
     def get_backup(self, key: HistoryKey) -> BackupRecord | None:
-        rows = self._select(
-            f"SELECT {_BACKUP_COLUMNS} FROM backup_history WHERE {_KEY_MATCH}", _key_values(key)
-        )
-        return _backup_record(rows[0]) if rows else None
+        return self._get(_BACKUPS, key)
 
     def list_backups(
         self,
@@ -392,13 +379,7 @@ class SqliteMetadataStore:
         limit: int = 0,
     ) -> list[BackupRecord]:
         """Cassy's ListBackups: node, else snapshot, else cluster; newest first."""
-        where, parameters = _history_filter(cluster_id, target_ip, snapshot_id, "backups")
-        rows = self._select(
-            f"SELECT {_BACKUP_COLUMNS} FROM backup_history WHERE {where} "
-            "ORDER BY created_at DESC, target_ip ASC LIMIT ?",
-            (*parameters, _sql_limit(limit)),
-        )
-        return [_backup_record(row) for row in rows]
+        return self._list(_BACKUPS, cluster_id, target_ip, snapshot_id, limit)
 
     # restores
 
@@ -427,39 +408,17 @@ class SqliteMetadataStore:
             )
             for ip in target_ips
         ]
-        self._insert(
-            "restore_history",
-            _RESTORE_COLUMNS,
-            [
-                (
-                    *_key_values(r.key),
-                    r.updated_at,
-                    int(r.restore_type),
-                    int(r.snapshot_only),
-                    int(r.status),
-                    r.reason,
-                )
-                for r in records
-            ],
-        )
+        self._insert(_RESTORES, records)
         return records
 
     def update_restore_status(
         self, key: HistoryKey, status: OperationStatus, reason: str | None = None
     ) -> RestoreRecord:
         """Set a row's status and reason (None clears it); `updated_at` becomes now."""
-        self._update_status("restore_history", key, status, reason)
-        record = self.get_restore(key)
-        if record is None:
-            raise RecordNotFoundError(f"restore row {key} disappeared while being updated")
-        return record
+        return self._set_status(_RESTORES, key, status, reason)
 
     def get_restore(self, key: HistoryKey) -> RestoreRecord | None:
-        rows = self._select(
-            f"SELECT {_RESTORE_COLUMNS} FROM restore_history WHERE {_KEY_MATCH}",
-            _key_values(key),
-        )
-        return _restore_record(rows[0]) if rows else None
+        return self._get(_RESTORES, key)
 
     def list_restores(
         self,
@@ -469,13 +428,7 @@ class SqliteMetadataStore:
         limit: int = 0,
     ) -> list[RestoreRecord]:
         """Cassy's ListRestoreStatuses: node, else snapshot, else cluster; newest first."""
-        where, parameters = _history_filter(cluster_id, target_ip, snapshot_id, "restores")
-        rows = self._select(
-            f"SELECT {_RESTORE_COLUMNS} FROM restore_history WHERE {where} "
-            "ORDER BY created_at DESC, target_ip ASC LIMIT ?",
-            (*parameters, _sql_limit(limit)),
-        )
-        return [_restore_record(row) for row in rows]
+        return self._list(_RESTORES, cluster_id, target_ip, snapshot_id, limit)
 
     # maintenance
 
@@ -533,35 +486,67 @@ class SqliteMetadataStore:
                 raise MetadataError(f"metadata database {self._path!r}: {exc}") from exc
         return rows
 
-    def _insert(self, table: str, columns: str, rows: list[tuple[object, ...]]) -> None:
-        if not rows:
+    def _insert(self, table: _HistoryTable[_RecordT], records: Sequence[_RecordT]) -> None:
+        if not records:
             return
+        rows = [table.to_row(record) for record in records]
         placeholders = ", ".join("?" * len(rows[0]))
         with self._transaction() as connection:
             try:
                 connection.executemany(
-                    f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", rows
+                    f"INSERT INTO {table.name} ({table.columns}) VALUES ({placeholders})", rows
                 )
             except sqlite3.IntegrityError as exc:
                 raise DuplicateRecordError(
-                    f"{table} already has a row with key {rows[0][:4]} or a sibling of it: "
-                    "each request needs its own created_at"
+                    f"{table.name} already has a row with key {rows[0][:4]} or a sibling of "
+                    "it: each request needs its own created_at"
                 ) from exc
 
-    def _update_status(
-        self, table: str, key: HistoryKey, status: OperationStatus, reason: str | None
-    ) -> None:
+    def _set_status(
+        self,
+        table: _HistoryTable[_RecordT],
+        key: HistoryKey,
+        status: OperationStatus,
+        reason: str | None,
+    ) -> _RecordT:
         with self._transaction() as connection:
             cursor = connection.execute(
-                f"UPDATE {table} SET status = ?, reason = ?, updated_at = ? WHERE {_KEY_MATCH}",
+                f"UPDATE {table.name} SET status = ?, reason = ?, updated_at = ? "
+                f"WHERE {_KEY_MATCH}",
                 (int(status), reason, self._clock(), *_key_values(key)),
             )
             if cursor.rowcount != 1:
                 raise RecordNotFoundError(
-                    f"no {table} row for cluster {key.cluster_id!r}, node {key.target_ip!r}, "
-                    f"snapshot {key.snapshot_id!r}, created_at {key.created_at}: "
-                    "insert the rows before updating them"
+                    f"no {table.name} row for cluster {key.cluster_id!r}, node "
+                    f"{key.target_ip!r}, snapshot {key.snapshot_id!r}, created_at "
+                    f"{key.created_at}: insert the rows before updating them"
                 )
+        record = self._get(table, key)
+        if record is None:  # deleted between the two statements: not done by this store
+            raise RecordNotFoundError(f"{table.name} row {key} disappeared while being updated")
+        return record
+
+    def _get(self, table: _HistoryTable[_RecordT], key: HistoryKey) -> _RecordT | None:
+        rows = self._select(
+            f"SELECT {table.columns} FROM {table.name} WHERE {_KEY_MATCH}", _key_values(key)
+        )
+        return table.to_record(rows[0]) if rows else None
+
+    def _list(
+        self,
+        table: _HistoryTable[_RecordT],
+        cluster_id: str | None,
+        target_ip: str | None,
+        snapshot_id: str | None,
+        limit: int,
+    ) -> list[_RecordT]:
+        where, parameters = _history_filter(cluster_id, target_ip, snapshot_id, table.what)
+        rows = self._select(
+            f"SELECT {table.columns} FROM {table.name} WHERE {where} "
+            "ORDER BY created_at DESC, target_ip ASC LIMIT ?",
+            (*parameters, _sql_limit(limit)),
+        )
+        return [table.to_record(row) for row in rows]
 
     def _ensure_schema(self) -> None:
         with self._lock:
@@ -675,3 +660,41 @@ def _integer(value: object) -> int:
     if not isinstance(value, int):
         raise MetadataError(f"metadata database holds {value!r} where an integer belongs")
     return value
+
+
+def _backup_row(record: BackupRecord) -> tuple[object, ...]:
+    return (
+        *_key_values(record.key),
+        record.updated_at,
+        int(record.backup_type),
+        int(record.status),
+        record.reason,
+    )
+
+
+def _restore_row(record: RestoreRecord) -> tuple[object, ...]:
+    return (
+        *_key_values(record.key),
+        record.updated_at,
+        int(record.restore_type),
+        int(record.snapshot_only),
+        int(record.status),
+        record.reason,
+    )
+
+
+@dataclass(frozen=True)
+class _HistoryTable(Generic[_RecordT]):
+    """A history table (backups or restores): its columns and how rows and records convert."""
+
+    name: str
+    what: str
+    columns: str
+    to_record: Callable[[tuple[object, ...]], _RecordT]
+    to_row: Callable[[_RecordT], tuple[object, ...]]
+
+
+_BACKUPS = _HistoryTable("backup_history", "backups", _BACKUP_COLUMNS, _backup_record, _backup_row)
+_RESTORES = _HistoryTable(
+    "restore_history", "restores", _RESTORE_COLUMNS, _restore_record, _restore_row
+)
