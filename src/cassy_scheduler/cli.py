@@ -19,7 +19,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="markdown",
+    rich_markup_mode=None,
 )
 
 
@@ -44,12 +44,18 @@ def _root(
 
 @app.command()
 def serve(
-    config: Path = typer.Option(..., "--config", "-c", help="The server's TOML config file."),
-    host: str | None = typer.Option(None, help="Listen on this address instead."),
-    port: int | None = typer.Option(None, help="Listen on this port instead (0: any free)."),
-    log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR."),
+    config: Path = typer.Option(
+        ..., "--config", "-c", metavar="FILE", help="The server's TOML config file."
+    ),
+    host: str | None = typer.Option(
+        None, metavar="ADDRESS", help="Listen on this address instead."
+    ),
+    port: int | None = typer.Option(
+        None, metavar="PORT", help="Listen on this port instead (0: any free)."
+    ),
+    log_level: str = typer.Option("INFO", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR."),
 ) -> None:
-    """Run the built-in Cassy-compatible backup server (rpc.Cassy on gRPC)."""
+    """Run the built-in Cassy-compatible server (rpc.Cassy over gRPC)."""
     from cassy_scheduler.server.app import serve as run_server
     from cassy_scheduler.server.settings import load_server_settings
 

@@ -149,7 +149,7 @@ class Operator:
         elif words[:2] == ["cassy-scheduler", "restore"]:
             self.bring_the_node_back()
         elif words[:2] == ["cassy-scheduler", "schedule"]:
-            self.wait_for_output("run", "job schedule changed job=nightly-snapshot")
+            self.wait_for_output("run", "job schedule changed job=weekly-snapshot")
 
     # -- the operator's edits and actions --
 

@@ -74,16 +74,16 @@ def only_problem(path: Path, field: str, line_fragment: str) -> ConfigProblem:
 
 def test_the_example_config_loads_and_passes_check() -> None:
     config = load_config(EXAMPLE)
-    kinds = ["nightly-snapshot", "hourly-incremental", "weekly-cluster-wide"]
+    kinds = ["daily-cluster-wide", "weekly-snapshot", "hourly-incremental"]
     assert [j.name for j in config.jobs] == [
         f"{cluster}-{kind}" for cluster in ("orders", "analytics") for kind in kinds
     ]
     assert config.server.address == DEFAULT_ADDRESS
-    nightly = config.job("orders-nightly-snapshot")
-    assert nightly.type.backup_type is BackupType.NODE_SNAPSHOT
-    assert nightly.jitter == timedelta(minutes=2)
-    assert nightly.cluster == ClusterRef(cluster_name="orders")
-    assert config.job("analytics-weekly-cluster-wide").cluster == ClusterRef(
+    daily = config.job("orders-daily-cluster-wide")
+    assert daily.type.backup_type is BackupType.CLUSTER_SNAPSHOT
+    assert daily.jitter == timedelta(minutes=2)
+    assert daily.cluster == ClusterRef(cluster_name="orders")
+    assert config.job("analytics-weekly-snapshot").cluster == ClusterRef(
         cassandra_host="10.0.2.1", register_if_missing=True
     )
     assert check_config(config, datetime(2025, 6, 10, tzinfo=UTC)) == []

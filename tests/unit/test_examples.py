@@ -34,12 +34,16 @@ SCHEDULER_UNIT = EXAMPLES / "cassy-scheduler.service"
 SERVER_UNIT = EXAMPLES / "cassy-scheduler-server.service"
 CONFIG_ERROR_EXIT = 2  # what every verb exits with on a config file that does not load
 
-# The seed's crontab: (schedule, what its script took); its "*/1" is written "*" here.
-SEED = {
-    ("30 0 * * *", JobType.SNAPSHOT),
-    ("0 * * * *", JobType.INCREMENTAL),
-    ("15 0 * * 0", JobType.CLUSTER_WIDE),
+# The seed's crontab, quoted, and what each of its scripts took.
+SEED_CRONTAB = {
+    "30 0 * */1 * /opt/automate/backup/take_cluster_wide_snapshot.sh "
+    "/opt/automate/backup/config_cluster_wide <cluster-id>": JobType.CLUSTER_WIDE,
+    "15 0 * * 0 /opt/automate/backup/take_snapshot.sh "
+    "/opt/automate/backup/config_snapshot <cluster-id>": JobType.SNAPSHOT,
+    "0 * * * * /opt/automate/backup/take_incremental_backup.sh "
+    "/opt/automate/backup/config_incremental_backup <cluster-id>": JobType.INCREMENTAL,
 }
+SEED = {(" ".join(line.split()[:5]), kind) for line, kind in SEED_CRONTAB.items()}
 
 
 def parse_verb(argv: list[str]) -> tuple[str, dict[str, Any]]:
@@ -180,12 +184,35 @@ def test_the_crontab_replaces_each_seed_line_once_enabled_and_once_commented() -
     entries = crontab_entries()
     for enabled in (True, False):
         found = [
-            (schedule.replace("*/1", "*"), backup_of(command)[0])
-            for on, schedule, command in entries
-            if on is enabled
+            (schedule, backup_of(command)[0]) for on, schedule, command in entries if on is enabled
         ]
         assert sorted(found) == sorted(SEED), (enabled, found)
     assert len({backup_of(command)[1] for _, _, command in entries}) == 1
+
+
+@pytest.mark.parametrize(
+    "path",
+    [CRONTAB, PRODUCTION, ROOT / "README.md", ROOT / "contrib" / "cron" / "README.md"],
+    ids=lambda p: p.name,
+)
+def test_the_seed_lines_are_quoted_exactly(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    for line in SEED_CRONTAB:
+        assert line in text, f"{path.name} does not quote the seed line {line!r}"
+    for mention in re.findall(r"\S*take_\w+\.sh[^\n]*", text):
+        if "/opt/automate/" in mention:
+            assert any(mention.endswith(line.split(" ", 5)[5]) for line in SEED_CRONTAB), mention
+
+
+def test_the_production_example_keeps_the_seed_schedules() -> None:
+    config = load_config(PRODUCTION)
+    by_kind = {(job.cluster.value, job.type): job for job in config.jobs}
+    orders = {kind: by_kind["orders", kind].schedule.expression for kind in JobType}
+    seed = {kind: schedule for schedule, kind in SEED}
+    for kind, expression in orders.items():
+        assert CronSim(expression, datetime(2025, 6, 10)).explain() == (
+            CronSim(seed[kind], datetime(2025, 6, 10)).explain()
+        ), kind
 
 
 # --- systemd units ---------------------------------------------------------------------------

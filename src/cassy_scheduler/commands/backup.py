@@ -10,7 +10,15 @@ from types import FrameType
 
 import typer
 
-from cassy_scheduler.commands.common import config_option, err, fail, json_option, load, out
+from cassy_scheduler.commands.common import (
+    config_option,
+    err,
+    fail,
+    json_option,
+    load,
+    out,
+    styled,
+)
 from cassy_scheduler.commands.common import print_json as emit_json
 from cassy_scheduler.config.model import JobConfig, JobType
 from cassy_scheduler.logs import configure_logging
@@ -34,9 +42,11 @@ HELP = "\n\n".join(
     [
         "Take one backup now and wait for its outcome on every node.",
         "KIND is snapshot (node snapshot), cluster-wide or incremental. CLUSTER_ID names the "
-        "cluster as the seed scripts did; without it, the config's only job of that KIND runs "
-        "(or --job NAME). The run is recorded in the history and holds the same locks as the "
-        "daemon's runs.",
+        "cluster as the seed scripts did: the run counts as the config's job of that KIND on "
+        "that cluster (however the job names it), else it takes the policies of the first job "
+        "of that KIND. Without CLUSTER_ID, the config's only job of that KIND runs (or --job "
+        "NAME). The run is recorded in the history and holds the same locks as the daemon's "
+        "runs.",
         "Exit codes: 0 succeeded; 1 failed or interrupted; 2 config or usage error; 3 timed "
         "out waiting for the outcome; 4 skipped (the job or the cluster was busy); 5 server "
         "unreachable.",
@@ -64,9 +74,13 @@ def backup(  # noqa: PLR0917 (typer reads options from parameters)
         None, metavar="CLUSTER_ID", help="The cluster id to back up."
     ),
     config: Path = config_option(),
-    job: str | None = typer.Option(None, "--job", "-j", help="Run this configured job."),
+    job: str | None = typer.Option(
+        None, "--job", "-j", metavar="NAME", help="Run this configured job."
+    ),
     as_json: bool = json_option(),
-    log_level: str = typer.Option("WARNING", help="DEBUG, INFO, WARNING or ERROR (stderr)."),
+    log_level: str = typer.Option(
+        "WARNING", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR (stderr)."
+    ),
 ) -> None:
     configure_logging(log_level)
     settings = load(config)
@@ -130,9 +144,12 @@ def _describe(result: RunResult) -> None:
     if result.started_at and result.finished_at:
         took = f" in {(result.finished_at - result.started_at).total_seconds():.0f}s"
     console.print(
-        f"[bold]{result.job_name}[/] ({result.job_type}) on "
-        f"{result.cluster_id or '?'}: [{colour}]{result.outcome.value}[/]{took}",
-        markup=True,
+        styled(
+            (result.job_name, "bold"),
+            f" ({result.job_type}) on {result.cluster_id or '?'}: ",
+            (result.outcome.value, colour),
+            took,
+        )
     )
     if result.snapshot_id:
         base = " (base taken first)" if result.base_snapshot_taken else ""
@@ -143,4 +160,4 @@ def _describe(result: RunResult) -> None:
     if result.attempts > 1:
         console.print(f"  attempts: {result.attempts}")
     if result.error:
-        console.print(f"  [red]{result.error}[/]", markup=True)
+        console.print(styled("  ", (result.error, "red")))

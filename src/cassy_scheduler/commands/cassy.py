@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from cassy_scheduler.client import BackupEntry, Cluster
 from cassy_scheduler.commands.common import (
@@ -17,17 +17,21 @@ from cassy_scheduler.commands.common import (
     server_errors,
     when,
 )
+from cassy_scheduler.commands.tables import Column, print_table
 from cassy_scheduler.scheduling.wiring import open_client
 
 HELP_CODES = "Exit codes: 0 done, 1 the server refused, 2 config error, 5 server unreachable."
 
 
 def register(
-    host: str = typer.Argument(..., help="Any Cassandra node of the cluster."),
+    host: str = typer.Argument(..., metavar="HOST", help="Any Cassandra node of the cluster."),
     config: Path = config_option(),
     as_json: bool = json_option(),
 ) -> None:
-    """Register a cluster with the server through one of its nodes (RegisterCluster)."""
+    """Register a cluster with the server through one of its nodes.
+
+    Calls RegisterCluster and prints the new cluster id.
+    """
     settings = load(config)
     with server_errors(), open_client(settings.server) as client:
         cluster = client.register_cluster(host)
@@ -39,7 +43,10 @@ def register(
 
 
 def clusters(config: Path = config_option(), as_json: bool = json_option()) -> None:
-    """The clusters registered with the server, most recent first (ListClusters)."""
+    """The clusters registered with the server.
+
+    Most recently registered first (ListClusters).
+    """
     settings = load(config)
     with server_errors(), open_client(settings.server) as client:
         found = client.list_clusters()
@@ -52,12 +59,20 @@ def clusters(config: Path = config_option(), as_json: bool = json_option()) -> N
 
 
 def backups(
-    cluster_id: str = typer.Argument(..., help="The cluster whose backups to list."),
+    cluster_id: str = typer.Argument(
+        ..., metavar="CLUSTER_ID", help="The cluster whose backups to list."
+    ),
     config: Path = config_option(),
-    limit: int = typer.Option(0, "--limit", "-n", min=0, help="At most this many rows (0: all)."),
+    limit: int = typer.Option(
+        0, "--limit", "-n", min=0, metavar="N", help="At most this many rows (0: all)."
+    ),
     as_json: bool = json_option(),
 ) -> None:
-    """A cluster's backups, newest first, one line per request with every node's status."""
+    """A cluster's backups, newest first.
+
+    One line per request, with every node's status and, from the built-in server, why a
+    node failed (ListBackups).
+    """
     settings = load(config)
     with server_errors(), open_client(settings.server) as client:
         rows = client.list_backups(cluster_id=cluster_id, limit=limit)
@@ -70,11 +85,8 @@ def backups(
     groups: dict[tuple[str, int], list[BackupEntry]] = {}
     for row in rows:
         groups.setdefault((row.snapshot_id, row.created_at_ms), []).append(row)
-    table = Table(title=f"backups of {cluster_id}", title_justify="left")
-    for column in ("created", "type", "snapshot id", "nodes"):
-        table.add_column(column, overflow="fold")
-    for (snapshot_id, _), members in groups.items():
-        table.add_row(
+    table = [
+        (
             when(members[0].created_at),
             members[0].backup_type.name,
             snapshot_id,
@@ -83,11 +95,15 @@ def backups(
                 for r in sorted(members, key=_ip)
             ),
         )
-    out().print(table)
+        for (snapshot_id, _), members in groups.items()
+    ]
+    columns = [Column("created"), Column("type"), Column("snapshot id", shorten=True)]
+    columns.append(Column("nodes", prose=True))
+    print_table(out(), columns, table, title=f"backups of {cluster_id}")
 
 
 for _verb in (register, clusters, backups):
-    _verb.__doc__ = f"{_verb.__doc__}\n\n{HELP_CODES}"
+    _verb.__doc__ = f"{inspect.cleandoc(_verb.__doc__ or '')}\n\n{HELP_CODES}"
 
 
 def _ip(row: BackupEntry) -> str:
@@ -95,18 +111,19 @@ def _ip(row: BackupEntry) -> str:
 
 
 def _print_clusters(found: list[Cluster]) -> None:
-    table = Table()
-    for column in ("cluster id", "name", "nodes", "keyspaces", "registered"):
-        table.add_column(column, overflow="fold")
-    for cluster in found:
-        table.add_row(
+    rows = [
+        (
             cluster.cluster_id,
             cluster.cluster_name,
             "\n".join(cluster.target_ips),
             ", ".join(cluster.keyspaces),
             when(cluster.created_at),
         )
-    out().print(table)
+        for cluster in found
+    ]
+    columns = [Column("cluster id", shorten=True), Column("name"), Column("nodes")]
+    columns += [Column("keyspaces", prose=True), Column("registered")]
+    print_table(out(), columns, rows)
 
 
 def _cluster_dict(cluster: Cluster) -> dict[str, object]:

@@ -10,9 +10,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from cassy_scheduler.commands.common import config_option, err, json_option, out, print_json
+from cassy_scheduler.commands.common import (
+    config_option,
+    err,
+    json_option,
+    out,
+    print_json,
+    styled,
+)
+from cassy_scheduler.commands.tables import Column, print_table
 from cassy_scheduler.config import ConfigError, SchedulerConfig, load_config
 from cassy_scheduler.config.checks import check_config
 from cassy_scheduler.config.errors import ConfigProblem
@@ -38,7 +45,10 @@ def check(
         "server. For validating a file before deploying it, e.g. in CI.",
     ),
 ) -> None:
-    """Check the config, the server, every job's cluster and base snapshot, and recent runs.
+    """Check the config, the server, the clusters and recent runs.
+
+    Every job's cluster and base snapshot are looked up, and recent failures and
+    staleness judged.
 
     With --offline only the file is checked: every load error (CRITICAL, naming the file, the
     line and the key) and the advice across jobs (WARNING). No server, history or state
@@ -109,13 +119,14 @@ def _findings(path: Path) -> list[Finding]:
 
 
 def _print(findings: list[Finding], status: Severity) -> None:
-    table = Table(show_header=True, header_style="bold")
-    for column in ("", "subject", "finding"):
-        table.add_column(column, overflow="fold")
+    rows = []
     for finding in findings:
-        colour = _COLOURS[finding.severity]
-        text = finding.message + (f"\n[dim]hint: {finding.hint}[/]" if finding.hint else "")
-        table.add_row(f"[{colour}]{finding.severity.name}[/]", finding.subject, text)
+        hint = [("\nhint: " + finding.hint, "dim")] if finding.hint else []
+        text = styled(finding.message, *hint)
+        rows.append(
+            (styled((finding.severity.name, _COLOURS[finding.severity])), finding.subject, text)
+        )
+    columns = [Column(""), Column("subject", prose=True), Column("finding", prose=True)]
     console = out()
-    console.print(table)
-    console.print(f"[bold {_COLOURS[status]}]{status.name}[/]", markup=True)
+    print_table(console, columns, rows)
+    console.print(styled((status.name, f"bold {_COLOURS[status]}")))

@@ -1,5 +1,9 @@
 """What every verb shares: the --config option, loading it (exit 2 when it is unusable), and
-printing for people (rich) or machines (--json)."""
+printing for people (rich) or machines (--json).
+
+The consoles print text as it is: config values, errors and server replies hold brackets
+(`[defaults]`, `[notify.ops]`) that Rich markup would swallow, so colour comes only from
+`Text` objects built here and in the verbs, never from markup in strings."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from cassy_scheduler.client import CassyError
 from cassy_scheduler.config import ConfigError, SchedulerConfig, load_config
@@ -36,8 +41,9 @@ def config_option() -> Any:
         ...,
         "--config",
         "-c",
+        metavar="FILE",
         envvar=CONFIG_ENV,
-        help=f"The scheduler's TOML config file (or ${CONFIG_ENV}).",
+        help="The scheduler's TOML config file.",
         show_default=False,
     )
 
@@ -47,11 +53,16 @@ def json_option() -> Any:
 
 
 def out() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def err() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """Text from plain pieces and (text, style) pairs; nothing in them is read as markup."""
+    return Text.assemble(*parts)
 
 
 def load(path: Path) -> SchedulerConfig:
@@ -63,7 +74,7 @@ def load(path: Path) -> SchedulerConfig:
 
 
 def fail(message: str, code: int) -> NoReturn:
-    err().print(f"[bold red]error:[/] {message}", markup=True)
+    err().print(styled(("error:", "bold red"), f" {message}"))
     raise typer.Exit(code)
 
 

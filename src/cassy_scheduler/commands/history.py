@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
+from rich.text import Text
 
 from cassy_scheduler.commands.common import (
     Exit,
@@ -15,8 +15,10 @@ from cassy_scheduler.commands.common import (
     load,
     out,
     print_json,
+    styled,
     when,
 )
+from cassy_scheduler.commands.tables import Column, print_table
 from cassy_scheduler.scheduling.history import (
     DeliveryRecord,
     HistoryError,
@@ -35,11 +37,19 @@ _COLOURS = {
 
 def history(
     config: Path = config_option(),
-    job: str | None = typer.Option(None, "--job", "-j", help="Only this job's runs."),
-    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many runs to show."),
+    job: str | None = typer.Option(
+        None, "--job", "-j", metavar="NAME", help="Only this job's runs."
+    ),
+    limit: int = typer.Option(
+        20, "--limit", "-n", min=1, metavar="N", help="How many runs to show."
+    ),
     as_json: bool = json_option(),
 ) -> None:
-    """Past runs, newest first: when, outcome, snapshot id, every node's status, the error."""
+    """Past runs, newest first, with every node's status.
+
+    When each ran, its outcome, the snapshot id, every node's status, the error and who
+    was notified.
+    """
     settings = load(config)
     path = settings.runtime.history_path
     if not path.exists():
@@ -57,35 +67,28 @@ def history(
     if as_json:
         print_json([_run_dict(run, notices[run.run_id]) for run in runs])
         return
-    table = Table(title=f"runs recorded in {path}", title_justify="left")
-    for column in (
-        "run",
-        "job",
-        "scheduled for",
-        "took",
-        "outcome",
-        "snapshot",
-        "nodes",
-        "notified",
-    ):
-        table.add_column(column, overflow="fold")
+    rows = []
     for run in runs:
         colour = _COLOURS.get(run.outcome, "red")
-        outcome = f"[{colour}]{run.outcome.value}[/]"
-        if run.error:
-            outcome += f"\n{run.error}"
-        table.add_row(
-            str(run.run_id),
-            f"{run.job_name}\n{run.job_type}",
-            when(run.scheduled_for),
-            _took(run),
-            outcome,
-            (run.snapshot_id or "-")
-            + (f"\nbase {run.base_snapshot_id}" if run.base_snapshot_id else ""),
-            "\n".join(f"{n.node_ip} {n.status.name}" for n in run.nodes) or "-",
-            "\n".join(_notified(notices[run.run_id])) or "-",
+        outcome = styled((run.outcome.value, colour), *([f"\n{run.error}"] if run.error else []))
+        rows.append(
+            (
+                str(run.run_id),
+                f"{run.job_name}\n{run.job_type}",
+                when(run.scheduled_for),
+                _took(run),
+                outcome,
+                (run.snapshot_id or "-")
+                + (f"\nbase {run.base_snapshot_id}" if run.base_snapshot_id else ""),
+                "\n".join(f"{n.node_ip} {n.status.name}" for n in run.nodes) or "-",
+                Text("\n").join(_notified(notices[run.run_id])) or "-",
+            )
         )
-    out().print(table)
+    columns = [Column(h) for h in ("run", "job", "scheduled for", "took")]
+    columns.append(Column("outcome", prose=True))
+    columns.append(Column("snapshot", shorten=True))
+    columns += [Column("nodes", prose=True), Column("notified", prose=True)]
+    print_table(out(), columns, rows, title=f"runs recorded in {path}")
 
 
 def _took(run: RunRecord) -> str:
@@ -94,7 +97,7 @@ def _took(run: RunRecord) -> str:
     return f"{(run.finished_at - run.started_at).total_seconds():.0f}s"
 
 
-def _notified(deliveries: list[DeliveryRecord]) -> list[str]:
+def _notified(deliveries: list[DeliveryRecord]) -> list[Text]:
     """One line per target: delivered, or failed with the last error, and how many tries."""
     last: dict[str, DeliveryRecord] = {}
     for attempt in deliveries:
@@ -103,9 +106,11 @@ def _notified(deliveries: list[DeliveryRecord]) -> list[str]:
     for target, final in last.items():
         tries = f"{final.attempt} tr{'ies' if final.attempt != 1 else 'y'}"
         if final.delivered:
-            lines.append(f"{target}: delivered ({tries})")
+            lines.append(styled(f"{target}: delivered ({tries})"))
         else:
-            lines.append(f"{target}: [red]not delivered[/] ({tries}): {final.error}")
+            lines.append(
+                styled(f"{target}: ", ("not delivered", "red"), f" ({tries}): {final.error}")
+            )
     return lines
 
 

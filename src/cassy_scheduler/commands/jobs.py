@@ -11,7 +11,6 @@ from pathlib import Path
 
 import tomlkit
 import typer
-from rich.table import Table
 from tomlkit.items import InlineTable, Item
 from tomlkit.items import Table as TomlTable
 
@@ -23,8 +22,10 @@ from cassy_scheduler.commands.common import (
     load,
     out,
     print_json,
+    styled,
     when,
 )
+from cassy_scheduler.commands.tables import Column, print_table
 from cassy_scheduler.config import ConfigError, format_duration, parse_config
 from cassy_scheduler.config.model import JobConfig, SchedulerConfig
 from cassy_scheduler.scheduling.describe import describe
@@ -34,42 +35,55 @@ from cassy_scheduler.scheduling.timetable import Schedule, ScheduleError
 
 def jobs(
     config: Path = config_option(),
-    count: int = typer.Option(3, "--next", "-n", min=1, help="How many next runs to show."),
+    count: int = typer.Option(
+        3, "--next", "-n", min=1, metavar="N", help="How many next runs to show."
+    ),
     as_json: bool = json_option(),
 ) -> None:
-    """The configured jobs: schedule as written and in words, next runs, last outcome."""
+    """The configured jobs: schedules in words, next and last runs.
+
+    Each job's schedule as written and in words, its next runs (with jitter) and its last
+    recorded outcome.
+    """
     settings = load(config)
     now = _now()
     last = _last_runs(settings)
     if as_json:
         print_json([_job_dict(job, now, count, last.get(job.name)) for job in settings.jobs])
         return
-    table = Table(title=f"jobs in {settings.path}", title_justify="left")
-    for column in ("job", "type", "cluster", "schedule", "next runs", "last run"):
-        table.add_column(column, overflow="fold")
+    rows = []
     for job in settings.jobs:
         zone = job.schedule.timezone
         fires = [when(f.run_at, zone) for f in job.timetable.next_fires(now, count)]
         record = last.get(job.name)
-        table.add_row(
-            job.name + ("" if job.enabled else " (disabled)"),
-            job.type.value,
-            f"{job.cluster.kind}\n{job.cluster.value}",
-            f"{_written(job)}\n{_in_words(job)}",
-            "\n".join(fires) if job.enabled else "-",
-            f"{record.outcome.value}\n{when(record.scheduled_for, zone)}" if record else "-",
+        rows.append(
+            (
+                f"{job.name}\n{job.type.value}" + ("" if job.enabled else " (disabled)"),
+                f"{_CLUSTER_LABELS[job.cluster.kind]} {job.cluster.value}",
+                f"{_written(job)}\n{_in_words(job)}",
+                "\n".join(fires) if job.enabled else "-",
+                f"{record.outcome.value}\n{when(record.scheduled_for, zone)}" if record else "-",
+            )
         )
-    out().print(table)
+    columns = [Column("job"), Column("cluster", shorten=True), Column("schedule")]
+    columns += [Column("next runs"), Column("last run")]
+    print_table(out(), columns, rows, title=f"jobs in {settings.path}")
+
+
+_CLUSTER_LABELS = {"cluster_id": "id", "cluster_name": "name", "cassandra_host": "node"}
 
 
 def crontab(
     config: Path = config_option(),
     command: str | None = typer.Option(
-        None, help="The cassy-scheduler command cron should run (default: this one)."
+        None,
+        metavar="COMMAND",
+        help="The cassy-scheduler command cron should run (default: this one).",
     ),
 ) -> None:
-    """Crontab lines that run the configured jobs from system cron instead of the daemon.
+    """Crontab lines that run the configured jobs from system cron.
 
+    For system cron instead of the daemon.
     Each line runs `backup TYPE --job NAME`, so cron runs share the daemon's history and locks.
     Cron has no seconds field and no jitter; a job in a timezone other than UTC gets a
     CRON_TZ line, which cronie honours and Debian's cron ignores.
@@ -109,11 +123,14 @@ def schedule(
     job_name: str = typer.Argument(..., metavar="JOB", help="The job to reschedule."),
     expression: str = typer.Argument(..., metavar="EXPR", help="The new cron expression."),
     config: Path = config_option(),
-    count: int = typer.Option(5, "--next", "-n", min=1, help="How many next runs to show."),
+    count: int = typer.Option(
+        5, "--next", "-n", min=1, metavar="N", help="How many next runs to show."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show, but do not change the file."),
 ) -> None:
-    """Check a schedule, show its next runs in words, and write it to the job in the file.
+    """Change a job's schedule, shown in words first.
 
+    Checks the expression, shows its next runs, and writes it to the job in the file.
     The file keeps its comments and layout; a running daemon picks the change up by itself.
     """
     settings = load(config)
@@ -126,7 +143,7 @@ def schedule(
     except ScheduleError as exc:
         fail(str(exc), Exit.USAGE)
     console = out()
-    console.print(f"[bold]{job.name}[/]: {expression} ({parsed.timezone_name})", markup=True)
+    console.print(styled((job.name, "bold"), f": {expression} ({parsed.timezone_name})"))
     console.print(f"  {describe(expression)}")
     for fire in parsed.next_n(_now(), count):
         console.print(f"  {when(fire, parsed.timezone)}")

@@ -8,6 +8,7 @@ storage URI (--storage), or the server's own config file (--server-config) to us
 
 from __future__ import annotations
 
+import inspect
 import time
 from enum import IntEnum
 from pathlib import Path
@@ -27,6 +28,7 @@ from cassy_scheduler.commands.common import (
     server_errors,
     when,
 )
+from cassy_scheduler.commands.tables import Column, print_table
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
 from cassy_scheduler.storage import Storage, StorageError, open_storage
 from cassy_scheduler.verify import NodeReport, VerifyError, VerifyReport, verify_snapshot
@@ -53,8 +55,9 @@ def _server_option() -> Any:
         None,
         "--server",
         "-s",
+        metavar="HOST:PORT",
         envvar=SERVER_ENV,
-        help=f"The Cassy server, HOST:PORT (or ${SERVER_ENV}); else the one in --config.",
+        help="The Cassy server; else the one in --config.",
         show_default=False,
     )
 
@@ -64,8 +67,9 @@ def _config_option() -> Any:
         None,
         "--config",
         "-c",
+        metavar="FILE",
         envvar=CONFIG_ENV,
-        help=f"The scheduler's TOML config, for its server (or ${CONFIG_ENV}).",
+        help="The scheduler's TOML config, for its server.",
         show_default=False,
     )
 
@@ -84,21 +88,29 @@ def _client(server: str | None, config: Path | None) -> CassyClient:
 
 
 def restore(  # noqa: PLR0917 (typer reads options from parameters)
-    cluster_id: str = typer.Argument(..., help="The cluster the snapshot belongs to."),
-    snapshot_id: str = typer.Argument(..., help="The snapshot to restore."),
+    cluster_id: str = typer.Argument(
+        ..., metavar="CLUSTER_ID", help="The cluster the snapshot belongs to."
+    ),
+    snapshot_id: str = typer.Argument(..., metavar="SNAPSHOT_ID", help="The snapshot to restore."),
     nodes: list[str] = typer.Option(
-        [], "--node", "-n", help="Restore only this node (repeat); default every node."
+        [],
+        "--node",
+        "-n",
+        metavar="IP",
+        help="Restore only this node (repeat); default every node.",
     ),
     snapshot_only: bool = typer.Option(
         False, "--snapshot-only", help="Leave out the incremental backups of the snapshot."
     ),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for every node's outcome."),
-    timeout: float = typer.Option(3600, "--timeout", min=1, help="Seconds to wait at most."),
+    timeout: float = typer.Option(
+        3600, "--timeout", min=1, metavar="SECONDS", help="Seconds to wait at most."
+    ),
     server: str | None = _server_option(),
     config: Path | None = _config_option(),
     as_json: bool = json_option(),
 ) -> None:
-    """Restore a node-level snapshot onto stopped nodes with empty directories (RestoreBackup).
+    """Restore a node-level snapshot onto stopped nodes.
 
     Each node's Cassandra must be stopped and its data, commit log and hints directories
     empty; the server refuses otherwise and writes nothing. Start the nodes once every node
@@ -161,15 +173,24 @@ def _wait(
 
 
 def restores(  # noqa: PLR0917 (typer reads options from parameters)
-    cluster_id: str = typer.Argument(..., help="The cluster."),
-    snapshot_id: str = typer.Argument(..., help="The snapshot whose restores to list."),
-    node: str | None = typer.Option(None, "--node", "-n", help="Only this node's restores."),
-    limit: int = typer.Option(0, "--limit", min=0, help="At most this many rows (0: all)."),
+    cluster_id: str = typer.Argument(..., metavar="CLUSTER_ID", help="The cluster."),
+    snapshot_id: str = typer.Argument(
+        ..., metavar="SNAPSHOT_ID", help="The snapshot whose restores to list."
+    ),
+    node: str | None = typer.Option(
+        None, "--node", "-n", metavar="IP", help="Only this node's restores."
+    ),
+    limit: int = typer.Option(
+        0, "--limit", min=0, metavar="N", help="At most this many rows (0: all)."
+    ),
     server: str | None = _server_option(),
     config: Path | None = _config_option(),
     as_json: bool = json_option(),
 ) -> None:
-    """Restores of a snapshot with each node's status, newest first (ListRestoreStatuses)."""
+    """A snapshot's restores, node by node, newest first.
+
+    Each node's status and, from the built-in server, why it failed (ListRestoreStatuses).
+    """
     with server_errors(), _client(server, config) as client:
         rows = client.list_restore_statuses(cluster_id, snapshot_id, node, limit)
     # With a node, Cassy lists that node's restores of every snapshot.
@@ -183,11 +204,8 @@ def restores(  # noqa: PLR0917 (typer reads options from parameters)
 
 
 def _print_restores(rows: list[RestoreEntry]) -> None:
-    table = Table()
-    for column in ("started", "node", "snapshot id", "type", "status", "updated"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(
+    table = [
+        (
             when(row.created_at),
             row.target_ip,
             row.snapshot_id,
@@ -195,7 +213,11 @@ def _print_restores(rows: list[RestoreEntry]) -> None:
             row.status.name + (f": {row.reason}" if row.reason else ""),
             when(row.updated_at),
         )
-    out().print(table)
+        for row in rows
+    ]
+    columns = [Column("started"), Column("node"), Column("snapshot id", shorten=True)]
+    columns += [Column("type"), Column("status", prose=True), Column("updated")]
+    print_table(out(), columns, table)
 
 
 def _entry_dict(row: RestoreEntry) -> dict[str, object]:
@@ -216,22 +238,36 @@ def _entry_dict(row: RestoreEntry) -> dict[str, object]:
 
 
 def verify(  # noqa: PLR0917 (typer reads options from parameters)
-    snapshot_id: str = typer.Argument(..., help="The snapshot to check."),
+    snapshot_id: str = typer.Argument(..., metavar="SNAPSHOT_ID", help="The snapshot to check."),
     cluster_id: str | None = typer.Option(
-        None, "--cluster", help="The snapshot's cluster, when the server knows the id twice."
+        None,
+        "--cluster",
+        metavar="CLUSTER_ID",
+        help="The snapshot's cluster, when the server knows the id twice.",
     ),
     storage_uri: str | None = typer.Option(
-        None, "--storage", help="Where the server stores backups, e.g. file:///var/backups."
+        None,
+        "--storage",
+        metavar="URI",
+        help="Where the server stores backups, e.g. file:///var/backups.",
     ),
     server_config: Path | None = typer.Option(
-        None, "--server-config", help="The server's TOML config, to read its storage URI."
+        None,
+        "--server-config",
+        metavar="FILE",
+        help="The server's TOML config, to read its storage URI.",
     ),
     server: str | None = _server_option(),
     config: Path | None = _config_option(),
     as_json: bool = json_option(),
 ) -> None:
-    """Check every stored file of a snapshot on every node: present, size and SHA-256 as its
-    upload manifests say, and restorable. Reports per node; exits 1 on any problem."""
+    """Prove a snapshot restorable, reading its stored files.
+
+    Every node of the backup must have stored it: each file present, of the size and SHA-256
+    its upload manifest records (or, for backups written without manifests, as Scalar's Cassy
+    writes them, every SSTable whole by its own TOC.txt and Digest.crc32), and the whole
+    restorable. Reports per node; exits 1 on any problem.
+    """
     storage = _storage(storage_uri, server_config)
     with server_errors(), _client(server, config) as client:
         rows = client.list_backups(snapshot_id=snapshot_id)
@@ -327,4 +363,4 @@ def _report_dict(report: VerifyReport) -> dict[str, object]:
 
 
 for _verb in (restore, restores, verify):
-    _verb.__doc__ = f"{_verb.__doc__}\n\n{EXIT_HELP}"
+    _verb.__doc__ = f"{inspect.cleandoc(_verb.__doc__ or '')}\n\n{EXIT_HELP}"

@@ -15,9 +15,11 @@ from cassy_scheduler.scheduling.wiring import Runtime
 
 def run(
     config: Path = config_option(),
-    log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR (stderr)."),
+    log_level: str = typer.Option(
+        "INFO", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR (stderr)."
+    ),
 ) -> None:
-    """Run every enabled job on its schedule until SIGTERM.
+    """Run every enabled job on its schedule, until SIGTERM.
 
     The config file is re-read when it changes or on SIGHUP; a bad edit is logged and the
     running config kept. On SIGTERM, running backups get [scheduler] shutdown_grace to finish

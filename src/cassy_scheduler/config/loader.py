@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from cassy_scheduler.config.errors import ConfigError, ConfigProblem
+from cassy_scheduler.config.errors import ConfigError, ConfigProblem, toml_syntax_problem
 from cassy_scheduler.config.loadtargets import notify_target
 from cassy_scheduler.config.locate import KeyPath, key_lines, line_of
 from cassy_scheduler.config.model import (
@@ -57,6 +57,11 @@ _EXAMPLES = {
     "schedule": 'add schedule = "30 0 * * *" to this job or to [defaults]',
 }
 _TARGET_TYPES = ("email", "apprise", "command")
+_NOT_A_SCHEDULER_CONFIG = (
+    "the config is a cassy-scheduler TOML file now, not the seed scripts' config file: "
+    "write one from examples/scheduler.toml (contrib/cron/README.md tells how the seed's "
+    "crontab moves over)"
+)
 _TYPE_HINTS = {
     "string_type": ("must be a quoted string", 'write it in double quotes, e.g. key = "value"'),
     "bool_type": ("must be true or false", "write true or false, without quotes"),
@@ -96,17 +101,9 @@ def parse_config(text: str, path: str | Path) -> SchedulerConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"at line (\d+)", str(exc))
-        report.problems.append(
-            ConfigProblem(
-                report.file,
-                int(match.group(1)) if match else None,
-                "",
-                f"not valid TOML: {exc}",
-                'check quotes and brackets near that line; strings need quotes: key = "value"',
-            )
-        )
-        raise ConfigError(report.problems) from None
+        raise ConfigError(
+            [toml_syntax_problem(report.file, text, exc, not_ours=_NOT_A_SCHEDULER_CONFIG)]
+        ) from None
     report.lines = key_lines(text)
     try:
         parsed = ConfigFile.model_validate(data, context=report.context)

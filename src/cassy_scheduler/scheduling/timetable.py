@@ -230,12 +230,37 @@ def _check_fields(expression: str, minute_expression: str) -> None:
         CronSim(minute_expression, _SEARCH_FROM)
     except CronSimError as exc:
         parts = minute_expression.split(" ")
+        impossible = _impossible_date(expression, parts[2], parts[3])
+        if impossible is not None:
+            raise impossible from None
         for index, name in enumerate(_FIELD_ORDER):
             if str(exc).lower().endswith(name):
                 raise _field_error(expression, name, parts[index]) from None
         raise ScheduleError(
             f'"{expression}" is not a valid cron expression: {exc}', _EXAMPLE
         ) from None
+
+
+_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # February at its longest
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _impossible_date(expression: str, day: str, month: str) -> ScheduleError | None:
+    """The error for valid days of the month that none of the chosen months has (31 2)."""
+    try:
+        days = {d for d in Field.DAY.parse(day.upper()) if isinstance(d, int) and d > 0}
+        months = {m for m in Field.MONTH.parse(month.upper()) if isinstance(m, int)}
+    except CronSimError:
+        return None
+    if not days or not months or any(min(days) <= _DAYS_IN_MONTH[m - 1] for m in months):
+        return None
+    named = ", ".join(_MONTH_NAMES[m - 1] for m in sorted(months))
+    longest = max(_DAYS_IN_MONTH[m - 1] for m in months)
+    return ScheduleError(
+        f'"{expression}" never fires: day {day} of the month does not exist in {named} '
+        f"(at most {longest} days)",
+        'pick a day every chosen month has, "L" for the last day of the month, or other months',
+    )
 
 
 def _field_error(expression: str, name: str, value: str) -> ScheduleError:

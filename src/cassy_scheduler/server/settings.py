@@ -54,7 +54,7 @@ from cassandra.auth import PlainTextAuthProvider
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
-from cassy_scheduler.config.errors import ConfigError, ConfigProblem
+from cassy_scheduler.config.errors import ConfigError, ConfigProblem, toml_syntax_problem
 from cassy_scheduler.config.locate import key_lines, line_of
 from cassy_scheduler.config.secrets import Secret
 from cassy_scheduler.node.discovery import CqlAccess
@@ -483,12 +483,12 @@ def load_server_settings(path: Path) -> ServerSettings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
             [
-                ConfigProblem(
+                toml_syntax_problem(
                     file,
-                    getattr(exc, "lineno", None),
-                    "",
-                    f"not valid TOML: {exc}",
-                    'check quotes and brackets; strings need quotes: key = "value"',
+                    text,
+                    exc,
+                    not_ours="the server's config is a TOML file with [storage] and [nodes] "
+                    "tables: write one from examples/server.toml",
                 )
             ]
         ) from None
