@@ -19,6 +19,7 @@ import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from cassy_scheduler.protocol.echo import echo_text
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
 from cassy_scheduler.protocol.reasons import decode_reasons
 from cassy_scheduler.protocol.types import (
@@ -51,7 +52,8 @@ class CassyError(Exception):
         self.code = code
         self.details = details
         super().__init__(
-            f"Cassy {call} to {address} failed with {code.name}: {details or '(no details)'}"
+            f"Cassy {call} to {address} failed with {code.name}: "
+            f"{echo_text(details) or '(no details)'}"
             f"; {self.hint}"
         )
 
@@ -451,7 +453,11 @@ class CassyClient:
             code = exc.code()
             details = exc.details() or ""
             logger.debug(
-                "cassy call=%s address=%s code=%s details=%r", call, self.address, code, details
+                "cassy call=%s address=%s code=%s details=%r",
+                call,
+                self.address,
+                code,
+                echo_text(details),
             )
             raise _error_class(code)(call, self.address, code, details) from exc
         if not isinstance(response, response_type):

@@ -78,6 +78,21 @@ def test_register_a_host_with_no_cassandra(server1: ServerProcess, client1: Cass
     )
 
 
+@pytest.mark.parametrize(
+    "host", ["../../tmp/x", "a/b", "a\x00b", "a b", "-x.example.com", "h" * 300]
+)
+def test_register_a_malformed_host(server1: ServerProcess, client1: CassyClient, host: str) -> None:
+    logged = len(server1.output())
+    refused(
+        server1,
+        client1,
+        lambda: client1.register_cluster(host),
+        INVALID,
+        "is not a host name or an IP address",
+    )
+    assert "Traceback" not in server1.output()[logged:]
+
+
 def test_backup_without_a_cluster_id(server1: ServerProcess, client1: CassyClient) -> None:
     refused(
         server1,

@@ -47,13 +47,20 @@ def test_prefix_parts_must_be_single_segments(bad: str) -> None:
         node_backup_prefix("c", bad, "127.0.0.1")
 
 
-def test_metadata_backup_key_is_written_in_utc() -> None:
+def test_metadata_backup_key_is_in_cassys_form() -> None:
     when = datetime(2024, 3, 5, 9, 7, 1, tzinfo=timezone(timedelta(hours=9)))
-    assert (
-        metadata_backup_key(when, "cassy.db") == "metadata-backup/2024-03-05_00:07:01/cassy.db.dump"
-    )
+    key = metadata_backup_key(when, "cassy.db", UTC)
+    assert key == "metadata-backup/2024-03-05 00:07:01/cassy.db.dump"
+    tokyo = metadata_backup_key(when, "cassy.db", timezone(timedelta(hours=9)))
+    assert tokyo == "metadata-backup/2024-03-05 09:07:01/cassy.db.dump"
     with pytest.raises(ValueError, match="aware"):
         metadata_backup_key(datetime(2024, 1, 1), "cassy.db")
+
+
+def test_metadata_backup_key_defaults_to_the_servers_local_time() -> None:
+    when = datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC)
+    local = when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    assert metadata_backup_key(when, "x") == f"metadata-backup/{local}/x.dump"
 
 
 def test_each_upload_gets_its_own_manifest_in_time_order() -> None:
@@ -91,8 +98,3 @@ def test_open_storage_file_uri(tmp_path: Path) -> None:
 def test_open_storage_refuses_what_it_cannot_open(uri: str, message: str) -> None:
     with pytest.raises(UnsupportedStorageError, match=message):
         open_storage(uri)
-
-
-def test_utc_key_is_stable_for_utc_input() -> None:
-    when = datetime(2024, 12, 31, 23, 59, 59, tzinfo=UTC)
-    assert metadata_backup_key(when, "x").startswith("metadata-backup/2024-12-31_23:59:59/")

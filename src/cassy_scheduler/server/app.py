@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = cassy_pb2.DESCRIPTOR.services_by_name["Cassy"].full_name
 RESTARTED = "server restarted during the operation"
+#: The largest request accepted (gRPC answers RESOURCE_EXHAUSTED past it): rpc.Cassy's
+#: requests are a few ids and at most one address per node, a few kilobytes for 1,000 nodes.
+MAX_REQUEST_BYTES = 64 * 1024
 
 
 @dataclass
@@ -111,7 +114,10 @@ def start_server(settings: ServerSettings) -> RunningServer:
         endpoints=settings.endpoint,
         cql=settings.cql,
     )
-    server = grpc.server(ThreadPoolExecutor(settings.max_workers, thread_name_prefix="rpc"))
+    server = grpc.server(
+        ThreadPoolExecutor(settings.max_workers, thread_name_prefix="rpc"),
+        options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
+    )
     cassy_pb2_grpc.add_CassyServicer_to_server(
         CassyServicer(metadata, operations, discover, restores=restores), server
     )

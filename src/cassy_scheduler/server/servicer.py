@@ -6,7 +6,9 @@ what to send instead, before anything is written.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from typing import NoReturn, Protocol, TypeVar
@@ -16,6 +18,7 @@ import grpc
 from cassy_scheduler.node.datadir import is_plain_id
 from cassy_scheduler.node.discovery import ClusterFacts
 from cassy_scheduler.node.executor import DiscoveryError, NodeUnavailable
+from cassy_scheduler.protocol.echo import echo, echo_list
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
 from cassy_scheduler.protocol.reasons import REASONS_KEY, encode_reasons
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
@@ -44,6 +47,25 @@ def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -
     log.info("request refused code=%s message=%s", code.name, message)
     context.abort(code, message)
     raise AssertionError("context.abort returns only by raising")  # pragma: no cover
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$", re.ASCII)
+_MAX_HOST_NAME = 253
+
+
+def is_host(text: str) -> bool:
+    """An IP address or a DNS name (labels of letters, digits, '-' and '_'): nothing a CQL
+    driver or a resolver would choke on, and nothing that reads as a path."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    else:
+        return True
+    name = text.removesuffix(".")
+    return 0 < len(name) <= _MAX_HOST_NAME and all(
+        _HOST_LABEL.fullmatch(label) for label in name.split(".")
+    )
 
 
 def _check_limit(limit: int, context: grpc.ServicerContext) -> None:
@@ -120,6 +142,13 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
                 context,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "cassandra_host must be specified: the address of any node of the cluster",
+            )
+        if not is_host(host):
+            _abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"cassandra_host {echo(host)} is not a host name or an IP address: give the "
+                "address of any node of the cluster, e.g. 10.0.0.1 or cassandra-1.example.com",
             )
         try:
             facts = self._discover(host)
@@ -217,7 +246,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
             _abort(
                 context,
                 invalid,
-                f"snapshot_id {snapshot_id!r} is not a plain id: use the id "
+                f"snapshot_id {echo(snapshot_id)} is not a plain id: use the id "
                 "a snapshot reply returned (letters, digits, '-', '_', '.')",
             )
         cluster = self._metadata.get_cluster(request.cluster_id)
@@ -225,7 +254,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
             _abort(
                 context,
                 invalid,
-                f"no cluster {request.cluster_id!r} is registered: "
+                f"no cluster {echo(request.cluster_id)} is registered: "
                 "register it with RegisterCluster, or pick an id from ListClusters",
             )
         targets = tuple(dict.fromkeys(request.target_ips))
@@ -234,7 +263,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
             _abort(
                 context,
                 invalid,
-                f"target_ips {', '.join(strangers)} are not nodes of "
+                f"target_ips {echo_list(strangers)} are not nodes of "
                 f"{cluster.cluster_id} ({', '.join(cluster.target_ips)})",
             )
         if backup_type is BackupType.CLUSTER_SNAPSHOT and set(targets) not in (
@@ -340,7 +369,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
             _abort(
                 context,
                 invalid,
-                f"snapshot_id {sid!r} is not a snapshot id: give the id a snapshot reply or "
+                f"snapshot_id {echo(sid)} is not a snapshot id: give the id a snapshot reply or "
                 "ListBackups returned",
             )
         cluster = self._metadata.get_cluster(request.cluster_id)
@@ -348,7 +377,8 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
             _abort(
                 context,
                 invalid,
-                f"no cluster {request.cluster_id!r} is registered: pick an id from ListClusters",
+                f"no cluster {echo(request.cluster_id)} is registered: pick an id from "
+                "ListClusters",
             )
         targets = tuple(dict.fromkeys(request.target_ips))
         strangers = [ip for ip in targets if ip not in cluster.target_ips]
@@ -356,7 +386,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
             _abort(
                 context,
                 invalid,
-                f"target_ips {', '.join(strangers)} are not nodes of "
+                f"target_ips {echo_list(strangers)} are not nodes of "
                 f"{cluster.cluster_id} ({', '.join(cluster.target_ips)})",
             )
         rows = [

@@ -14,7 +14,7 @@ so it can never collide with a data-dir path.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, tzinfo
 
 from cassy_scheduler.protocol.types import BackupType
 from cassy_scheduler.storage.errors import InvalidKeyError
@@ -25,7 +25,8 @@ CLUSTER_BACKUP_ROOT = "cluster-backup"
 METADATA_BACKUP_ROOT = "metadata-backup"
 MANIFEST_DIRECTORY = "upload-manifests"
 
-_METADATA_TIME_FORMAT = "%Y-%m-%d_%H:%M:%S"  # the date-time form Cassy uses in these keys
+#: The date-time form Cassy writes in these keys: its server's local time, with a space.
+_METADATA_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
 def _segment(value: str, name: str) -> str:
@@ -67,11 +68,13 @@ def _backup_prefix(root: str, cluster_id: str, snapshot_id: str, node_ip: str) -
     )
 
 
-def metadata_backup_key(when: datetime, db_file_name: str) -> str:
-    """Key of a metadata database dump taken at `when` (an aware time, written in UTC)."""
+def metadata_backup_key(when: datetime, db_file_name: str, zone: tzinfo | None = None) -> str:
+    """Key of a metadata database dump taken at `when` (an aware time), as Cassy writes it:
+    `metadata-backup/2026-12-01 18:13:54/<db file>.dump`, in `zone` (None: this host's local
+    time, which is what Cassy uses)."""
     if when.tzinfo is None:
         raise ValueError("metadata_backup_key needs an aware datetime (with tzinfo), got naive")
-    stamp = when.astimezone(UTC).strftime(_METADATA_TIME_FORMAT)
+    stamp = when.astimezone(zone).strftime(_METADATA_TIME_FORMAT)
     return f"{METADATA_BACKUP_ROOT}/{stamp}/{_segment(db_file_name, 'db file name')}.dump"
 
 
