@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -274,3 +275,31 @@ def test_a_corrupt_object_fails_the_restore_naming_it_and_verify_reports_it(
         cluster1.start(1)
         wait_for_session(session1)
     assert checksum_on(spec.address, backup.keyspace) == rows_before, "node's own files back"
+
+
+def test_a_backup_without_manifests_as_cassy_writes_it_verifies_by_sstable_digests(
+    server1: ServerProcess, cluster1: LocalCluster, backup: Backup, tmp_path: Path
+) -> None:
+    """Real SSTables in Cassy's layout with no upload manifests (Scalar's Cassy writes none):
+    verify proves them by their TOC.txt and Digest.crc32, and catches a corrupt Data.db."""
+    node = storage_root(server1) / "node-backup" / backup.cluster_id / backup.snapshot_id
+    node = node / cluster1.spec(1).address
+    manifests = node / "upload-manifests"
+    aside = tmp_path / "manifests"
+    shutil.move(manifests, aside)
+    victim = sorted(node.glob(f"{backup.keyspace}/kv-*/snapshots/{backup.snapshot_id}/*-Data.db"))[
+        0
+    ]
+    original = victim.read_bytes()
+    try:
+        good = _verify_cli(server1, backup.snapshot_id)
+        assert good.returncode == 0, good.stdout + good.stderr
+        assert "SSTable digests, no manifest" in " ".join(good.stdout.split())
+        victim.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))
+        bad = _verify_cli(server1, backup.snapshot_id)
+        assert bad.returncode == 1, bad.stdout + bad.stderr
+        assert "wrong checksum" in bad.stdout and "Digest.crc32" in bad.stdout
+        assert victim.name in bad.stdout
+    finally:
+        victim.write_bytes(original)
+        shutil.move(aside, manifests)

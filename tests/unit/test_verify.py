@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,13 @@ from cassy_scheduler.node.transfer import BackupIdentity, LocalFile, upload_file
 from cassy_scheduler.protocol.types import BackupType
 from cassy_scheduler.storage import FilesystemStorage
 from cassy_scheduler.storage.layout import node_backup_prefix
-from cassy_scheduler.verify import ProblemKind, stored_nodes, verify_snapshot
+from cassy_scheduler.verify import (
+    CheckMethod,
+    ProblemKind,
+    choose_method,
+    stored_nodes,
+    verify_snapshot,
+)
 
 CLUSTER = "prod-1"
 SID = "snap-1"
@@ -122,3 +129,107 @@ def test_nothing_stored_is_not_ok(tmp_path: Path) -> None:
     empty = FilesystemStorage(tmp_path / "empty", durable=False)
     report = verify_snapshot(empty, CLUSTER, SID)
     assert report.nodes == () and not report.ok
+
+
+# --- backups written without manifests, as Scalar's Cassy writes them -----------------------
+
+COMPONENTS = ("Data.db", "Index.db", "Statistics.db", "TOC.txt", "Digest.crc32")
+
+
+def _sstable(generation: int, data: bytes) -> dict[str, bytes]:
+    """The files of one SSTable, as Cassandra writes them: TOC and CRC32 of Data.db."""
+    name = f"nb-{generation}-big-"
+    return {
+        f"{name}Data.db": data,
+        f"{name}Index.db": b"index",
+        f"{name}Statistics.db": b"stats",
+        f"{name}TOC.txt": "\n".join(COMPONENTS).encode() + b"\n",
+        f"{name}Digest.crc32": str(zlib.crc32(data)).encode(),
+    }
+
+
+@pytest.fixture
+def cassy_written(tmp_path: Path) -> FilesystemStorage:
+    """Two nodes' snapshot and one incremental, in Cassy's layout, with no manifests."""
+    store = FilesystemStorage(tmp_path / "cassy", durable=False)
+    for node in NODES:
+        snapshot = {
+            f"{TABLE}/snapshots/{SID}/{name}": data
+            for name, data in _sstable(1, b"rows" * 1000).items()
+        }
+        snapshot[f"{TABLE}/snapshots/{SID}/manifest.json"] = b'{"files": ["nb-1-big-Data.db"]}'
+        backups = {f"{TABLE}/backups/{n}": d for n, d in _sstable(2, b"later" * 100).items()}
+        for path, data in {**snapshot, **backups}.items():
+            store.put_bytes(_key(node, path), data)
+    return store
+
+
+def test_a_cassy_written_backup_verifies_by_its_sstable_digests(
+    cassy_written: FilesystemStorage,
+) -> None:
+    report = verify_snapshot(cassy_written, CLUSTER, SID, NODES)
+    assert report.ok, report
+    assert {n.method for n in report.nodes} == {CheckMethod.SSTABLE_DIGESTS}
+    assert all(n.files == 11 for n in report.nodes)
+
+
+def test_a_corrupt_data_file_fails_its_digest(cassy_written: FilesystemStorage) -> None:
+    data = f"{TABLE}/snapshots/{SID}/nb-1-big-Data.db"
+    cassy_written.put_bytes(_key("127.0.0.2", data), b"ROWS" * 1000)  # same size
+    report = verify_snapshot(cassy_written, CLUSTER, SID, NODES)
+    problems = {n.node_ip: [(p.kind, p.path) for p in n.problems] for n in report.nodes}
+    assert problems == {"127.0.0.1": [], "127.0.0.2": [(ProblemKind.WRONG_CHECKSUM, data)]}
+    assert report.restorable == ("127.0.0.1",)
+
+
+def test_missing_components_and_sstables_are_named(cassy_written: FilesystemStorage) -> None:
+    index = f"{TABLE}/backups/nb-2-big-Index.db"
+    cassy_written.delete(_key("127.0.0.1", index))
+    for name in _sstable(1, b""):
+        cassy_written.delete(_key("127.0.0.2", f"{TABLE}/snapshots/{SID}/{name}"))
+    report = verify_snapshot(cassy_written, CLUSTER, SID, NODES)
+    first, second = report.nodes
+    assert [(p.kind, p.path) for p in first.problems] == [(ProblemKind.MISSING, index)]
+    assert [p.kind for p in second.problems] == [ProblemKind.MISSING]
+    assert "listed in the snapshot's manifest.json" in second.problems[0].detail
+
+
+def test_a_node_of_the_backup_with_nothing_stored_fails(
+    cassy_written: FilesystemStorage,
+) -> None:
+    report = verify_snapshot(cassy_written, CLUSTER, SID, [*NODES, "127.0.0.3"])
+    (third,) = [n for n in report.nodes if n.node_ip == "127.0.0.3"]
+    assert [p.kind for p in third.problems] == [ProblemKind.NO_FILES]
+    assert report.restorable == NODES and not report.ok
+
+
+def test_a_failed_row_fails_its_node_whatever_storage_holds(storage: FilesystemStorage) -> None:
+    report = verify_snapshot(
+        storage, CLUSTER, SID, NODES, not_completed={"127.0.0.2": "FAILED (killed)"}
+    )
+    (second,) = [n for n in report.nodes if n.node_ip == "127.0.0.2"]
+    assert [p.kind for p in second.problems] == [ProblemKind.NOT_COMPLETED]
+    assert "FAILED (killed)" in second.problems[0].detail
+    assert report.restorable == ("127.0.0.1",)
+
+
+def test_once_a_node_has_a_manifest_a_node_without_one_fails(
+    storage: FilesystemStorage, tmp_path: Path
+) -> None:
+    storage.put_bytes(_key("127.0.0.3", f"{TABLE}/snapshots/{SID}/nb-1-big-Data.db"), b"x")
+    report = verify_snapshot(storage, CLUSTER, SID, NODES)
+    (third,) = [n for n in report.nodes if n.node_ip == "127.0.0.3"]
+    assert third.method is CheckMethod.NONE
+    assert [p.kind for p in third.problems] == [ProblemKind.NO_MANIFEST]
+
+
+@pytest.mark.parametrize(
+    ("own", "any_node", "method"),
+    [
+        (True, True, CheckMethod.MANIFEST),
+        (False, True, CheckMethod.NONE),
+        (False, False, CheckMethod.SSTABLE_DIGESTS),
+    ],
+)
+def test_how_a_node_is_checked(own: bool, any_node: bool, method: CheckMethod) -> None:
+    assert choose_method(own, any_node) is method

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import inspect
 import time
+from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
 
 from cassy_scheduler.client import BackupEntry, CassyClient, RestoreEntry
 from cassy_scheduler.commands.common import (
@@ -271,9 +271,16 @@ def verify(  # noqa: PLR0917 (typer reads options from parameters)
     storage = _storage(storage_uri, server_config)
     with server_errors(), _client(server, config) as client:
         rows = client.list_backups(snapshot_id=snapshot_id)
-    cluster, nodes, kind = _snapshot_facts(rows, snapshot_id, cluster_id)
+    facts = _snapshot_facts(rows, snapshot_id, cluster_id)
     try:
-        report = verify_snapshot(storage, cluster, snapshot_id, nodes, backup_type=kind)
+        report = verify_snapshot(
+            storage,
+            facts.cluster_id,
+            snapshot_id,
+            facts.nodes,
+            backup_type=facts.backup_type,
+            not_completed=facts.not_completed,
+        )
     except VerifyError as exc:
         fail(str(exc), RestoreExit.FAILED)
     if as_json:
@@ -305,10 +312,20 @@ def _storage(uri: str | None, server_config: Path | None) -> Storage:
         fail(str(exc), RestoreExit.USAGE)
 
 
+@dataclass(frozen=True)
+class _SnapshotFacts:
+    """What the server recorded of a snapshot: its cluster, type and node list, and the nodes
+    whose row did not end COMPLETED (with why)."""
+
+    cluster_id: str
+    backup_type: BackupType
+    nodes: tuple[str, ...]
+    not_completed: dict[str, str]
+
+
 def _snapshot_facts(
     rows: list[BackupEntry], snapshot_id: str, cluster_id: str | None
-) -> tuple[str, list[str], BackupType]:
-    """The snapshot's cluster, the nodes where it completed, and its backup type."""
+) -> _SnapshotFacts:
     if cluster_id is not None:
         rows = [r for r in rows if r.cluster_id == cluster_id]
     clusters = sorted({r.cluster_id for r in rows})
@@ -317,26 +334,49 @@ def _snapshot_facts(
     if len(clusters) > 1:
         fail(f"{snapshot_id} belongs to {', '.join(clusters)}: pick one with --cluster", 2)
     snapshot_rows = [r for r in rows if r.backup_type.is_snapshot]
-    kind = snapshot_rows[-1].backup_type if snapshot_rows else BackupType.NODE_SNAPSHOT
-    nodes = sorted({r.target_ip for r in rows if r.status is OperationStatus.COMPLETED})
-    return clusters[0], nodes, kind
+    if not snapshot_rows:
+        fail(f"{snapshot_id} has incremental rows but no snapshot request: check the id", 1)
+    first = min(r.created_at_ms for r in snapshot_rows)  # the snapshot itself, not a retake
+    request = [r for r in snapshot_rows if r.created_at_ms == first]
+    not_completed = {
+        r.target_ip: r.status.name + (f" ({r.reason})" if r.reason else "")
+        for r in request
+        if r.status is not OperationStatus.COMPLETED
+    }
+    return _SnapshotFacts(
+        clusters[0],
+        request[0].backup_type,
+        tuple(sorted(r.target_ip for r in request)),
+        not_completed,
+    )
 
 
 def _print_report(report: VerifyReport) -> None:
-    table = Table(title=f"snapshot {report.snapshot_id} of {report.cluster_id}")
-    for column in ("node", "uploads", "files", "bytes", "result"):
-        table.add_column(column, overflow="fold")
-    for node in report.nodes:
-        result = "ok" if node.ok else f"{len(node.problems)} problem(s)"
-        table.add_row(node.node_ip, str(node.manifests), str(node.files), str(node.bytes), result)
-    out().print(table)
+    rows = [
+        (
+            node.node_ip,
+            node.method.value,
+            str(node.manifests),
+            str(node.files),
+            str(node.bytes),
+            "restorable" if node.ok else f"NOT restorable: {len(node.problems)} problem(s)",
+        )
+        for node in report.nodes
+    ]
+    columns = [Column("node"), Column("checked by"), Column("uploads"), Column("files")]
+    columns += [Column("bytes"), Column("result")]
+    print_table(out(), columns, rows, title=f"snapshot {report.snapshot_id} of {report.cluster_id}")
     for node in report.nodes:
         for problem in node.problems:
             where = f" {problem.path}" if problem.path else ""
             out().print(f"{node.node_ip} {problem.kind.value}{where}: {problem.detail}")
     if not report.nodes:
         out().print(f"nothing stored for {report.snapshot_id}")
-    out().print("verified: every file present and whole" if report.ok else "NOT restorable")
+    elif report.ok:
+        out().print(f"verified: every file present and whole on {', '.join(report.restorable)}")
+    else:
+        good = ", ".join(report.restorable) or "none"
+        out().print(f"NOT restorable on every node; restorable nodes: {good}")
 
 
 def _node_dict(node: NodeReport) -> dict[str, object]:
@@ -346,6 +386,7 @@ def _node_dict(node: NodeReport) -> dict[str, object]:
         "manifests": node.manifests,
         "files": node.files,
         "bytes": node.bytes,
+        "checked_by": node.method.value,
         "ok": node.ok,
         "problems": [
             {"kind": p.kind.value, "path": p.path, "detail": p.detail} for p in node.problems
@@ -358,6 +399,7 @@ def _report_dict(report: VerifyReport) -> dict[str, object]:
         "cluster_id": report.cluster_id,
         "snapshot_id": report.snapshot_id,
         "ok": report.ok,
+        "restorable_nodes": list(report.restorable),
         "nodes": [_node_dict(n) for n in report.nodes],
     }
 

@@ -49,6 +49,11 @@ class Storage(ABC):
         """The hex SHA-256 of the object's content; ObjectNotFoundError if absent."""
 
     @abstractmethod
+    def chunks(self, key: str) -> Iterator[bytes]:
+        """The object's content in pieces of bounded size, for checks that read it once;
+        ObjectNotFoundError if absent."""
+
+    @abstractmethod
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object whose key starts with `prefix`, in key order."""
 

@@ -126,6 +126,14 @@ class FilesystemStorage(Storage):
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectNotFoundError(f"object {key!r} not found in {self.uri}") from exc
 
+    def chunks(self, key: str) -> Iterator[bytes]:
+        path = self.path_of(key)
+        try:
+            source = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the generator
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise ObjectNotFoundError(f"object {key!r} not found in {self.uri}") from exc
+        return _read_chunks(source, self._buffer_size)
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         validate_prefix(prefix)
         directory, _, _ = prefix.rpartition("/")
@@ -181,6 +189,12 @@ class FilesystemStorage(Storage):
         if self._durable:
             _fsync_directory(target.parent)
         return result
+
+
+def _read_chunks(source: BinaryIO, size: int) -> Iterator[bytes]:
+    with source:
+        while chunk := source.read(size):
+            yield chunk
 
 
 def _fsync_directory(directory: Path) -> None:
