@@ -95,6 +95,49 @@ def find_accepted_backup(  # noqa: PLR0917 (the facts of one request)
     FAILED, and such a refusal is retried, not followed. None when no request matches, or
     when two do (someone else's backup of the whole cluster too): which is ours is unknown.
     """
+    requests = _requests_since(client, cluster_id, backup_type, snapshot_id, after_ms, targets)
+    candidates = [
+        rows for rows in requests if any(r.status is not OperationStatus.FAILED for r in rows)
+    ]
+    if len(candidates) != 1:
+        return None
+    (rows,) = candidates
+    return _ack_of(rows, cluster_id, backup_type, targets)
+
+
+def find_refused_backup(  # noqa: PLR0917 (the facts of one request)
+    client: BackupLister,
+    cluster_id: str,
+    backup_type: BackupType,
+    snapshot_id: str | None,
+    after_ms: int,
+    targets: Collection[str],
+) -> BackupOutcome | None:
+    """The rows a refused TakeBackup left behind, so the failure can name its snapshot.
+
+    A server may record a request before refusing it (the built-in server's FAILED rows for
+    down nodes; Scalar's Cassy answering INTERNAL for a cluster-wide snapshot whose pause
+    failed): the newest request of this type after `after_ms` covering `targets` whose rows
+    are all FAILED is the last attempt's. None when there is none.
+    """
+    requests = _requests_since(client, cluster_id, backup_type, snapshot_id, after_ms, targets)
+    refused = [rows for rows in requests if all(r.status is OperationStatus.FAILED for r in rows)]
+    if not refused:
+        return None
+    rows = max(refused, key=lambda group: group[0].created_at_ms)
+    ack = _ack_of(rows, cluster_id, backup_type, targets)
+    return BackupOutcome(ack, _latest_statuses(ack, rows), timed_out=False)
+
+
+def _requests_since(  # noqa: PLR0917 (the facts of one request)
+    client: BackupLister,
+    cluster_id: str,
+    backup_type: BackupType,
+    snapshot_id: str | None,
+    after_ms: int,
+    targets: Collection[str],
+) -> list[list[BackupEntry]]:
+    """The cluster's requests of this type newer than `after_ms` whose rows cover `targets`."""
     requests: dict[tuple[str, int], list[BackupEntry]] = {}
     for row in client.list_backups(cluster_id=cluster_id, limit=_ACCEPTED_SCAN_ROWS):
         if (
@@ -103,15 +146,12 @@ def find_accepted_backup(  # noqa: PLR0917 (the facts of one request)
             and (snapshot_id is None or row.snapshot_id == snapshot_id)
         ):
             requests.setdefault((row.snapshot_id, row.created_at_ms), []).append(row)
-    candidates = [
-        rows
-        for rows in requests.values()
-        if {row.target_ip for row in rows} == set(targets)
-        and any(row.status is not OperationStatus.FAILED for row in rows)
-    ]
-    if len(candidates) != 1:
-        return None
-    (rows,) = candidates
+    return [rows for rows in requests.values() if {r.target_ip for r in rows} == set(targets)]
+
+
+def _ack_of(
+    rows: list[BackupEntry], cluster_id: str, backup_type: BackupType, targets: Collection[str]
+) -> BackupAck:
     return BackupAck(
         OperationStatus.STARTED,
         cluster_id,

@@ -117,3 +117,39 @@ def test_a_backup_whose_answer_is_lost_is_waited_for_not_started_twice(
         }
     finally:
         server.stop()
+
+
+def test_a_refused_backup_names_the_snapshot_the_server_recorded(
+    tmp_path: Path, cluster1: LocalCluster
+) -> None:
+    """The server records FAILED rows when it cannot check that the nodes are live, and its
+    refusal carries no snapshot id: the run still names that snapshot and each node's cause."""
+    nodetool, gone = tmp_path / "nodetool", tmp_path / "jmx-gone"
+    nodetool.write_text(
+        "#!/bin/sh\n"
+        f'if [ -e {gone} ]; then for arg; do [ "$arg" = status ] && '
+        '{ echo "error: JMX is gone" >&2; exit 1; }; done; fi\n'
+        f'exec {NODETOOL} "$@"\n'
+    )
+    nodetool.chmod(0o755)
+    server = ServerProcess(
+        server_toml(tmp_path, [cluster1], nodetool=nodetool), tmp_path / "server.log"
+    ).start()
+    try:
+        with CassyClient(server.address, timeout_s=120) as client:
+            cluster = registered(client, cluster1)
+        gone.touch()  # registered; from now on the liveness check cannot ask JMX
+        config = write_config(tmp_path, server.address, SNAPSHOT_JOB + "retries = 0\n")
+        done = cli("backup", "snapshot", cluster.cluster_id, "--config", str(config), "--json")
+        assert done.returncode == 5, done.stdout + done.stderr
+        result = json.loads(done.stdout)
+        with CassyClient(server.address, timeout_s=120) as client:
+            (row,) = client.list_backups(cluster_id=cluster.cluster_id)
+        assert result["snapshot_id"] == row.snapshot_id
+        (node,) = result["nodes"]
+        assert node["status"] == "FAILED" and "JMX is gone" in node["reason"]
+        assert f"recorded it as snapshot {row.snapshot_id}" in result["error"]
+        (run,) = runs(config)
+        assert run.snapshot_id == row.snapshot_id
+    finally:
+        assert server.stop() == 0

@@ -129,6 +129,28 @@ def test_a_refusal_of_down_nodes_is_retried_not_followed(s: Setup) -> None:
     assert result.snapshot_id == s.cassy.rows[0].snapshot_id
 
 
+def test_a_refusal_that_recorded_rows_names_their_snapshot(s: Setup) -> None:
+    """Cassy answers INTERNAL, without a snapshot id, yet records FAILED rows."""
+    s.cassy.refuse_internal = 1
+    result = s.runner.run(make_job("cw", JobType.CLUSTER_WIDE, retries=2), T0)
+    assert (result.outcome, result.failure) == (Outcome.FAILED, Failure.REFUSED)
+    assert s.cassy.count("TakeBackup") == 1
+    assert result.snapshot_id == s.cassy.rows[0].snapshot_id
+    assert [(n.status, n.reason) for n in result.nodes] == [
+        (OperationStatus.FAILED, "pause failed")
+    ] * 2
+    assert result.error and f"recorded it as snapshot {result.snapshot_id}" in result.error
+    assert s.history.get_run(result.run_id or 0).snapshot_id == result.snapshot_id
+
+
+def test_down_nodes_past_the_retries_name_the_last_refused_snapshot(s: Setup) -> None:
+    s.cassy.refuse_not_live = 3
+    result = s.runner.run(make_job(retries=1, retry_backoff=timedelta(seconds=10)), T0)
+    assert (result.outcome, result.failure) == (Outcome.FAILED, Failure.UNREACHABLE)
+    assert result.snapshot_id == s.cassy.rows[0].snapshot_id  # the last attempt's
+    assert result.error and "target nodes not live" in result.error
+
+
 def _accepted(s: Setup, backup_type: BackupType, mark: int) -> str | None:
     found = find_accepted_backup(
         s.cassy, s.cluster.cluster_id, backup_type, None, mark, s.cluster.target_ips

@@ -98,7 +98,9 @@ class FakeCassy:
     `errors[call]` is a list of exceptions raised, one per call, before answering (None:
     answer that call). `lose_answers` TakeBackup calls start the backup, then raise
     DEADLINE_EXCEEDED as if the answer had been lost on the way. `refuse_not_live` calls
-    record FAILED rows and answer UNAVAILABLE, as the built-in server does for down nodes.
+    record FAILED rows and answer UNAVAILABLE, as the built-in server does for down nodes;
+    `refuse_internal` calls record FAILED rows and answer INTERNAL with no snapshot id, as
+    Scalar's Cassy does when a cluster-wide snapshot's pause fails.
     """
 
     clusters: list[Cluster] = field(default_factory=list)
@@ -109,6 +111,7 @@ class FakeCassy:
     errors: dict[str, list[Exception | None]] = field(default_factory=dict)
     lose_answers: int = 0
     refuse_not_live: int = 0
+    refuse_internal: int = 0
     calls: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
     rows: list[BackupEntry] = field(default_factory=list)
     on_take: list[threading.Event] = field(default_factory=list)
@@ -219,12 +222,19 @@ class FakeCassy:
                 ip: self.polls_to_finish + self.node_delays.get(ip, 0) for ip in cluster.target_ips
             }
             self._pending.append(_Pending(rows, polls, dict(self.node_results)))
-        if self.refuse_not_live > 0:
-            self.refuse_not_live -= 1
+        if self.refuse_not_live > 0 or self.refuse_internal > 0:
+            internal = self.refuse_not_live == 0
+            if internal:
+                self.refuse_internal -= 1
+            else:
+                self.refuse_not_live -= 1
             with self._lock:
                 self._pending.pop()
                 for index, row in enumerate(rows):
-                    self.rows[index] = replace(row, status=OperationStatus.FAILED)
+                    reason = "pause failed" if internal else "target nodes not live"
+                    self.rows[index] = replace(row, status=OperationStatus.FAILED, reason=reason)
+            if internal:
+                raise CassyError("TakeBackup", ADDRESS, grpc.StatusCode.INTERNAL, "pause failed")
             raise unavailable()
         if self.lose_answers > 0:
             self.lose_answers -= 1

@@ -22,6 +22,7 @@ from cassy_scheduler.config.model import JobConfig, JobType, WhenNoSnapshot
 from cassy_scheduler.outcome import (
     BackupOutcome,
     find_accepted_backup,
+    find_refused_backup,
     newest_backup_ms,
     wait_for_backup,
 )
@@ -451,7 +452,43 @@ class Runner:
                 )
                 return accepted
 
-        return self._call(progress, "start the backup", take)
+        try:
+            return self._call(progress, "start the backup", take)
+        except _RunFailed as failed:
+            raise self._refused(client, progress, failed, (backup_type, base_id, mark)) from None
+
+    def _refused(
+        self,
+        client: BackupService,
+        progress: _Progress,
+        failed: _RunFailed,
+        request: tuple[BackupType, str | None, int],
+    ) -> _RunFailed:
+        """The refusal, with the snapshot id and node statuses of the rows the server
+        recorded for it, when it recorded any (its error reply may carry none)."""
+        backup_type, base_id, mark = request
+        cluster_id = progress.cluster_id or ""
+        try:
+            found = find_refused_backup(
+                client, cluster_id, backup_type, base_id, mark, progress.cluster_nodes
+            )
+        except CassyError as exc:
+            _log.info("refused backup not looked up job=%s error=%r", progress.job.name, str(exc))
+            return failed
+        if found is None:
+            return failed
+        progress.snapshot_id = found.ack.snapshot_id
+        progress.nodes = tuple(NodeStatus(n.target_ip, n.status, n.reason) for n in found.nodes)
+        causes = "; ".join(f"{n.target_ip}: {n.reason}" for n in found.nodes if n.reason)
+        recorded = f"the server recorded it as snapshot {found.ack.snapshot_id}, every node FAILED"
+        _log.warning(
+            "refused backup found in the server's history job=%s run_id=%d snapshot_id=%s",
+            progress.job.name,
+            progress.run_id,
+            found.ack.snapshot_id,
+        )
+        message = f"{failed.message} ({recorded}{': ' + causes if causes else ''})"
+        return _RunFailed(failed.outcome, failed.failure, message)
 
     def _settle(
         self, client: BackupService, progress: _Progress, done: BackupOutcome, deadline: float
