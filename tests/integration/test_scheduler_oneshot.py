@@ -56,6 +56,12 @@ def test_the_seed_scripts_crontab_lines_work_through_the_shims(
     assert second.base_snapshot_id == first.snapshot_id
     assert first.cluster_id == second.cluster_id == cluster.cluster_id
     assert [n.status for n in second.nodes] == [OperationStatus.COMPLETED]
+    # The snapshot job names the cluster by its name: cron's run is that job's run.
+    assert first.job_name == "nightly"
+    assert second.job_name == f"incremental@{cluster.cluster_id}"  # no incremental job
+    listed = cli("jobs", "--config", str(config), "--json")
+    (nightly,) = json.loads(listed.stdout)
+    assert nightly["last_run"]["run_id"] == first.run_id
 
 
 def test_a_shim_with_a_bad_config_exits_2_naming_the_field(tmp_path: Path) -> None:

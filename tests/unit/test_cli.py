@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from cassy_scheduler.cli import app
 from cassy_scheduler.config import JobType, load_config
+from cassy_scheduler.config.model import ClusterRef
 from cassy_scheduler.scheduling.oneshot import OneShotError, one_shot_job
 
 CONFIG = """\
@@ -215,3 +216,21 @@ def test_one_shot_picks_the_configured_job_for_that_cluster(config: Path) -> Non
         one_shot_job(settings, JobType.SNAPSHOT, job_name="x")
     with pytest.raises(OneShotError, match="0 cluster-wide job"):
         one_shot_job(settings, JobType.CLUSTER_WIDE)
+
+
+def test_a_cron_line_with_a_cluster_id_runs_as_the_job_that_names_that_cluster(
+    config: Path,
+) -> None:
+    """The seed's cron lines give an id; the job names the same cluster by its name."""
+    settings = load_config(config)
+
+    def resolve(ref: ClusterRef) -> str | None:
+        return "prod-7" if ref.cluster_name == "prod" else None
+
+    chosen = one_shot_job(settings, JobType.SNAPSHOT, "prod-7", resolve=resolve)
+    assert chosen.name == "nightly" and chosen.cluster == ClusterRef(cluster_id="prod-7")
+    incremental = one_shot_job(settings, JobType.INCREMENTAL, "prod-7", resolve=resolve)
+    assert incremental.name == "hourly"
+    assert one_shot_job(settings, JobType.SNAPSHOT, "prod-8", resolve=resolve).name == (
+        "snapshot@prod-8"
+    )

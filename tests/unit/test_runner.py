@@ -241,6 +241,24 @@ def test_no_outcome_within_wait_timeout_is_timed_out(s: Setup) -> None:
     assert s.history.get_run(result.run_id or 0).outcome is Outcome.TIMED_OUT
 
 
+@pytest.mark.parametrize("builtin", [False, True])
+def test_a_timed_out_wait_says_how_long_the_rows_have_been_started(
+    s: Setup, builtin: bool
+) -> None:
+    s.cassy.hang, s.cassy.builtin = True, builtin
+    job = make_job(wait_timeout=timedelta(minutes=1), poll_interval=timedelta(seconds=10))
+    result = s.runner.run(job, T0)
+    assert result.error is not None
+    assert "its rows have been STARTED for " in result.error
+    assert "UTC, the server's clock" in result.error
+    if builtin:
+        assert "the built-in server ends every row COMPLETED or FAILED" in result.error
+        assert "may still finish" in result.error
+    else:
+        assert "Scalar's Cassy does not fail such rows by itself" in result.error
+        assert "may still finish" not in result.error
+
+
 def test_an_incremental_extends_the_newest_snapshot_completed_on_every_node(s: Setup) -> None:
     older = s.cassy.add_backup(s.cluster, BackupType.NODE_SNAPSHOT)
     s.cassy.add_backup(s.cluster, BackupType.NODE_INCREMENTAL, snapshot_id=older)

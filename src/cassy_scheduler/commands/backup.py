@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 from enum import IntEnum
@@ -10,6 +11,7 @@ from types import FrameType
 
 import typer
 
+from cassy_scheduler.client import CassyError
 from cassy_scheduler.commands.common import (
     config_option,
     err,
@@ -20,11 +22,12 @@ from cassy_scheduler.commands.common import (
     styled,
 )
 from cassy_scheduler.commands.common import print_json as emit_json
-from cassy_scheduler.config.model import JobConfig, JobType
+from cassy_scheduler.config.model import ClusterRef, JobConfig, JobType
 from cassy_scheduler.logs import configure_logging
 from cassy_scheduler.scheduling import SchedulingError
 from cassy_scheduler.scheduling.history import Outcome
-from cassy_scheduler.scheduling.oneshot import OneShotError, one_shot_job
+from cassy_scheduler.scheduling.oneshot import ClusterResolver, OneShotError, one_shot_job
+from cassy_scheduler.scheduling.resolve import ResolveError, resolve_cluster
 from cassy_scheduler.scheduling.runner import Failure, RunResult
 from cassy_scheduler.scheduling.wiring import Runtime
 
@@ -85,14 +88,14 @@ def backup(  # noqa: PLR0917 (typer reads options from parameters)
     configure_logging(log_level)
     settings = load(config)
     try:
-        chosen = one_shot_job(settings, kind, cluster_id, job)
-    except OneShotError as exc:
-        fail(str(exc), BackupExit.USAGE)
-    try:
         runtime = Runtime(settings)
     except SchedulingError as exc:
         fail(str(exc), BackupExit.USAGE)
     with runtime:
+        try:
+            chosen = one_shot_job(settings, kind, cluster_id, job, _resolver(runtime))
+        except OneShotError as exc:
+            fail(str(exc), BackupExit.USAGE)
         runtime.notifier.adopt(chosen)
         result = _run_with_signals(runtime, chosen)
     if as_json:
@@ -100,6 +103,22 @@ def backup(  # noqa: PLR0917 (typer reads options from parameters)
     else:
         _describe(result)
     raise typer.Exit(exit_code(result))
+
+
+def _resolver(runtime: Runtime) -> ClusterResolver:
+    """Which cluster id a configured job's name or node means on the server, never
+    registering anything; unknown (None) when the server cannot say."""
+
+    def resolve(ref: ClusterRef) -> str | None:
+        try:
+            found = resolve_cluster(
+                runtime.client, dataclasses.replace(ref, register_if_missing=False)
+            )
+        except (CassyError, ResolveError):
+            return None
+        return found.cluster_id
+
+    return resolve
 
 
 def _run_with_signals(runtime: Runtime, job: JobConfig) -> RunResult:

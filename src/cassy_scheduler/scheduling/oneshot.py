@@ -1,13 +1,16 @@
 """Which job a one-shot `backup` command runs, so system cron can keep its old lines.
 
 `backup snapshot --config FILE CLUSTER_ID` mirrors the seed scripts: the configured job of that
-type on that cluster when there is one (so the daemon and cron share its lock and history),
-else an ad-hoc job with the policies of the config's first job of that type.
+type on that cluster when there is one (so the daemon and cron share its lock, its history and
+its place in `jobs`), else an ad-hoc job with the policies of the config's first job of that
+type. A job names its cluster by id, by name or by a node; `resolve` tells which id a name or
+a node means on the server now.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import timedelta
 
 from cassy_scheduler.config.model import (
@@ -25,11 +28,21 @@ class OneShotError(SchedulingError):
     """The command line does not say which job to run; the message says what to add."""
 
 
+ClusterResolver = Callable[[ClusterRef], str | None]
+"""The cluster id a job's cluster reference means now, None when it means none (or the
+server cannot say)."""
+
+
+def _unresolved(ref: ClusterRef) -> str | None:
+    return None
+
+
 def one_shot_job(
     config: SchedulerConfig,
     kind: JobType,
     cluster_id: str | None = None,
     job_name: str | None = None,
+    resolve: ClusterResolver = _unresolved,
 ) -> JobConfig:
     """The job a one-shot backup of `kind` runs."""
     if job_name is not None:
@@ -60,6 +73,9 @@ def one_shot_job(
     for job in same_type:
         if job.cluster.cluster_id == cluster_id:
             return job
+    for job in same_type:
+        if job.cluster.cluster_id is None and resolve(job.cluster) == cluster_id:
+            return dataclasses.replace(job, cluster=ClusterRef(cluster_id=cluster_id))
     template = same_type[0] if same_type else (config.jobs[0] if config.jobs else None)
     cluster = ClusterRef(cluster_id=cluster_id)
     name = f"{kind.value}@{cluster_id}"

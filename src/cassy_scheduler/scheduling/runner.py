@@ -56,6 +56,8 @@ _MAX_BACKOFF_FACTOR = 32
 class BackupService(ClusterDirectory, BackupHistory, Protocol):
     """The calls a run makes: CassyClient, or a fake in tests."""
 
+    def is_builtin_server(self) -> bool: ...
+
     def take_backup(
         self,
         cluster_id: str,
@@ -328,7 +330,7 @@ class Runner:
         if job.type is JobType.INCREMENTAL:
             base_id = self._base_snapshot(client, progress, resolved)
         done = self._backup(client, progress, job.type.backup_type, base_id)
-        return self._judge(progress, done)
+        return self._judge(client, progress, done)
 
     def _base_snapshot(
         self, client: BackupService, progress: _Progress, resolved: ResolvedCluster
@@ -359,7 +361,7 @@ class Runner:
         progress.base_snapshot_taken = True
         progress.base_snapshot_id = first.ack.snapshot_id
         if not first.succeeded:
-            outcome, _, error = self._judge(progress, first)
+            outcome, _, error = self._judge(client, progress, first)
             raise _RunFailed(
                 outcome,
                 Failure.BASE_SNAPSHOT_FAILED,
@@ -522,7 +524,7 @@ class Runner:
         return BackupOutcome(ack, tuple(nodes.values()), timed_out=False, last_error=None)
 
     def _judge(
-        self, progress: _Progress, done: BackupOutcome
+        self, client: BackupService, progress: _Progress, done: BackupOutcome
     ) -> tuple[Outcome, Failure | None, str | None]:
         progress.nodes = tuple(
             NodeStatus(n.target_ip, n.status, n.reason or _reason(n.status, done))
@@ -543,12 +545,17 @@ class Runner:
         pending = ", ".join(done.pending_nodes) or "every node"
         wait = progress.job.wait_timeout
         detail = f"; the last poll failed: {done.last_error}" if done.last_error else ""
+        since = done.ack.created_at
+        started = (
+            f"its rows have been {_pending_status(done)} for "
+            f"{_span(self._clock.now() - since)} (since {since:%Y-%m-%d %H:%M:%S} UTC, "
+            "the server's clock)"
+        )
         return (
             Outcome.TIMED_OUT,
             Failure.TIMED_OUT,
             f"no outcome within wait_timeout {wait} from {pending} (snapshot "
-            f"{done.ack.snapshot_id}){detail}; the server may still finish it: check "
-            f"`cassy-scheduler backups {done.ack.cluster_id}`, or raise wait_timeout",
+            f"{done.ack.snapshot_id}){detail}: {started}; {_what_next(client, done)}",
         )
 
     # -- retries --
@@ -653,6 +660,40 @@ class Runner:
     def _tell_finished(self, result: RunResult) -> None:
         for observer in self._observers:
             _safely(observer.run_finished, result)
+
+
+def _pending_status(done: BackupOutcome) -> str:
+    statuses = sorted({n.status.name for n in done.nodes if not n.status.is_final})
+    return "/".join(statuses) or "unfinished"
+
+
+def _span(span: timedelta) -> str:
+    """'2h 5m', '7m 30s' or '45s': how long, to the second, for people."""
+    seconds = max(int(span.total_seconds()), 0)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {seconds}s" if minutes else f"{seconds}s"
+
+
+def _what_next(client: BackupService, done: BackupOutcome) -> str:
+    """What is known about whether the server will still end those rows."""
+    follow = f"`cassy-scheduler backups {done.ack.cluster_id}` shows them"
+    try:
+        builtin = client.is_builtin_server()
+    except Exception:  # asking must not change how the run is recorded
+        builtin = False
+    if builtin:
+        return (
+            "the built-in server ends every row COMPLETED or FAILED (a stop or restart fails "
+            f"what it leaves), so it may still finish: {follow}; or raise wait_timeout"
+        )
+    return (
+        "Scalar's Cassy does not fail such rows by itself (a lost SSH connection to a node "
+        "leaves them STARTED for ever): check those nodes and Cassy's log; "
+        f"{follow}; or raise wait_timeout"
+    )
 
 
 def _reason(status: OperationStatus, done: BackupOutcome) -> str | None:
