@@ -19,6 +19,9 @@ def test_short_demo_runs_every_job_type_mails_and_stops_what_it_started(tmp_path
     demo_dir = tmp_path / "demo"
     done = run_demo([], demo_dir, 41, {"DEMO_SECONDS": "150"})
     assert "succeeded job types: cluster-wide, incremental, snapshot" in done.stdout
+    # Progress while Cassandra starts and the sample data is written, not silence.
+    assert re.search(r"node1 \(127\.0\.0\.\d+\) serves CQL after \d+ s \(1 of 1\)", done.stdout)
+    assert "sample orders written: 1000 of 1000" in done.stdout
     assert f"mails: {demo_dir / 'mail'} (one .eml file per notification" in done.stdout
 
     mails = sorted((demo_dir / "mail").glob("*.eml"))

@@ -29,9 +29,12 @@ SEQUENCE = [
     (Outcome.FAILED, Failure.NODES_FAILED),
     (Outcome.FAILED, Failure.UNREACHABLE),
     (Outcome.TIMED_OUT, Failure.TIMED_OUT),
-    (Outcome.SKIPPED, Failure.ALREADY_RUNNING),
+    (Outcome.SKIPPED, Failure.ALREADY_RUNNING),  # one overlap: routine
     (Outcome.SKIPPED, Failure.MISSED),
     (Outcome.SUCCEEDED, None),
+    (Outcome.SKIPPED, Failure.ALREADY_RUNNING),
+    (Outcome.SKIPPED, Failure.ALREADY_RUNNING),  # the second in a row: worth a notice
+    (Outcome.SKIPPED, Failure.ALREADY_RUNNING),  # and the streak is not repeated
     (Outcome.SUCCEEDED, None),
     (Outcome.INTERRUPTED, Failure.STOPPED),
     (Outcome.SUCCEEDED, None),
@@ -58,7 +61,7 @@ def play(settings: SchedulerConfig, history: RunHistory, sender: RecordingSender
     return [n.facts["outcome"] + "/" + str(n.facts["failure"]) for _, n in sender.notices]
 
 
-def test_failure_sends_every_failed_timed_out_interrupted_and_overlapping_run(
+def test_failure_sends_every_failed_timed_out_interrupted_and_repeated_overlap(
     tmp_path: Path, history: RunHistory
 ) -> None:
     sent = play(config(tmp_path, TARGETS.format(when="failure")), history, RecordingSender())

@@ -242,9 +242,7 @@ def test_no_outcome_within_wait_timeout_is_timed_out(s: Setup) -> None:
 
 
 @pytest.mark.parametrize("builtin", [False, True])
-def test_a_timed_out_wait_says_how_long_the_rows_have_been_started(
-    s: Setup, builtin: bool
-) -> None:
+def test_a_timed_out_wait_says_how_long_the_rows_have_been_started(s: Setup, builtin: bool) -> None:
     s.cassy.hang, s.cassy.builtin = True, builtin
     job = make_job(wait_timeout=timedelta(minutes=1), poll_interval=timedelta(seconds=10))
     result = s.runner.run(job, T0)

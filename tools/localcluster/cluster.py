@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +134,14 @@ def parse_status(output: str) -> list[NodeStatus]:
         if len(fields) >= 2 and len(fields[0]) == 2 and fields[0][0] in "UD":
             rows.append(NodeStatus(address=fields[1], state=fields[0]))
     return rows
+
+
+Progress = Callable[[str], None]
+"""Told each step of a start, as a line for people."""
+
+
+def _quiet(step: str) -> None:
+    """Progress nobody watches."""
 
 
 class LocalCluster:
@@ -286,8 +294,11 @@ class LocalCluster:
         pid = self._pids.get(spec.name)
         return pid is not None and _pid_alive(pid) and _pid_is_node(pid, spec)
 
-    def _wait_cql(self, specs: Sequence[NodeSpec], deadline: float) -> None:
+    def _wait_cql(
+        self, specs: Sequence[NodeSpec], deadline: float, progress: Progress = _quiet
+    ) -> None:
         waiting = list(specs)
+        began = time.monotonic()
         while waiting:
             for spec in list(waiting):
                 if not self._alive(spec):
@@ -299,6 +310,11 @@ class LocalCluster:
                 )
                 if logged and _port_answers(spec.address, spec.cql_port) and self._logs_in(spec):
                     waiting.remove(spec)
+                    done = len(specs) - len(waiting)
+                    progress(
+                        f"{spec.name} ({spec.address}) serves CQL after "
+                        f"{time.monotonic() - began:.0f} s ({done} of {len(specs)})"
+                    )
             if waiting and time.monotonic() > deadline:
                 names = ", ".join(s.name for s in waiting)
                 raise LocalClusterError(
@@ -330,15 +346,21 @@ class LocalCluster:
                 raise LocalClusterError("nodes did not all reach UN in time: " + "; ".join(pending))
             time.sleep(2)
 
-    def start_all(self, timeout: float = 300) -> LocalCluster:
-        """Start every node at once and wait until each serves CQL and sees all nodes UN."""
+    def start_all(self, timeout: float = 300, progress: Progress = _quiet) -> LocalCluster:
+        """Start every node at once and wait until each serves CQL and sees all nodes UN.
+
+        `progress` hears each step as it happens (for people watching a slow start).
+        """
         self._check_ports(self.specs)
-        deadline = time.monotonic() + timeout
+        began = time.monotonic()
+        deadline = began + timeout
         try:
             for spec in self.specs:
                 self._launch(spec)
-            self._wait_cql(self.specs, deadline)
+            progress(f"{len(self.specs)} JVM(s) launched; waiting for CQL")
+            self._wait_cql(self.specs, deadline, progress)
             self._wait_all_up(deadline)
+            progress(f"every node sees every node Up/Normal after {time.monotonic() - began:.0f} s")
         except BaseException:
             self.stop_all(graceful=False)
             raise

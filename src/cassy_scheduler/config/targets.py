@@ -18,7 +18,7 @@ class NotifyWhen(StrEnum):
     """Which runs a target hears about."""
 
     ALWAYS = "always"
-    FAILURE = "failure"  # failed, timed out, interrupted, skipped: previous run still runs
+    FAILURE = "failure"  # failed, timed out, interrupted, a repeated overlap (notify/policy)
     CHANGE = "change"  # the first failure after a success, and the first success after it
 
 

@@ -13,12 +13,18 @@ from datetime import datetime
 from cassy_scheduler.config.model import JobConfig, SchedulerConfig
 from cassy_scheduler.config.targets import NotifyTarget, NotifyWhen
 from cassy_scheduler.notify.notice import Notice
-from cassy_scheduler.notify.policy import State, previous_state, should_send
+from cassy_scheduler.notify.policy import (
+    State,
+    is_overlap,
+    previous_state,
+    should_send,
+    skips_before,
+)
 from cassy_scheduler.notify.render import RunContext, render_run
 from cassy_scheduler.notify.senders import make_sender
 from cassy_scheduler.notify.worker import Delivery, DeliveryWorker, SenderFactory
 from cassy_scheduler.scheduling.clock import Clock
-from cassy_scheduler.scheduling.history import RunHistory
+from cassy_scheduler.scheduling.history import RunHistory, RunRecord
 from cassy_scheduler.scheduling.runner import RunResult, RunStart
 
 _log = logging.getLogger(__name__)
@@ -62,16 +68,18 @@ class Dispatcher:
         context = RunContext(job, config.path, self._next_run(config, job))
         notice = render_run(result, context)
         previous: State | None = None
-        looked = False
+        skipped = 0
+        runs: list[RunRecord] | None = None
         for use in job.notify:
             target = _target(config, use.target)
             if target is None:
                 continue
             when = use.when or target.when
-            if when is NotifyWhen.CHANGE and not looked:
+            if runs is None and (when is NotifyWhen.CHANGE or is_overlap(result)):
                 runs = self._history.list_runs(job.name, limit=_HISTORY_LOOKBACK)
-                previous, looked = previous_state(runs, result.run_id), True
-            send = should_send(when, result, previous)
+                previous = previous_state(runs, result.run_id)
+                skipped = skips_before(runs, result.run_id)
+            send = should_send(when, result, previous, skipped)
             _log.debug(
                 "notify decision job=%s run_id=%s target=%s when=%s outcome=%s send=%s",
                 job.name,

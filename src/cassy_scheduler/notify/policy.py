@@ -1,9 +1,12 @@
 """When a target hears about a run: always, on failure, or on a change of state.
 
-`failure` covers failed, timed out and interrupted runs and runs skipped because the previous
-run of the job still runs. `change` sends the first failure after a success (or the first run
-ever failing) and the first success after a failure; skipped runs count for neither state,
-since the run still going (or the next one) decides.
+`failure` covers failed, timed out and interrupted runs, and a run skipped because the
+previous run of the job still runs once it is the second skip in a row: one overlap is
+routine on a busy cluster (the run still going reports its own outcome), two mean the job
+keeps missing its schedule; a longer streak is not repeated. `change` sends the first failure
+after a success (or the first run ever failing) and the first success after a failure;
+skipped runs count for neither state, since the run still going (or the next one) decides.
+`always` sends every run, skips included.
 """
 
 from __future__ import annotations
@@ -24,11 +27,32 @@ class State(Enum):
     NEITHER = "neither"
 
 
-def is_failure(result: RunResult) -> bool:
-    """Does the `failure` policy report this run?"""
+SKIPS_WORTH_A_NOTICE = 2
+
+
+def is_overlap(result: RunResult) -> bool:
+    """A run skipped because the job's previous run still runs."""
+    return result.outcome is Outcome.SKIPPED and result.failure is Failure.ALREADY_RUNNING
+
+
+def is_failure(result: RunResult, skips_before: int = 0) -> bool:
+    """Does the `failure` policy report this run? `skips_before` counts the job's skipped
+    runs in a row right before this one (only overlaps ask for it)."""
     if result.outcome in _BAD:
         return True
-    return result.outcome is Outcome.SKIPPED and result.failure is Failure.ALREADY_RUNNING
+    return is_overlap(result) and skips_before + 1 == SKIPS_WORTH_A_NOTICE
+
+
+def skips_before(runs: Iterable[RunRecord], run_id: int | None) -> int:
+    """How many runs in a row before `run_id` were skipped (`runs` newest first)."""
+    count = 0
+    for run in runs:
+        if run_id is not None and run.run_id >= run_id:
+            continue
+        if run.outcome is not Outcome.SKIPPED:
+            break
+        count += 1
+    return count
 
 
 def state_of(outcome: Outcome) -> State:
@@ -49,12 +73,15 @@ def previous_state(runs: Iterable[RunRecord], before_run_id: int | None) -> Stat
     return None
 
 
-def should_send(when: NotifyWhen, result: RunResult, previous: State | None) -> bool:
-    """Decide for one target; `previous` is the job's state before this run (change only)."""
+def should_send(
+    when: NotifyWhen, result: RunResult, previous: State | None, skipped_before: int = 0
+) -> bool:
+    """Decide for one target; `previous` is the job's state before this run (change only),
+    `skipped_before` the skips in a row before it (failure only)."""
     if when is NotifyWhen.ALWAYS:
         return True
     if when is NotifyWhen.FAILURE:
-        return is_failure(result)
+        return is_failure(result, skipped_before)
     current = state_of(result.outcome)
     if current is State.BAD:
         return previous is not State.BAD

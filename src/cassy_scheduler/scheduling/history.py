@@ -360,9 +360,15 @@ class RunHistory:
             raise HistoryError(f"no run {run_id} in the history")
         return runs[0]
 
-    def last_run(self, job_name: str) -> RunRecord | None:
-        """The most recently started run of a job, whatever its outcome."""
-        runs = self._select("WHERE job_name = ?", (job_name,), limit=1)
+    def last_run(self, job_name: str, *, skipped: bool = True) -> RunRecord | None:
+        """The most recently recorded run of a job, whatever its outcome; with
+        `skipped=False` the most recent one that was not skipped."""
+        if skipped:
+            runs = self._select("WHERE job_name = ?", (job_name,), limit=1)
+        else:
+            runs = self._select(
+                "WHERE job_name = ? AND outcome != ?", (job_name, Outcome.SKIPPED.value), limit=1
+            )
         return runs[0] if runs else None
 
     def last_success(self, job_name: str) -> RunRecord | None:
