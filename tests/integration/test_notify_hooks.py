@@ -7,6 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
+from cassy_scheduler.notify.command import BASE_ENV
 from cassy_scheduler.notify.dispatcher import Dispatcher
 from cassy_scheduler.scheduling.history import Outcome, RunHistory
 from tests.receivers import free_port, http_receiver
@@ -35,7 +38,7 @@ when = "always"
         dispatcher.run_finished(result(Outcome.FAILED, run_id=5, failed=("127.0.0.4",)))
         ((path, headers, _),) = receiver.wait_for(1)
         assert dispatcher.wait_idle(30)
-        dispatcher.close()
+        dispatcher.close(30)
         body = receiver.json(0)
         assert [d.delivered for d in history.deliveries(run_id=5)] == [True]
     assert path == "/hooks/backups"
@@ -59,7 +62,7 @@ retries = 1
         )
         dispatcher.run_finished(result(run_id=9))
         assert dispatcher.wait_idle(60)
-        dispatcher.close()
+        dispatcher.close(30)
         tries = history.deliveries(run_id=9)
     assert [(t.attempt, t.delivered) for t in tries] == [(1, False), (2, False)]
     assert (
@@ -84,7 +87,7 @@ when = "failure"
         dispatcher.run_finished(result(run_id=1))  # succeeded: `failure` stays quiet
         dispatcher.run_finished(result(Outcome.FAILED, run_id=2, failed=("127.0.0.2",)))
         assert dispatcher.wait_idle(60)
-        dispatcher.close()
+        dispatcher.close(30)
         assert [(d.run_id, d.delivered) for d in history.deliveries()] == [(2, True)]
     got = json.loads(seen.read_text())
     env, facts = got["env"], got["stdin"]
@@ -118,7 +121,40 @@ timeout = "1s"
         dispatcher = Dispatcher(settings, history, FakeClock())
         dispatcher.run_finished(result(run_id=4))
         assert dispatcher.wait_idle(60)
-        dispatcher.close()
+        dispatcher.close(30)
         errors = {d.target: d.error for d in history.deliveries(run_id=4)}
     assert errors["fails"] is not None and errors["fails"].endswith("exited with 3: no route")
     assert errors["hangs"] is not None and "did not finish within 0:00:01" in errors["hangs"]
+
+
+def test_a_command_hook_gets_no_secrets_from_the_schedulers_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler's environment holds SMTP_PASSWORD and the like: a hook gets the facts,
+    PATH, HOME, LANG, and only what its target names in `env`."""
+    monkeypatch.setenv("SMTP_PASSWORD", "hunter2")
+    monkeypatch.setenv("HOOK_TOKEN", "for-the-hook")
+    script = tmp_path / "hook.py"
+    script.write_text(
+        "import json, os, sys\njson.dump(dict(os.environ), open(sys.argv[1], 'w'))\n",
+        encoding="utf-8",
+    )
+    seen = tmp_path / "seen.json"
+    targets = f"""\
+[notify.hook]
+type = "command"
+command = [{json.dumps(sys.executable)}, {json.dumps(str(script))}, {json.dumps(str(seen))}]
+env = ["HOOK_TOKEN"]
+when = "always"
+"""
+    with RunHistory.open(tmp_path / "h.sqlite") as history:
+        dispatcher = Dispatcher(
+            config(tmp_path, targets, 'notify = ["hook"]'), history, FakeClock()
+        )
+        dispatcher.run_finished(result(run_id=1))
+        assert dispatcher.wait_idle(60)
+        dispatcher.close(30)
+    env = json.loads(seen.read_text())
+    assert "SMTP_PASSWORD" not in env and "hunter2" not in json.dumps(env)
+    assert env["HOOK_TOKEN"] == "for-the-hook" and env["CASSY_JOB"] == "nightly"
+    assert {k for k in env if not k.startswith("CASSY_")} <= {"HOOK_TOKEN", *BASE_ENV}

@@ -234,3 +234,26 @@ def test_a_cron_line_with_a_cluster_id_runs_as_the_job_that_names_that_cluster(
     assert one_shot_job(settings, JobType.SNAPSHOT, "prod-8", resolve=resolve).name == (
         "snapshot@prod-8"
     )
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_check_is_critical_for_a_file_with_no_jobs(tmp_path: Path, offline: bool) -> None:
+    """An emptied file, or one cut after its first table, loads but backs nothing up."""
+    for text in ("", CONFIG[: CONFIG.index("[server]")]):
+        path = tmp_path / "s.toml"
+        path.write_text(text)
+        code, output = cli("check", "--config", str(path), "--json", *(["--offline"] * offline))
+        assert code == 2, output
+        (finding,) = [f for f in json.loads(output)["findings"] if f["severity"] == "CRITICAL"]
+        assert finding["subject"] == "jobs" and "defines no jobs" in finding["message"]
+        assert "jobs = {}" in finding["hint"]
+    path.write_text("jobs = {}\n")
+    code, output = cli("check", "--config", str(path), "--json", "--offline")
+    assert code == 1 and "nothing is backed up" in output
+
+
+def test_run_refuses_to_start_on_a_file_with_no_jobs(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('[scheduler]\nstate_dir = "state"\n')
+    code, output = cli("run", "--config", str(path))
+    assert code == 2 and "defines no jobs" in output

@@ -7,13 +7,13 @@ from __future__ import annotations
 import logging
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from cassy_scheduler.config import load_config
+from cassy_scheduler.config import ConfigProblem, load_config
 from cassy_scheduler.config.model import JobConfig, SchedulerConfig
 from cassy_scheduler.scheduling.daemon import Daemon
 from cassy_scheduler.scheduling.history import Outcome
@@ -368,3 +368,77 @@ def test_serve_stops_on_request(h: Harness) -> None:
     daemon.request_stop()
     thread.join(10)
     assert not thread.is_alive()
+
+
+class FakeAlerts:
+    def __init__(self) -> None:
+        self.refused: list[tuple[str, list[str]]] = []
+        self.accepted: list[str] = []
+
+    def config_refused(
+        self, config: SchedulerConfig, trigger: str, problems: Sequence[ConfigProblem]
+    ) -> None:
+        self.refused.append((trigger, [p.field for p in problems]))
+
+    def config_accepted(self, config: SchedulerConfig, trigger: str) -> None:
+        self.accepted.append(trigger)
+
+
+def _alerted(h: Harness, jobs: str) -> tuple[Daemon, FakeAlerts]:
+    alerts = FakeAlerts()
+    h.daemon = Daemon(h.write(jobs), h.runner, h.index, h.clock, alerts=alerts)
+    h.daemon.start()
+    return h.daemon, alerts
+
+
+SERVER = '\n[server]\naddress = "127.0.0.1:20551"\n'
+
+
+@pytest.mark.parametrize(
+    ("edit", "fields"),
+    [
+        ("", ["jobs", "server"]),  # emptied
+        ("[scheduler]\nstate_dir = 'state'\n", ["jobs", "server"]),  # cut after its first table
+        (SERVER, ["jobs"]),  # every job gone
+        (HEADER.format(grace="60s") + EVERY_10S, ["server"]),  # the address: back to default
+    ],
+)
+def test_an_edit_that_loses_every_job_or_the_server_is_refused_and_alerted(
+    h: Harness, caplog: pytest.LogCaptureFixture, edit: str, fields: list[str]
+) -> None:
+    daemon, alerts = _alerted(h, EVERY_10S + SERVER)
+    running = daemon.config
+    h.path.write_text(edit, encoding="utf-8")
+    with caplog.at_level(logging.ERROR):
+        h.at(5)
+    assert daemon.config is running and set(daemon.next_fires()) == {"snap"}
+    assert "config reload refused" in caplog.text
+    assert alerts.refused == [("the file changed", fields)]
+    h.path.write_text(h.path.read_text() + 'retries = "three"\n', encoding="utf-8")
+    h.at(10)  # a later bad edit is still judged against the running config, not the empty one
+    assert daemon.config is running
+    h.write(EVERY_10S.replace("*/10", "*/7") + SERVER)
+    h.at(15)
+    assert daemon.config.job("snap").schedule.expression == "*/7 * * * * *"
+    assert alerts.accepted == ["the file changed"]
+
+
+def test_an_explicitly_empty_jobs_table_is_taken(h: Harness) -> None:
+    daemon, alerts = _alerted(h, EVERY_10S + SERVER)
+    h.path.write_text("jobs = {}\n" + SERVER, encoding="utf-8")
+    h.at(5)
+    assert daemon.next_fires() == {} and alerts.refused == []
+
+
+def test_a_vanished_config_file_is_an_error_logged_and_alerted(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon, alerts = _alerted(h, EVERY_10S)
+    h.path.unlink()
+    with caplog.at_level(logging.ERROR):
+        h.at(5)
+    assert "config reload refused" in caplog.text and "does not exist" in caplog.text
+    assert alerts.refused == [("the file is gone", [""])]
+    assert set(daemon.next_fires()) == {"snap"}
+    h.at(10)
+    assert len(alerts.refused) == 1  # once, not at every poll

@@ -57,7 +57,7 @@ def play(settings: SchedulerConfig, history: RunHistory, sender: RecordingSender
             dispatcher.run_finished(result(outcome, run_id=record.run_id, failure=failure))
         assert dispatcher.wait_idle(30)
     finally:
-        dispatcher.close()
+        dispatcher.close(30)
     return [n.facts["outcome"] + "/" + str(n.facts["failure"]) for _, n in sender.notices]
 
 
@@ -105,7 +105,7 @@ def test_a_failing_sender_is_retried_with_backoff_and_each_attempt_recorded(
     dispatcher = Dispatcher(settings, history, clock, sender.factory)
     dispatcher.run_finished(result(run_id=7))
     assert dispatcher.wait_idle(30)
-    dispatcher.close()
+    dispatcher.close(30)
     assert clock.waits == [5.0, 10.0]
     attempts = history.deliveries(run_id=7)
     assert [(d.attempt, d.delivered) for d in attempts] == [(1, False), (2, False), (3, True)]
@@ -140,7 +140,7 @@ def test_smtp_down_leaves_the_outcome_unchanged_and_the_failure_in_history(
     first = runner.run(job, T0)
     second = runner.run(job, T0)  # not held up by the first run's notice
     assert dispatcher.wait_idle(60)
-    dispatcher.close()
+    dispatcher.close(30)
     assert (first.outcome, second.outcome) == (Outcome.SUCCEEDED, Outcome.SUCCEEDED)
     assert history.get_run(first.run_id or 0).outcome is Outcome.SUCCEEDED
     tries = history.deliveries(run_id=first.run_id)
@@ -157,7 +157,7 @@ def test_the_dispatcher_mails_a_run_to_a_real_smtp_server(
         dispatcher.run_finished(result(run_id=3))
         (mail,) = receiver.wait_for(1)
         assert dispatcher.wait_idle(30)
-        dispatcher.close()
+        dispatcher.close(30)
     assert mail.subject == "OK snapshot prod-cluster: 3 of 3 nodes completed"
     assert [d.delivered for d in history.deliveries(run_id=3)] == [True]
 

@@ -63,7 +63,7 @@ class Watched:
         return [n.subject for _, n in self.sender.notices]
 
     def restart(self) -> None:
-        self.dispatcher.close()
+        self.dispatcher.close(30)
         self.dispatcher = Dispatcher(self.settings, self.history, self.clock, self.sender.factory)
         self.watch = StalenessWatch(self.settings, self.history, self.clock, self.dispatcher)
 
@@ -92,7 +92,7 @@ def test_a_job_without_success_for_alert_after_alerts_once_then_recovers_once(
     assert sent[1].subject == "RECOVERED snapshot prod-cluster: a run succeeded again"
     assert not sent[1].failing
     assert len(w.at(hours(42))) == 2 and len(w.at(hours(80))) == 3  # stale again later
-    w.dispatcher.close()
+    w.dispatcher.close(30)
 
 
 def test_a_job_that_never_ran_counts_from_when_the_watch_first_saw_it(
@@ -104,7 +104,7 @@ def test_a_job_that_never_ran_counts_from_when_the_watch_first_saw_it(
     assert w.at(hours(25.9)) == []
     (subject,) = w.at(hours(26))
     assert subject.startswith("STALE snapshot prod-cluster: no successful run since watching")
-    w.dispatcher.close()
+    w.dispatcher.close(30)
 
 
 def test_the_daemon_checks_staleness_every_stale_check_even_for_a_disabled_job(

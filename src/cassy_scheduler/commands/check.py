@@ -23,6 +23,7 @@ from cassy_scheduler.commands.tables import Column, print_table
 from cassy_scheduler.config import ConfigError, SchedulerConfig, load_config
 from cassy_scheduler.config.checks import check_config
 from cassy_scheduler.config.errors import ConfigProblem
+from cassy_scheduler.config.guards import missing_jobs, says_no_jobs
 from cassy_scheduler.scheduling.history import HistoryError, RunHistory
 from cassy_scheduler.scheduling.preflight import Finding, Severity, preflight, worst
 from cassy_scheduler.scheduling.wiring import open_client
@@ -89,7 +90,7 @@ def _offline_findings(path: Path) -> list[Finding]:
     if isinstance(config, list):
         return config
     return [
-        Finding(Severity.OK, "config", f"{config.path} loads: {len(config.jobs)} job(s)"),
+        *_job_count(config),
         *(_problem(Severity.WARNING, p) for p in check_config(config, datetime.now(UTC))),
         Finding(
             Severity.OK,
@@ -100,10 +101,30 @@ def _offline_findings(path: Path) -> list[Finding]:
     ]
 
 
+def _job_count(config: SchedulerConfig) -> list[Finding]:
+    """OK with jobs; CRITICAL for a file with none (emptied or cut short), WARNING for one
+    that says it backs up nothing."""
+    empty = missing_jobs(config)
+    if empty is not None:
+        return [_problem(Severity.CRITICAL, empty)]
+    if says_no_jobs(config):
+        return [
+            Finding(
+                Severity.WARNING,
+                "jobs",
+                f"{config.path} says jobs = {{}}: nothing is backed up",
+                "add [jobs.NAME] tables when backups should run",
+            )
+        ]
+    return [Finding(Severity.OK, "config", f"{config.path} loads: {len(config.jobs)} job(s)")]
+
+
 def _findings(path: Path) -> list[Finding]:
     config = _load(path)
     if isinstance(config, list):
         return config
+    if missing_jobs(config) is not None:
+        return _job_count(config)
     history = None
     if config.runtime.history_path.exists():
         try:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cassy_scheduler.commands.common import Exit, config_option, fail, load
+from cassy_scheduler.config.guards import missing_jobs
 from cassy_scheduler.logs import configure_logging
 from cassy_scheduler.metrics import MetricsError
 from cassy_scheduler.scheduling import SchedulingError
@@ -27,6 +28,9 @@ def run(
     """
     configure_logging(log_level)
     settings = load(config)
+    empty = missing_jobs(settings)
+    if empty is not None:
+        fail(str(empty), Exit.USAGE)
     try:
         runtime = Runtime(settings)
     except SchedulingError as exc:

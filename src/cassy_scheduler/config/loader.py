@@ -111,7 +111,7 @@ def parse_config(text: str, path: str | Path) -> SchedulerConfig:
         for error in exc.errors():
             report.from_pydantic(error)
         raise ConfigError(report.sorted()) from None
-    config = _build(parsed, report, path)
+    config = _build(parsed, report, path, frozenset(data))
     if report.problems:
         raise ConfigError(report.sorted())
     return config
@@ -186,7 +186,9 @@ def _dotted(path: KeyPath) -> str:
     return ".".join(p if _NAME.fullmatch(p) else f'"{p}"' for p in path)
 
 
-def _build(parsed: ConfigFile, report: _Report, path: Path) -> SchedulerConfig:
+def _build(
+    parsed: ConfigFile, report: _Report, path: Path, declared: frozenset[str]
+) -> SchedulerConfig:
     base_dir = path.parent
     server = parsed.server
     tls = None
@@ -223,6 +225,7 @@ def _build(parsed: ConfigFile, report: _Report, path: Path) -> SchedulerConfig:
         jobs=jobs,
         notify=tuple(targets),
         runtime=_runtime(parsed.scheduler, report, base_dir),
+        declared=declared,
     )
 
 

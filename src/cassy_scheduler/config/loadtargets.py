@@ -50,7 +50,7 @@ def notify_target(
     elif isinstance(table, AppriseTable):
         channel = AppriseChannel(tuple(table.urls))
     else:
-        channel = CommandChannel(tuple(table.command), table.timeout)
+        channel = CommandChannel(tuple(table.command), table.timeout, tuple(table.env))
     return NotifyTarget(
         name=name,
         channel=channel,

@@ -155,6 +155,7 @@ class SchedulerConfig:
     jobs: tuple[JobConfig, ...]
     notify: tuple[NotifyTarget, ...] = ()
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    declared: frozenset[str] = frozenset()  # the top-level tables and keys the file writes
 
     def target(self, name: str) -> NotifyTarget:
         for target in self.notify:

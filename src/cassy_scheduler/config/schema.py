@@ -6,6 +6,7 @@ Fields a job may inherit are optional here; the loader applies [defaults] and bu
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Literal
 
@@ -41,6 +42,9 @@ def _duration(value: object) -> object:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class _Table(BaseModel):
@@ -159,6 +163,19 @@ class CommandTable(_NotifyCommon):
     type: Literal["command"]
     command: list[str]
     timeout: Duration = timedelta(seconds=60)
+    env: list[str] = []  # names of the scheduler's environment variables the program gets
+
+    @field_validator("env")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if not _ENV_NAME.fullmatch(name)]
+        if bad:
+            raise PydanticCustomError(
+                "env",
+                "env lists names of environment variables, not {bad}",
+                {"bad": ", ".join(bad), "hint": 'write e.g. env = ["HTTPS_PROXY", "PGHOST"]'},
+            )
+        return value
 
     @field_validator("command")
     @classmethod

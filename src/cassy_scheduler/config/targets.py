@@ -62,6 +62,7 @@ class CommandChannel:
 
     argv: tuple[str, ...]
     timeout: timedelta = timedelta(seconds=60)
+    passed_env: tuple[str, ...] = ()  # the scheduler's variables it gets beside the basics
 
 
 Channel = EmailChannel | AppriseChannel | CommandChannel

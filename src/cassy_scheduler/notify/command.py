@@ -1,6 +1,9 @@
 """Notices to a local program: the facts in CASSY_* environment variables and JSON on stdin.
 
-The program runs without a shell, with a timeout; a non-zero exit fails the attempt.
+The program runs without a shell, with a timeout; a non-zero exit fails the attempt. It gets
+the facts and a minimal environment (PATH, HOME, LANG and the locale), never the scheduler's
+whole one, which holds secrets such as SMTP_PASSWORD; a target passes more by name with
+`env = [...]`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from cassy_scheduler.notify import DeliveryError
 from cassy_scheduler.notify.notice import Notice
 
 _OUTPUT_LIMIT = 500
+BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 
 
 def environment(notice: Notice) -> dict[str, str]:
@@ -46,7 +50,9 @@ class CommandSender:
 
     def __init__(self, channel: CommandChannel, environ: Mapping[str, str] | None = None) -> None:
         self._channel = channel
-        self._environ = dict(os.environ if environ is None else environ)
+        source = os.environ if environ is None else environ
+        passed = (*BASE_ENV, *channel.passed_env)
+        self._environ = {name: source[name] for name in passed if name in source}
 
     def describe(self) -> str:
         return f"command {self._channel.argv[0]}"

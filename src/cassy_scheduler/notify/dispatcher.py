@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from datetime import datetime
 
+from cassy_scheduler.config.errors import ConfigProblem
 from cassy_scheduler.config.model import JobConfig, SchedulerConfig
 from cassy_scheduler.config.targets import NotifyTarget, NotifyWhen
 from cassy_scheduler.notify.notice import Notice
@@ -20,7 +22,7 @@ from cassy_scheduler.notify.policy import (
     should_send,
     skips_before,
 )
-from cassy_scheduler.notify.render import RunContext, render_run
+from cassy_scheduler.notify.render import RunContext, render_config, render_run
 from cassy_scheduler.notify.senders import make_sender
 from cassy_scheduler.notify.worker import Delivery, DeliveryWorker, SenderFactory
 from cassy_scheduler.scheduling.clock import Clock
@@ -103,11 +105,31 @@ class Dispatcher:
                 count += 1
         return count
 
+    def config_refused(
+        self, config: SchedulerConfig, trigger: str, problems: Sequence[ConfigProblem]
+    ) -> None:
+        """Alert every target of the running config: an edit was refused."""
+        notice = render_config(config.path, trigger, problems, len(config.jobs), self._clock.now())
+        self._to_every_target(config, notice)
+
+    def config_accepted(self, config: SchedulerConfig, trigger: str) -> None:
+        """Tell every target that the file loads again, after a refusal."""
+        notice = render_config(config.path, trigger, (), len(config.jobs), self._clock.now())
+        self._to_every_target(config, notice)
+
+    def _to_every_target(self, config: SchedulerConfig, notice: Notice) -> None:
+        if not config.notify:
+            _log.warning(
+                "no notify target to alert config=%s subject=%r", config.path, notice.subject
+            )
+        for target in config.notify:
+            self._worker.submit(Delivery(target, notice))
+
     def wait_idle(self, timeout_s: float) -> bool:
         return self._worker.wait_idle(timeout_s)
 
-    def close(self, timeout_s: float = 120.0) -> None:
-        """Deliver what is pending within timeout_s, then stop the worker."""
+    def close(self, timeout_s: float) -> None:
+        """Deliver what is pending within timeout_s; what is left is recorded undelivered."""
         self._worker.close(timeout_s)
 
     def _lookup(self, name: str) -> tuple[SchedulerConfig, JobConfig | None]:

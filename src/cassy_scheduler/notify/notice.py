@@ -13,6 +13,7 @@ class Event(StrEnum):
     RUN = "run"  # a run ended
     STALE = "stale"  # no successful run for alert_after
     FRESH = "fresh"  # a stale job succeeded again
+    CONFIG = "config"  # the daemon refused an edit of its config file, or took one again
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from cassy_scheduler.config.durations import format_duration
+from cassy_scheduler.config.errors import ConfigProblem
 from cassy_scheduler.config.model import JobConfig
 from cassy_scheduler.notify.notice import Event, Notice
 from cassy_scheduler.protocol.types import OperationStatus
@@ -199,6 +200,57 @@ def render_stale(
     )
 
 
+#: The job name notices about the config file itself are recorded under.
+CONFIG_NOTICES = "(config)"
+
+
+def render_config(
+    config_path: Path,
+    trigger: str,
+    problems: Sequence[ConfigProblem],
+    jobs_running: int,
+    now: datetime,
+) -> Notice:
+    """An alert that the daemon refused its edited config (no problems: took it again)."""
+    refused = bool(problems)
+    name = config_path.name
+    if refused:
+        first = problems[0]
+        field = f"{first.field}: " if first.field else ""
+        subject = f"CONFIG REFUSED {name}: {field}{first.message}"
+        error = (
+            f"the daemon keeps running the previous config ({jobs_running} job(s)) until the "
+            "file loads again"
+        )
+    else:
+        subject = f"CONFIG OK {name}: reloaded, {jobs_running} job(s)"
+        error = None
+    rows = [("Config", str(config_path)), ("Trigger", trigger), ("Checked at", _when(now))]
+    rows += [(f"Problem {n}", str(p).replace("\n", " ")) for n, p in enumerate(problems, 1)]
+    command = shlex.join(["cassy-scheduler", "check", "--offline", "--config", str(config_path)])
+    facts: dict[str, object] = {
+        "event": Event.CONFIG.value,
+        "job": CONFIG_NOTICES,
+        "subject": subject,
+        "outcome": "refused" if refused else "accepted",
+        "config": str(config_path),
+        "trigger": trigger,
+        "problems": [str(p) for p in problems],
+        "jobs_running": jobs_running,
+        "checked_at": now.isoformat(),
+        "history_command": command,
+    }
+    return Notice(
+        event=Event.CONFIG,
+        job_name=CONFIG_NOTICES,
+        subject=subject,
+        text=_text(subject, rows, [], error, command, label="Check"),
+        html=_html(subject, rows, [], error, command, label="Check"),
+        facts=facts,
+        failing=refused,
+    )
+
+
 def _cluster(result: RunResult, job: JobConfig) -> str:
     if result.cluster_id is None:
         return f"{job.cluster} (not resolved)"
@@ -222,6 +274,8 @@ def _text(
     nodes: Sequence[tuple[str, str, str]],
     error: str | None,
     command: str,
+    *,
+    label: str = "History",
 ) -> str:
     width = max(len(k) for k, _ in rows)
     lines = [subject, ""]
@@ -233,7 +287,7 @@ def _text(
         lines += [f"{ip.ljust(ip_w)}  {st.ljust(st_w)}  {why}".rstrip() for ip, st, why in nodes]
     if error:
         lines += ["", f"Error: {error}"]
-    lines += ["", f"History: {command}", ""]
+    lines += ["", f"{label}: {command}", ""]
     return "\n".join(lines)
 
 
@@ -243,6 +297,8 @@ def _html(
     nodes: Sequence[tuple[str, str, str]],
     error: str | None,
     command: str,
+    *,
+    label: str = "History",
 ) -> str:
     e = html.escape
     parts = [f"<html><body><h2>{e(subject)}</h2>", "<table>"]
@@ -260,5 +316,5 @@ def _html(
         parts.append("</table>")
     if error:
         parts.append(f"<p><b>Error:</b> {e(error)}</p>")
-    parts.append(f"<p>History: <code>{e(command)}</code></p></body></html>")
+    parts.append(f"<p>{e(label)}: <code>{e(command)}</code></p></body></html>")
     return "\n".join(parts)

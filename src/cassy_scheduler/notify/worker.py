@@ -1,19 +1,25 @@
-"""Delivering notices in a background thread, so a slow or dead target never holds up a run.
+"""Delivering notices in the background, each target on its own, so a slow or dead target
+never holds up a run, nor another target's notices.
 
-Each delivery is tried 1 + retries times with doubling waits; every attempt, failed or not,
-is recorded in the run history, and a notice that could not be delivered is logged.
+Every target has a lane: a thread and a queue ordered by when each delivery is next due. An
+attempt that fails goes back in the lane with a doubling wait, so the notices behind it are
+not held up by its retries either; each attempt has a hard time cap (a mail server that
+accepts a connection and never answers costs one cap, not the queue). Every attempt is
+recorded in the run history. At close, what cannot be delivered within the time given is
+recorded as not delivered, and close returns on time whatever a target is doing.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
-import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
-from cassy_scheduler.config.targets import NotifyTarget
+from cassy_scheduler.config.targets import CommandChannel, EmailChannel, NotifyTarget
 from cassy_scheduler.notify.notice import Notice
 from cassy_scheduler.notify.senders import Sender
 from cassy_scheduler.scheduling.clock import Clock
@@ -21,6 +27,8 @@ from cassy_scheduler.scheduling.history import DeliveryRecord, HistoryError, Run
 
 _log = logging.getLogger(__name__)
 _MAX_BACKOFF_FACTOR = 16
+_APPRISE_CAP_S = 60.0
+STOPPED = "not delivered (or not confirmed): the scheduler stopped first"
 
 SenderFactory = Callable[[NotifyTarget], Sender]
 
@@ -31,134 +39,240 @@ class Delivery:
     notice: Notice
 
 
+def attempt_cap(target: NotifyTarget) -> float:
+    """The longest one attempt may take: the channel's own timeout per step, a few steps."""
+    channel = target.channel
+    if isinstance(channel, EmailChannel):
+        return 3 * channel.timeout.total_seconds()  # connect, greeting and TLS, the message
+    if isinstance(channel, CommandChannel):
+        return channel.timeout.total_seconds() + 5.0
+    return _APPRISE_CAP_S
+
+
+@dataclass(order=True)
+class _Queued:
+    due: float
+    seq: int
+    attempt: int = field(compare=False)
+    delivery: Delivery = field(compare=False)
+
+
 class DeliveryWorker:
-    """A queue of deliveries and the one thread that works through it; close() when done."""
+    """One lane per target; submit() never blocks; close() when done."""
 
     def __init__(self, history: RunHistory, clock: Clock, senders: SenderFactory) -> None:
         self._history = history
         self._clock = clock
         self._senders = senders
-        self._queue: queue.Queue[Delivery | None] = queue.Queue()
-        self._abort = threading.Event()
+        self._lock = threading.Condition()
+        self._lanes: dict[str, _Lane] = {}
         self._closed = False
-        self._idle = threading.Condition()
-        self._pending = 0
-        self._thread = threading.Thread(target=self._loop, name="notify", daemon=True)
-        self._thread.start()
+        self._recording = True
 
     def submit(self, delivery: Delivery) -> None:
-        if self._closed:
-            _log.error(
-                "notice dropped; notifications closed job=%s target=%s subject=%r",
-                delivery.notice.job_name,
-                delivery.target.name,
-                delivery.notice.subject,
-            )
-            return
-        with self._idle:
-            self._pending += 1
-        self._queue.put(delivery)
+        with self._lock:
+            if self._closed:
+                _log.error(
+                    "notice dropped; notifications closed job=%s target=%s subject=%r",
+                    delivery.notice.job_name,
+                    delivery.target.name,
+                    delivery.notice.subject,
+                )
+                return
+            lane = self._lanes.get(delivery.target.name)
+            if lane is None:
+                lane = self._lanes[delivery.target.name] = _Lane(self, delivery.target.name)
+            lane.put(delivery)
 
     def wait_idle(self, timeout_s: float) -> bool:
         """Wait until every submitted delivery is done; False when timeout_s passed first."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout_s)
+        with self._lock:
+            return self._lock.wait_for(self._idle, timeout_s)
 
     def close(self, timeout_s: float) -> None:
-        """Finish what is queued within timeout_s; after it, give up remaining retries."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
-        self._thread.join(timeout_s)
-        if self._thread.is_alive():
-            _log.warning("notifications still pending at close; giving up retries")
-            self._abort.set()
-            self._thread.join(timeout_s)
+        """Deliver what is due within timeout_s; record the rest as not delivered, on time."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._lock.wait_for(self._idle, timeout_s)
+            left = [(lane, item) for lane in self._lanes.values() for item in lane.abandon()]
+            for lane in self._lanes.values():
+                lane.stop()
+            self._lock.notify_all()
+        for lane, (attempt, delivery) in left:
+            self._record(delivery, attempt, STOPPED)
+            _log.error(
+                "notice not delivered; the scheduler stopped job=%s target=%s subject=%r",
+                delivery.notice.job_name,
+                lane.name,
+                delivery.notice.subject,
+            )
+        with self._lock:
+            self._recording = False  # the history closes next; stuck attempts write nothing
+
+    def _idle(self) -> bool:
+        return all(lane.idle for lane in self._lanes.values())
+
+    def now(self) -> float:
+        return self._clock.monotonic()
+
+    def wait(self, seconds: float, wake: threading.Event) -> None:
+        self._clock.wait(seconds, wake)
+
+    # -- one attempt, from a lane's thread --
+
+    def attempt(self, delivery: Delivery, attempt: int) -> str | None:
+        """Try once within the target's cap; the error, or None when it was delivered."""
+        target, notice = delivery.target, delivery.notice
+        outcome: list[str | None] = []
+
+        def send() -> None:
+            try:
+                self._senders(target).send(notice)
+                outcome.append(None)
+            except Exception as exc:  # a sender's bug counts as a failed attempt too
+                outcome.append(str(exc) or repr(exc))
+
+        cap = attempt_cap(target)
+        sender = threading.Thread(target=send, name=f"notify-send-{target.name}", daemon=True)
+        sender.start()
+        sender.join(cap)
+        error = outcome[0] if outcome else f"no answer within {cap:g} s (the attempt's cap)"
+        self._record(delivery, attempt, error)
+        return error
+
+    def _record(self, delivery: Delivery, attempt: int, error: str | None) -> None:
+        with self._lock:
+            if not self._recording:
+                return
+            try:
+                self._history.record_delivery(
+                    DeliveryRecord(
+                        job_name=delivery.notice.job_name,
+                        target=delivery.target.name,
+                        kind=delivery.notice.event.value,
+                        attempt=attempt,
+                        at=self._clock.now(),
+                        delivered=error is None,
+                        run_id=delivery.notice.run_id,
+                        error=error,
+                    )
+                )
+            except HistoryError as exc:
+                _log.error(
+                    "delivery not recorded target=%s error=%r", delivery.target.name, str(exc)
+                )
+
+
+class _Lane:
+    """One target's queue and the thread that works through it."""
+
+    def __init__(self, worker: DeliveryWorker, name: str) -> None:
+        self.name = name
+        self._worker = worker
+        self._lock = worker._lock  # one condition for every lane: idleness is global
+        self._queue: list[_Queued] = []
+        self._seq = itertools.count()
+        self._busy: _Queued | None = None
+        self._stopped = False
+        self._wake = threading.Event()  # set by put() and stop(): look at the queue again
+        self._thread = threading.Thread(target=self._loop, name=f"notify-{name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def idle(self) -> bool:
+        return not self._queue and self._busy is None
+
+    def put(self, delivery: Delivery, attempt: int = 1, due: float | None = None) -> None:
+        """Queue a delivery (the caller holds the lock)."""
+        when = self._worker.now() if due is None else due
+        heapq.heappush(self._queue, _Queued(when, next(self._seq), attempt, delivery))
+        self._wake.set()
+        self._lock.notify_all()
+
+    def abandon(self) -> list[tuple[int, Delivery]]:
+        """Everything not yet delivered, taken out of the lane (the caller holds the lock)."""
+        left = [(item.attempt, item.delivery) for item in sorted(self._queue)]
+        if self._busy is not None:
+            left.append((self._busy.attempt, self._busy.delivery))
+        self._queue.clear()
+        self._busy = None
+        return left
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
 
     def _loop(self) -> None:
         while True:
-            item = self._queue.get()
+            item = self._next()
+            if item is None:
+                return
             try:
-                if item is None:
-                    if self._closed:
-                        return
-                    continue
-                self._deliver(item)
-            except Exception:  # one bad delivery must not end the worker
-                _log.exception("notification worker error")
-            if item is not None:
-                with self._idle:
-                    self._pending -= 1
-                    self._idle.notify_all()
+                error = self._worker.attempt(item.delivery, item.attempt)
+            except Exception:  # one bad delivery must not end the lane
+                _log.exception("notification worker error target=%s", self.name)
+                error = "internal error"
+            with self._lock:
+                if self._busy is item:
+                    self._busy = None
+                    if not self._stopped:
+                        self._after(item, error)
+                self._lock.notify_all()
 
-    def _deliver(self, delivery: Delivery) -> None:
-        target, notice = delivery.target, delivery.notice
-        sender = self._senders(target)
-        attempts = target.retries + 1
-        for attempt in range(1, attempts + 1):
-            error: str | None = None
-            try:
-                sender.send(notice)
-            except Exception as exc:  # a sender's bug counts as a failed attempt too
-                error = str(exc) or repr(exc)
-            self._record(delivery, attempt, error)
-            if error is None:
-                _log.info(
-                    "notice delivered job=%s target=%s via=%r event=%s attempt=%d",
-                    notice.job_name,
-                    target.name,
-                    sender.describe(),
-                    notice.event.value,
-                    attempt,
-                )
-                return
-            if attempt == attempts:
-                _log.error(
-                    "notice not delivered job=%s target=%s via=%r attempts=%d error=%r subject=%r",
-                    notice.job_name,
-                    target.name,
-                    sender.describe(),
-                    attempt,
-                    error,
-                    notice.subject,
-                )
-                return
-            delay = _backoff(target.retry_backoff, attempt)
-            _log.warning(
-                "notice delivery failed; retrying job=%s target=%s attempt=%d retry_in_s=%g "
-                "error=%r",
+    def _next(self) -> _Queued | None:
+        """The next due delivery, marked busy, once it is due; None when the lane stops.
+
+        Waits go through the clock (a test's clock needs no sleeping) and end early when
+        put() or stop() sets the wake event.
+        """
+        while True:
+            with self._lock:
+                if self._stopped:
+                    return None
+                now = self._worker.now()
+                if self._queue and self._queue[0].due <= now:
+                    self._busy = heapq.heappop(self._queue)
+                    return self._busy
+                wait = self._queue[0].due - now if self._queue else None
+                self._wake.clear()
+            if wait is None:
+                self._wake.wait()
+            else:
+                self._worker.wait(wait, self._wake)
+
+    def _after(self, item: _Queued, error: str | None) -> None:
+        target, notice = item.delivery.target, item.delivery.notice
+        if error is None:
+            _log.info(
+                "notice delivered job=%s target=%s event=%s attempt=%d",
                 notice.job_name,
                 target.name,
-                attempt,
-                delay.total_seconds(),
+                notice.event.value,
+                item.attempt,
+            )
+            return
+        if item.attempt > target.retries:
+            _log.error(
+                "notice not delivered job=%s target=%s attempts=%d error=%r subject=%r",
+                notice.job_name,
+                target.name,
+                item.attempt,
                 error,
+                notice.subject,
             )
-            if self._clock.wait(delay.total_seconds(), self._abort):
-                _log.error(
-                    "notice not delivered; stopped before retrying job=%s target=%s subject=%r",
-                    notice.job_name,
-                    target.name,
-                    notice.subject,
-                )
-                return
-
-    def _record(self, delivery: Delivery, attempt: int, error: str | None) -> None:
-        try:
-            self._history.record_delivery(
-                DeliveryRecord(
-                    job_name=delivery.notice.job_name,
-                    target=delivery.target.name,
-                    kind=delivery.notice.event.value,
-                    attempt=attempt,
-                    at=self._clock.now(),
-                    delivered=error is None,
-                    run_id=delivery.notice.run_id,
-                    error=error,
-                )
-            )
-        except HistoryError as exc:
-            _log.error("delivery not recorded target=%s error=%r", delivery.target.name, str(exc))
+            return
+        delay = _backoff(target.retry_backoff, item.attempt)
+        _log.warning(
+            "notice delivery failed; retrying job=%s target=%s attempt=%d retry_in_s=%g error=%r",
+            notice.job_name,
+            target.name,
+            item.attempt,
+            delay.total_seconds(),
+            error,
+        )
+        self.put(item.delivery, item.attempt + 1, self._worker.now() + delay.total_seconds())
 
 
 def _backoff(base: timedelta, attempt: int) -> timedelta:

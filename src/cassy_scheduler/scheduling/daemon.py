@@ -24,7 +24,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Protocol
 
-from cassy_scheduler.config.errors import ConfigError
+from cassy_scheduler.config.errors import ConfigError, ConfigProblem
+from cassy_scheduler.config.guards import reload_refusals
 from cassy_scheduler.config.loader import load_config
 from cassy_scheduler.config.model import JobConfig, SchedulerConfig
 from cassy_scheduler.scheduling.clock import Clock
@@ -60,6 +61,17 @@ ConfigLoader = Callable[[Path], SchedulerConfig]
 ConfigListener = Callable[[SchedulerConfig, SchedulerConfig], None]
 
 
+class ConfigAlerts(Protocol):
+    """Told when a reload is refused (the running config stays) and when one is taken again
+    after a refusal; the notifier alerts people, so a bad edit is not only a log line."""
+
+    def config_refused(
+        self, config: SchedulerConfig, trigger: str, problems: Sequence[ConfigProblem]
+    ) -> None: ...
+
+    def config_accepted(self, config: SchedulerConfig, trigger: str) -> None: ...
+
+
 @dataclass(eq=False)
 class _Timer:
     """A job's one pending firing; a heap entry is live only while it is the job's timer.
@@ -88,8 +100,11 @@ class Daemon:
         load: ConfigLoader = load_config,
         on_reload: ConfigListener | None = None,
         every_turn: Sequence[Callable[[datetime], None]] = (),
+        alerts: ConfigAlerts | None = None,
     ) -> None:
         self._config = config
+        self._alerts = alerts
+        self._refused = False  # the last reload was refused: say so when one is taken again
         self._runner = runner
         self._history = history
         self._clock = clock
@@ -213,8 +228,9 @@ class Daemon:
             self.reload(now, "SIGHUP")
         elif self._next_poll is not None and now >= self._next_poll:
             self._next_poll = now + self._config.runtime.reload_poll
-            if _stamp(self._config.path) != self._config_stamp:
-                self.reload(now, "the file changed")
+            stamp = _stamp(self._config.path)
+            if stamp != self._config_stamp:
+                self.reload(now, "the file changed" if stamp else "the file is gone")
         due: list[_Timer] = []
         limit = now.timestamp()
         while self._heap and self._heap[0][0] <= limit:
@@ -327,17 +343,9 @@ class Daemon:
         self._config_stamp = _stamp(path)
         try:
             new = self._load(path)
+            problems = reload_refusals(self._config, new)
         except ConfigError as exc:
-            _log.error(
-                "config reload refused path=%s trigger=%r problems=%d decision=%r",
-                path,
-                why,
-                len(exc.problems),
-                "keep running the previous config",
-            )
-            for problem in exc.problems:
-                _log.error("config problem %s", str(problem).replace("\n", " "))
-            return False
+            problems = list(exc.problems)
         except Exception as exc:
             _log.exception(
                 "config reload failed path=%s trigger=%r error=%r decision=%r",
@@ -346,9 +354,30 @@ class Daemon:
                 str(exc),
                 "keep running the previous config",
             )
+            problems = [ConfigProblem(str(path), None, "", f"cannot be read: {exc!r}", "")]
+        if problems:
+            self._refuse(why, problems)
             return False
         self._apply(new, now, why)
+        if self._refused:
+            self._refused = False
+            if self._alerts is not None:
+                self._alerts.config_accepted(new, why)
         return True
+
+    def _refuse(self, why: str, problems: Sequence[ConfigProblem]) -> None:
+        _log.error(
+            "config reload refused path=%s trigger=%r problems=%d decision=%r",
+            self._config.path,
+            why,
+            len(problems),
+            f"keep running the previous config ({len(self._jobs)} job(s))",
+        )
+        for problem in problems:
+            _log.error("config problem %s", str(problem).replace("\n", " "))
+        self._refused = True
+        if self._alerts is not None:
+            self._alerts.config_refused(self._config, why, problems)
 
     def _apply(self, new: SchedulerConfig, now: datetime, why: str) -> None:
         old = self._config

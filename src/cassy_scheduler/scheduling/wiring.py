@@ -32,6 +32,12 @@ def open_client(server: ServerConfig) -> CassyClient:
     return CassyClient(server.address, tls=tls, timeout_s=server.call_deadline.total_seconds())
 
 
+#: How long notices still pending may take once a command's run is over (cron's one-shots
+#: wait longer: their failure notice is the point) and once the daemon's runs are stopped.
+ONE_SHOT_NOTIFY_WAIT_S = 60.0
+DAEMON_NOTIFY_WAIT_S = 15.0
+
+
 class Runtime:
     """A config made live: client, state and runner; close() when done."""
 
@@ -44,6 +50,7 @@ class Runtime:
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
+        self.notify_wait_s = ONE_SHOT_NOTIFY_WAIT_S
         self.state = SchedulerState.open(config.runtime, self.clock)
         try:
             self._clients = [open_client(config.server)]
@@ -67,6 +74,7 @@ class Runtime:
         return self._clients[-1]
 
     def daemon(self) -> Daemon:
+        self.notify_wait_s = DAEMON_NOTIFY_WAIT_S
         daemon = Daemon(
             self.config,
             self.runner,
@@ -74,6 +82,7 @@ class Runtime:
             self.clock,
             on_reload=self._reloaded,
             every_turn=[self.staleness.tick],
+            alerts=self.notifier,
         )
         self.metrics.use_schedule(
             lambda: {name: fire.run_at for name, fire in daemon.next_fires().items()}
@@ -101,7 +110,7 @@ class Runtime:
     def close(self) -> None:
         self.metrics.close()
         self.heartbeat.close()
-        self.notifier.close()
+        self.notifier.close(self.notify_wait_s)
         for client in self._clients:
             client.close()
         self.state.close()
