@@ -101,7 +101,7 @@ def _table(config_path: Path, history_path: Path, sink: MailSink) -> Table:
     config = load_config(config_path)
     table = Table(title=f"cassy-scheduler demo · {datetime.now(UTC):%H:%M:%S} UTC")
     for column in ("job", "type", "schedule", "last run", "snapshot", "next run"):
-        table.add_column(column, no_wrap=column in ("job", "type"))
+        table.add_column(column, no_wrap=column != "last run")
     history = RunHistory.open_read_only(history_path) if history_path.exists() else None
     now = datetime.now(UTC)
     for job in config.jobs:
