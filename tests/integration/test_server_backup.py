@@ -10,7 +10,7 @@ from pathlib import Path
 from cassandra.cluster import Session
 
 from cassy_scheduler.client import BackupAck, CassyClient, Cluster
-from cassy_scheduler.node.datadir import backup_files, snapshot_files
+from cassy_scheduler.node.datadir import backup_files, snapshot_files, snapshot_tags
 from cassy_scheduler.outcome import BackupOutcome, wait_for_backup
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
 from cassy_scheduler.storage.layout import MANIFEST_DIRECTORY
@@ -188,3 +188,24 @@ def test_a_keyspace_dropped_after_registration_is_skipped_not_fatal(
     taken = snapshot_files(cluster1.spec(1).data_dir, ack.snapshot_id, cluster.keyspaces)
     assert any(f.relative.startswith(f"{keyspace1}/") for f in taken)
     assert not any(f.relative.startswith("doomed/") for f in taken)
+
+
+def test_a_node_snapshot_clears_only_the_snapshots_this_server_took(
+    client1: CassyClient, cluster1: LocalCluster, session1: Session, keyspace1: str
+) -> None:
+    """An operator's own snapshot (taken before an upgrade, say) survives our backups; our
+    earlier snapshot is cleared once a newer one is taken."""
+    write_rows(session1, keyspace1, 0, 20)
+    spec = cluster1.spec(1)
+    cluster1.nodetool(1, "snapshot", "-t", "pre-upgrade", "--", keyspace1)
+    try:
+        registered = register(client1, cluster1)
+        first = client1.take_backup(registered.cluster_id, BackupType.NODE_SNAPSHOT)
+        assert finish(client1, first).succeeded
+        second = client1.take_backup(registered.cluster_id, BackupType.NODE_SNAPSHOT)
+        assert finish(client1, second).succeeded
+        tags = snapshot_tags(spec.data_dir, [keyspace1])
+        assert "pre-upgrade" in tags and second.snapshot_id in tags
+        assert first.snapshot_id not in tags
+    finally:
+        cluster1.nodetool(1, "clearsnapshot", "-t", "pre-upgrade")

@@ -108,6 +108,16 @@ def snapshot_files(data_dir: Path, tag: str, keyspaces: Iterable[str]) -> list[D
     return _collect(data_dir, keyspaces, (SNAPSHOTS_DIR, validate_tag(tag)))
 
 
+def snapshot_tags(data_dir: Path, keyspaces: Iterable[str]) -> set[str]:
+    """The names of the snapshots the keyspaces' tables hold on disk, whoever took them."""
+    tags: set[str] = set()
+    for table in table_dirs(data_dir, keyspaces):
+        root = table.path / SNAPSHOTS_DIR
+        if root.is_dir():
+            tags.update(entry.name for entry in root.iterdir() if entry.is_dir())
+    return tags
+
+
 def backup_files(data_dir: Path, keyspaces: Iterable[str]) -> list[DataFile]:
     """Every incremental-backup file of the keyspaces' tables, 2i subdirs included."""
     return _collect(data_dir, keyspaces, (BACKUPS_DIR,))

@@ -24,6 +24,7 @@ from cassy_scheduler.node.datadir import (
     covered_backup_files,
     delete_files,
     snapshot_files,
+    snapshot_tags,
 )
 from cassy_scheduler.node.discovery import CqlAccess, live_keyspaces, node_data_dir
 from cassy_scheduler.node.executor import DiscoveryError, NodeEndpoint, NodeExecutor
@@ -279,7 +280,7 @@ class BackupOperations:
         def prepare(node: str) -> PreparedNode:
             data_dir = self._data_dir(node)
             keyspaces = tuple(self._present_keyspaces(cluster, data_dir, node))
-            self._nodetool(node).clear_all_snapshots()
+            self._clear_earlier_snapshots(node, data_dir, keyspaces)
             return PreparedNode(node, data_dir, keyspaces)
 
         futures = {node: self._pool.submit(prepare, node) for node in nodes}
@@ -373,13 +374,27 @@ class BackupOperations:
         data_dir = self._data_dir(node)
         keyspaces = self._present_keyspaces(cluster, data_dir, node)
         before = backup_files(data_dir, keyspaces)
-        nodetool.clear_all_snapshots()
+        self._clear_earlier_snapshots(node, data_dir, keyspaces)
         nodetool.snapshot(started.snapshot_id, keyspaces)
         taken = snapshot_files(data_dir, started.snapshot_id, keyspaces)
         summary = self._upload(cluster, started, node, taken)
         covered = covered_backup_files(before, backup_files(data_dir, keyspaces), taken)
         delete_files(covered)
         return f"{summary} incremental_files_cleared={len(covered)}"
+
+    def _clear_earlier_snapshots(self, node: str, data_dir: Path, keyspaces: Sequence[str]) -> None:
+        """Remove the snapshots this server took earlier on the node (uploaded, they only hold
+        disk space), under any registration of its cluster; snapshots anyone else took, an
+        operator's `pre-upgrade` one included, stay. (Scalar's Cassy clears every one.)"""
+        nodetool = self._nodetool(node)
+        for tag in sorted(snapshot_tags(data_dir, keyspaces)):
+            ours = any(
+                row.target_ip == node for row in self._metadata.list_backups(snapshot_id=tag)
+            )
+            if ours:
+                nodetool.clear_snapshot(tag)
+            else:
+                log.info("snapshot kept, not taken by this server node=%s tag=%s", node, tag)
 
     def _incremental(self, cluster: ClusterRecord, started: StartedBackup, node: str) -> str:
         nodetool = self._nodetool(node)
