@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -155,3 +159,66 @@ def test_work_hung_past_the_grace_is_stopped_and_the_server_still_exits(
         assert not (node_prefix(server, ack, cluster1.addresses[0]) / "upload-manifests").exists()
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def small_tmpfs(where: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted at `where` (root only); the test is skipped without one."""
+    where.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs for a full disk here: {mounted.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_full_storage_disk_fails_the_node_with_the_cause_first(
+    tmp_path: Path, cluster1: LocalCluster, session1: Session, keyspace1: str
+) -> None:
+    write_rows(session1, keyspace1, 0, 2000)  # well over the storage's 256 KiB
+    with small_tmpfs(tmp_path / "storage", "256k") as storage:
+        config = server_toml(tmp_path, [cluster1])
+        assert storage == tmp_path / "storage"  # server_toml stores under work/storage
+        server = ServerProcess(config, tmp_path / "server.log").start()
+        try:
+            with CassyClient(server.address, timeout_s=120) as client:
+                registered = client.register_cluster(cluster1.addresses[0])
+                ack = client.take_backup(registered.cluster_id, BackupType.NODE_SNAPSHOT)
+                assert finish_all(client, ack) == {cluster1.addresses[0]: "FAILED"}
+                (row,) = client.list_backups(snapshot_id=ack.snapshot_id)
+            # The reason reaches the client cut to a few hundred characters: the cause first.
+            assert row.reason is not None and row.reason.startswith("No space left on device")
+            assert not list(storage.rglob("*.partial"))
+        finally:
+            assert server.stop() == 0
+
+
+def test_a_restarted_server_frees_what_interrupted_uploads_left(
+    tmp_path: Path, cluster1: LocalCluster
+) -> None:
+    config = server_toml(tmp_path, [cluster1])
+    left = tmp_path / "storage" / "node-backup" / "c" / "s" / "127.0.0.1" / "ks" / "t"
+    left.mkdir(parents=True)
+    partial = left / ".nb-9-big-Data.db.k2j4.partial"
+    partial.write_bytes(b"x" * 300_000)
+    os.utime(partial, (time.time() - 3600, time.time() - 3600))  # a previous process's
+    server = ServerProcess(config, tmp_path / "server.log").start()
+    try:
+        deadline = time.monotonic() + 60
+        while partial.exists():
+            assert time.monotonic() < deadline, "the leftover was never removed"
+            time.sleep(0.2)
+        wait = time.monotonic() + 30
+        while "removed what interrupted uploads had left" not in server.output():
+            assert time.monotonic() < wait, server.output()
+            time.sleep(0.2)
+        assert "files=1 bytes=300000" in server.output()
+    finally:
+        assert server.stop() == 0

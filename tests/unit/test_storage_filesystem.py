@@ -261,3 +261,18 @@ def test_copy_and_hash_handles_short_writes() -> None:
     assert bytes(target.data) == b"hello world"
     assert result.size == 11
     assert result.sha256 == hashlib.sha256(b"hello world").hexdigest()
+
+
+def test_leftovers_of_interrupted_writes_older_than_a_moment_are_removed(
+    storage: FilesystemStorage,
+) -> None:
+    storage.put_bytes("a/b/nb-1-big-Data.db", b"kept")
+    old = storage.base / "a" / "b" / ".nb-2-big-Data.db.x1y2.partial"
+    new = storage.base / "a" / ".manifest.json.z9.partial"
+    old.write_bytes(b"x" * 1000)
+    new.write_bytes(b"y" * 10)
+    os.utime(old, (1_000_000, 1_000_000))
+    left = storage.remove_leftovers(older_than=2_000_000)
+    assert (left.count, left.bytes) == (1, 1000)
+    assert not old.exists() and new.exists()
+    assert storage.get_bytes("a/b/nb-1-big-Data.db") == b"kept"

@@ -32,7 +32,7 @@ from cassy_scheduler.server.operations import BackupOperations, NodeAccess
 from cassy_scheduler.server.restore import RestoreOperations, node_directories
 from cassy_scheduler.server.servicer import CassyServicer
 from cassy_scheduler.server.settings import ServerSettings
-from cassy_scheduler.storage import open_storage
+from cassy_scheduler.storage import Storage, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ def start_server(settings: ServerSettings) -> RunningServer:
     if recovered:
         log.warning("rows left unfinished by a previous process marked FAILED rows=%d", recovered)
     storage = open_storage(settings.storage_uri)
+    _remove_leftovers_in_background(storage, time.time())
     executor = LocalExecutor(settings.nodetool)
     nodes = NodeAccess(
         executor=executor,
@@ -150,6 +151,28 @@ def start_server(settings: ServerSettings) -> RunningServer:
         settings.shutdown_grace_seconds,
         restores,
     )
+
+
+def _remove_leftovers_in_background(storage: Storage, started: float) -> None:
+    """Free what uploads cut short by a previous process left (their rows are FAILED now);
+    in the background, since a large store takes a while to walk, and only what is older
+    than this process, so new uploads are never touched."""
+
+    def remove() -> None:
+        try:
+            left = storage.remove_leftovers(started)
+        except Exception:
+            log.exception("leftovers of interrupted uploads not removed storage=%s", storage.uri)
+            return
+        if left.count:
+            log.warning(
+                "removed what interrupted uploads had left files=%d bytes=%d storage=%s",
+                left.count,
+                left.bytes,
+                storage.uri,
+            )
+
+    threading.Thread(target=remove, name="storage-leftovers", daemon=True).start()
 
 
 def serve(settings: ServerSettings) -> None:

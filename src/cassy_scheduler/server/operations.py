@@ -248,7 +248,7 @@ class BackupOperations:
                 closed=self._untrack_window,
             )
         except Exception as exc:
-            self._fail_all(keys, _reason_of(exc))
+            self._fail_all(keys, reason_of(exc))
             self._release(started.targets)
             return
         try:
@@ -289,7 +289,7 @@ class BackupOperations:
             error = future.exception()
             if error is not None:
                 raise RuntimeError(
-                    f"could not prepare {node} ({_reason_of(error)}); nothing was paused"
+                    f"could not prepare {node} ({reason_of(error)}); nothing was paused"
                 )
         return {node: future.result() for node, future in futures.items()}
 
@@ -334,7 +334,7 @@ class BackupOperations:
                 raise RuntimeError(SERVER_STOPPED)
             summary = work()
         except Exception as exc:
-            reason = _reason_of(exc)
+            reason = reason_of(exc)
             log.warning(
                 "node backup failed cluster_id=%s node=%s snapshot_id=%s reason=%s",
                 key.cluster_id,
@@ -512,7 +512,24 @@ def _join_all(threads: Sequence[threading.Thread], within_s: float) -> None:
         thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def _reason_of(error: BaseException | None) -> str:
-    """The first line of an error, short enough for a history row."""
+def reason_of(error: BaseException | None) -> str:
+    """The first line of an error, short enough for a history row, with the operating
+    system's cause first ("No space left on device: writing ..."), since a reason is cut
+    short on its way to people and a key or a path can fill what is left."""
     text = str(error).strip()
-    return text.splitlines()[0][:500] if text else repr(error)
+    line = text.splitlines()[0] if text else repr(error)
+    cause = _os_cause(error)
+    if cause and cause not in line[: len(cause) + 20]:  # "[Errno 28] No space ..." is fine
+        line = f"{cause}: {line}"
+    return line[:500]
+
+
+def _os_cause(error: BaseException | None) -> str | None:
+    """The strerror of the first OSError behind `error`, if any."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError) and error.strerror:
+            return str(error.strerror)
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return None

@@ -28,7 +28,7 @@ from cassy_scheduler.node.placement import (
 from cassy_scheduler.node.transfer import find_manifests
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
 from cassy_scheduler.server.metadata import ClusterRecord, HistoryKey, MetadataStore
-from cassy_scheduler.server.operations import NodeAccess, OperationError
+from cassy_scheduler.server.operations import NodeAccess, OperationError, reason_of
 from cassy_scheduler.server.reservations import NodesBusyError
 from cassy_scheduler.server.settings import ServerSettings
 from cassy_scheduler.storage import Storage
@@ -202,8 +202,7 @@ class RestoreOperations:
                 raise RuntimeError(SERVER_STOPPED)
             summary = self._place(cluster, started, node)
         except Exception as exc:
-            text = str(exc).strip()
-            reason = text.splitlines()[0][:500] if text else repr(exc)
+            reason = reason_of(exc)
             log.warning(
                 "node restore failed cluster_id=%s node=%s snapshot_id=%s reason=%s",
                 key.cluster_id,

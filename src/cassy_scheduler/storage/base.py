@@ -13,6 +13,14 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
+class Leftovers:
+    """What interrupted writes had left in a store, now removed."""
+
+    count: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
 class ObjectInfo:
     """A stored object: its key, its size in bytes and, when known, its SHA-256 (hex)."""
 
@@ -68,3 +76,10 @@ class Storage(ABC):
     @abstractmethod
     def get_bytes(self, key: str) -> bytes:
         """Read a small object into memory; ObjectNotFoundError if absent."""
+
+    def remove_leftovers(self, older_than: float) -> Leftovers:
+        """Remove what writes interrupted before `older_than` (a Unix time) left behind, such
+        as temporary files, which are never objects but hold space. Writes begun since are
+        left alone, so this may run beside new ones. A backend whose writes leave nothing
+        behind has nothing to do."""
+        return Leftovers()

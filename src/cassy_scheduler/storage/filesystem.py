@@ -16,7 +16,7 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import BinaryIO, TypeVar
 
-from cassy_scheduler.storage.base import ObjectInfo, Storage
+from cassy_scheduler.storage.base import Leftovers, ObjectInfo, Storage
 from cassy_scheduler.storage.errors import (
     LocalFileNotFoundError,
     ObjectNotFoundError,
@@ -83,8 +83,8 @@ class FilesystemStorage(Storage):
             ) from exc
         except OSError as exc:
             raise StorageError(
-                f"cannot store {key!r}: cannot read local file {str(local_path)!r}: "
-                f"{exc.strerror or exc}"
+                f"{exc.strerror or exc}: cannot read local file {str(local_path)!r} to store "
+                f"{key!r}"
             ) from exc
         with source:
             copied = self._write_atomically(
@@ -159,6 +159,24 @@ class FilesystemStorage(Storage):
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectNotFoundError(f"object {key!r} not found in {self.uri}") from exc
 
+    def remove_leftovers(self, older_than: float) -> Leftovers:
+        count = size = 0
+        for directory, _, names in os.walk(self._base):
+            for name in names:
+                if not is_temporary_name(name):
+                    continue
+                path = os.path.join(directory, name)
+                try:
+                    status = os.stat(path)
+                    if status.st_mtime >= older_than:
+                        continue  # a write of this process
+                    os.unlink(path)
+                except FileNotFoundError:
+                    continue
+                count += 1
+                size += status.st_size
+        return Leftovers(count, size)
+
     def _write_atomically(self, target: Path, key: str, write: Callable[[BinaryIO], _T]) -> _T:
         """Run `write` into a temporary sibling of `target`, then rename it into place."""
         try:
@@ -168,7 +186,7 @@ class FilesystemStorage(Storage):
             )
         except OSError as exc:
             raise StorageError(
-                f"cannot write {key!r} at {str(target)!r}: {exc.strerror or exc}; "
+                f"{exc.strerror or exc}: cannot write {key!r} at {str(target)!r}; "
                 "check that the path is a writable directory and not a file"
             ) from exc
         try:
@@ -182,7 +200,7 @@ class FilesystemStorage(Storage):
                 os.unlink(temporary)
             if isinstance(exc, OSError):
                 raise StorageError(
-                    f"writing {key!r} to {str(target)!r} failed: {exc.strerror or exc}; "
+                    f"{exc.strerror or exc}: writing {key!r} to {str(target)!r} failed; "
                     "nothing was left under the key (check free space and permissions)"
                 ) from exc
             raise
