@@ -245,6 +245,7 @@ def test_each_unit_runs_as_its_own_user_and_does_not_restart_a_bad_config(path: 
     assert service["User"] and service["StateDirectory"]
     assert service["Restart"] == "on-failure"
     assert service["RestartPreventExitStatus"] == str(CONFIG_ERROR_EXIT)
+    assert service["UMask"] == "0077" and service["StateDirectoryMode"] == "0700"
 
 
 def test_the_scheduler_unit_runs_the_daemon_on_the_example_config() -> None:

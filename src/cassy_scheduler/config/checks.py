@@ -9,6 +9,7 @@ from collections import defaultdict
 from datetime import datetime
 from itertools import pairwise
 
+from cassy_scheduler.addresses import host_of, is_loopback
 from cassy_scheduler.config.errors import ConfigProblem
 from cassy_scheduler.config.model import (
     ClusterRef,
@@ -30,7 +31,25 @@ def check_config(config: SchedulerConfig, now: datetime) -> list[ConfigProblem]:
     for job in config.jobs:
         problems.extend(_jitter_overlaps(job, now))
         problems.extend(_alert_without_targets(job))
+    problems.extend(_plaintext_over_the_network(config))
     return problems
+
+
+def _plaintext_over_the_network(config: SchedulerConfig) -> list[ConfigProblem]:
+    server = config.server
+    if server.tls is not None or is_loopback(host_of(server.address)):
+        return []
+    return [
+        ConfigProblem(
+            str(config.path),
+            None,
+            "server.address",
+            f"{server.address} is reached over the network in plaintext, and a server without "
+            "TLS takes requests from anyone who reaches its port",
+            "add a [server.tls] table (ca_file, and cert_file/key_file for client certificates) "
+            "and TLS on the server, or run the scheduler beside it on 127.0.0.1",
+        )
+    ]
 
 
 def _alert_without_targets(job: JobConfig) -> list[ConfigProblem]:

@@ -18,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 
+from cassy_scheduler.privatefiles import private_file
 from cassy_scheduler.protocol.types import OperationStatus
 from cassy_scheduler.scheduling import SchedulingError
 
@@ -167,7 +168,7 @@ class RunHistory:
         """
         path = Path(path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(path)
             db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA foreign_keys = ON")

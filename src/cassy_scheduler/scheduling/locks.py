@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cassy_scheduler.privatefiles import FILE_MODE, private_directory
 from cassy_scheduler.scheduling import SchedulingError
 from cassy_scheduler.scheduling.clock import Clock
 
@@ -108,8 +109,8 @@ class RunLocks:
         self, path: Path, job_name: str, *, wait_s: float | None, stop: threading.Event | None
     ) -> Iterator[None]:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            private_directory(path.parent)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         except OSError as exc:
             raise LockError(
                 f"cannot open lock file {path}: {exc.strerror}; check that the state directory "

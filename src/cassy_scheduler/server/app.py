@@ -22,8 +22,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from cassy_scheduler.addresses import is_loopback
 from cassy_scheduler.node.discovery import discover_cluster
 from cassy_scheduler.node.executor import LocalExecutor
+from cassy_scheduler.privatefiles import private_file
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
 from cassy_scheduler.protocol.types import BUILTIN_SERVER_HEALTH_NAME
 from cassy_scheduler.server.clustersnapshot import ClusterWideSetup
@@ -80,7 +82,7 @@ def _listen(server: grpc.Server, settings: ServerSettings) -> int:
 
 def start_server(settings: ServerSettings) -> RunningServer:
     """Open metadata and storage, recover from a previous crash, and start listening."""
-    settings.metadata_path.parent.mkdir(parents=True, exist_ok=True)
+    private_file(settings.metadata_path)
     metadata = SqliteMetadataStore(settings.metadata_path)
     recovered = metadata.fail_unfinished(RESTARTED)
     if recovered:
@@ -142,6 +144,13 @@ def start_server(settings: ServerSettings) -> RunningServer:
         settings.storage_uri,
         settings.metadata_path,
     )
+    if settings.tls is None and not is_loopback(settings.host):
+        log.warning(
+            "the API listens on %s in plaintext, without authentication: anyone who reaches "
+            "the port can register clusters, take backups and restore nodes; listen on "
+            "127.0.0.1, or configure [server.tls] (with client_ca_file for client certificates)",
+            settings.host,
+        )
     return RunningServer(
         server,
         port,
