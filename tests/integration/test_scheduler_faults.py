@@ -98,3 +98,33 @@ def test_sigterm_lets_a_run_finish_within_the_grace(
     assert run.outcome is Outcome.SUCCEEDED, daemon.output()
     assert [n.status for n in run.nodes] == [OperationStatus.COMPLETED]
     assert "scheduler stopping running=1" in daemon.output()
+
+
+def test_a_daemon_killed_mid_run_finds_out_at_start_what_the_server_did(
+    tmp_path: Path, server1: ServerProcess, client1: CassyClient, cluster1: LocalCluster
+) -> None:
+    """SIGKILL while it waits: the run is interrupted, with its snapshot id already recorded;
+    the next daemon looks the backup up and records that the server completed it."""
+    client1.register_cluster(cluster1.addresses[0])
+    config = write_config(tmp_path, server1.address, job(cluster1.addresses[0]))
+    daemon = DaemonProcess(config).start()
+    try:
+        fire_soon(config)
+        wait_for("the backup to start", lambda: "backup accepted" in daemon.output(), 120)
+        daemon.signal(signal.SIGKILL)
+        daemon.stop()
+        (killed,) = runs(config)
+        assert killed.outcome is Outcome.RUNNING and killed.snapshot_id is not None
+        settle(client1, killed.snapshot_id)
+        daemon = DaemonProcess(config).start()
+        wait_for(
+            "the interrupted run to be settled",
+            lambda: "interrupted run settled" in daemon.output(),
+            120,
+        )
+    finally:
+        assert daemon.stop() == 0
+    (run,) = runs(config)
+    assert run.outcome is Outcome.INTERRUPTED and run.snapshot_id == killed.snapshot_id
+    assert run.server_outcome == "COMPLETED on every node", daemon.output()
+    assert [n.status for n in run.nodes] == [OperationStatus.COMPLETED]

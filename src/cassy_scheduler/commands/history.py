@@ -70,7 +70,9 @@ def history(
     rows = []
     for run in runs:
         colour = _COLOURS.get(run.outcome, "red")
-        outcome = styled((run.outcome.value, colour), *([f"\n{run.error}"] if run.error else []))
+        after = [f"\nthe server since: {run.server_outcome}"] if run.server_outcome else []
+        error = [f"\n{run.error}"] if run.error else []
+        outcome = styled((run.outcome.value, colour), *after, *error)
         rows.append(
             (
                 str(run.run_id),
@@ -123,6 +125,7 @@ def _run_dict(run: RunRecord, deliveries: list[DeliveryRecord]) -> dict[str, obj
         "started_at": run.started_at,
         "finished_at": run.finished_at,
         "outcome": run.outcome.value,
+        "server_outcome": run.server_outcome,
         "cluster_id": run.cluster_id,
         "cluster_name": run.cluster_name,
         "snapshot_id": run.snapshot_id,

@@ -12,14 +12,14 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 
 from cassy_scheduler.privatefiles import private_file
-from cassy_scheduler.protocol.types import OperationStatus
+from cassy_scheduler.protocol.types import BackupType, OperationStatus
 from cassy_scheduler.scheduling import SchedulingError
 
 _log = logging.getLogger(__name__)
@@ -63,6 +63,16 @@ CREATE TABLE IF NOT EXISTS deliveries (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_run ON deliveries (run_id);
+CREATE TABLE IF NOT EXISTS run_requests (
+    run_id INTEGER PRIMARY KEY REFERENCES runs (run_id) ON DELETE CASCADE,
+    cluster_id TEXT NOT NULL,
+    backup_type INTEGER NOT NULL,
+    base_snapshot_id TEXT,
+    after_ms INTEGER NOT NULL,
+    snapshot_id TEXT,
+    created_ms INTEGER,
+    server_outcome TEXT
+);
 CREATE TABLE IF NOT EXISTS staleness (
     job_name TEXT PRIMARY KEY,
     watched_since TEXT NOT NULL,
@@ -127,6 +137,22 @@ class StaleState:
 
 
 @dataclass(frozen=True)
+class BackupRequest:
+    """The backup request a run made, noted as it went: the cluster's newest row before it
+    (`after_ms`), then the server's answer. What a restarted daemon needs to find out what
+    became of a run it was killed during."""
+
+    run_id: int
+    cluster_id: str
+    backup_type: BackupType
+    base_snapshot_id: str | None
+    after_ms: int
+    snapshot_id: str | None = None
+    created_ms: int | None = None
+    server_outcome: str | None = None
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """One run of one job, as recorded."""
 
@@ -143,6 +169,7 @@ class RunRecord:
     base_snapshot_id: str | None = None
     error: str | None = None
     nodes: tuple[NodeStatus, ...] = ()
+    server_outcome: str | None = None  # for an interrupted run: what the server did after
 
 
 def _now_utc() -> datetime:
@@ -384,6 +411,100 @@ class RunHistory:
             return self._select("", (), limit=limit)
         return self._select("WHERE job_name = ?", (job_name,), limit=limit)
 
+    # -- the request a run made, for runs a stopped process left --
+
+    def note_request(
+        self,
+        run_id: int,
+        cluster_id: str,
+        backup_type: BackupType,
+        base_snapshot_id: str | None,
+        after_ms: int,
+    ) -> None:
+        """Before TakeBackup: enough to find the request later, should its answer be lost."""
+        self._write(
+            "INSERT OR REPLACE INTO run_requests (run_id, cluster_id, backup_type, "
+            "base_snapshot_id, after_ms) VALUES (?, ?, ?, ?, ?)",
+            (run_id, cluster_id, int(backup_type), base_snapshot_id, after_ms),
+        )
+
+    def note_accepted(self, run_id: int, snapshot_id: str, created_ms: int) -> None:
+        """The server's answer: the run's snapshot id is recorded at once, not at its end."""
+        with self._lock:
+            self._require_writable()
+            try:
+                with _transaction(self._db):
+                    self._db.execute(
+                        "UPDATE run_requests SET snapshot_id = ?, created_ms = ? WHERE run_id = ?",
+                        (snapshot_id, created_ms, run_id),
+                    )
+                    self._db.execute(
+                        "UPDATE runs SET snapshot_id = ? WHERE run_id = ?", (snapshot_id, run_id)
+                    )
+            except sqlite3.Error as exc:
+                raise HistoryError(f"cannot note the request of run {run_id}: {exc}") from exc
+
+    def unsettled_requests(self, limit: int = 50) -> list[BackupRequest]:
+        """Requests of interrupted runs whose server outcome is not known yet, newest first."""
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT q.run_id, q.cluster_id, q.backup_type, q.base_snapshot_id, "
+                    "q.after_ms, q.snapshot_id, q.created_ms, q.server_outcome "
+                    "FROM run_requests q JOIN runs r ON r.run_id = q.run_id "
+                    "WHERE r.outcome = ? AND q.server_outcome IS NULL "
+                    "ORDER BY q.run_id DESC LIMIT ?",
+                    (Outcome.INTERRUPTED.value, limit),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise HistoryError(f"cannot read the run history: {exc}") from exc
+        return [
+            BackupRequest(
+                int(run_id),
+                str(cluster_id),
+                BackupType(int(kind)),
+                _opt(base),
+                int(after),
+                _opt(snapshot),
+                None if created is None else int(created),
+                _opt(outcome),
+            )
+            for run_id, cluster_id, kind, base, after, snapshot, created, outcome in rows
+        ]
+
+    def settle(
+        self,
+        request: BackupRequest,
+        server_outcome: str,
+        *,
+        snapshot_id: str | None,
+        created_ms: int | None,
+        nodes: Sequence[NodeStatus] = (),
+    ) -> None:
+        """Record what the server did with an interrupted run's request; the run's outcome
+        stays interrupted, this stands beside it."""
+        with self._lock:
+            self._require_writable()
+            try:
+                with _transaction(self._db):
+                    self._db.execute(
+                        "UPDATE run_requests SET server_outcome = ?, "
+                        "snapshot_id = COALESCE(?, snapshot_id), "
+                        "created_ms = COALESCE(?, created_ms) WHERE run_id = ?",
+                        (server_outcome, snapshot_id, created_ms, request.run_id),
+                    )
+                    self._db.execute(
+                        "UPDATE runs SET snapshot_id = COALESCE(snapshot_id, ?) WHERE run_id = ?",
+                        (snapshot_id, request.run_id),
+                    )
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO run_nodes (run_id, node_ip, status, reason) "
+                        "VALUES (?, ?, ?, ?)",
+                        [(request.run_id, n.node_ip, n.status.name, n.reason) for n in nodes],
+                    )
+            except sqlite3.Error as exc:
+                raise HistoryError(f"cannot settle run {request.run_id}: {exc}") from exc
+
     # -- notification deliveries --
 
     def record_delivery(self, delivery: DeliveryRecord) -> None:
@@ -494,9 +615,29 @@ class RunHistory:
                     (*params, limit),
                 ).fetchall()
                 nodes = self._nodes([row[0] for row in rows])
+                settled = self._server_outcomes([row[0] for row in rows])
             except sqlite3.Error as exc:
                 raise HistoryError(f"cannot read the run history: {exc}") from exc
-        return [_record(row, nodes.get(row[0], ())) for row in rows]
+        return [
+            replace(_record(row, nodes.get(row[0], ())), server_outcome=settled.get(row[0]))
+            for row in rows
+        ]
+
+    def _server_outcomes(self, run_ids: list[int]) -> dict[int, str]:
+        if not run_ids:
+            return {}
+        marks = ", ".join("?" for _ in run_ids)
+        try:
+            found = self._db.execute(
+                f"SELECT run_id, server_outcome FROM run_requests WHERE run_id IN ({marks}) "
+                "AND server_outcome IS NOT NULL",
+                run_ids,
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return {}  # opened read-only, written by an older program
+            raise
+        return {int(run_id): str(outcome) for run_id, outcome in found}
 
     def _nodes(self, run_ids: list[int]) -> dict[int, tuple[NodeStatus, ...]]:
         if not run_ids:

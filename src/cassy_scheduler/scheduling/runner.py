@@ -29,7 +29,7 @@ from cassy_scheduler.outcome import (
 from cassy_scheduler.outcome import NodeStatus as ProgressNode
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
 from cassy_scheduler.scheduling.clock import Clock
-from cassy_scheduler.scheduling.history import NodeStatus, Outcome, RunHistory
+from cassy_scheduler.scheduling.history import HistoryError, NodeStatus, Outcome, RunHistory
 from cassy_scheduler.scheduling.locks import (
     LockBusyError,
     LockError,
@@ -384,6 +384,7 @@ class Runner:
         ack = self._start_backup(client, progress, backup_type, base_id)
         progress.acked = True
         progress.snapshot_id = ack.snapshot_id
+        self._note(progress, self._history.note_accepted, ack.snapshot_id, ack.created_at_ms)
         _log.info(
             "backup accepted job=%s run_id=%d type=%s snapshot_id=%s created_at=%s nodes=%s",
             job.name,
@@ -428,6 +429,7 @@ class Runner:
         mark = self._call(
             progress, "list the cluster's backups", newest_backup_ms, client, cluster_id
         )
+        self._note(progress, self._history.note_request, cluster_id, backup_type, base_id, mark)
         answer_lost = False
 
         def take() -> BackupAck:
@@ -595,6 +597,19 @@ class Runner:
                 progress.retries_left -= 1
                 progress.attempts += 1
                 self._pause(delay.total_seconds(), progress.stop)
+
+    def _note(self, progress: _Progress, note: Callable[..., None], *facts: object) -> None:
+        """Note the request in the history as it goes (a later process reads it if this one
+        dies); a failure to note it is logged, never a reason to fail the backup."""
+        try:
+            note(progress.run_id, *facts)
+        except HistoryError as exc:
+            _log.warning(
+                "request not noted job=%s run_id=%d error=%r",
+                progress.job.name,
+                progress.run_id,
+                str(exc),
+            )
 
     def _pause(self, seconds: float, stop: threading.Event) -> None:
         if self._clock.wait(seconds, stop):

@@ -6,6 +6,8 @@ locks live and on how the server is reached.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Sequence
 from types import TracebackType
 
@@ -20,8 +22,11 @@ from cassy_scheduler.notify.staleness import StalenessWatch
 from cassy_scheduler.notify.worker import SenderFactory
 from cassy_scheduler.scheduling.clock import Clock, SystemClock
 from cassy_scheduler.scheduling.daemon import Daemon
+from cassy_scheduler.scheduling.reconcile import reconcile
 from cassy_scheduler.scheduling.runner import Runner, RunObserver
 from cassy_scheduler.scheduling.state import SchedulerState
+
+_log = logging.getLogger(__name__)
 
 
 def open_client(server: ServerConfig) -> CassyClient:
@@ -36,6 +41,7 @@ def open_client(server: ServerConfig) -> CassyClient:
 #: wait longer: their failure notice is the point) and once the daemon's runs are stopped.
 ONE_SHOT_NOTIFY_WAIT_S = 60.0
 DAEMON_NOTIFY_WAIT_S = 15.0
+_BACKGROUND_JOIN_S = 5.0
 
 
 class Runtime:
@@ -51,6 +57,8 @@ class Runtime:
         self.config = config
         self.clock = clock or SystemClock()
         self.notify_wait_s = ONE_SHOT_NOTIFY_WAIT_S
+        self._stopping = threading.Event()
+        self._background: list[threading.Thread] = []
         self.state = SchedulerState.open(config.runtime, self.clock)
         try:
             self._clients = [open_client(config.server)]
@@ -75,6 +83,7 @@ class Runtime:
 
     def daemon(self) -> Daemon:
         self.notify_wait_s = DAEMON_NOTIFY_WAIT_S
+        self._settle_interrupted()
         daemon = Daemon(
             self.config,
             self.runner,
@@ -88,6 +97,20 @@ class Runtime:
             lambda: {name: fire.run_at for name, fire in daemon.next_fires().items()}
         )
         return daemon
+
+    def _settle_interrupted(self) -> None:
+        """In the background: what the backups of runs a stopped daemon left became."""
+        waits = {job.name: (job.wait_timeout, job.poll_interval) for job in self.config.jobs}
+
+        def settle() -> None:
+            try:
+                reconcile(self.state.history, self.client, self.clock, self._stopping, waits)
+            except Exception:  # the schedule must go on whatever this finds
+                _log.exception("interrupted runs not settled")
+
+        thread = threading.Thread(target=settle, name="settle-interrupted", daemon=True)
+        self._background.append(thread)
+        thread.start()
 
     def serve_metrics(self) -> tuple[str, int] | None:
         """Expose the metrics where [scheduler] metrics_listen says; None when it is unset."""
@@ -108,6 +131,9 @@ class Runtime:
             self.runner.use_client(self.client)
 
     def close(self) -> None:
+        self._stopping.set()
+        for thread in self._background:
+            thread.join(_BACKGROUND_JOIN_S)
         self.metrics.close()
         self.heartbeat.close()
         self.notifier.close(self.notify_wait_s)

@@ -1,0 +1,76 @@
+"""At start, the daemon finds out what the backups of runs a stopped scheduler left became."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from cassy_scheduler.protocol.types import BackupType, OperationStatus
+from cassy_scheduler.scheduling.history import Outcome, RunHistory
+from cassy_scheduler.scheduling.reconcile import NEVER_ACCEPTED, reconcile
+from tests.unit.test_runner_fakes import T0, FakeCassy, FakeClock
+
+IPS = ("127.0.0.2", "127.0.0.3")
+WAITS = {"nightly": (timedelta(minutes=10), timedelta(seconds=5))}
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> Iterator[RunHistory]:
+    with RunHistory.open(tmp_path / "history.sqlite", FakeClock().now) as opened:
+        yield opened
+
+
+def interrupted(history: RunHistory, cassy: FakeCassy, *, answered: bool) -> tuple[int, str]:
+    """A run killed while it waited: TakeBackup sent, answered or not, never finished."""
+    cluster = cassy.clusters[0]
+    run = history.start_run("nightly", "snapshot", T0)
+    history.note_request(run.run_id, cluster.cluster_id, BackupType.NODE_SNAPSHOT, None, 0)
+    ack = cassy.take_backup(cluster.cluster_id, BackupType.NODE_SNAPSHOT)
+    if answered:
+        history.note_accepted(run.run_id, ack.snapshot_id, ack.created_at_ms)
+    history.interrupt(run.run_id, "the scheduler was killed")
+    return run.run_id, ack.snapshot_id
+
+
+@pytest.mark.parametrize("answered", [True, False])
+def test_the_servers_outcome_is_recorded_beside_interrupted(
+    history: RunHistory, answered: bool
+) -> None:
+    cassy = FakeCassy(polls_to_finish=2)
+    cassy.add_cluster("prod", IPS)
+    run_id, snapshot_id = interrupted(history, cassy, answered=answered)
+    assert (history.get_run(run_id).snapshot_id is not None) is answered
+    settled = reconcile(history, cassy, FakeClock(), threading.Event(), WAITS)
+    assert settled == 1
+    run = history.get_run(run_id)
+    assert run.outcome is Outcome.INTERRUPTED
+    assert run.server_outcome == "COMPLETED on every node"
+    assert run.snapshot_id == snapshot_id
+    assert [(n.node_ip, n.status) for n in run.nodes] == [
+        (ip, OperationStatus.COMPLETED) for ip in IPS
+    ]
+    assert history.unsettled_requests() == []  # settled once, not at every start
+
+
+def test_a_request_the_server_never_took_is_said_so(history: RunHistory) -> None:
+    cassy = FakeCassy()
+    cluster = cassy.add_cluster("prod", IPS)
+    run = history.start_run("nightly", "snapshot", T0)
+    history.note_request(run.run_id, cluster.cluster_id, BackupType.NODE_SNAPSHOT, None, 0)
+    history.interrupt(run.run_id, "the scheduler was killed")
+    assert reconcile(history, cassy, FakeClock(), threading.Event(), WAITS) == 1
+    assert history.get_run(run.run_id).server_outcome == NEVER_ACCEPTED
+
+
+def test_a_stopping_daemon_leaves_what_still_runs_for_its_next_start(history: RunHistory) -> None:
+    cassy = FakeCassy(hang=True)
+    cassy.add_cluster("prod", IPS)
+    interrupted(history, cassy, answered=True)
+    stop = threading.Event()
+    stop.set()
+    assert reconcile(history, cassy, FakeClock(), stop, WAITS) == 0
+    assert len(history.unsettled_requests()) == 1
