@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +63,31 @@ def test_a_node_killed_mid_snapshot_fails_alone(
     assert not (node_prefix(server3, ack, victim.address) / "upload-manifests").exists()
     rows = client3.list_backups(cluster_id=registered.cluster_id, target_ip=victim.address)
     assert rows[0].status is OperationStatus.FAILED
+    # verify judges the backup by its node list: the node that never uploaded fails it.
+    checked = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cassy_scheduler",
+            "verify",
+            ack.snapshot_id,
+            "--server",
+            server3.address,
+            "--server-config",
+            str(server3.config),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    report = json.loads(checked.stdout)
+    assert report["restorable_nodes"] == sorted(cluster3.addresses[:2])
+    (failed,) = [n for n in report["nodes"] if not n["ok"]]
+    assert failed["node_ip"] == victim.address
+    assert "not completed" in [p["kind"] for p in failed["problems"]]
 
 
 @pytest.mark.three_nodes
