@@ -21,12 +21,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cassy_scheduler.clock import SystemClock
 from cassy_scheduler.config import load_config
 from cassy_scheduler.config.model import JobConfig
-from cassy_scheduler.scheduling.clock import SystemClock
+from cassy_scheduler.records import Failure, Outcome, RunResult
 from cassy_scheduler.scheduling.daemon import Daemon
-from cassy_scheduler.scheduling.history import Outcome
-from cassy_scheduler.scheduling.runner import Failure, RunResult
 
 JOBS = 10_000
 BURST = 1_000

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from cassy_scheduler import __version__
-from cassy_scheduler.config.errors import ConfigError
+from cassy_scheduler.configfile.errors import ConfigError
 from cassy_scheduler.logs import configure_logging
 
 app = typer.Typer(

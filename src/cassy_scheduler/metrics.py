@@ -18,8 +18,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from cassy_scheduler.config.model import JobConfig
-from cassy_scheduler.scheduling.history import Outcome, RunHistory
-from cassy_scheduler.scheduling.runner import RunResult, RunStart
+from cassy_scheduler.history import RunHistory
+from cassy_scheduler.records import Outcome, RunResult, RunStart
 
 _log = logging.getLogger(__name__)
 _OUTCOMES = tuple(o for o in Outcome if o is not Outcome.RUNNING)

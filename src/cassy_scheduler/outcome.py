@@ -12,11 +12,10 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Protocol
 
 from cassy_scheduler.client import BackupAck, BackupEntry, CassyError
-from cassy_scheduler.protocol.types import BackupType, OperationStatus
+from cassy_scheduler.protocol.types import BackupType, NodeStatus, OperationStatus
 
 logger = logging.getLogger(__name__)
 
@@ -33,19 +32,6 @@ class BackupLister(Protocol):
         *,
         timeout_s: float | None = None,
     ) -> list[BackupEntry]: ...
-
-
-@dataclass(frozen=True)
-class NodeStatus:
-    """The latest status seen for one target node; updated_at is None if no row was seen.
-
-    `reason` says why it FAILED, when the server tells (the built-in server does).
-    """
-
-    target_ip: str
-    status: OperationStatus
-    updated_at: datetime | None = None
-    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -182,7 +168,7 @@ def _latest_statuses(ack: BackupAck, rows: Iterable[BackupEntry]) -> tuple[NodeS
     # An empty target list in the request means every node; the rows then say which nodes.
     targets = ack.target_ips or tuple(sorted(latest))
     return tuple(
-        NodeStatus(ip, latest[ip].status, latest[ip].updated_at, latest[ip].reason)
+        NodeStatus(ip, latest[ip].status, latest[ip].reason, latest[ip].updated_at)
         if ip in latest
         else NodeStatus(ip, OperationStatus.UNKNOWN)
         for ip in targets

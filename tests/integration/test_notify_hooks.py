@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from cassy_scheduler.history import RunHistory
 from cassy_scheduler.notify.command import BASE_ENV
 from cassy_scheduler.notify.dispatcher import Dispatcher
-from cassy_scheduler.scheduling.history import Outcome, RunHistory
+from cassy_scheduler.notify.journal import NoticeJournal
+from cassy_scheduler.records import Outcome
 from tests.receivers import free_port, http_receiver
 from tests.unit.notify_fakes import config, result
 from tests.unit.test_runner_fakes import FakeClock
@@ -26,7 +28,11 @@ with open(sys.argv[1], "w") as out:
 
 
 def test_the_json_webhook_receives_the_subject_and_body(tmp_path: Path) -> None:
-    with http_receiver() as receiver, RunHistory.open(tmp_path / "h.sqlite") as history:
+    with (
+        http_receiver() as receiver,
+        RunHistory.open(tmp_path / "h.sqlite") as history,
+        NoticeJournal.open(tmp_path / "h.sqlite") as journal,
+    ):
         targets = f"""\
 [notify.chat]
 type = "apprise"
@@ -34,13 +40,13 @@ urls = ["json://127.0.0.1:{receiver.port}/hooks/backups"]
 when = "always"
 """
         settings = config(tmp_path, targets, 'notify = ["chat"]')
-        dispatcher = Dispatcher(settings, history, FakeClock())
+        dispatcher = Dispatcher(settings, history, journal, FakeClock())
         dispatcher.run_finished(result(Outcome.FAILED, run_id=5, failed=("127.0.0.4",)))
         ((path, headers, _),) = receiver.wait_for(1)
         assert dispatcher.wait_idle(30)
         dispatcher.close(30)
         body = receiver.json(0)
-        assert [d.delivered for d in history.deliveries(run_id=5)] == [True]
+        assert [d.delivered for d in journal.deliveries(run_id=5)] == [True]
     assert path == "/hooks/backups"
     assert headers["content-type"].startswith("application/json")
     assert body["title"] == "FAILED snapshot prod-cluster: 1 of 3 nodes failed"
@@ -56,14 +62,17 @@ urls = ["json://127.0.0.1:{free_port()}/hook"]
 when = "always"
 retries = 1
 """
-    with RunHistory.open(tmp_path / "h.sqlite") as history:
+    with (
+        RunHistory.open(tmp_path / "h.sqlite") as history,
+        NoticeJournal.open(tmp_path / "h.sqlite") as journal,
+    ):
         dispatcher = Dispatcher(
-            config(tmp_path, targets, 'notify = ["chat"]'), history, FakeClock()
+            config(tmp_path, targets, 'notify = ["chat"]'), history, journal, FakeClock()
         )
         dispatcher.run_finished(result(run_id=9))
         assert dispatcher.wait_idle(60)
         dispatcher.close(30)
-        tries = history.deliveries(run_id=9)
+        tries = journal.deliveries(run_id=9)
     assert [(t.attempt, t.delivered) for t in tries] == [(1, False), (2, False)]
     assert (
         tries[0].error and "apprise could not deliver to apprise json://127.0.0.1" in tries[0].error
@@ -80,15 +89,18 @@ type = "command"
 command = [{json.dumps(sys.executable)}, {json.dumps(str(script))}, {json.dumps(str(seen))}]
 when = "failure"
 """
-    with RunHistory.open(tmp_path / "h.sqlite") as history:
+    with (
+        RunHistory.open(tmp_path / "h.sqlite") as history,
+        NoticeJournal.open(tmp_path / "h.sqlite") as journal,
+    ):
         dispatcher = Dispatcher(
-            config(tmp_path, targets, 'notify = ["hook"]'), history, FakeClock()
+            config(tmp_path, targets, 'notify = ["hook"]'), history, journal, FakeClock()
         )
         dispatcher.run_finished(result(run_id=1))  # succeeded: `failure` stays quiet
         dispatcher.run_finished(result(Outcome.FAILED, run_id=2, failed=("127.0.0.2",)))
         assert dispatcher.wait_idle(60)
         dispatcher.close(30)
-        assert [(d.run_id, d.delivered) for d in history.deliveries()] == [(2, True)]
+        assert [(d.run_id, d.delivered) for d in journal.deliveries()] == [(2, True)]
     got = json.loads(seen.read_text())
     env, facts = got["env"], got["stdin"]
     assert env["CASSY_JOB"] == "nightly" and env["CASSY_OUTCOME"] == "failed"
@@ -116,13 +128,16 @@ when = "always"
 retries = 0
 timeout = "1s"
 """
-    with RunHistory.open(tmp_path / "h.sqlite") as history:
+    with (
+        RunHistory.open(tmp_path / "h.sqlite") as history,
+        NoticeJournal.open(tmp_path / "h.sqlite") as journal,
+    ):
         settings = config(tmp_path, targets, 'notify = ["fails", "hangs"]')
-        dispatcher = Dispatcher(settings, history, FakeClock())
+        dispatcher = Dispatcher(settings, history, journal, FakeClock())
         dispatcher.run_finished(result(run_id=4))
         assert dispatcher.wait_idle(60)
         dispatcher.close(30)
-        errors = {d.target: d.error for d in history.deliveries(run_id=4)}
+        errors = {d.target: d.error for d in journal.deliveries(run_id=4)}
     assert errors["fails"] is not None and errors["fails"].endswith("exited with 3: no route")
     assert errors["hangs"] is not None and "did not finish within 0:00:01" in errors["hangs"]
 
@@ -147,9 +162,12 @@ command = [{json.dumps(sys.executable)}, {json.dumps(str(script))}, {json.dumps(
 env = ["HOOK_TOKEN"]
 when = "always"
 """
-    with RunHistory.open(tmp_path / "h.sqlite") as history:
+    with (
+        RunHistory.open(tmp_path / "h.sqlite") as history,
+        NoticeJournal.open(tmp_path / "h.sqlite") as journal,
+    ):
         dispatcher = Dispatcher(
-            config(tmp_path, targets, 'notify = ["hook"]'), history, FakeClock()
+            config(tmp_path, targets, 'notify = ["hook"]'), history, journal, FakeClock()
         )
         dispatcher.run_finished(result(run_id=1))
         assert dispatcher.wait_idle(60)

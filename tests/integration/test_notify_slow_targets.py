@@ -9,7 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
-from cassy_scheduler.scheduling.history import Outcome, RunHistory
+from cassy_scheduler.notify.journal import NoticeJournal
+from cassy_scheduler.records import Outcome
 from tests.integration.test_scheduler_helpers import (
     DaemonProcess,
     fire_soon,
@@ -76,8 +77,8 @@ def test_a_hung_and_a_closed_mail_server_hold_up_no_other_target(tmp_path: Path)
     assert run.outcome is Outcome.FAILED
     (notice,) = [json.loads(line) for line in seen.read_text().splitlines()]
     assert notice["job"] == "snap" and notice["outcome"] == "failed"
-    with RunHistory.open_read_only(config.parent / "state" / "history.sqlite") as history:
-        deliveries = history.deliveries(run_id=run.run_id)
+    with NoticeJournal.open_read_only(config.parent / "state" / "history.sqlite") as journal:
+        deliveries = journal.deliveries(run_id=run.run_id)
     by_target = {d.target: d for d in deliveries}  # the last attempt of each
     assert by_target["hook"].delivered
     assert not by_target["hung-mail"].delivered and not by_target["closed-mail"].delivered

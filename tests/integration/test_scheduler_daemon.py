@@ -11,7 +11,7 @@ from cassandra.cluster import Session
 
 from cassy_scheduler.client import CassyClient
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
-from cassy_scheduler.scheduling.history import Outcome
+from cassy_scheduler.records import Outcome
 from tests.integration.test_scheduler_helpers import (
     DaemonProcess,
     cli,
@@ -86,7 +86,7 @@ def test_a_snapshot_job_then_an_incremental_job_fire_and_are_recorded(
     assert snap.snapshot_id and incr.base_snapshot_id == snap.snapshot_id == incr.snapshot_id
     assert incr.cluster_id == snap.cluster_id and snap.cluster_name == cluster1.cluster_name
     for run in (snap, incr):
-        assert [(n.node_ip, n.status) for n in run.nodes] == [(host, OperationStatus.COMPLETED)]
+        assert [(n.target_ip, n.status) for n in run.nodes] == [(host, OperationStatus.COMPLETED)]
     with CassyClient(server1.address) as client:
         rows = client.list_backups(snapshot_id=snap.snapshot_id)
     assert {(r.backup_type, r.status) for r in rows} == {

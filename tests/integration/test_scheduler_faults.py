@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cassy_scheduler.client import CassyClient
 from cassy_scheduler.protocol.types import OperationStatus
-from cassy_scheduler.scheduling.history import Outcome
+from cassy_scheduler.records import Outcome
 from tests.integration.test_scheduler_helpers import (
     DaemonProcess,
     fire_soon,

@@ -15,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cassy_scheduler.client import BackupAck, CassyClient
+from cassy_scheduler.history import RunHistory
 from cassy_scheduler.outcome import wait_for_backup
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
-from cassy_scheduler.scheduling.history import RunHistory, RunRecord
+from cassy_scheduler.records import RunRecord
 
 REPO = Path(__file__).resolve().parents[2]
 PROGRAM = [sys.executable, "-m", "cassy_scheduler"]

@@ -9,7 +9,7 @@ from cassandra.cluster import Session
 
 from cassy_scheduler.client import CassyClient
 from cassy_scheduler.protocol.types import OperationStatus
-from cassy_scheduler.scheduling.history import Outcome
+from cassy_scheduler.records import Outcome
 from tests.integration.test_scheduler_helpers import (
     DaemonProcess,
     fire_soon,
@@ -60,9 +60,9 @@ def test_a_node_killed_during_the_backup_fails_the_run_naming_it(
     assert run.error is not None and victim in run.error
     # The built-in server says why; the run keeps it for the notice and `history`.
     assert f"{victim}: " in run.error and "see the server's log" not in run.error, run.error
-    (victim_row,) = [n for n in run.nodes if n.node_ip == victim]
+    (victim_row,) = [n for n in run.nodes if n.target_ip == victim]
     assert victim_row.reason and victim_row.reason in run.error
-    statuses = {n.node_ip: n.status for n in run.nodes}
+    statuses = {n.target_ip: n.status for n in run.nodes}
     assert statuses == {
         address: OperationStatus.FAILED if address == victim else OperationStatus.COMPLETED
         for address in cluster3.addresses

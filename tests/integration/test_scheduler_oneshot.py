@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cassy_scheduler.client import CassyClient, Cluster
 from cassy_scheduler.protocol.types import OperationStatus
-from cassy_scheduler.scheduling.history import Outcome
+from cassy_scheduler.records import Outcome
 from tests.integration.test_scheduler_helpers import SHIMS, cli, runs, settle, write_config
 from tests.serverproc import NODETOOL, ServerProcess, server_toml
 from tools.localcluster import LocalCluster

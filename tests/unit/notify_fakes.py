@@ -12,9 +12,8 @@ from cassy_scheduler.config.model import JobType, SchedulerConfig
 from cassy_scheduler.config.targets import NotifyTarget
 from cassy_scheduler.notify import DeliveryError
 from cassy_scheduler.notify.notice import Notice
-from cassy_scheduler.protocol.types import OperationStatus
-from cassy_scheduler.scheduling.history import NodeStatus, Outcome
-from cassy_scheduler.scheduling.runner import Failure, RunResult
+from cassy_scheduler.protocol.types import NodeStatus, OperationStatus
+from cassy_scheduler.records import Failure, Outcome, RunResult
 from tests.unit.test_runner_fakes import T0
 
 NODES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")

@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 
 from cassy_scheduler.cli import app
 from cassy_scheduler.config import load_config
+from cassy_scheduler.history import RunHistory
+from cassy_scheduler.preflight import Finding, Severity, preflight, worst
 from cassy_scheduler.protocol.types import BackupType
-from cassy_scheduler.scheduling.history import Outcome, RunHistory
-from cassy_scheduler.scheduling.preflight import Finding, Severity, preflight, worst
+from cassy_scheduler.records import Outcome
 from tests.unit.test_runner_fakes import T0, FakeCassy, FakeClock, unavailable
 
 

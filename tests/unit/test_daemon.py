@@ -15,9 +15,8 @@ import pytest
 
 from cassy_scheduler.config import ConfigProblem, load_config
 from cassy_scheduler.config.model import JobConfig, SchedulerConfig
+from cassy_scheduler.records import Failure, Outcome, RunResult
 from cassy_scheduler.scheduling.daemon import Daemon
-from cassy_scheduler.scheduling.history import Outcome
-from cassy_scheduler.scheduling.runner import Failure, RunResult
 from tests.unit.test_runner_fakes import T0, FakeClock
 
 HEADER = """

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cassy_scheduler.scheduling.history import Outcome, RunHistory, RunRecord
-from cassy_scheduler.scheduling.timetable import Schedule
+from cassy_scheduler.history import RunHistory
+from cassy_scheduler.records import Outcome, RunRecord
+from cassy_scheduler.timetable import Schedule
 from tools.demo.__main__ import _last_cell
 from tools.demo.configs import short_schedules
 from tools.demo.verdict import Verdict, judge, standing

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cassy_scheduler.scheduling.describe import describe
-from cassy_scheduler.scheduling.timetable import ScheduleError
+from cassy_scheduler.timetable import ScheduleError
 
 
 @pytest.mark.parametrize(

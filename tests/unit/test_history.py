@@ -7,13 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cassy_scheduler.protocol.types import OperationStatus
-from cassy_scheduler.scheduling.history import (
-    HistoryError,
-    NodeStatus,
-    Outcome,
-    RunHistory,
-)
+from cassy_scheduler.history import HistoryError, RunHistory
+from cassy_scheduler.protocol.types import NodeStatus, OperationStatus
+from cassy_scheduler.records import Outcome
 
 T0 = datetime(2025, 6, 10, 0, 30, tzinfo=UTC)
 
@@ -61,7 +57,7 @@ def test_a_run_is_recorded_before_and_after_its_work(db: Path, clock: Clock) -> 
     assert finished.cluster_id == "prod-123"
     assert finished.cluster_name == "prod"
     assert finished.base_snapshot_id == "snap-1"
-    assert [n.node_ip for n in finished.nodes] == ["10.0.0.1", "10.0.0.2"]
+    assert [n.target_ip for n in finished.nodes] == ["10.0.0.1", "10.0.0.2"]
     assert finished.nodes[0] == NodeStatus("10.0.0.1", OperationStatus.FAILED, "upload refused")
 
 
@@ -121,7 +117,7 @@ def test_missing_history_and_unknown_runs_are_reported(db: Path, clock: Clock) -
 
 def test_a_newer_schema_is_refused(db: Path, clock: Clock) -> None:
     history = RunHistory.open(db, clock)
-    history._db.execute("PRAGMA user_version = 99")
+    history._file.db.execute("PRAGMA user_version = 99")
     history.close()
     with pytest.raises(HistoryError, match="newer"):
         RunHistory.open(db, clock)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from cassy_scheduler.clock import SystemClock
 from cassy_scheduler.config.model import RuntimeConfig
-from cassy_scheduler.scheduling.clock import SystemClock
-from cassy_scheduler.scheduling.history import Outcome
+from cassy_scheduler.records import Outcome
 from cassy_scheduler.scheduling.locks import (
     LockBusyError,
     LockTimeoutError,
@@ -105,7 +105,7 @@ def test_a_lock_held_by_another_process_is_seen_and_freed_when_it_dies(tmp_path:
                 f"""
                 import sys
                 from pathlib import Path
-                from cassy_scheduler.scheduling.clock import SystemClock
+                from cassy_scheduler.clock import SystemClock
                 from cassy_scheduler.scheduling.locks import RunLocks
                 with RunLocks(Path({str(tmp_path)!r}), SystemClock()).cluster("prod-1", "cron", 0):
                     print("held", flush=True)

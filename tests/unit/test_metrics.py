@@ -10,10 +10,10 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from cassy_scheduler.config.model import JobType
+from cassy_scheduler.history import RunHistory
 from cassy_scheduler.notify.heartbeat import HeartbeatPinger
-from cassy_scheduler.scheduling.history import Outcome, RunHistory
-from cassy_scheduler.scheduling.runner import Failure, RunStart
-from cassy_scheduler.scheduling.wiring import Runtime
+from cassy_scheduler.records import Failure, Outcome, RunStart
+from cassy_scheduler.runtime import Runtime
 from tests.receivers import http_receiver
 from tests.unit.notify_fakes import config, result
 from tests.unit.test_runner_fakes import T0, FakeClock

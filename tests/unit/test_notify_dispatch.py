@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 
 from cassy_scheduler.config.model import SchedulerConfig
+from cassy_scheduler.history import RunHistory
 from cassy_scheduler.notify.dispatcher import Dispatcher
-from cassy_scheduler.scheduling.history import Outcome, RunHistory
+from cassy_scheduler.notify.journal import NoticeJournal
+from cassy_scheduler.records import Failure, Outcome
+from cassy_scheduler.runtime import Runtime
 from cassy_scheduler.scheduling.locks import RunLocks
-from cassy_scheduler.scheduling.runner import Failure, Runner
-from cassy_scheduler.scheduling.wiring import Runtime
+from cassy_scheduler.scheduling.runner import Runner
 from tests.receivers import free_port, smtp_receiver
 from tests.unit.notify_fakes import RecordingSender, config, result
 from tests.unit.test_runner_fakes import T0, FakeCassy, FakeClock
@@ -47,9 +49,17 @@ def history(tmp_path: Path) -> Iterator[RunHistory]:
         yield opened
 
 
-def play(settings: SchedulerConfig, history: RunHistory, sender: RecordingSender) -> list[str]:
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[NoticeJournal]:
+    with NoticeJournal.open(tmp_path / "history.sqlite") as opened:
+        yield opened
+
+
+def play(
+    settings: SchedulerConfig, history: RunHistory, journal: NoticeJournal, sender: RecordingSender
+) -> list[str]:
     """Record each run of SEQUENCE, tell the dispatcher, return the subjects sent."""
-    dispatcher = Dispatcher(settings, history, FakeClock(), sender.factory)
+    dispatcher = Dispatcher(settings, history, journal, FakeClock(), sender.factory)
     try:
         for outcome, failure in SEQUENCE:
             record = history.start_run("nightly", "snapshot", T0)
@@ -62,9 +72,11 @@ def play(settings: SchedulerConfig, history: RunHistory, sender: RecordingSender
 
 
 def test_failure_sends_every_failed_timed_out_interrupted_and_repeated_overlap(
-    tmp_path: Path, history: RunHistory
+    tmp_path: Path, history: RunHistory, journal: NoticeJournal
 ) -> None:
-    sent = play(config(tmp_path, TARGETS.format(when="failure")), history, RecordingSender())
+    sent = play(
+        config(tmp_path, TARGETS.format(when="failure")), history, journal, RecordingSender()
+    )
     assert sent == [
         "failed/nodes-failed",
         "failed/unreachable",
@@ -75,9 +87,11 @@ def test_failure_sends_every_failed_timed_out_interrupted_and_repeated_overlap(
 
 
 def test_change_sends_the_first_failure_and_the_first_recovery_only(
-    tmp_path: Path, history: RunHistory
+    tmp_path: Path, history: RunHistory, journal: NoticeJournal
 ) -> None:
-    sent = play(config(tmp_path, TARGETS.format(when="change")), history, RecordingSender())
+    sent = play(
+        config(tmp_path, TARGETS.format(when="change")), history, journal, RecordingSender()
+    )
     assert sent == [
         "failed/nodes-failed",
         "succeeded/None",
@@ -86,28 +100,30 @@ def test_change_sends_the_first_failure_and_the_first_recovery_only(
     ]
 
 
-def test_a_job_overrides_the_targets_policy(tmp_path: Path, history: RunHistory) -> None:
+def test_a_job_overrides_the_targets_policy(
+    tmp_path: Path, history: RunHistory, journal: NoticeJournal
+) -> None:
     settings = config(
         tmp_path,
         TARGETS.format(when="failure"),
         job_extra='notify = [{target = "mail", when = "always"}]',
     )
-    sent = play(settings, history, RecordingSender())
+    sent = play(settings, history, journal, RecordingSender())
     assert len(sent) == len(SEQUENCE)
 
 
 def test_a_failing_sender_is_retried_with_backoff_and_each_attempt_recorded(
-    tmp_path: Path, history: RunHistory
+    tmp_path: Path, history: RunHistory, journal: NoticeJournal
 ) -> None:
     settings = config(tmp_path, TARGETS.format(when="always") + 'retry_backoff = "5s"\n')
     sender = RecordingSender(fail_first=2)
     clock = FakeClock()
-    dispatcher = Dispatcher(settings, history, clock, sender.factory)
+    dispatcher = Dispatcher(settings, history, journal, clock, sender.factory)
     dispatcher.run_finished(result(run_id=7))
     assert dispatcher.wait_idle(30)
     dispatcher.close(30)
     assert clock.waits == [5.0, 10.0]
-    attempts = history.deliveries(run_id=7)
+    attempts = journal.deliveries(run_id=7)
     assert [(d.attempt, d.delivered) for d in attempts] == [(1, False), (2, False), (3, True)]
     assert attempts[0].error == "attempt 1 refused" and attempts[0].target == "mail"
     assert len(sender.notices) == 1
@@ -128,13 +144,13 @@ retry_backoff = "30s"
 
 
 def test_smtp_down_leaves_the_outcome_unchanged_and_the_failure_in_history(
-    tmp_path: Path, history: RunHistory
+    tmp_path: Path, history: RunHistory, journal: NoticeJournal
 ) -> None:
     settings = config(tmp_path, MAIL_DOWN.format(port=free_port()))
     clock = FakeClock()
     cassy = FakeCassy()
     cassy.add_cluster("prod-cluster", ("127.0.0.2",))
-    dispatcher = Dispatcher(settings, history, clock)
+    dispatcher = Dispatcher(settings, history, journal, clock)
     runner = Runner(cassy, history, RunLocks(tmp_path / "locks", clock), clock, [dispatcher])
     job = settings.job("nightly")
     first = runner.run(job, T0)
@@ -143,23 +159,23 @@ def test_smtp_down_leaves_the_outcome_unchanged_and_the_failure_in_history(
     dispatcher.close(30)
     assert (first.outcome, second.outcome) == (Outcome.SUCCEEDED, Outcome.SUCCEEDED)
     assert history.get_run(first.run_id or 0).outcome is Outcome.SUCCEEDED
-    tries = history.deliveries(run_id=first.run_id)
+    tries = journal.deliveries(run_id=first.run_id)
     assert [(d.attempt, d.delivered) for d in tries] == [(1, False), (2, False), (3, False)]
     assert tries[-1].error is not None and "Connection refused" in tries[-1].error
 
 
 def test_the_dispatcher_mails_a_run_to_a_real_smtp_server(
-    tmp_path: Path, history: RunHistory
+    tmp_path: Path, history: RunHistory, journal: NoticeJournal
 ) -> None:
     with smtp_receiver() as receiver:
         settings = config(tmp_path, MAIL_DOWN.format(port=receiver.port))
-        dispatcher = Dispatcher(settings, history, FakeClock())
+        dispatcher = Dispatcher(settings, history, journal, FakeClock())
         dispatcher.run_finished(result(run_id=3))
         (mail,) = receiver.wait_for(1)
         assert dispatcher.wait_idle(30)
         dispatcher.close(30)
     assert mail.subject == "OK snapshot prod-cluster: 3 of 3 nodes completed"
-    assert [d.delivered for d in history.deliveries(run_id=3)] == [True]
+    assert [d.delivered for d in journal.deliveries(run_id=3)] == [True]
 
 
 def test_a_reloaded_config_changes_targets_and_policies_at_once(tmp_path: Path) -> None:

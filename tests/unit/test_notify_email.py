@@ -11,7 +11,7 @@ from cassy_scheduler.config.targets import EmailChannel
 from cassy_scheduler.notify import DeliveryError
 from cassy_scheduler.notify.email import EmailSender
 from cassy_scheduler.notify.render import RunContext, render_run
-from cassy_scheduler.scheduling.history import Outcome
+from cassy_scheduler.records import Outcome
 from tests.receivers import free_port, self_signed, smtp_receiver
 from tests.unit.notify_fakes import config, result
 from tests.unit.test_runner_fakes import T0

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from cassy_scheduler.notify.render import RunContext, render_run
-from cassy_scheduler.protocol.types import OperationStatus
-from cassy_scheduler.scheduling.history import NodeStatus, Outcome
-from cassy_scheduler.scheduling.runner import Failure, RunResult
+from cassy_scheduler.protocol.types import NodeStatus, OperationStatus
+from cassy_scheduler.records import Failure, Outcome, RunResult
 from tests.unit.notify_fakes import config, result
 
 TARGET = '[notify.mail]\ntype = "command"\ncommand = ["true"]\n'

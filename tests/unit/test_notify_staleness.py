@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from cassy_scheduler.history import RunHistory
 from cassy_scheduler.notify.dispatcher import Dispatcher
+from cassy_scheduler.notify.journal import NoticeJournal
 from cassy_scheduler.notify.staleness import StalenessWatch
-from cassy_scheduler.scheduling.history import Outcome, RunHistory
-from cassy_scheduler.scheduling.preflight import Severity, preflight
-from cassy_scheduler.scheduling.wiring import Runtime
+from cassy_scheduler.preflight import Severity, preflight
+from cassy_scheduler.records import Outcome
+from cassy_scheduler.runtime import Runtime
 from tests.unit.notify_fakes import RecordingSender, config, result
 from tests.unit.test_runner_fakes import T0, FakeCassy, FakeClock
 
@@ -52,20 +54,27 @@ class Watched:
         self.settings = config(tmp_path, TARGET, JOB)
         self.sender = RecordingSender()
         self.history, self.clock = history, clock
-        self.dispatcher = Dispatcher(self.settings, history, clock, self.sender.factory)
-        self.watch = StalenessWatch(self.settings, history, clock, self.dispatcher)
+        self.journal = NoticeJournal.open(tmp_path / "history.sqlite")
+        self.dispatcher = Dispatcher(
+            self.settings, history, self.journal, clock, self.sender.factory
+        )
+        self.watch = StalenessWatch(self.settings, history, self.journal, clock, self.dispatcher)
 
     def at(self, offset: timedelta) -> list[str]:
         """Move the clock, check every job, return the subjects sent so far."""
         self.clock.set(T0 + offset)
-        self.watch.check_all()
+        self.watch.tick()
         assert self.dispatcher.wait_idle(30)
         return [n.subject for _, n in self.sender.notices]
 
     def restart(self) -> None:
         self.dispatcher.close(30)
-        self.dispatcher = Dispatcher(self.settings, self.history, self.clock, self.sender.factory)
-        self.watch = StalenessWatch(self.settings, self.history, self.clock, self.dispatcher)
+        self.dispatcher = Dispatcher(
+            self.settings, self.history, self.journal, self.clock, self.sender.factory
+        )
+        self.watch = StalenessWatch(
+            self.settings, self.history, self.journal, self.clock, self.dispatcher
+        )
 
 
 def test_a_job_without_success_for_alert_after_alerts_once_then_recovers_once(
@@ -120,8 +129,8 @@ def test_the_daemon_checks_staleness_every_stale_check_even_for_a_disabled_job(
         daemon.tick(T0 + hours(26) + timedelta(seconds=30))  # within stale_check: no look
         daemon.tick(T0 + hours(27))
         assert runtime.notifier.wait_idle(30)
-        with RunHistory.open_read_only(settings.runtime.history_path) as history:
-            state = history.stale_state("nightly")
+        with NoticeJournal.open_read_only(settings.runtime.history_path) as journal:
+            state = journal.stale_state("nightly")
     assert [n.event.value for _, n in sender.notices] == ["stale"]
     assert state is not None and state.stale_since == T0 + hours(26)
 

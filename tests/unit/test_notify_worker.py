@@ -13,9 +13,9 @@ import pytest
 
 from cassy_scheduler.config.targets import EmailChannel, NotifyTarget, NotifyWhen, SmtpSecurity
 from cassy_scheduler.notify import DeliveryError
+from cassy_scheduler.notify.journal import NoticeJournal
 from cassy_scheduler.notify.notice import Event, Notice
 from cassy_scheduler.notify.worker import STOPPED, Delivery, DeliveryWorker, attempt_cap
-from cassy_scheduler.scheduling.history import RunHistory
 from tests.unit.test_runner_fakes import FakeClock
 
 
@@ -66,14 +66,14 @@ class Senders:
 
 
 @pytest.fixture
-def history(tmp_path: Path) -> Iterator[RunHistory]:
-    with RunHistory.open(tmp_path / "history.sqlite") as opened:
+def journal(tmp_path: Path) -> Iterator[NoticeJournal]:
+    with NoticeJournal.open(tmp_path / "history.sqlite") as opened:
         yield opened
 
 
-def test_a_stuck_and_a_dead_target_hold_up_no_other_target(history: RunHistory) -> None:
+def test_a_stuck_and_a_dead_target_hold_up_no_other_target(journal: NoticeJournal) -> None:
     senders = Senders()
-    worker = DeliveryWorker(history, FakeClock(), senders)
+    worker = DeliveryWorker(journal, FakeClock(), senders)
     stuck, dead, good = target("stuck", timeout_s=20), target("dead", retries=5), target("good")
     try:
         for subject in ("FAILED first", "FAILED second"):
@@ -94,7 +94,7 @@ def test_a_stuck_and_a_dead_target_hold_up_no_other_target(history: RunHistory) 
     finally:
         worker.close(1.0)
         senders.release.set()
-    records = history.deliveries()
+    records = journal.deliveries()
     stuck_records = [r for r in records if r.target == "stuck"]
     assert {r.error for r in stuck_records} == {STOPPED} and len(stuck_records) == 2
     dead_records = [r for r in records if r.target == "dead"]
@@ -102,9 +102,9 @@ def test_a_stuck_and_a_dead_target_hold_up_no_other_target(history: RunHistory) 
     assert max(r.attempt for r in dead_records) >= 2  # its retries went on beside the others
 
 
-def test_an_attempt_that_never_answers_is_cut_at_its_cap(history: RunHistory) -> None:
+def test_an_attempt_that_never_answers_is_cut_at_its_cap(journal: NoticeJournal) -> None:
     senders = Senders()
-    worker = DeliveryWorker(history, FakeClock(), senders)
+    worker = DeliveryWorker(journal, FakeClock(), senders)
     stuck = target("stuck", timeout_s=0.1)
     assert attempt_cap(stuck) == pytest.approx(0.3)
     try:
@@ -113,18 +113,18 @@ def test_an_attempt_that_never_answers_is_cut_at_its_cap(history: RunHistory) ->
     finally:
         worker.close(1.0)
         senders.release.set()
-    (record,) = history.deliveries()
+    (record,) = journal.deliveries()
     assert not record.delivered and record.error == "no answer within 0.3 s (the attempt's cap)"
 
 
-def test_a_retry_waiting_does_not_hold_up_the_next_notice(history: RunHistory) -> None:
+def test_a_retry_waiting_does_not_hold_up_the_next_notice(journal: NoticeJournal) -> None:
     class FlakyOnce(Senders):
         def __call__(self, chosen: NotifyTarget) -> Senders.One:
             return Senders.One(self, "dead" if not self.attempts else chosen.name)
 
     senders = FlakyOnce()
     clock = FakeClock()
-    worker = DeliveryWorker(history, clock, senders)
+    worker = DeliveryWorker(journal, clock, senders)
     flaky = target("flaky", retries=1)
     try:
         worker.submit(Delivery(flaky, notice("first")))

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from cassy_scheduler.history import RunHistory
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
-from cassy_scheduler.scheduling.history import Outcome, RunHistory
+from cassy_scheduler.records import Outcome
 from cassy_scheduler.scheduling.reconcile import NEVER_ACCEPTED, reconcile
 from tests.unit.test_runner_fakes import T0, FakeCassy, FakeClock
 
@@ -50,7 +51,7 @@ def test_the_servers_outcome_is_recorded_beside_interrupted(
     assert run.outcome is Outcome.INTERRUPTED
     assert run.server_outcome == "COMPLETED on every node"
     assert run.snapshot_id == snapshot_id
-    assert [(n.node_ip, n.status) for n in run.nodes] == [
+    assert [(n.target_ip, n.status) for n in run.nodes] == [
         (ip, OperationStatus.COMPLETED) for ip in IPS
     ]
     assert history.unsettled_requests() == []  # settled once, not at every start

@@ -14,11 +14,12 @@ import pytest
 
 from cassy_scheduler.client import CassyFailedPrecondition, CassyNotFound
 from cassy_scheduler.config.model import ClusterRef, JobType, WhenNoSnapshot
+from cassy_scheduler.history import RunHistory
 from cassy_scheduler.outcome import find_accepted_backup, newest_backup_ms
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
-from cassy_scheduler.scheduling.history import Outcome, RunHistory
+from cassy_scheduler.records import Failure, Outcome, RunResult, RunStart
 from cassy_scheduler.scheduling.locks import RunLocks
-from cassy_scheduler.scheduling.runner import Failure, Runner, RunResult, RunStart
+from cassy_scheduler.scheduling.runner import Runner
 from tests.unit.test_runner_fakes import (
     ADDRESS,
     T0,
@@ -72,7 +73,7 @@ def test_a_snapshot_run_succeeds_with_every_node_recorded(s: Setup) -> None:
     assert result.failure is None and result.error is None
     assert result.cluster_id == s.cluster.cluster_id and result.cluster_name == "prod"
     assert result.snapshot_id and result.attempts == 1
-    assert [(n.node_ip, n.status) for n in result.nodes] == [
+    assert [(n.target_ip, n.status) for n in result.nodes] == [
         (ip, OperationStatus.COMPLETED) for ip in IPS
     ]
     record = s.history.get_run(result.run_id or 0)
@@ -204,7 +205,7 @@ def test_a_failed_node_fails_the_run_and_is_named(s: Setup) -> None:
     assert (result.outcome, result.failure) == (Outcome.FAILED, Failure.NODES_FAILED)
     assert result.failed_nodes == ("127.0.0.3",)
     assert result.error is not None and "127.0.0.3" in result.error
-    statuses = {n.node_ip: n.status for n in s.history.get_run(result.run_id or 0).nodes}
+    statuses = {n.target_ip: n.status for n in s.history.get_run(result.run_id or 0).nodes}
     assert statuses == {"127.0.0.2": OperationStatus.COMPLETED, "127.0.0.3": OperationStatus.FAILED}
 
 
@@ -213,7 +214,7 @@ def test_after_a_node_fails_the_others_final_statuses_are_still_recorded(s: Setu
     s.cassy.node_delays = {"127.0.0.2": 3}
     result = s.runner.run(make_job(), T0)
     assert (result.outcome, result.failure) == (Outcome.FAILED, Failure.NODES_FAILED)
-    assert {n.node_ip: (n.status, n.reason) for n in result.nodes} == {
+    assert {n.target_ip: (n.status, n.reason) for n in result.nodes} == {
         "127.0.0.2": (OperationStatus.COMPLETED, None),
         "127.0.0.3": (OperationStatus.FAILED, None),
     }
@@ -225,7 +226,7 @@ def test_a_node_still_unfinished_after_another_failed_says_so(s: Setup) -> None:
     job = make_job(wait_timeout=timedelta(minutes=1), poll_interval=timedelta(seconds=10))
     result = s.runner.run(job, T0)
     assert result.outcome is Outcome.FAILED
-    pending = next(n for n in result.nodes if n.node_ip == "127.0.0.2")
+    pending = next(n for n in result.nodes if n.target_ip == "127.0.0.2")
     assert pending.status is OperationStatus.STARTED
     assert pending.reason is not None and "may still complete" in pending.reason
 

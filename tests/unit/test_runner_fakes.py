@@ -30,7 +30,7 @@ from cassy_scheduler.config.model import (
     WhenNoSnapshot,
 )
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
-from cassy_scheduler.scheduling.timetable import Schedule
+from cassy_scheduler.timetable import Schedule
 
 T0 = datetime(2025, 6, 10, 0, 0, tzinfo=UTC)
 ADDRESS = "127.0.0.1:1"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cassandra.auth import PlainTextAuthProvider
 
-from cassy_scheduler.config.errors import ConfigError, ConfigProblem
+from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem
 from cassy_scheduler.node.discovery import CqlAccess
 from cassy_scheduler.server.settings import load_server_settings
 

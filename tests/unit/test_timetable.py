@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from croniter import croniter  # type: ignore[import-untyped]
 
-from cassy_scheduler.scheduling.timetable import (
+from cassy_scheduler.timetable import (
     JobTimetable,
     MissedRunPolicy,
     Schedule,

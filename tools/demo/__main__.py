@@ -22,7 +22,8 @@ from rich.table import Table
 from rich.text import Text
 
 from cassy_scheduler.config import load_config
-from cassy_scheduler.scheduling.history import Outcome, RunHistory
+from cassy_scheduler.history import RunHistory
+from cassy_scheduler.records import Outcome
 from tools.demo.configs import NORMAL_SCHEDULES, scheduler_config, short_schedules
 from tools.demo.mailsink import MailSink
 from tools.demo.services import (

@@ -9,7 +9,8 @@ from datetime import datetime
 from enum import Enum
 
 from cassy_scheduler.config.model import SchedulerConfig
-from cassy_scheduler.scheduling.history import Outcome, RunHistory, RunRecord
+from cassy_scheduler.history import RunHistory
+from cassy_scheduler.records import Outcome, RunRecord
 
 JOB_TYPES = frozenset({"snapshot", "incremental", "cluster-wide"})
 WAIT_FOR_RUNS_S = 240.0  # how long past the deadline runs in flight may take

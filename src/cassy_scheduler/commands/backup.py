@@ -24,12 +24,12 @@ from cassy_scheduler.commands.common import (
 from cassy_scheduler.commands.common import print_json as emit_json
 from cassy_scheduler.config.model import ClusterRef, JobConfig, JobType
 from cassy_scheduler.logs import configure_logging
+from cassy_scheduler.records import Failure, Outcome, RunResult
+from cassy_scheduler.runtime import Runtime
 from cassy_scheduler.scheduling import SchedulingError
-from cassy_scheduler.scheduling.history import Outcome
 from cassy_scheduler.scheduling.oneshot import ClusterResolver, OneShotError, one_shot_job
 from cassy_scheduler.scheduling.resolve import ResolveError, resolve_cluster
-from cassy_scheduler.scheduling.runner import Failure, RunResult
-from cassy_scheduler.scheduling.wiring import Runtime
+from cassy_scheduler.statefile import StateError
 
 
 class BackupExit(IntEnum):
@@ -89,7 +89,7 @@ def backup(  # noqa: PLR0917 (typer reads options from parameters)
     settings = load(config)
     try:
         runtime = Runtime(settings)
-    except SchedulingError as exc:
+    except (SchedulingError, StateError) as exc:
         fail(str(exc), BackupExit.USAGE)
     with runtime:
         try:
@@ -125,12 +125,12 @@ def _run_with_signals(runtime: Runtime, job: JobConfig) -> RunResult:
     """Run in a worker thread so SIGTERM/SIGINT only set a flag the run checks."""
     stop = threading.Event()
     results: list[RunResult] = []
-    errors: list[SchedulingError] = []
+    errors: list[SchedulingError | StateError] = []
 
     def work() -> None:
         try:
             results.append(runtime.runner.run(job, runtime.clock.now(), stop))
-        except SchedulingError as exc:  # the history or lock files, not the backup
+        except (SchedulingError, StateError) as exc:  # the state files, not the backup
             errors.append(exc)
 
     worker = threading.Thread(target=work, name="backup")
@@ -175,7 +175,7 @@ def _describe(result: RunResult) -> None:
         console.print(f"  snapshot id: {result.snapshot_id}{base}")
     for node in result.nodes:
         reason = f" ({node.reason})" if node.reason else ""
-        console.print(f"  node {node.node_ip}: {node.status.name}{reason}")
+        console.print(f"  node {node.target_ip}: {node.status.name}{reason}")
     if result.attempts > 1:
         console.print(f"  attempts: {result.attempts}")
     if result.error:

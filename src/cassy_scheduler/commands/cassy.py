@@ -18,7 +18,7 @@ from cassy_scheduler.commands.common import (
     when,
 )
 from cassy_scheduler.commands.tables import Column, print_table
-from cassy_scheduler.scheduling.wiring import open_client
+from cassy_scheduler.runtime import open_client
 
 HELP_CODES = "Exit codes: 0 done, 1 the server refused, 2 config error, 5 server unreachable."
 

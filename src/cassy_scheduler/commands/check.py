@@ -22,11 +22,13 @@ from cassy_scheduler.commands.common import (
 from cassy_scheduler.commands.tables import Column, print_table
 from cassy_scheduler.config import ConfigError, SchedulerConfig, load_config
 from cassy_scheduler.config.checks import check_config
-from cassy_scheduler.config.errors import ConfigProblem
 from cassy_scheduler.config.guards import missing_jobs, says_no_jobs
-from cassy_scheduler.scheduling.history import HistoryError, RunHistory
-from cassy_scheduler.scheduling.preflight import Finding, Severity, preflight, worst
-from cassy_scheduler.scheduling.wiring import open_client
+from cassy_scheduler.configfile.errors import ConfigProblem
+from cassy_scheduler.history import RunHistory
+from cassy_scheduler.notify.journal import NoticeJournal
+from cassy_scheduler.preflight import Finding, Severity, preflight, worst
+from cassy_scheduler.runtime import open_client
+from cassy_scheduler.statefile import StateError
 
 _COLOURS = {
     Severity.OK: "green",
@@ -125,18 +127,21 @@ def _findings(path: Path) -> list[Finding]:
         return config
     if missing_jobs(config) is not None:
         return _job_count(config)
-    history = None
-    if config.runtime.history_path.exists():
+    history = journal = None
+    path = config.runtime.history_path
+    if path.exists():
         try:
-            history = RunHistory.open_read_only(config.runtime.history_path)
-        except HistoryError as exc:
+            history = RunHistory.open_read_only(path)
+            journal = NoticeJournal.open_read_only(path)
+        except StateError as exc:
             err().print(f"warning: {exc}")
     try:
         with open_client(config.server) as client:
-            return preflight(config, client, datetime.now(UTC), history)
+            return preflight(config, client, datetime.now(UTC), history, journal)
     finally:
-        if history is not None:
-            history.close()
+        for opened in (history, journal):
+            if opened is not None:
+                opened.close()
 
 
 def _print(findings: list[Finding], status: Severity) -> None:

@@ -23,6 +23,7 @@ from rich.text import Text
 from cassy_scheduler.client import CassyError
 from cassy_scheduler.config import ConfigError, SchedulerConfig, load_config
 from cassy_scheduler.scheduling import SchedulingError
+from cassy_scheduler.statefile import StateError
 
 CONFIG_ENV = "CASSY_SCHEDULER_CONFIG"
 
@@ -85,7 +86,7 @@ def server_errors() -> Iterator[None]:
         yield
     except CassyError as exc:
         fail(str(exc), Exit.UNREACHABLE if exc.is_transient else Exit.FAILED)
-    except SchedulingError as exc:
+    except (SchedulingError, StateError) as exc:
         fail(str(exc), Exit.FAILED)
 
 

@@ -19,13 +19,10 @@ from cassy_scheduler.commands.common import (
     when,
 )
 from cassy_scheduler.commands.tables import Column, print_table
-from cassy_scheduler.scheduling.history import (
-    DeliveryRecord,
-    HistoryError,
-    Outcome,
-    RunHistory,
-    RunRecord,
-)
+from cassy_scheduler.history import RunHistory
+from cassy_scheduler.notify.journal import DeliveryRecord, NoticeJournal
+from cassy_scheduler.records import Outcome, RunRecord
+from cassy_scheduler.statefile import StateError
 
 _COLOURS = {
     Outcome.SUCCEEDED: "green",
@@ -59,10 +56,10 @@ def history(
             out().print(f"no runs recorded yet ({path} does not exist)")
         return
     try:
-        with RunHistory.open_read_only(path) as records:
+        with RunHistory.open_read_only(path) as records, NoticeJournal.open_read_only(path) as told:
             runs = records.list_runs(job, limit)
-            notices = {run.run_id: records.deliveries(run_id=run.run_id) for run in runs}
-    except HistoryError as exc:
+            notices = {run.run_id: told.deliveries(run_id=run.run_id) for run in runs}
+    except StateError as exc:
         fail(str(exc), Exit.FAILED)
     if as_json:
         print_json([_run_dict(run, notices[run.run_id]) for run in runs])
@@ -82,7 +79,7 @@ def history(
                 outcome,
                 (run.snapshot_id or "-")
                 + (f"\nbase {run.base_snapshot_id}" if run.base_snapshot_id else ""),
-                "\n".join(f"{n.node_ip} {n.status.name}" for n in run.nodes) or "-",
+                "\n".join(f"{n.target_ip} {n.status.name}" for n in run.nodes) or "-",
                 Text("\n").join(_notified(notices[run.run_id])) or "-",
             )
         )
@@ -132,7 +129,7 @@ def _run_dict(run: RunRecord, deliveries: list[DeliveryRecord]) -> dict[str, obj
         "base_snapshot_id": run.base_snapshot_id,
         "error": run.error,
         "nodes": [
-            {"node": n.node_ip, "status": n.status.name, "reason": n.reason} for n in run.nodes
+            {"node": n.target_ip, "status": n.status.name, "reason": n.reason} for n in run.nodes
         ],
         "notifications": [
             {

@@ -28,9 +28,10 @@ from cassy_scheduler.commands.common import (
 from cassy_scheduler.commands.tables import Column, print_table
 from cassy_scheduler.config import ConfigError, format_duration, parse_config
 from cassy_scheduler.config.model import JobConfig, SchedulerConfig
+from cassy_scheduler.history import HistoryError, RunHistory
+from cassy_scheduler.records import RunRecord
 from cassy_scheduler.scheduling.describe import describe
-from cassy_scheduler.scheduling.history import HistoryError, RunHistory, RunRecord
-from cassy_scheduler.scheduling.timetable import Schedule, ScheduleError
+from cassy_scheduler.timetable import Schedule, ScheduleError
 
 
 def jobs(

@@ -78,7 +78,7 @@ def _client(server: str | None, config: Path | None) -> CassyClient:
     if server:
         return CassyClient(server, timeout_s=120)
     if config is not None:
-        from cassy_scheduler.scheduling.wiring import open_client  # noqa: PLC0415 (heavy)
+        from cassy_scheduler.runtime import open_client  # noqa: PLC0415 (heavy)
 
         return open_client(load(config).server)
     fail("name the server with --server HOST:PORT or a scheduler config with --config", 2)
@@ -293,7 +293,7 @@ def verify(  # noqa: PLR0917 (typer reads options from parameters)
 
 def _storage(uri: str | None, server_config: Path | None) -> Storage:
     if uri is None and server_config is not None:
-        from cassy_scheduler.config.errors import ConfigError  # noqa: PLC0415 (server only)
+        from cassy_scheduler.configfile.errors import ConfigError  # noqa: PLC0415 (server only)
         from cassy_scheduler.server.settings import load_server_settings  # noqa: PLC0415
 
         try:

@@ -10,8 +10,9 @@ from cassy_scheduler.commands.common import Exit, config_option, fail, load
 from cassy_scheduler.config.guards import missing_jobs
 from cassy_scheduler.logs import configure_logging
 from cassy_scheduler.metrics import MetricsError
+from cassy_scheduler.runtime import Runtime
 from cassy_scheduler.scheduling import SchedulingError
-from cassy_scheduler.scheduling.wiring import Runtime
+from cassy_scheduler.statefile import StateError
 
 
 def run(
@@ -33,7 +34,7 @@ def run(
         fail(str(empty), Exit.USAGE)
     try:
         runtime = Runtime(settings)
-    except SchedulingError as exc:
+    except (SchedulingError, StateError) as exc:
         fail(str(exc), Exit.USAGE)
     with runtime:
         daemon = runtime.daemon()

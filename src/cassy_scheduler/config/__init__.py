@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from cassy_scheduler.config.checks import check_config
-from cassy_scheduler.config.durations import DurationError, format_duration, parse_duration
-from cassy_scheduler.config.errors import ConfigError, ConfigProblem
 from cassy_scheduler.config.loader import load_config, parse_config
 from cassy_scheduler.config.model import (
     DEFAULT_ADDRESS,
@@ -18,9 +16,11 @@ from cassy_scheduler.config.model import (
     TlsConfig,
     WhenNoSnapshot,
 )
-from cassy_scheduler.config.secrets import Secret
 from cassy_scheduler.config.targets import NotifyTarget, NotifyUse, NotifyWhen
-from cassy_scheduler.scheduling.timetable import MissedRunPolicy
+from cassy_scheduler.configfile.durations import DurationError, format_duration, parse_duration
+from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem
+from cassy_scheduler.configfile.secrets import Secret
+from cassy_scheduler.timetable import MissedRunPolicy
 
 __all__ = [
     "DEFAULT_ADDRESS",

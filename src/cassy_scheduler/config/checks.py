@@ -10,7 +10,6 @@ from datetime import datetime
 from itertools import pairwise
 
 from cassy_scheduler.addresses import host_of, is_loopback
-from cassy_scheduler.config.errors import ConfigProblem
 from cassy_scheduler.config.model import (
     ClusterRef,
     JobConfig,
@@ -18,6 +17,7 @@ from cassy_scheduler.config.model import (
     SchedulerConfig,
     WhenNoSnapshot,
 )
+from cassy_scheduler.configfile.errors import ConfigProblem
 
 
 def check_config(config: SchedulerConfig, now: datetime) -> list[ConfigProblem]:

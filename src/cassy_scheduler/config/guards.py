@@ -9,8 +9,8 @@ and a reload that drops them all, or drops [server], is refused like a bad file.
 
 from __future__ import annotations
 
-from cassy_scheduler.config.errors import ConfigProblem
 from cassy_scheduler.config.model import SchedulerConfig
+from cassy_scheduler.configfile.errors import ConfigProblem
 
 _NO_JOBS_HINT = (
     "add [jobs.NAME] tables (examples/scheduler.toml); if the file really is to back up "

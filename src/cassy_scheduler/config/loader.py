@@ -18,9 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from cassy_scheduler.config.errors import ConfigError, ConfigProblem, toml_syntax_problem
 from cassy_scheduler.config.loadtargets import notify_target
-from cassy_scheduler.config.locate import KeyPath, key_lines, line_of
 from cassy_scheduler.config.model import (
     ClusterRef,
     JobConfig,
@@ -43,7 +41,9 @@ from cassy_scheduler.config.schema import (
     parse_schedule,
 )
 from cassy_scheduler.config.targets import NotifyTarget, NotifyUse, NotifyWhen
-from cassy_scheduler.scheduling.timetable import MissedRunPolicy, Schedule, ScheduleError
+from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem, toml_syntax_problem
+from cassy_scheduler.configfile.locate import KeyPath, key_lines, line_of
+from cassy_scheduler.timetable import MissedRunPolicy, Schedule, ScheduleError
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _NAME_HINT = 'use letters, digits, "-", "_" and ".", starting with a letter or digit'

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from cassy_scheduler.config.model import SourceLocation
 from cassy_scheduler.config.schema import AppriseTable, CommandTable, EmailTable
-from cassy_scheduler.config.secrets import Secret
 from cassy_scheduler.config.targets import (
     AppriseChannel,
     Channel,
@@ -16,6 +15,7 @@ from cassy_scheduler.config.targets import (
     NotifyWhen,
     SmtpSecurity,
 )
+from cassy_scheduler.configfile.secrets import Secret
 
 
 def notify_target(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cassy_scheduler.config.targets import NotifyTarget, NotifyUse
 from cassy_scheduler.protocol.types import BackupType
-from cassy_scheduler.scheduling.timetable import JobTimetable, MissedRunPolicy, Schedule
+from cassy_scheduler.timetable import JobTimetable, MissedRunPolicy, Schedule
 
 DEFAULT_ADDRESS = "127.0.0.1:20051"
 

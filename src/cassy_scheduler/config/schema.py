@@ -21,9 +21,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from cassy_scheduler.config.durations import DurationError, parse_duration
 from cassy_scheduler.config.model import DEFAULT_ADDRESS
-from cassy_scheduler.scheduling.timetable import Schedule, ScheduleError, load_timezone
+from cassy_scheduler.configfile.durations import DurationError, parse_duration
+from cassy_scheduler.timetable import Schedule, ScheduleError, load_timezone
 
 
 def _duration(value: object) -> object:

@@ -11,7 +11,7 @@ from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from cassy_scheduler.config.secrets import Secret
+from cassy_scheduler.configfile.secrets import Secret
 
 
 class NotifyWhen(StrEnum):

@@ -11,9 +11,12 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 
-from cassy_scheduler.config.errors import ConfigProblem
+from cassy_scheduler.clock import Clock
 from cassy_scheduler.config.model import JobConfig, SchedulerConfig
 from cassy_scheduler.config.targets import NotifyTarget, NotifyWhen
+from cassy_scheduler.configfile.errors import ConfigProblem
+from cassy_scheduler.history import RunHistory
+from cassy_scheduler.notify.journal import NoticeJournal
 from cassy_scheduler.notify.notice import Notice
 from cassy_scheduler.notify.policy import (
     State,
@@ -25,9 +28,7 @@ from cassy_scheduler.notify.policy import (
 from cassy_scheduler.notify.render import RunContext, render_config, render_run
 from cassy_scheduler.notify.senders import make_sender
 from cassy_scheduler.notify.worker import Delivery, DeliveryWorker, SenderFactory
-from cassy_scheduler.scheduling.clock import Clock
-from cassy_scheduler.scheduling.history import RunHistory, RunRecord
-from cassy_scheduler.scheduling.runner import RunResult, RunStart
+from cassy_scheduler.records import RunRecord, RunResult, RunStart
 
 _log = logging.getLogger(__name__)
 _HISTORY_LOOKBACK = 50
@@ -40,6 +41,7 @@ class Dispatcher:
         self,
         config: SchedulerConfig,
         history: RunHistory,
+        journal: NoticeJournal,
         clock: Clock,
         senders: SenderFactory = make_sender,
     ) -> None:
@@ -48,7 +50,7 @@ class Dispatcher:
         self._clock = clock
         self._lock = threading.Lock()
         self._adopted: dict[str, JobConfig] = {}
-        self._worker = DeliveryWorker(history, clock, senders)
+        self._worker = DeliveryWorker(journal, clock, senders)
 
     def use_config(self, config: SchedulerConfig) -> None:
         """Notices from now on follow `config` (after a reload)."""

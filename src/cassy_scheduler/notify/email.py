@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from cassy_scheduler.config.errors import ConfigError
 from cassy_scheduler.config.targets import EmailChannel, SmtpSecurity
+from cassy_scheduler.configfile.errors import ConfigError
 from cassy_scheduler.notify import DeliveryError
 from cassy_scheduler.notify.notice import Notice
 

@@ -14,9 +14,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+from cassy_scheduler.clock import Clock
 from cassy_scheduler.config.model import SchedulerConfig
-from cassy_scheduler.scheduling.clock import Clock
-from cassy_scheduler.scheduling.runner import RunResult, RunStart
+from cassy_scheduler.records import RunResult, RunStart
 
 _log = logging.getLogger(__name__)
 _TRIES = 3

@@ -15,8 +15,7 @@ from collections.abc import Iterable
 from enum import Enum
 
 from cassy_scheduler.config.targets import NotifyWhen
-from cassy_scheduler.scheduling.history import Outcome, RunRecord
-from cassy_scheduler.scheduling.runner import Failure, RunResult
+from cassy_scheduler.records import Failure, Outcome, RunRecord, RunResult
 
 _BAD = frozenset({Outcome.FAILED, Outcome.TIMED_OUT, Outcome.INTERRUPTED})
 

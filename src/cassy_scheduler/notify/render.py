@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from cassy_scheduler.config.durations import format_duration
-from cassy_scheduler.config.errors import ConfigProblem
 from cassy_scheduler.config.model import JobConfig
+from cassy_scheduler.configfile.durations import format_duration
+from cassy_scheduler.configfile.errors import ConfigProblem
 from cassy_scheduler.notify.notice import Event, Notice
 from cassy_scheduler.protocol.types import OperationStatus
-from cassy_scheduler.scheduling.history import Outcome
-from cassy_scheduler.scheduling.runner import Failure, RunResult
+from cassy_scheduler.records import Failure, Outcome, RunResult
 
 _VERDICTS = {
     Outcome.SUCCEEDED: "OK",
@@ -118,7 +117,7 @@ def render_run(result: RunResult, context: RunContext) -> Notice:
         ("Attempts", str(result.attempts)),
         ("Next scheduled run", _when(context.next_run) if context.next_run else "not scheduled"),
     ]
-    nodes = [(n.node_ip, n.status.name, n.reason or "") for n in result.nodes]
+    nodes = [(n.target_ip, n.status.name, n.reason or "") for n in result.nodes]
     facts = {
         **result.as_dict(),
         "event": Event.RUN.value,

@@ -2,7 +2,7 @@
 reason (the scheduler was down, the job disabled, every run failing).
 
 The watch alerts every target of the job once when it turns stale and once when a run
-succeeds again; that state lives in the run history so a restart neither repeats nor loses an
+succeeds again; that state lives in the notice journal so a restart neither repeats nor loses an
 alert. A job that never succeeded counts from when the watch first saw it.
 """
 
@@ -13,13 +13,14 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from cassy_scheduler.config.durations import format_duration
+from cassy_scheduler.clock import Clock
 from cassy_scheduler.config.model import JobConfig, SchedulerConfig
+from cassy_scheduler.configfile.durations import format_duration
+from cassy_scheduler.history import HistoryError, RunHistory
 from cassy_scheduler.notify.dispatcher import Dispatcher
+from cassy_scheduler.notify.journal import JournalError, NoticeJournal, StaleState
 from cassy_scheduler.notify.render import render_stale
-from cassy_scheduler.scheduling.clock import Clock
-from cassy_scheduler.scheduling.history import HistoryError, RunHistory, StaleState
-from cassy_scheduler.scheduling.runner import RunResult, RunStart
+from cassy_scheduler.records import RunResult, RunStart
 
 _log = logging.getLogger(__name__)
 
@@ -73,11 +74,13 @@ class StalenessWatch:
         self,
         config: SchedulerConfig,
         history: RunHistory,
+        journal: NoticeJournal,
         clock: Clock,
         dispatcher: Dispatcher,
     ) -> None:
         self._config = config
         self._history = history
+        self._journal = journal
         self._clock = clock
         self._dispatcher = dispatcher
         self._next_check: datetime | None = None
@@ -99,12 +102,6 @@ class StalenessWatch:
         for job in jobs:
             self._check_safely(job, now)
 
-    def check_all(self, now: datetime | None = None) -> None:
-        """Check every job now, whatever stale_check says."""
-        with self._lock:
-            self._next_check = None
-        self.tick(now)
-
     def run_started(self, start: RunStart) -> None:
         """Nothing changes when a run starts."""
 
@@ -119,22 +116,22 @@ class StalenessWatch:
     def _check_safely(self, job: JobConfig, now: datetime) -> None:
         try:
             self._check(job, now)
-        except HistoryError as exc:
+        except (HistoryError, JournalError) as exc:
             _log.error("staleness check failed job=%s error=%r", job.name, str(exc))
         except Exception:
             _log.exception("staleness check failed job=%s", job.name)
 
     def _check(self, job: JobConfig, now: datetime) -> None:
-        state = self._history.stale_state(job.name)
+        state = self._journal.stale_state(job.name)
         if state is None:
             state = StaleState(job.name, now)
-            self._history.save_stale_state(state)
+            self._journal.save_stale_state(state)
         found = assess(job, self._history, now, state)
         assert found is not None
         alerted = state.stale_since is not None
         if found.stale == alerted:
             return
-        self._history.save_stale_state(
+        self._journal.save_stale_state(
             StaleState(job.name, state.watched_since, now if found.stale else None)
         )
         notice = render_stale(

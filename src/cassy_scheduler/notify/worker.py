@@ -5,7 +5,7 @@ Every target has a lane: a thread and a queue ordered by when each delivery is n
 attempt that fails goes back in the lane with a doubling wait, so the notices behind it are
 not held up by its retries either; each attempt has a hard time cap (a mail server that
 accepts a connection and never answers costs one cap, not the queue). Every attempt is
-recorded in the run history. At close, what cannot be delivered within the time given is
+recorded in the notice journal. At close, what cannot be delivered within the time given is
 recorded as not delivered, and close returns on time whatever a target is doing.
 """
 
@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from cassy_scheduler.clock import Clock
 from cassy_scheduler.config.targets import CommandChannel, EmailChannel, NotifyTarget
+from cassy_scheduler.notify.journal import DeliveryRecord, JournalError, NoticeJournal
 from cassy_scheduler.notify.notice import Notice
 from cassy_scheduler.notify.senders import Sender
-from cassy_scheduler.scheduling.clock import Clock
-from cassy_scheduler.scheduling.history import DeliveryRecord, HistoryError, RunHistory
 
 _log = logging.getLogger(__name__)
 _MAX_BACKOFF_FACTOR = 16
@@ -60,8 +60,8 @@ class _Queued:
 class DeliveryWorker:
     """One lane per target; submit() never blocks; close() when done."""
 
-    def __init__(self, history: RunHistory, clock: Clock, senders: SenderFactory) -> None:
-        self._history = history
+    def __init__(self, journal: NoticeJournal, clock: Clock, senders: SenderFactory) -> None:
+        self._journal = journal
         self._clock = clock
         self._senders = senders
         self._lock = threading.Condition()
@@ -109,7 +109,7 @@ class DeliveryWorker:
                 delivery.notice.subject,
             )
         with self._lock:
-            self._recording = False  # the history closes next; stuck attempts write nothing
+            self._recording = False  # the journal closes next; stuck attempts write nothing
 
     def _idle(self) -> bool:
         return all(lane.idle for lane in self._lanes.values())
@@ -147,7 +147,7 @@ class DeliveryWorker:
             if not self._recording:
                 return
             try:
-                self._history.record_delivery(
+                self._journal.record_delivery(
                     DeliveryRecord(
                         job_name=delivery.notice.job_name,
                         target=delivery.target.name,
@@ -159,7 +159,7 @@ class DeliveryWorker:
                         error=error,
                     )
                 )
-            except HistoryError as exc:
+            except JournalError as exc:
                 _log.error(
                     "delivery not recorded target=%s error=%r", delivery.target.name, str(exc)
                 )

@@ -6,6 +6,8 @@ anywhere past the wire.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import IntEnum
 
 
@@ -40,6 +42,20 @@ class RestoreType(IntEnum):
 
     CLUSTER = 1
     NODE = 2
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One node's part of one request, as the server last reported it.
+
+    `reason` says why it FAILED (only the built-in server tells); `updated_at` is the row's
+    time, None when no row was seen (or the record kept none).
+    """
+
+    target_ip: str
+    status: OperationStatus
+    reason: str | None = None
+    updated_at: datetime | None = None
 
 
 #: A gRPC health service name only the built-in server reports SERVING. Scalar's Cassy answers

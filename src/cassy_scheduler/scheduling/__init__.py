@@ -1,6 +1,7 @@
-"""When and how backup jobs run: timetable, run history, and (later) the runner and the daemon.
+"""The engine: what one run does (runner), the loop that fires jobs (daemon), the locks that
+keep runs apart, and the lookups a run needs (resolve, reconcile).
 
-Submodules are imported directly (``cassy_scheduler.scheduling.timetable``); this package only
+Submodules are imported directly (``cassy_scheduler.scheduling.runner``); this package only
 holds the root of the package's exception family so every submodule can share it.
 """
 

@@ -24,14 +24,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Protocol
 
-from cassy_scheduler.config.errors import ConfigError, ConfigProblem
+from cassy_scheduler.clock import Clock
 from cassy_scheduler.config.guards import reload_refusals
 from cassy_scheduler.config.loader import load_config
 from cassy_scheduler.config.model import JobConfig, SchedulerConfig
-from cassy_scheduler.scheduling.clock import Clock
+from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem
+from cassy_scheduler.records import Failure, RunResult
 from cassy_scheduler.scheduling.queues import ClusterQueues, QueuedRun
-from cassy_scheduler.scheduling.runner import Failure, RunResult
-from cassy_scheduler.scheduling.timetable import Fire, decide_misfire
+from cassy_scheduler.timetable import Fire, decide_misfire
 
 _log = logging.getLogger(__name__)
 _INTERRUPT_WAIT_S = 30.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cassy_scheduler.scheduling.timetable import NICKNAMES, Schedule
+from cassy_scheduler.timetable import NICKNAMES, Schedule
 
 _MONTHS = [
     "January",

@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cassy_scheduler.clock import Clock
 from cassy_scheduler.privatefiles import FILE_MODE, private_directory
 from cassy_scheduler.scheduling import SchedulingError
-from cassy_scheduler.scheduling.clock import Clock
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _FIRST_POLL_S = 0.05

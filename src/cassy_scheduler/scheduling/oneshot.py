@@ -21,7 +21,7 @@ from cassy_scheduler.config.model import (
     SourceLocation,
 )
 from cassy_scheduler.scheduling import SchedulingError
-from cassy_scheduler.scheduling.timetable import Schedule
+from cassy_scheduler.timetable import Schedule
 
 
 class OneShotError(SchedulingError):

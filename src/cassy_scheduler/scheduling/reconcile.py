@@ -15,20 +15,16 @@ from collections.abc import Mapping
 from datetime import timedelta
 
 from cassy_scheduler.client import BackupAck, CassyError
+from cassy_scheduler.clock import Clock
+from cassy_scheduler.history import HistoryError, RunHistory
 from cassy_scheduler.outcome import (
     BackupOutcome,
     find_accepted_backup,
     find_refused_backup,
     wait_for_backup,
 )
-from cassy_scheduler.protocol.types import OperationStatus
-from cassy_scheduler.scheduling.clock import Clock
-from cassy_scheduler.scheduling.history import (
-    BackupRequest,
-    HistoryError,
-    NodeStatus,
-    RunHistory,
-)
+from cassy_scheduler.protocol.types import NodeStatus, OperationStatus
+from cassy_scheduler.records import BackupRequest
 from cassy_scheduler.scheduling.runner import BackupService
 
 _log = logging.getLogger(__name__)

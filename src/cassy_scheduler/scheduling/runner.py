@@ -14,11 +14,12 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Protocol, TypeVar
 
 from cassy_scheduler.client import BackupAck, CassyAborted, CassyError
+from cassy_scheduler.clock import Clock
 from cassy_scheduler.config.model import JobConfig, JobType, WhenNoSnapshot
+from cassy_scheduler.history import HistoryError, RunHistory
 from cassy_scheduler.outcome import (
     BackupOutcome,
     find_accepted_backup,
@@ -26,10 +27,8 @@ from cassy_scheduler.outcome import (
     newest_backup_ms,
     wait_for_backup,
 )
-from cassy_scheduler.outcome import NodeStatus as ProgressNode
-from cassy_scheduler.protocol.types import BackupType, OperationStatus
-from cassy_scheduler.scheduling.clock import Clock
-from cassy_scheduler.scheduling.history import HistoryError, NodeStatus, Outcome, RunHistory
+from cassy_scheduler.protocol.types import BackupType, NodeStatus, OperationStatus
+from cassy_scheduler.records import Failure, Outcome, RunObserver, RunResult, RunStart
 from cassy_scheduler.scheduling.locks import (
     LockBusyError,
     LockError,
@@ -67,95 +66,6 @@ class BackupService(ClusterDirectory, BackupHistory, Protocol):
         *,
         timeout_s: float | None = None,
     ) -> BackupAck: ...
-
-
-class Failure(StrEnum):
-    """Why a run did not succeed, in words a notifier or an exit code can branch on."""
-
-    UNREACHABLE = "unreachable"  # transient errors outlasted the retries
-    REFUSED = "refused"  # the server answered with an error that retrying cannot fix
-    UNKNOWN_CLUSTER = "unknown-cluster"
-    NO_BASE_SNAPSHOT = "no-base-snapshot"
-    BASE_SNAPSHOT_FAILED = "base-snapshot-failed"
-    NODES_FAILED = "nodes-failed"
-    TIMED_OUT = "timed-out"
-    ALREADY_RUNNING = "already-running"  # the same job was still running
-    CLUSTER_BUSY = "cluster-busy"  # another run held the cluster for the whole wait
-    MISSED = "missed"  # due while the scheduler could not run it
-    STOPPED = "stopped"  # the scheduler stopped
-    LOCAL = "local"  # this machine: state directory, lock files, a bug
-
-
-@dataclass(frozen=True)
-class RunStart:
-    """A run that has just been recorded and is about to do its work."""
-
-    run_id: int
-    job_name: str
-    job_type: JobType
-    scheduled_for: datetime
-    started_at: datetime
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """How one run of one job ended, with everything a person needs to follow it up."""
-
-    job_name: str
-    job_type: JobType
-    scheduled_for: datetime
-    outcome: Outcome
-    run_id: int | None = None
-    cluster_id: str | None = None
-    cluster_name: str | None = None
-    snapshot_id: str | None = None
-    base_snapshot_id: str | None = None
-    base_snapshot_taken: bool = False
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    nodes: tuple[NodeStatus, ...] = ()
-    error: str | None = None
-    failure: Failure | None = None
-    attempts: int = 0
-
-    @property
-    def succeeded(self) -> bool:
-        return self.outcome is Outcome.SUCCEEDED
-
-    @property
-    def failed_nodes(self) -> tuple[str, ...]:
-        return tuple(n.node_ip for n in self.nodes if n.status is OperationStatus.FAILED)
-
-    def as_dict(self) -> dict[str, object]:
-        """Plain JSON-ready values, for --json output and hooks."""
-        return {
-            "run_id": self.run_id,
-            "job": self.job_name,
-            "type": self.job_type.value,
-            "outcome": self.outcome.value,
-            "failure": self.failure.value if self.failure else None,
-            "cluster_id": self.cluster_id,
-            "cluster_name": self.cluster_name,
-            "snapshot_id": self.snapshot_id,
-            "base_snapshot_id": self.base_snapshot_id,
-            "base_snapshot_taken": self.base_snapshot_taken,
-            "scheduled_for": self.scheduled_for.isoformat(),
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            "attempts": self.attempts,
-            "error": self.error,
-            "nodes": [
-                {"node": n.node_ip, "status": n.status.name, "reason": n.reason} for n in self.nodes
-            ],
-        }
-
-
-class RunObserver(Protocol):
-    """Told when runs start and end; notifications and metrics implement this."""
-
-    def run_started(self, start: RunStart) -> None: ...
-
-    def run_finished(self, result: RunResult) -> None: ...
 
 
 class _Stopped(Exception):  # noqa: N818 (control flow, never escapes this module)
@@ -520,8 +430,8 @@ class Runner:
                     and row.backup_type is ack.backup_type
                     and row.cluster_id == ack.cluster_id
                 ):
-                    nodes[row.target_ip] = ProgressNode(
-                        row.target_ip, row.status, row.updated_at, row.reason
+                    nodes[row.target_ip] = NodeStatus(
+                        row.target_ip, row.status, row.reason, row.updated_at
                     )
         return BackupOutcome(ack, tuple(nodes.values()), timed_out=False, last_error=None)
 
@@ -666,7 +576,7 @@ class Runner:
             progress.snapshot_id,
             progress.base_snapshot_id,
             progress.attempts,
-            ",".join(f"{n.node_ip}:{n.status.name}" for n in progress.nodes) or "-",
+            ",".join(f"{n.target_ip}:{n.status.name}" for n in progress.nodes) or "-",
             error,
         )
         self._tell_finished(result)

@@ -11,9 +11,9 @@ import logging
 from pathlib import Path
 from types import TracebackType
 
+from cassy_scheduler.clock import Clock
 from cassy_scheduler.config.model import RuntimeConfig
-from cassy_scheduler.scheduling.clock import Clock
-from cassy_scheduler.scheduling.history import RunHistory
+from cassy_scheduler.history import RunHistory
 from cassy_scheduler.scheduling.locks import LockBusyError, RunLocks
 
 _log = logging.getLogger(__name__)

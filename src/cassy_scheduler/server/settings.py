@@ -54,9 +54,9 @@ from cassandra.auth import PlainTextAuthProvider
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
-from cassy_scheduler.config.errors import ConfigError, ConfigProblem, toml_syntax_problem
-from cassy_scheduler.config.locate import key_lines, line_of
-from cassy_scheduler.config.secrets import Secret
+from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem, toml_syntax_problem
+from cassy_scheduler.configfile.locate import key_lines, line_of
+from cassy_scheduler.configfile.secrets import Secret
 from cassy_scheduler.node.discovery import CqlAccess
 from cassy_scheduler.node.executor import NodeEndpoint
 from cassy_scheduler.server.apps import AppInstance, ApplicationsConfig

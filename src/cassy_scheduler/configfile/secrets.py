@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cassy_scheduler.config.errors import ConfigError, ConfigProblem
+from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem
 
 _log = logging.getLogger(__name__)
 

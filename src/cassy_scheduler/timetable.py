@@ -19,8 +19,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from cronsim import CronSim, CronSimError
 from cronsim.cronsim import Field
 
-from cassy_scheduler.scheduling import SchedulingError
-
 NICKNAMES: dict[str, str] = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -46,7 +44,7 @@ _ONE_SECOND = timedelta(seconds=1)
 _WINDOW_LIMIT = 100_000
 
 
-class ScheduleError(SchedulingError):
+class ScheduleError(ValueError):
     """A cron expression or timezone that cannot be used, with a hint on what to write."""
 
     def __init__(self, message: str, hint: str = "") -> None:

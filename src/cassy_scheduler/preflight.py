@@ -19,8 +19,10 @@ from typing import Protocol
 from cassy_scheduler.client import CassyError, Cluster
 from cassy_scheduler.config.checks import check_config
 from cassy_scheduler.config.model import JobConfig, JobType, SchedulerConfig, WhenNoSnapshot
+from cassy_scheduler.history import RunHistory
+from cassy_scheduler.notify.journal import NoticeJournal
 from cassy_scheduler.notify.staleness import assess
-from cassy_scheduler.scheduling.history import Outcome, RunHistory
+from cassy_scheduler.records import Outcome
 from cassy_scheduler.scheduling.resolve import (
     UnknownClusterError,
     find_base_snapshot,
@@ -69,6 +71,7 @@ def preflight(
     client: CheckedServer,
     now: datetime,
     history: RunHistory | None = None,
+    journal: NoticeJournal | None = None,
 ) -> list[Finding]:
     """Every finding about `config`: offline advice, the state directory, the server, jobs."""
     findings = [Finding(Severity.OK, "config", f"{config.path} loads: {len(config.jobs)} job(s)")]
@@ -97,7 +100,7 @@ def preflight(
     if mixed and not client.is_builtin_server():
         findings += mixed
     if history is not None:
-        findings += _recent_runs(config.jobs, history, now)
+        findings += _recent_runs(config.jobs, history, journal, now)
     return findings
 
 
@@ -198,9 +201,12 @@ def _mixed_types(jobs: Iterable[JobConfig], resolved: dict[str, Cluster]) -> lis
     ]
 
 
-def _staleness(job: JobConfig, history: RunHistory, now: datetime) -> list[Finding]:
+def _staleness(
+    job: JobConfig, history: RunHistory, journal: NoticeJournal | None, now: datetime
+) -> list[Finding]:
     """The staleness watch's verdict, computed the same way, as a finding."""
-    found = assess(job, history, now, history.stale_state(job.name))
+    state = journal.stale_state(job.name) if journal is not None else None
+    found = assess(job, history, now, state)
     if found is None:
         return []
     subject = f"jobs.{job.name}"
@@ -217,10 +223,12 @@ def _staleness(job: JobConfig, history: RunHistory, now: datetime) -> list[Findi
     return [Finding(Severity.OK, subject, f"fresh: {found.describe(now)}")]
 
 
-def _recent_runs(jobs: Iterable[JobConfig], history: RunHistory, now: datetime) -> list[Finding]:
+def _recent_runs(
+    jobs: Iterable[JobConfig], history: RunHistory, journal: NoticeJournal | None, now: datetime
+) -> list[Finding]:
     findings: list[Finding] = []
     for job in jobs:
-        findings.extend(_staleness(job, history, now))  # disabled jobs go stale too
+        findings.extend(_staleness(job, history, journal, now))  # disabled jobs go stale too
         if not job.enabled:
             continue
         subject = f"jobs.{job.name}"

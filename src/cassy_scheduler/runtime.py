@@ -1,7 +1,9 @@
-"""Putting a config's pieces together: the client, the state directory and the runner.
+"""The composition root: a config made live, its client, state, runner, notifications and
+metrics, wired together.
 
 The daemon and the one-shot commands start the same way, so they agree on where history and
-locks live and on how the server is reached.
+locks live and on how the server is reached. Everything below this module meets here only:
+the engine (scheduling/), notifications (notify/) and metrics do not import each other.
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ from types import TracebackType
 
 from cassy_scheduler.client import CassyClient
 from cassy_scheduler.client import TlsConfig as ClientTls
+from cassy_scheduler.clock import Clock, SystemClock
 from cassy_scheduler.config.model import SchedulerConfig, ServerConfig
 from cassy_scheduler.metrics import SchedulerMetrics
 from cassy_scheduler.notify.dispatcher import Dispatcher
 from cassy_scheduler.notify.heartbeat import HeartbeatPinger
+from cassy_scheduler.notify.journal import NoticeJournal
 from cassy_scheduler.notify.senders import make_sender
 from cassy_scheduler.notify.staleness import StalenessWatch
 from cassy_scheduler.notify.worker import SenderFactory
-from cassy_scheduler.scheduling.clock import Clock, SystemClock
+from cassy_scheduler.records import RunObserver
 from cassy_scheduler.scheduling.daemon import Daemon
 from cassy_scheduler.scheduling.reconcile import reconcile
-from cassy_scheduler.scheduling.runner import Runner, RunObserver
+from cassy_scheduler.scheduling.runner import Runner
 from cassy_scheduler.scheduling.state import SchedulerState
 
 _log = logging.getLogger(__name__)
@@ -61,12 +65,19 @@ class Runtime:
         self._background: list[threading.Thread] = []
         self.state = SchedulerState.open(config.runtime, self.clock)
         try:
-            self._clients = [open_client(config.server)]
+            self.journal = NoticeJournal.open(config.runtime.history_path)
         except Exception:
             self.state.close()
             raise
-        self.notifier = Dispatcher(config, self.state.history, self.clock, senders)
-        self.staleness = StalenessWatch(config, self.state.history, self.clock, self.notifier)
+        try:
+            self._clients = [open_client(config.server)]
+        except Exception:
+            self.journal.close()
+            self.state.close()
+            raise
+        history = self.state.history
+        self.notifier = Dispatcher(config, history, self.journal, self.clock, senders)
+        self.staleness = StalenessWatch(config, history, self.journal, self.clock, self.notifier)
         self.heartbeat = HeartbeatPinger(config, self.clock)
         self.metrics = SchedulerMetrics()
         self.runner = Runner(
@@ -139,6 +150,7 @@ class Runtime:
         self.notifier.close(self.notify_wait_s)
         for client in self._clients:
             client.close()
+        self.journal.close()
         self.state.close()
 
     def __enter__(self) -> Runtime:
