@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from cassy_scheduler.client import BackupAck, BackupEntry, CassyError
 from cassy_scheduler.protocol.types import BackupType, NodeStatus, OperationStatus
@@ -175,10 +175,61 @@ def _latest_statuses(ack: BackupAck, rows: Iterable[BackupEntry]) -> tuple[NodeS
     )
 
 
-def _is_settled(nodes: tuple[NodeStatus, ...]) -> bool:
-    if any(n.status is OperationStatus.FAILED for n in nodes):
+def _is_settled(nodes: tuple[NodeStatus, ...], every_node: bool) -> bool:
+    if not every_node and any(n.status is OperationStatus.FAILED for n in nodes):
         return True
     return bool(nodes) and all(n.status.is_final for n in nodes)
+
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Polled(Generic[_T]):
+    """The last answer of a poll, whether the wait ran out first, and the last error."""
+
+    value: _T
+    timed_out: bool
+    last_error: str | None = None
+
+
+def poll(  # noqa: PLR0917 (the parts of one wait)
+    fetch: Callable[[], _T],
+    settled: Callable[[_T], bool],
+    first: _T,
+    timeout_s: float,
+    interval_s: float,
+    what: str,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Polled[_T]:
+    """Call `fetch` every `interval_s` until `settled` says so or `timeout_s` has passed.
+
+    The one wait for a server's rows, backups and restores alike. Transient errors (the
+    server restarting, a slow answer) are retried until the timeout; any other CassyError is
+    raised. `first` stands for the answer until one arrives.
+    """
+    deadline = clock() + timeout_s
+    value, last_error = first, None
+    while True:
+        try:
+            value = fetch()
+        except CassyError as exc:
+            if not exc.is_transient:
+                raise
+            last_error = str(exc)
+            logger.warning(
+                "poll failed what=%r code=%s details=%r", what, exc.code.name, exc.details
+            )
+        else:
+            last_error = None
+            if settled(value):
+                return Polled(value, timed_out=False)
+        remaining = deadline - clock()
+        if remaining <= 0:
+            return Polled(value, timed_out=True, last_error=last_error)
+        sleep(min(interval_s, remaining))
 
 
 def wait_for_backup(
@@ -187,41 +238,28 @@ def wait_for_backup(
     timeout_s: float,
     poll_interval_s: float = 5.0,
     *,
+    every_node: bool = False,
+    known: tuple[NodeStatus, ...] = (),
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> BackupOutcome:
-    """Poll until every node is COMPLETED, any node FAILED, or timeout_s has passed.
-
-    Transient errors while polling (server restarting, slow answer) are retried until the
-    timeout; any other CassyError is raised.
-    """
-    deadline = clock() + timeout_s
-    nodes = tuple(NodeStatus(ip, OperationStatus.UNKNOWN) for ip in ack.target_ips)
-    last_error: str | None = None
-    while True:
-        try:
-            rows = client.list_backups(snapshot_id=ack.snapshot_id)
-        except CassyError as exc:
-            if not exc.is_transient:
-                raise
-            last_error = str(exc)
-            logger.warning(
-                "backup poll failed snapshot_id=%s code=%s details=%r",
-                ack.snapshot_id,
-                exc.code.name,
-                exc.details,
-            )
-        else:
-            last_error = None
-            nodes = _latest_statuses(ack, rows)
-            if _is_settled(nodes):
-                return BackupOutcome(ack, nodes, timed_out=False)
-        remaining = deadline - clock()
-        if remaining <= 0:
-            logger.warning(
-                "backup wait timed out snapshot_id=%s pending=%s",
-                ack.snapshot_id,
-                ",".join(n.target_ip for n in nodes if not n.status.is_final),
-            )
-            return BackupOutcome(ack, nodes, timed_out=True, last_error=last_error)
-        sleep(min(poll_interval_s, remaining))
+    """Poll until every node is COMPLETED, any node FAILED (with `every_node`: until every
+    node is COMPLETED or FAILED), or timeout_s has passed. `known` is what an earlier wait
+    saw, kept should no answer come."""
+    polled = poll(
+        lambda: _latest_statuses(ack, client.list_backups(snapshot_id=ack.snapshot_id)),
+        lambda nodes: _is_settled(nodes, every_node),
+        known or tuple(NodeStatus(ip, OperationStatus.UNKNOWN) for ip in ack.target_ips),
+        timeout_s,
+        poll_interval_s,
+        f"backup {ack.snapshot_id}",
+        clock=clock,
+        sleep=sleep,
+    )
+    if polled.timed_out:
+        logger.warning(
+            "backup wait timed out snapshot_id=%s pending=%s",
+            ack.snapshot_id,
+            ",".join(n.target_ip for n in polled.value if not n.status.is_final),
+        )
+    return BackupOutcome(ack, polled.value, polled.timed_out, polled.last_error)

@@ -9,7 +9,6 @@ storage URI (--storage), or the server's own config file (--server-config) to us
 from __future__ import annotations
 
 import inspect
-import time
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -29,6 +28,7 @@ from cassy_scheduler.commands.common import (
     when,
 )
 from cassy_scheduler.commands.tables import Column, print_table
+from cassy_scheduler.outcome import poll
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
 from cassy_scheduler.storage import Storage, StorageError, open_storage
 from cassy_scheduler.verify import NodeReport, VerifyError, VerifyReport, verify_snapshot
@@ -158,18 +158,20 @@ def _wait(
     timeout_s: float,
 ) -> tuple[list[RestoreEntry], bool]:
     """The rows this request created (those not listed before it), once all are final."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        rows = [
+
+    def rows() -> list[RestoreEntry]:
+        return [
             r
             for r in client.list_restore_statuses(cluster_id, snapshot_id)
             if (r.target_ip, r.created_at_ms) not in before
         ]
-        if rows and all(r.status.is_final for r in rows):
-            return rows, True
-        if time.monotonic() > deadline:
-            return rows, False
-        time.sleep(1.0)
+
+    def final(found: list[RestoreEntry]) -> bool:
+        return bool(found) and all(r.status.is_final for r in found)
+
+    none: list[RestoreEntry] = []
+    polled = poll(rows, final, none, timeout_s, 1.0, f"restore of {snapshot_id}")
+    return polled.value, not polled.timed_out
 
 
 def restores(  # noqa: PLR0917 (typer reads options from parameters)

@@ -411,29 +411,20 @@ class Runner:
 
         The run has failed already; this only makes the recorded statuses true.
         """
-        ack = done.ack
-        nodes = {n.target_ip: n for n in done.nodes}
-        while any(not n.status.is_final for n in nodes.values()):
-            remaining = deadline - self._clock.monotonic()
-            if remaining <= 0:
-                break
-            self._pause(min(progress.job.poll_interval.total_seconds(), remaining), progress.stop)
-            try:
-                rows = client.list_backups(snapshot_id=ack.snapshot_id)
-            except CassyError:
-                break  # what is known stays recorded; the outcome does not change
-            for row in rows:
-                seen = nodes.get(row.target_ip)
-                if (
-                    seen is not None
-                    and row.created_at_ms == ack.created_at_ms
-                    and row.backup_type is ack.backup_type
-                    and row.cluster_id == ack.cluster_id
-                ):
-                    nodes[row.target_ip] = NodeStatus(
-                        row.target_ip, row.status, row.reason, row.updated_at
-                    )
-        return BackupOutcome(ack, tuple(nodes.values()), timed_out=False, last_error=None)
+        try:
+            rest = wait_for_backup(
+                client,
+                done.ack,
+                timeout_s=max(deadline - self._clock.monotonic(), 0.0),
+                poll_interval_s=progress.job.poll_interval.total_seconds(),
+                every_node=True,
+                known=done.nodes,
+                clock=self._clock.monotonic,
+                sleep=lambda seconds: self._pause(seconds, progress.stop),
+            )
+        except CassyError:
+            return done  # what is known stays recorded; the outcome does not change
+        return BackupOutcome(done.ack, rest.nodes, timed_out=False, last_error=None)
 
     def _judge(
         self, client: BackupService, progress: _Progress, done: BackupOutcome
