@@ -108,9 +108,17 @@ class SrvResponder:
                 reply = answer(responder.zone, data, over_udp=False)
                 self.request.sendall(struct.pack("!H", len(reply)) + reply)
 
-        self._udp = socketserver.ThreadingUDPServer((host, port), Udp)
-        bound_port = self._udp.server_address[1]
-        self._tcp = _TcpServer((host, bound_port), Tcp)
+        # The UDP port the system picks may be taken for TCP by another process: pick again.
+        for attempt in range(20):
+            self._udp = socketserver.ThreadingUDPServer((host, port), Udp)
+            bound_port = self._udp.server_address[1]
+            try:
+                self._tcp = _TcpServer((host, bound_port), Tcp)
+                break
+            except OSError:
+                self._udp.server_close()
+                if port or attempt == 19:
+                    raise
         self.host = host
         self.port = bound_port
         self._threads = [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cassy_scheduler.protocol.echo import ECHO_CHARS, echo, echo_list, echo_text
-from cassy_scheduler.server.servicer import is_host
+from cassy_scheduler.server.requests import is_host
 
 
 def test_short_values_are_quoted_whole() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import errno
 import os
 
-from cassy_scheduler.server.operations import reason_of
+from cassy_scheduler.server.errors import reason_of
 from cassy_scheduler.storage import StorageError
 
 

@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
-from cassy_scheduler.server.metadata import (
-    SCHEMA_VERSION,
+from cassy_scheduler.server.metadata import SCHEMA_VERSION, SqliteMetadataStore
+from cassy_scheduler.server.rows import (
     DuplicateRecordError,
     HistoryKey,
     InvalidQueryError,
     MetadataError,
     MetadataStore,
     RecordNotFoundError,
-    SqliteMetadataStore,
 )
 
 NODES = ("127.0.0.1", "127.0.0.2", "127.0.0.3")

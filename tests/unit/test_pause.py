@@ -7,9 +7,10 @@ from collections.abc import Iterable
 
 import pytest
 
-from cassy_scheduler.protocol.pause_report import PauseReport, pause_report_key
-from cassy_scheduler.server.apps import AppInstance
+from cassy_scheduler.protocol.pause_report import PauseReport
+from cassy_scheduler.server.applications import AppInstance
 from cassy_scheduler.server.pause import AdminCallError, PauseFailedError, Pauser
+from cassy_scheduler.storage.layout import pause_report_key
 
 A = AppInstance("127.0.0.201", 20052)
 B = AppInstance("127.0.0.202", 20052)

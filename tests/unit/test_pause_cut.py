@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from cassy_scheduler.server.apps import AppInstance
+from cassy_scheduler.server.applications import AppInstance
 from cassy_scheduler.server.clustersnapshot import take_consistent_cut
 from cassy_scheduler.server.pause import PauseFailedError, Pauser, PauseWindow
 from tests.unit.test_pause import FakeAdmin

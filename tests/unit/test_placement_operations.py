@@ -13,9 +13,11 @@ from cassy_scheduler.node.executor import NodeEndpoint, NodetoolError
 from cassy_scheduler.node.placement import NodeDirectories
 from cassy_scheduler.node.transfer import BackupIdentity, LocalFile, upload_files
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
-from cassy_scheduler.server.metadata import ClusterRecord, RestoreRecord, SqliteMetadataStore
-from cassy_scheduler.server.operations import NodeAccess
-from cassy_scheduler.server.restore import NodesNotRestorableError, RestoreOperations
+from cassy_scheduler.server.errors import NodesNotRestorableError
+from cassy_scheduler.server.metadata import SqliteMetadataStore
+from cassy_scheduler.server.nodejobs import NodeAccess
+from cassy_scheduler.server.restore import RestoreOperations
+from cassy_scheduler.server.rows import ClusterRecord, RestoreRecord
 from cassy_scheduler.storage import FilesystemStorage
 from cassy_scheduler.storage.layout import node_backup_prefix
 

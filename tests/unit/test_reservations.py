@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cassy_scheduler.server.reservations import NodeReservations, NodesBusyError
+from cassy_scheduler.server.errors import NodesBusyError
+from cassy_scheduler.server.reservations import NodeReservations
 
 
 def test_a_busy_node_refuses_any_other_operation_and_names_the_holder() -> None:

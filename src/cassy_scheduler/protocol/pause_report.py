@@ -1,10 +1,9 @@
 """How long each application instance stayed paused for a cluster-wide snapshot.
 
 Cassy's wire protocol has no field for it, so the server stores this report as a small JSON
-object next to the snapshot's node prefixes, `cluster-backup/<cluster>/<snapshot>/pause.json`,
-once every node's snapshot is taken and every instance unpaused. The scheduler reads it from
-the same storage to tell people how long their applications waited; both sides share this
-module, so the format has one definition.
+object next to the snapshot's node prefixes (storage.layout.pause_report_key), once every
+node's snapshot is taken and every instance unpaused; anyone reading the storage (an
+operator, a tool) finds how long the applications waited. The format has this one definition.
 """
 
 from __future__ import annotations
@@ -14,8 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 PAUSE_REPORT_FORMAT_VERSION = 1
-PAUSE_REPORT_NAME = "pause.json"
-CLUSTER_BACKUP_ROOT = "cluster-backup"
 
 
 class PauseReportError(ValueError):
@@ -47,10 +44,6 @@ class PauseReport:
     @property
     def all_unpaused(self) -> bool:
         return all(i.unpaused for i in self.instances)
-
-    @property
-    def longest_paused_s(self) -> float:
-        return max((i.paused_s for i in self.instances), default=0.0)
 
     def describe(self) -> str:
         """'10.0.0.5:20052=1.84s 10.0.0.6:20052=1.80s', for logs and messages."""
@@ -109,11 +102,3 @@ def _instance(raw: dict[str, Any]) -> InstancePause:
         pause_ack_s=None if ack is None else float(ack),
         error=None if raw["error"] is None else str(raw["error"]),
     )
-
-
-def pause_report_key(cluster_id: str, snapshot_id: str) -> str:
-    """The storage key of a cluster-wide snapshot's pause report."""
-    for name, value in (("cluster id", cluster_id), ("snapshot id", snapshot_id)):
-        if not value or "/" in value:
-            raise ValueError(f"{name} {value!r} must be non-empty and contain no '/'")
-    return f"{CLUSTER_BACKUP_ROOT}/{cluster_id}/{snapshot_id}/{PAUSE_REPORT_NAME}"

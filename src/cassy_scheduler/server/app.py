@@ -24,13 +24,15 @@ from grpc_reflection.v1alpha import reflection
 
 from cassy_scheduler.addresses import is_loopback
 from cassy_scheduler.node.discovery import discover_cluster
-from cassy_scheduler.node.executor import LocalExecutor
+from cassy_scheduler.node.executor import LocalExecutor, NodeExecutor
 from cassy_scheduler.privatefiles import private_file
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
 from cassy_scheduler.protocol.types import BUILTIN_SERVER_HEALTH_NAME
+from cassy_scheduler.server.backup import BackupOperations
 from cassy_scheduler.server.clustersnapshot import ClusterWideSetup
+from cassy_scheduler.server.errors import RESTARTED
 from cassy_scheduler.server.metadata import SqliteMetadataStore
-from cassy_scheduler.server.operations import BackupOperations, NodeAccess
+from cassy_scheduler.server.nodejobs import NodeAccess, shut_down
 from cassy_scheduler.server.restore import RestoreOperations, node_directories
 from cassy_scheduler.server.servicer import CassyServicer
 from cassy_scheduler.server.settings import ServerSettings
@@ -39,7 +41,6 @@ from cassy_scheduler.storage import Storage, open_storage
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = cassy_pb2.DESCRIPTOR.services_by_name["Cassy"].full_name
-RESTARTED = "server restarted during the operation"
 #: The largest request accepted (gRPC answers RESOURCE_EXHAUSTED past it): rpc.Cassy's
 #: requests are a few ids and at most one address per node, a few kilobytes for 1,000 nodes.
 MAX_REQUEST_BYTES = 64 * 1024
@@ -54,15 +55,17 @@ class RunningServer:
     health: health.HealthServicer
     operations: BackupOperations
     metadata: SqliteMetadataStore
+    executor: NodeExecutor
     grace_s: float
     restores: RestoreOperations | None = None
 
     def stop(self) -> None:
         self.health.enter_graceful_shutdown()
         self.server.stop(self.grace_s).wait()
+        kinds = [self.operations.jobs]
         if self.restores is not None:
-            self.restores.shutdown(self.grace_s)
-        self.operations.shutdown(self.grace_s)
+            kinds.append(self.restores.jobs)
+        shut_down(kinds, self.executor, self.grace_s, on_stop=self.operations.interrupt_pauses)
         self.metadata.close()
         log.info("server stopped")
 
@@ -157,6 +160,7 @@ def start_server(settings: ServerSettings) -> RunningServer:
         health_servicer,
         operations,
         metadata,
+        executor,
         settings.shutdown_grace_seconds,
         restores,
     )
@@ -228,4 +232,4 @@ def _work_threads() -> list[threading.Thread]:
 
 
 #: Names of the threads that back up and restore (coordinators and their pools).
-WORK_THREAD_PREFIXES = ("backup-", "node-work", "upload", "pause", "unpause", "restore")
+WORK_THREAD_PREFIXES = ("backup-", "restore", "upload", "pause", "unpause")

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from cassy_scheduler.node.nodetool import Nodetool
 from cassy_scheduler.protocol.pause_report import PauseReport
-from cassy_scheduler.server.apps import AppInstance, ApplicationFinder, ApplicationsConfig
+from cassy_scheduler.server.applications import AppInstance, ApplicationFinder, ApplicationsConfig
 from cassy_scheduler.server.pause import GrpcAdminClient, Pauser, PauseWindow
 
 log = logging.getLogger(__name__)

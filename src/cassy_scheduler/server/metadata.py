@@ -1,9 +1,8 @@
-"""The server's memory: registered clusters and the per-node history of backups and restores.
+"""The server's memory in one SQLite file: the rows of server/rows.py, stored.
 
 Every RPC reads or writes it, and callers learn a backup's outcome only by polling it, so it
 must be safe under the gRPC server's many threads and must not leave rows "in progress"
-forever after a crash (see `fail_unfinished`). Rows follow Cassy's records, plus a `reason`
-for failures.
+forever after a crash (see `fail_unfinished`).
 """
 
 from __future__ import annotations
@@ -16,13 +15,23 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
+from cassy_scheduler.server.rows import (
+    BackupRecord,
+    ClusterRecord,
+    DuplicateRecordError,
+    HistoryKey,
+    InvalidQueryError,
+    MetadataError,
+    RecordNotFoundError,
+    RestoreRecord,
+)
 
 SCHEMA_VERSION = 1
 
-Clock = Callable[[], int]
+NowMs = Callable[[], int]
 """Milliseconds since the epoch, the unit of every timestamp Cassy carries."""
 
 _UNFINISHED = (int(OperationStatus.INITIALIZED), int(OperationStatus.STARTED))
@@ -31,157 +40,6 @@ _UNFINISHED = (int(OperationStatus.INITIALIZED), int(OperationStatus.STARTED))
 def system_clock_ms() -> int:
     """The wall clock in milliseconds since the epoch."""
     return time.time_ns() // 1_000_000
-
-
-class MetadataError(Exception):
-    """The metadata store failed or was asked something it cannot answer."""
-
-
-class InvalidQueryError(MetadataError, ValueError):
-    """A listing lacks the filters it needs (the servicer answers INVALID_ARGUMENT)."""
-
-
-class RecordNotFoundError(MetadataError, LookupError):
-    """The history row or cluster to update does not exist."""
-
-
-class DuplicateRecordError(MetadataError):
-    """A row with the same key already exists."""
-
-
-@dataclass(frozen=True)
-class ClusterRecord:
-    """A registered cluster, as RegisterCluster discovered it."""
-
-    cluster_id: str
-    cluster_name: str
-    target_ips: tuple[str, ...]
-    keyspaces: tuple[str, ...]
-    data_dir: str
-    created_at: int
-    updated_at: int
-
-
-@dataclass(frozen=True)
-class HistoryKey:
-    """Identifies one node's row of one backup or restore request."""
-
-    cluster_id: str
-    target_ip: str
-    snapshot_id: str
-    created_at: int
-
-
-@dataclass(frozen=True)
-class BackupRecord:
-    """One node's row of one backup request."""
-
-    cluster_id: str
-    target_ip: str
-    snapshot_id: str
-    created_at: int
-    updated_at: int
-    backup_type: BackupType
-    status: OperationStatus
-    reason: str | None = None
-
-    @property
-    def key(self) -> HistoryKey:
-        return HistoryKey(self.cluster_id, self.target_ip, self.snapshot_id, self.created_at)
-
-
-@dataclass(frozen=True)
-class RestoreRecord:
-    """One node's row of one restore request."""
-
-    cluster_id: str
-    target_ip: str
-    snapshot_id: str
-    created_at: int
-    updated_at: int
-    restore_type: RestoreType
-    snapshot_only: bool
-    status: OperationStatus
-    reason: str | None = None
-
-    @property
-    def key(self) -> HistoryKey:
-        return HistoryKey(self.cluster_id, self.target_ip, self.snapshot_id, self.created_at)
-
-
-class MetadataStore(Protocol):
-    """What the servicer and the operations need from the metadata database."""
-
-    def add_cluster(
-        self,
-        *,
-        cluster_id: str,
-        cluster_name: str,
-        target_ips: Sequence[str],
-        keyspaces: Sequence[str],
-        data_dir: str,
-    ) -> ClusterRecord: ...
-
-    def get_cluster(self, cluster_id: str) -> ClusterRecord | None: ...
-
-    def list_clusters(
-        self, cluster_id: str | None = None, limit: int = 0
-    ) -> list[ClusterRecord]: ...
-
-    def insert_backups(
-        self,
-        *,
-        cluster_id: str,
-        target_ips: Sequence[str],
-        snapshot_id: str,
-        backup_type: BackupType,
-        created_at: int | None = None,
-    ) -> list[BackupRecord]: ...
-
-    def update_backup_status(
-        self, key: HistoryKey, status: OperationStatus, reason: str | None = None
-    ) -> BackupRecord: ...
-
-    def get_backup(self, key: HistoryKey) -> BackupRecord | None: ...
-
-    def list_backups(
-        self,
-        cluster_id: str | None = None,
-        target_ip: str | None = None,
-        snapshot_id: str | None = None,
-        limit: int = 0,
-    ) -> list[BackupRecord]: ...
-
-    def insert_restores(
-        self,
-        *,
-        cluster_id: str,
-        target_ips: Sequence[str],
-        snapshot_id: str,
-        restore_type: RestoreType,
-        snapshot_only: bool,
-        created_at: int | None = None,
-    ) -> list[RestoreRecord]: ...
-
-    def update_restore_status(
-        self, key: HistoryKey, status: OperationStatus, reason: str | None = None
-    ) -> RestoreRecord: ...
-
-    def get_restore(self, key: HistoryKey) -> RestoreRecord | None: ...
-
-    def list_restores(
-        self,
-        cluster_id: str | None = None,
-        target_ip: str | None = None,
-        snapshot_id: str | None = None,
-        limit: int = 0,
-    ) -> list[RestoreRecord]: ...
-
-    def fail_unfinished(self, reason: str) -> int: ...
-
-    def dump_sql(self) -> str: ...
-
-    def close(self) -> None: ...
 
 
 _SCHEMA = """
@@ -245,7 +103,7 @@ class SqliteMetadataStore:
     is simpler than a connection per thread and keeps writes ordered.
     """
 
-    def __init__(self, path: Path | str, *, clock: Clock = system_clock_ms) -> None:
+    def __init__(self, path: Path | str, *, clock: NowMs = system_clock_ms) -> None:
         self._path = str(path)
         self._clock = clock
         self._lock = threading.RLock()
@@ -438,10 +296,19 @@ class SqliteMetadataStore:
         Work does not survive a restart, so such rows would otherwise stay in progress and
         leave pollers waiting forever. Returns how many rows changed.
         """
+        return self._fail_unfinished(reason, (_BACKUPS.name, _RESTORES.name))
+
+    def fail_unfinished_backups(self, reason: str) -> int:
+        return self._fail_unfinished(reason, (_BACKUPS.name,))
+
+    def fail_unfinished_restores(self, reason: str) -> int:
+        return self._fail_unfinished(reason, (_RESTORES.name,))
+
+    def _fail_unfinished(self, reason: str, tables: Sequence[str]) -> int:
         now = self._clock()
         changed = 0
         with self._transaction() as connection:
-            for table in ("backup_history", "restore_history"):
+            for table in tables:
                 cursor = connection.execute(
                     f"UPDATE {table} SET status = ?, reason = ?, updated_at = ? "
                     "WHERE status IN (?, ?)",

@@ -23,7 +23,7 @@ from google.protobuf import empty_pb2
 
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
 from cassy_scheduler.protocol.pause_report import InstancePause, PauseReport
-from cassy_scheduler.server.apps import AppInstance, ApplicationsError
+from cassy_scheduler.server.applications import AppInstance, ApplicationsError
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
-
-class NodesBusyError(Exception):
-    """Another backup or restore is still running on some target nodes."""
+from cassy_scheduler.server.errors import NodesBusyError
 
 
 class NodeReservations:

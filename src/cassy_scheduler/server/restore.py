@@ -10,14 +10,12 @@ uploads) is downloaded, checked and placed; its row ends COMPLETED or FAILED wit
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from cassy_scheduler.node.nodetool import Nodetool
 from cassy_scheduler.node.placement import (
     NodeDirectories,
     occupied_directories,
@@ -26,25 +24,21 @@ from cassy_scheduler.node.placement import (
     restore_files,
 )
 from cassy_scheduler.node.transfer import find_manifests
-from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
-from cassy_scheduler.server.metadata import ClusterRecord, HistoryKey, MetadataStore
-from cassy_scheduler.server.operations import NodeAccess, OperationError, reason_of
-from cassy_scheduler.server.reservations import NodesBusyError
+from cassy_scheduler.protocol.types import BackupType, RestoreType
+from cassy_scheduler.server.errors import NodesNotRestorableError
+from cassy_scheduler.server.nodejobs import NodeAccess, NodeJobs, shut_down
+from cassy_scheduler.server.requests import RestoreAsk, checked_restore
+from cassy_scheduler.server.rows import ClusterRecord, HistoryKey, MetadataStore
 from cassy_scheduler.server.settings import ServerSettings
 from cassy_scheduler.storage import Storage
 from cassy_scheduler.storage.layout import backup_prefix
 
 log = logging.getLogger(__name__)
 
-SERVER_STOPPED = "server stopped during the restore"
 _RUNNING_CHECK_TIMEOUT_S = 60.0
 
 DirectoriesOf = Callable[[str, ClusterRecord], NodeDirectories]
 """A node's directories, given its address and its cluster (whose data_dir is the default)."""
-
-
-class NodesNotRestorableError(OperationError):
-    """Some target nodes still run Cassandra or hold data; nothing was written."""
 
 
 @dataclass(frozen=True)
@@ -79,13 +73,28 @@ class RestoreOperations:
         self._nodes = nodes
         self._directories = directories
         self._download_workers = download_workers
-        self._clock = clock
-        self._pool = ThreadPoolExecutor(parallel_nodes, thread_name_prefix="restore-node")
-        self._lock = threading.Lock()
-        self._coordinators: list[threading.Thread] = []
-        self._stopping = threading.Event()
+        self.jobs = NodeJobs(
+            "restore",
+            nodes,
+            metadata.update_restore_status,
+            metadata.fail_unfinished_restores,
+            parallel_nodes=parallel_nodes,
+            clock=clock,
+        )
 
     # ------------------------------------------------------------------ start
+    def restore(self, ask: RestoreAsk) -> StartedRestore:
+        """RestoreBackup: check the request, then start it."""
+        checked = checked_restore(self._metadata, ask)
+        return self.start_restore(
+            checked.cluster,
+            ask.snapshot_id,
+            checked.targets,
+            snapshot_only=ask.snapshot_only,
+            snapshot_type=checked.snapshot_type,
+            restore_type=checked.restore_type,
+        )
+
     def start_restore(
         self,
         cluster: ClusterRecord,
@@ -98,8 +107,8 @@ class RestoreOperations:
     ) -> StartedRestore:
         """Refuse unless every target is stopped and empty; else record STARTED rows and go."""
         nodes = tuple(targets) or tuple(cluster.target_ips)
-        self._reserve(nodes, f"restore of snapshot {snapshot_id}")
-        try:
+
+        def record(created_at: int) -> list[HistoryKey]:
             self._check_restorable(cluster, nodes)
             rows = self._metadata.insert_restores(
                 cluster_id=cluster.cluster_id,
@@ -107,33 +116,27 @@ class RestoreOperations:
                 snapshot_id=snapshot_id,
                 restore_type=restore_type,
                 snapshot_only=snapshot_only,
-                created_at=int(self._clock() * 1000),
+                created_at=created_at,
             )
-            keys = [row.key for row in rows]
-            for key in keys:
-                self._metadata.update_restore_status(key, OperationStatus.STARTED)
-        except BaseException:
-            self._release(nodes)
-            raise
+            return [row.key for row in rows]
+
+        keys = self.jobs.begin(nodes, f"restore of snapshot {snapshot_id}", record)
         started = StartedRestore(
             cluster.cluster_id,
             snapshot_id,
             nodes,
-            rows[0].created_at,
+            keys[0].created_at,
             restore_type,
             snapshot_only,
             snapshot_type,
         )
-        worker = threading.Thread(
-            target=self._run,
-            args=(cluster, started, keys),
-            name=f"restore-{snapshot_id[:8]}",
-            daemon=True,
+        self.jobs.run(
+            f"restore-{snapshot_id[:8]}",
+            nodes,
+            lambda: self.jobs.each_node(
+                keys, lambda key: lambda: self._place(cluster, started, key.target_ip)
+            ),
         )
-        with self._lock:
-            self._coordinators = [t for t in self._coordinators if t.is_alive()]
-            self._coordinators.append(worker)
-        worker.start()
         log.info(
             "restore started cluster_id=%s snapshot_id=%s nodes=%s snapshot_only=%s created_at=%d",
             cluster.cluster_id,
@@ -143,14 +146,6 @@ class RestoreOperations:
             started.created_at_ms,
         )
         return started
-
-    def _reserve(self, nodes: Iterable[str], what: str) -> None:
-        if self._stopping.is_set():
-            raise NodesBusyError("the server is shutting down; try again once it is back")
-        self._nodes.reservations.reserve(nodes, what)
-
-    def _release(self, nodes: Iterable[str]) -> None:
-        self._nodes.reservations.release(nodes)
 
     def _check_restorable(self, cluster: ClusterRecord, nodes: Sequence[str]) -> None:
         """Every node stopped, with empty directories, readable from here; else refuse all."""
@@ -169,7 +164,7 @@ class RestoreOperations:
 
     def _why_not(self, cluster: ClusterRecord, node: str) -> str | None:
         try:
-            running = self._nodetool(node).is_running(_RUNNING_CHECK_TIMEOUT_S)
+            running = self._nodes.nodetool(node).is_running(_RUNNING_CHECK_TIMEOUT_S)
         except Exception as exc:
             return (
                 f"cannot tell whether Cassandra is stopped ({exc}); make sure it is stopped "
@@ -183,44 +178,6 @@ class RestoreOperations:
         return None
 
     # ------------------------------------------------------------- background
-    def _run(
-        self, cluster: ClusterRecord, started: StartedRestore, keys: Sequence[HistoryKey]
-    ) -> None:
-        try:
-            futures = [self._pool.submit(self._restore_node, cluster, started, k) for k in keys]
-            for future in futures:
-                future.exception()
-        finally:
-            self._release(started.targets)
-
-    def _restore_node(
-        self, cluster: ClusterRecord, started: StartedRestore, key: HistoryKey
-    ) -> None:
-        node = key.target_ip
-        try:
-            if self._stopping.is_set():
-                raise RuntimeError(SERVER_STOPPED)
-            summary = self._place(cluster, started, node)
-        except Exception as exc:
-            reason = reason_of(exc)
-            log.warning(
-                "node restore failed cluster_id=%s node=%s snapshot_id=%s reason=%s",
-                key.cluster_id,
-                node,
-                key.snapshot_id,
-                reason,
-            )
-            self._metadata.update_restore_status(key, OperationStatus.FAILED, reason)
-            return
-        self._metadata.update_restore_status(key, OperationStatus.COMPLETED)
-        log.info(
-            "node restore completed cluster_id=%s node=%s snapshot_id=%s %s",
-            key.cluster_id,
-            node,
-            key.snapshot_id,
-            summary,
-        )
-
     def _place(self, cluster: ClusterRecord, started: StartedRestore, node: str) -> str:
         dirs = self._directories(node, cluster)
         for leftover in remove_leftover_staging(dirs):
@@ -235,29 +192,16 @@ class RestoreOperations:
             dirs,
             f"{started.snapshot_id}-{started.created_at_ms}",
             workers=self._download_workers,
-            cancelled=self._stopping.is_set,
+            cancelled=self.jobs.stopping.is_set,
         )
         return (
             f"files={placed.files} bytes={placed.bytes} keyspaces={len(placed.keyspaces)} "
             f"uploads={','.join(plan.manifests)} seconds={time.monotonic() - began:.1f}"
         )
 
-    def _nodetool(self, node: str) -> Nodetool:
-        return Nodetool(
-            self._nodes.executor, self._nodes.endpoint(node), self._nodes.nodetool_timeout_s
-        )
-
-    # --------------------------------------------------------------- shutdown
     def shutdown(self, grace_s: float) -> None:
-        """Stop taking restores and let running ones finish for `grace_s`; those still
-        downloading then stop before moving anything (their rows are failed by the caller)."""
-        self._stopping.set()
-        deadline = time.monotonic() + grace_s
-        with self._lock:
-            coordinators = list(self._coordinators)
-        for thread in coordinators:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop taking restores, let running ones finish for `grace_s`, then fail the rest."""
+        shut_down([self.jobs], self._nodes.executor, grace_s)
 
 
 def node_directories(settings: ServerSettings) -> DirectoriesOf:

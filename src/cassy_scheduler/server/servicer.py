@@ -1,46 +1,64 @@
-"""rpc.Cassy handlers: validate each request, answer with Cassy's statuses, hand work on.
+"""rpc.Cassy handlers: messages in, plain values to the operations, Cassy's messages out.
 
-Every invalid request is refused with a gRPC status and a message that says what is wrong and
-what to send instead, before anything is written.
+Nothing is decided here: the operations and request checks refuse with typed errors, and
+`STATUS_OF` gives each kind of error its gRPC status, as the client's `_error_class` maps
+statuses back. A refusal's message says what is wrong and what to send instead.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import NoReturn, Protocol, TypeVar
 
 import grpc
 
-from cassy_scheduler.node.datadir import is_plain_id
 from cassy_scheduler.node.discovery import ClusterFacts
-from cassy_scheduler.node.executor import DiscoveryError, NodeUnavailable
-from cassy_scheduler.protocol.echo import echo, echo_list
+from cassy_scheduler.node.executor import DiscoveryError
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
 from cassy_scheduler.protocol.reasons import REASONS_KEY, encode_reasons
-from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
-from cassy_scheduler.server.metadata import (
+from cassy_scheduler.protocol.types import OperationStatus
+from cassy_scheduler.server.backup import BackupOperations
+from cassy_scheduler.server.errors import (
+    InvalidRequestError,
+    NodesBusyError,
+    NodesNotLiveError,
+    NotOfferedError,
+    OperationError,
+    PreconditionError,
+)
+from cassy_scheduler.server.requests import BackupAsk, RestoreAsk, checked_host
+from cassy_scheduler.server.restore import RestoreOperations
+from cassy_scheduler.server.rows import (
     BackupRecord,
-    ClusterRecord,
     InvalidQueryError,
     MetadataStore,
     RestoreRecord,
 )
-from cassy_scheduler.server.operations import (
-    ApplicationsUnavailableError,
-    BackupOperations,
-    NodesNotLiveError,
-)
-from cassy_scheduler.server.reservations import NodesBusyError
-from cassy_scheduler.server.restore import NodesNotRestorableError, RestoreOperations
 
 log = logging.getLogger(__name__)
 
-_TYPE_NAMES = ", ".join(f"{t.value} ({t.name})" for t in BackupType)
-_RESTORE_TYPE_NAMES = ", ".join(f"{t.value} ({t.name})" for t in RestoreType)
+#: The gRPC status of each kind of refusal (the most specific class listed wins).
+STATUS_OF: dict[type[Exception], grpc.StatusCode] = {
+    InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
+    InvalidQueryError: grpc.StatusCode.INVALID_ARGUMENT,
+    PreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
+    NodesBusyError: grpc.StatusCode.ABORTED,
+    NodesNotLiveError: grpc.StatusCode.UNAVAILABLE,
+    DiscoveryError: grpc.StatusCode.UNAVAILABLE,
+    NotOfferedError: grpc.StatusCode.UNIMPLEMENTED,
+}
+_REFUSALS: tuple[type[Exception], ...] = (*STATUS_OF, OperationError)
+
+
+def status_of(error: Exception) -> grpc.StatusCode:
+    """The status for `error`: its nearest class in STATUS_OF, else INTERNAL."""
+    for kind in type(error).__mro__:
+        if kind in STATUS_OF:
+            return STATUS_OF[kind]
+    return grpc.StatusCode.INTERNAL
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
@@ -49,32 +67,18 @@ def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -
     raise AssertionError("context.abort returns only by raising")  # pragma: no cover
 
 
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$", re.ASCII)
-_MAX_HOST_NAME = 253
-
-
-def is_host(text: str) -> bool:
-    """An IP address or a DNS name (labels of letters, digits, '-' and '_'): nothing a CQL
-    driver or a resolver would choke on, and nothing that reads as a path."""
+@contextmanager
+def _answered(context: grpc.ServicerContext) -> Iterator[None]:
+    """Refusals raised by the work below become the caller's status and message."""
     try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        pass
-    else:
-        return True
-    name = text.removesuffix(".")
-    return 0 < len(name) <= _MAX_HOST_NAME and all(
-        _HOST_LABEL.fullmatch(label) for label in name.split(".")
-    )
+        yield
+    except _REFUSALS as exc:
+        _abort(context, status_of(exc), str(exc))
 
 
-def _check_limit(limit: int, context: grpc.ServicerContext) -> None:
+def _check_limit(limit: int) -> None:
     if limit < 0:
-        _abort(
-            context,
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"limit must be 0 (no limit) or positive, got {limit}",
-        )
+        raise InvalidRequestError(f"limit must be 0 (no limit) or positive, got {limit}")
 
 
 _Row = TypeVar("_Row")
@@ -87,20 +91,15 @@ class _HistoryQuery(Protocol):
     limit: int
 
 
-def _history_rows(
-    lister: Callable[..., list[_Row]], request: _HistoryQuery, context: grpc.ServicerContext
-) -> list[_Row]:
+def _history_rows(lister: Callable[..., list[_Row]], request: _HistoryQuery) -> list[_Row]:
     """Backup or restore history with Cassy's filter rules; a query without one is refused."""
-    _check_limit(request.limit, context)
-    try:
-        return lister(
-            cluster_id=request.cluster_id or None,
-            target_ip=request.target_ip or None,
-            snapshot_id=request.snapshot_id or None,
-            limit=request.limit,
-        )
-    except InvalidQueryError as exc:
-        _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+    _check_limit(request.limit)
+    return lister(
+        cluster_id=request.cluster_id or None,
+        target_ip=request.target_ip or None,
+        snapshot_id=request.snapshot_id or None,
+        limit=request.limit,
+    )
 
 
 def _send_reasons(
@@ -114,6 +113,10 @@ def _send_reasons(
     )
     if reasons is not None:
         context.set_trailing_metadata(((REASONS_KEY, reasons),))
+
+
+def _status(status: OperationStatus) -> cassy_pb2.OperationStatus.ValueType:
+    return cassy_pb2.OperationStatus.Value(status.name)
 
 
 class CassyServicer(cassy_pb2_grpc.CassyServicer):
@@ -136,33 +139,15 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
     def RegisterCluster(
         self, request: cassy_pb2.ClusterRegistrationRequest, context: grpc.ServicerContext
     ) -> cassy_pb2.ClusterRegistrationResponse:
-        host = request.cassandra_host.strip()
-        if not host:
-            _abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "cassandra_host must be specified: the address of any node of the cluster",
+        with _answered(context):
+            facts = self._discover(checked_host(request.cassandra_host))
+            record = self._metadata.add_cluster(
+                cluster_id=f"{facts.cluster_name}-{uuid.uuid4()}",
+                cluster_name=facts.cluster_name,
+                target_ips=facts.nodes,
+                keyspaces=facts.keyspaces,
+                data_dir=facts.data_dir,
             )
-        if not is_host(host):
-            _abort(
-                context,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"cassandra_host {echo(host)} is not a host name or an IP address: give the "
-                "address of any node of the cluster, e.g. 10.0.0.1 or cassandra-1.example.com",
-            )
-        try:
-            facts = self._discover(host)
-        except NodeUnavailable as exc:
-            _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
-        except DiscoveryError as exc:
-            _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
-        record = self._metadata.add_cluster(
-            cluster_id=f"{facts.cluster_name}-{uuid.uuid4()}",
-            cluster_name=facts.cluster_name,
-            target_ips=facts.nodes,
-            keyspaces=facts.keyspaces,
-            data_dir=facts.data_dir,
-        )
         log.info(
             "cluster registered cluster_id=%s nodes=%s",
             record.cluster_id,
@@ -179,8 +164,9 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
     def ListClusters(
         self, request: cassy_pb2.ClusterListingRequest, context: grpc.ServicerContext
     ) -> cassy_pb2.ClusterListingResponse:
-        _check_limit(request.limit, context)
-        records = self._metadata.list_clusters(request.cluster_id or None, request.limit)
+        with _answered(context):
+            _check_limit(request.limit)
+            records = self._metadata.list_clusters(request.cluster_id or None, request.limit)
         return cassy_pb2.ClusterListingResponse(
             entries=[
                 cassy_pb2.ClusterListingResponse.Entry(
@@ -200,17 +186,16 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
     def TakeBackup(
         self, request: cassy_pb2.BackupRequest, context: grpc.ServicerContext
     ) -> cassy_pb2.BackupResponse:
-        cluster, backup_type, snapshot_id, targets = self._valid_backup(request, context)
-        try:
-            started = self._operations.start_backup(cluster, backup_type, snapshot_id, targets)
-        except NodesBusyError as exc:
-            _abort(context, grpc.StatusCode.ABORTED, str(exc))
-        except NodesNotLiveError as exc:
-            _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
-        except ApplicationsUnavailableError as exc:
-            _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        ask = BackupAsk(
+            request.cluster_id,
+            request.backup_type,
+            request.snapshot_id,
+            tuple(request.target_ips),
+        )
+        with _answered(context):
+            started = self._operations.backup(ask)
         return cassy_pb2.BackupResponse(
-            status=cassy_pb2.OperationStatus.Value(OperationStatus.STARTED.name),
+            status=_status(OperationStatus.STARTED),
             cluster_id=started.cluster_id,
             target_ips=started.targets,
             snapshot_id=started.snapshot_id,
@@ -218,92 +203,11 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
             backup_type=int(started.backup_type),
         )
 
-    def _valid_backup(
-        self, request: cassy_pb2.BackupRequest, context: grpc.ServicerContext
-    ) -> tuple[ClusterRecord, BackupType, str | None, tuple[str, ...]]:
-        invalid = grpc.StatusCode.INVALID_ARGUMENT
-        if not request.cluster_id:
-            _abort(context, invalid, "cluster_id must be specified (ListClusters shows the ids)")
-        try:
-            backup_type = BackupType(request.backup_type)
-        except ValueError:
-            _abort(
-                context, invalid, f"unknown backup_type {request.backup_type}: use {_TYPE_NAMES}"
-            )
-        snapshot_id = request.snapshot_id
-        if backup_type is BackupType.NODE_INCREMENTAL and not snapshot_id:
-            _abort(
-                context, invalid, "snapshot_id must be specified when taking incremental backups"
-            )
-        if backup_type.is_snapshot and snapshot_id:
-            _abort(
-                context,
-                invalid,
-                "snapshot_id must not be specified when taking snapshots: "
-                "each snapshot gets a new id, returned in the reply",
-            )
-        if snapshot_id and not is_plain_id(snapshot_id):
-            _abort(
-                context,
-                invalid,
-                f"snapshot_id {echo(snapshot_id)} is not a plain id: use the id "
-                "a snapshot reply returned (letters, digits, '-', '_', '.')",
-            )
-        cluster = self._metadata.get_cluster(request.cluster_id)
-        if cluster is None:
-            _abort(
-                context,
-                invalid,
-                f"no cluster {echo(request.cluster_id)} is registered: "
-                "register it with RegisterCluster, or pick an id from ListClusters",
-            )
-        targets = tuple(dict.fromkeys(request.target_ips))
-        strangers = [ip for ip in targets if ip not in cluster.target_ips]
-        if strangers:
-            _abort(
-                context,
-                invalid,
-                f"target_ips {echo_list(strangers)} are not nodes of "
-                f"{cluster.cluster_id} ({', '.join(cluster.target_ips)})",
-            )
-        if backup_type is BackupType.CLUSTER_SNAPSHOT and set(targets) not in (
-            set(),
-            set(cluster.target_ips),
-        ):
-            _abort(
-                context,
-                invalid,
-                "a cluster-wide snapshot (backup_type 1) covers every node: leave target_ips "
-                "empty, or take node snapshots (backup_type 2) of some nodes",
-            )
-        if backup_type is BackupType.NODE_INCREMENTAL:
-            self._check_base_snapshot(cluster, snapshot_id, targets, context)
-        return cluster, backup_type, snapshot_id or None, targets
-
-    def _check_base_snapshot(
-        self,
-        cluster: ClusterRecord,
-        snapshot_id: str,
-        targets: tuple[str, ...],
-        context: grpc.ServicerContext,
-    ) -> None:
-        """An incremental extends a snapshot that exists for that cluster."""
-        rows = self._metadata.list_backups(snapshot_id=snapshot_id)
-        snapshots = [
-            r for r in rows if r.cluster_id == cluster.cluster_id and r.backup_type.is_snapshot
-        ]
-        if not snapshots:
-            _abort(
-                context,
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"cluster {cluster.cluster_id} has no snapshot {snapshot_id}: take a node "
-                "snapshot first and extend the id it returns",
-            )
-
     def ListBackups(
         self, request: cassy_pb2.BackupListingRequest, context: grpc.ServicerContext
     ) -> cassy_pb2.BackupListingResponse:
-        rows = _history_rows(self._metadata.list_backups, request, context)
+        with _answered(context):
+            rows = _history_rows(self._metadata.list_backups, request)
         _send_reasons(rows, context)
         return cassy_pb2.BackupListingResponse(
             entries=[
@@ -314,7 +218,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
                     created_at=r.created_at,
                     updated_at=r.updated_at,
                     backup_type=int(r.backup_type),
-                    status=cassy_pb2.OperationStatus.Value(r.status.name),
+                    status=_status(r.status),
                 )
                 for r in rows
             ]
@@ -324,24 +228,19 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
     def RestoreBackup(
         self, request: cassy_pb2.RestoreRequest, context: grpc.ServicerContext
     ) -> cassy_pb2.RestoreResponse:
-        if self._restores is None:
-            _abort(context, grpc.StatusCode.UNIMPLEMENTED, "this server does not restore")
-        cluster, snapshot_type, targets = self._valid_restore(request, context)
-        try:
-            started = self._restores.start_restore(
-                cluster,
-                request.snapshot_id,
-                targets,
-                snapshot_only=request.snapshot_only,
-                snapshot_type=snapshot_type,
-                restore_type=RestoreType(request.restore_type),
-            )
-        except NodesBusyError as exc:
-            _abort(context, grpc.StatusCode.ABORTED, str(exc))
-        except NodesNotRestorableError as exc:
-            _abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        ask = RestoreAsk(
+            request.cluster_id,
+            request.snapshot_id,
+            request.restore_type,
+            tuple(request.target_ips),
+            request.snapshot_only,
+        )
+        with _answered(context):
+            if self._restores is None:
+                raise NotOfferedError("this server does not restore")
+            started = self._restores.restore(ask)
         return cassy_pb2.RestoreResponse(
-            status=cassy_pb2.OperationStatus.Value(OperationStatus.STARTED.name),
+            status=_status(OperationStatus.STARTED),
             cluster_id=started.cluster_id,
             target_ips=started.targets,
             snapshot_id=started.snapshot_id,
@@ -349,93 +248,11 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
             snapshot_only=started.snapshot_only,
         )
 
-    def _valid_restore(
-        self, request: cassy_pb2.RestoreRequest, context: grpc.ServicerContext
-    ) -> tuple[ClusterRecord, BackupType, tuple[str, ...]]:
-        """The cluster, the snapshot's backup type and the targets; refusals as Cassy's."""
-        invalid = grpc.StatusCode.INVALID_ARGUMENT
-        if not request.cluster_id:
-            _abort(context, invalid, "cluster_id must be specified (ListClusters shows the ids)")
-        try:
-            restore_type = RestoreType(request.restore_type)
-        except ValueError:
-            _abort(
-                context,
-                invalid,
-                f"unknown restore_type {request.restore_type}: use {_RESTORE_TYPE_NAMES}",
-            )
-        sid = request.snapshot_id
-        if not sid or not is_plain_id(sid):
-            _abort(
-                context,
-                invalid,
-                f"snapshot_id {echo(sid)} is not a snapshot id: give the id a snapshot reply or "
-                "ListBackups returned",
-            )
-        cluster = self._metadata.get_cluster(request.cluster_id)
-        if cluster is None:
-            _abort(
-                context,
-                invalid,
-                f"no cluster {echo(request.cluster_id)} is registered: pick an id from "
-                "ListClusters",
-            )
-        targets = tuple(dict.fromkeys(request.target_ips))
-        strangers = [ip for ip in targets if ip not in cluster.target_ips]
-        if strangers:
-            _abort(
-                context,
-                invalid,
-                f"target_ips {echo_list(strangers)} are not nodes of "
-                f"{cluster.cluster_id} ({', '.join(cluster.target_ips)})",
-            )
-        rows = [
-            r
-            for r in self._metadata.list_backups(snapshot_id=sid)
-            if r.cluster_id == cluster.cluster_id
-        ]
-        if not rows:
-            _abort(
-                context,
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"cluster {cluster.cluster_id} has no backup {sid}: pick a snapshot id "
-                "from ListBackups",
-            )
-        snapshot_type = rows[-1].backup_type  # the oldest row is the snapshot's own
-        if restore_type is RestoreType.CLUSTER:
-            if snapshot_type is not BackupType.CLUSTER_SNAPSHOT:
-                _abort(
-                    context,
-                    invalid,
-                    f"snapshot {sid} is a node-level backup, not a cluster-wide backup: "
-                    "restore it node by node (restore_type 2)",
-                )
-            if set(targets) not in (set(), set(cluster.target_ips)):
-                _abort(
-                    context,
-                    invalid,
-                    "a cluster restore (restore_type 1) restores every node: leave target_ips "
-                    "empty, or restore some nodes with restore_type 2",
-                )
-        done = {
-            r.target_ip
-            for r in rows
-            if r.backup_type.is_snapshot and r.status is OperationStatus.COMPLETED
-        }
-        lacking = [ip for ip in targets or cluster.target_ips if ip not in done]
-        if lacking:
-            _abort(
-                context,
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"snapshot {sid} did not complete on {', '.join(lacking)}: restore the other "
-                "nodes (target_ips) or pick another snapshot",
-            )
-        return cluster, snapshot_type, targets
-
     def ListRestoreStatuses(
         self, request: cassy_pb2.RestoreStatusListingRequest, context: grpc.ServicerContext
     ) -> cassy_pb2.RestoreStatusListingResponse:
-        rows = _history_rows(self._metadata.list_restores, request, context)
+        with _answered(context):
+            rows = _history_rows(self._metadata.list_restores, request)
         _send_reasons(rows, context)
         return cassy_pb2.RestoreStatusListingResponse(
             cluster_id=request.cluster_id or (rows[0].cluster_id if rows else ""),
@@ -446,7 +263,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
                     created_at=r.created_at,
                     updated_at=r.updated_at,
                     restore_type=int(r.restore_type),
-                    status=cassy_pb2.OperationStatus.Value(r.status.name),
+                    status=_status(r.status),
                 )
                 for r in rows
             ],

@@ -59,7 +59,7 @@ from cassy_scheduler.configfile.locate import key_lines, line_of
 from cassy_scheduler.configfile.secrets import Secret
 from cassy_scheduler.node.discovery import CqlAccess
 from cassy_scheduler.node.executor import NodeEndpoint
-from cassy_scheduler.server.apps import AppInstance, ApplicationsConfig
+from cassy_scheduler.server.applications import AppInstance, ApplicationsConfig
 from cassy_scheduler.server.dns import DnsServer
 from cassy_scheduler.storage import UnsupportedStorageError, open_storage
 

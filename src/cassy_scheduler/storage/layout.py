@@ -24,6 +24,7 @@ NODE_BACKUP_ROOT = "node-backup"
 CLUSTER_BACKUP_ROOT = "cluster-backup"
 METADATA_BACKUP_ROOT = "metadata-backup"
 MANIFEST_DIRECTORY = "upload-manifests"
+PAUSE_REPORT_NAME = "pause.json"
 
 #: The date-time form Cassy writes in these keys: its server's local time, with a space.
 _METADATA_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -66,6 +67,13 @@ def _backup_prefix(root: str, cluster_id: str, snapshot_id: str, node_ip: str) -
             "",
         )
     )
+
+
+def pause_report_key(cluster_id: str, snapshot_id: str) -> str:
+    """Key of a cluster-wide snapshot's pause report, beside its node prefixes."""
+    cluster = _segment(cluster_id, "cluster id")
+    snapshot = _segment(snapshot_id, "snapshot id")
+    return f"{CLUSTER_BACKUP_ROOT}/{cluster}/{snapshot}/{PAUSE_REPORT_NAME}"
 
 
 def metadata_backup_key(when: datetime, db_file_name: str, zone: tzinfo | None = None) -> str:

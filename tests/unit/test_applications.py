@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cassy_scheduler.server.apps import (
+from cassy_scheduler.server.applications import (
     AppInstance,
     ApplicationFinder,
     ApplicationsConfig,

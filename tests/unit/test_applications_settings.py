@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cassy_scheduler.configfile.errors import ConfigError
-from cassy_scheduler.server.apps import AppInstance, ApplicationsConfig
+from cassy_scheduler.server.applications import AppInstance, ApplicationsConfig
 from cassy_scheduler.server.dns import DnsServer
 from cassy_scheduler.server.settings import load_server_settings
 

@@ -1,0 +1,168 @@
+"""What the server keeps, as the rest of the server sees it: registered clusters, one row
+per node of each backup and restore request, and the store that holds them.
+
+Rows follow Cassy's records, plus a `reason` for failures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
+
+
+class MetadataError(Exception):
+    """The metadata store failed or was asked something it cannot answer."""
+
+
+class InvalidQueryError(MetadataError, ValueError):
+    """A listing lacks the filters it needs (the servicer answers INVALID_ARGUMENT)."""
+
+
+class RecordNotFoundError(MetadataError, LookupError):
+    """The history row or cluster to update does not exist."""
+
+
+class DuplicateRecordError(MetadataError):
+    """A row with the same key already exists."""
+
+
+@dataclass(frozen=True)
+class ClusterRecord:
+    """A registered cluster, as RegisterCluster discovered it."""
+
+    cluster_id: str
+    cluster_name: str
+    target_ips: tuple[str, ...]
+    keyspaces: tuple[str, ...]
+    data_dir: str
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True)
+class HistoryKey:
+    """Identifies one node's row of one backup or restore request."""
+
+    cluster_id: str
+    target_ip: str
+    snapshot_id: str
+    created_at: int
+
+
+@dataclass(frozen=True)
+class BackupRecord:
+    """One node's row of one backup request."""
+
+    cluster_id: str
+    target_ip: str
+    snapshot_id: str
+    created_at: int
+    updated_at: int
+    backup_type: BackupType
+    status: OperationStatus
+    reason: str | None = None
+
+    @property
+    def key(self) -> HistoryKey:
+        return HistoryKey(self.cluster_id, self.target_ip, self.snapshot_id, self.created_at)
+
+
+@dataclass(frozen=True)
+class RestoreRecord:
+    """One node's row of one restore request."""
+
+    cluster_id: str
+    target_ip: str
+    snapshot_id: str
+    created_at: int
+    updated_at: int
+    restore_type: RestoreType
+    snapshot_only: bool
+    status: OperationStatus
+    reason: str | None = None
+
+    @property
+    def key(self) -> HistoryKey:
+        return HistoryKey(self.cluster_id, self.target_ip, self.snapshot_id, self.created_at)
+
+
+class MetadataStore(Protocol):
+    """What the servicer and the operations need from the metadata database."""
+
+    def add_cluster(
+        self,
+        *,
+        cluster_id: str,
+        cluster_name: str,
+        target_ips: Sequence[str],
+        keyspaces: Sequence[str],
+        data_dir: str,
+    ) -> ClusterRecord: ...
+
+    def get_cluster(self, cluster_id: str) -> ClusterRecord | None: ...
+
+    def list_clusters(
+        self, cluster_id: str | None = None, limit: int = 0
+    ) -> list[ClusterRecord]: ...
+
+    def insert_backups(
+        self,
+        *,
+        cluster_id: str,
+        target_ips: Sequence[str],
+        snapshot_id: str,
+        backup_type: BackupType,
+        created_at: int | None = None,
+    ) -> list[BackupRecord]: ...
+
+    def update_backup_status(
+        self, key: HistoryKey, status: OperationStatus, reason: str | None = None
+    ) -> BackupRecord: ...
+
+    def get_backup(self, key: HistoryKey) -> BackupRecord | None: ...
+
+    def list_backups(
+        self,
+        cluster_id: str | None = None,
+        target_ip: str | None = None,
+        snapshot_id: str | None = None,
+        limit: int = 0,
+    ) -> list[BackupRecord]: ...
+
+    def insert_restores(
+        self,
+        *,
+        cluster_id: str,
+        target_ips: Sequence[str],
+        snapshot_id: str,
+        restore_type: RestoreType,
+        snapshot_only: bool,
+        created_at: int | None = None,
+    ) -> list[RestoreRecord]: ...
+
+    def update_restore_status(
+        self, key: HistoryKey, status: OperationStatus, reason: str | None = None
+    ) -> RestoreRecord: ...
+
+    def get_restore(self, key: HistoryKey) -> RestoreRecord | None: ...
+
+    def list_restores(
+        self,
+        cluster_id: str | None = None,
+        target_ip: str | None = None,
+        snapshot_id: str | None = None,
+        limit: int = 0,
+    ) -> list[RestoreRecord]: ...
+
+    def fail_unfinished(self, reason: str) -> int: ...
+
+    def fail_unfinished_backups(self, reason: str) -> int: ...
+
+    def fail_unfinished_restores(self, reason: str) -> int: ...
+
+    def dump_sql(self) -> str: ...
+
+    def close(self) -> None: ...
