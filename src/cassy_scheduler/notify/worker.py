@@ -17,8 +17,8 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 
+from cassy_scheduler.backoff import doubling
 from cassy_scheduler.clock import Clock
 from cassy_scheduler.config.targets import CommandChannel, EmailChannel, NotifyTarget
 from cassy_scheduler.notify.journal import DeliveryRecord, JournalError, NoticeJournal
@@ -263,7 +263,7 @@ class _Lane:
                 notice.subject,
             )
             return
-        delay = _backoff(target.retry_backoff, item.attempt)
+        delay = doubling(target.retry_backoff, item.attempt, _MAX_BACKOFF_FACTOR)
         _log.warning(
             "notice delivery failed; retrying job=%s target=%s attempt=%d retry_in_s=%g error=%r",
             notice.job_name,
@@ -273,7 +273,3 @@ class _Lane:
             error,
         )
         self.put(item.delivery, item.attempt + 1, self._worker.now() + delay.total_seconds())
-
-
-def _backoff(base: timedelta, attempt: int) -> timedelta:
-    return base * min(1 << max(attempt - 1, 0), _MAX_BACKOFF_FACTOR)

@@ -18,6 +18,7 @@ from typing import Protocol
 from cassy_scheduler.client import BackupEntry, Cluster
 from cassy_scheduler.config.model import ClusterRef
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
+from cassy_scheduler.records import Failure
 from cassy_scheduler.scheduling import SchedulingError
 
 _log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class BackupHistory(Protocol):
 class ResolveError(SchedulingError):
     """What a job names cannot be found on the server; `hint` says how to fix it."""
 
+    failure = Failure.UNKNOWN_CLUSTER
+
     def __init__(self, message: str, hint: str) -> None:
         super().__init__(f"{message}; {hint}")
         self.message = message
@@ -68,6 +71,8 @@ class UnknownClusterError(ResolveError):
 
 class NoBaseSnapshotError(ResolveError):
     """An incremental has no completed snapshot to extend."""
+
+    failure = Failure.NO_BASE_SNAPSHOT
 
 
 @dataclass(frozen=True)

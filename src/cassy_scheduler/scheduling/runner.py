@@ -11,23 +11,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol, TypeVar
 
-from cassy_scheduler.client import BackupAck, CassyAborted, CassyError
+from cassy_scheduler.backoff import doubling
+from cassy_scheduler.client import BackupAck, CassyError
 from cassy_scheduler.clock import Clock
 from cassy_scheduler.config.model import JobConfig, JobType, WhenNoSnapshot
 from cassy_scheduler.history import HistoryError, RunHistory
 from cassy_scheduler.outcome import (
     BackupOutcome,
-    find_accepted_backup,
-    find_refused_backup,
     newest_backup_ms,
     wait_for_backup,
 )
-from cassy_scheduler.protocol.types import BackupType, NodeStatus, OperationStatus
+from cassy_scheduler.protocol.types import BackupType, NodeStatus
 from cassy_scheduler.records import Failure, Outcome, RunObserver, RunResult, RunStart
 from cassy_scheduler.scheduling.locks import (
     LockBusyError,
@@ -39,33 +38,24 @@ from cassy_scheduler.scheduling.locks import (
 from cassy_scheduler.scheduling.resolve import (
     BackupHistory,
     ClusterDirectory,
-    NoBaseSnapshotError,
     ResolvedCluster,
     ResolveError,
     find_base_snapshot,
     no_base_snapshot,
     resolve_cluster,
 )
+from cassy_scheduler.scheduling.takebackup import Request, TakingClient, with_recorded_rows
+from cassy_scheduler.scheduling.verdict import judge
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _MAX_BACKOFF_FACTOR = 32
 
 
-class BackupService(ClusterDirectory, BackupHistory, Protocol):
+class BackupService(ClusterDirectory, BackupHistory, TakingClient, Protocol):
     """The calls a run makes: CassyClient, or a fake in tests."""
 
     def is_builtin_server(self) -> bool: ...
-
-    def take_backup(
-        self,
-        cluster_id: str,
-        backup_type: BackupType,
-        snapshot_id: str | None = None,
-        target_ips: Iterable[str] = (),
-        *,
-        timeout_s: float | None = None,
-    ) -> BackupAck: ...
 
 
 class _Stopped(Exception):  # noqa: N818 (control flow, never escapes this module)
@@ -329,80 +319,25 @@ class Runner:
         backup_type: BackupType,
         base_id: str | None,
     ) -> BackupAck:
-        """TakeBackup, retried on transient errors without ever starting the backup twice.
-
-        An answer can be lost after the server accepted the request (a deadline passed, the
-        connection dropped). Before a retry, the cluster's rows newer than the newest seen
-        before the first attempt are looked at, and an accepted request is taken as ours.
-        """
+        """TakeBackup, retried on transient errors without ever starting the backup twice
+        (takebackup.py); a refusal names the snapshot the server recorded for it, if any."""
         cluster_id = progress.cluster_id or ""
         mark = self._call(
             progress, "list the cluster's backups", newest_backup_ms, client, cluster_id
         )
         self._note(progress, self._history.note_request, cluster_id, backup_type, base_id, mark)
-        answer_lost = False
-
-        def take() -> BackupAck:
-            nonlocal answer_lost
-            try:
-                return client.take_backup(cluster_id, backup_type, base_id)
-            except CassyError as exc:
-                # ABORTED after a lost answer: the nodes may be busy with that very request.
-                if not (exc.is_transient or (answer_lost and isinstance(exc, CassyAborted))):
-                    raise
-                answer_lost = True
-                accepted = find_accepted_backup(
-                    client, cluster_id, backup_type, base_id, mark, progress.cluster_nodes
-                )
-                if accepted is None:
-                    raise
-                _log.warning(
-                    "backup accepted although its answer was lost job=%s run_id=%d "
-                    "snapshot_id=%s code=%s",
-                    progress.job.name,
-                    progress.run_id,
-                    accepted.snapshot_id,
-                    exc.code.name,
-                )
-                return accepted
-
+        label = f"job={progress.job.name} run_id={progress.run_id}"
+        request = Request(cluster_id, backup_type, base_id, mark, progress.cluster_nodes, label)
         try:
-            return self._call(progress, "start the backup", take)
+            return self._call(progress, "start the backup", request.taker(client))
         except _RunFailed as failed:
-            raise self._refused(client, progress, failed, (backup_type, base_id, mark)) from None
-
-    def _refused(
-        self,
-        client: BackupService,
-        progress: _Progress,
-        failed: _RunFailed,
-        request: tuple[BackupType, str | None, int],
-    ) -> _RunFailed:
-        """The refusal, with the snapshot id and node statuses of the rows the server
-        recorded for it, when it recorded any (its error reply may carry none)."""
-        backup_type, base_id, mark = request
-        cluster_id = progress.cluster_id or ""
-        try:
-            found = find_refused_backup(
-                client, cluster_id, backup_type, base_id, mark, progress.cluster_nodes
-            )
-        except CassyError as exc:
-            _log.info("refused backup not looked up job=%s error=%r", progress.job.name, str(exc))
-            return failed
-        if found is None:
-            return failed
-        progress.snapshot_id = found.ack.snapshot_id
-        progress.nodes = tuple(NodeStatus(n.target_ip, n.status, n.reason) for n in found.nodes)
-        causes = "; ".join(f"{n.target_ip}: {n.reason}" for n in found.nodes if n.reason)
-        recorded = f"the server recorded it as snapshot {found.ack.snapshot_id}, every node FAILED"
-        _log.warning(
-            "refused backup found in the server's history job=%s run_id=%d snapshot_id=%s",
-            progress.job.name,
-            progress.run_id,
-            found.ack.snapshot_id,
-        )
-        message = f"{failed.message} ({recorded}{': ' + causes if causes else ''})"
-        return _RunFailed(failed.outcome, failed.failure, message)
+            found = request.refused_rows(client)
+            if found is None:
+                raise
+            progress.snapshot_id = found.ack.snapshot_id
+            progress.nodes = found.nodes
+            message = with_recorded_rows(failed.message, found)
+            raise _RunFailed(failed.outcome, failed.failure, message) from None
 
     def _settle(
         self, client: BackupService, progress: _Progress, done: BackupOutcome, deadline: float
@@ -429,37 +364,11 @@ class Runner:
     def _judge(
         self, client: BackupService, progress: _Progress, done: BackupOutcome
     ) -> tuple[Outcome, Failure | None, str | None]:
-        progress.nodes = tuple(
-            NodeStatus(n.target_ip, n.status, n.reason or _reason(n.status, done))
-            for n in done.nodes
+        verdict = judge(
+            done, progress.job.wait_timeout, self._clock.now(), client.is_builtin_server
         )
-        if done.succeeded:
-            return Outcome.SUCCEEDED, None, None
-        failed = done.failed_nodes
-        if failed:
-            causes = [f"{n.target_ip}: {n.reason}" for n in done.nodes if n.reason]
-            where = "; ".join(causes) if causes else "see the server's log for each node's cause"
-            return (
-                Outcome.FAILED,
-                Failure.NODES_FAILED,
-                f"the backup failed on node(s) {', '.join(failed)} (snapshot "
-                f"{done.ack.snapshot_id}); {where}",
-            )
-        pending = ", ".join(done.pending_nodes) or "every node"
-        wait = progress.job.wait_timeout
-        detail = f"; the last poll failed: {done.last_error}" if done.last_error else ""
-        since = done.ack.created_at
-        started = (
-            f"its rows have been {_pending_status(done)} for "
-            f"{_span(self._clock.now() - since)} (since {since:%Y-%m-%d %H:%M:%S} UTC, "
-            "the server's clock)"
-        )
-        return (
-            Outcome.TIMED_OUT,
-            Failure.TIMED_OUT,
-            f"no outcome within wait_timeout {wait} from {pending} (snapshot "
-            f"{done.ack.snapshot_id}){detail}: {started}; {_what_next(client, done)}",
-        )
+        progress.nodes = verdict.nodes
+        return verdict.outcome, verdict.failure, verdict.error
 
     # -- retries --
 
@@ -472,7 +381,7 @@ class Runner:
             try:
                 return call(*args)
             except ResolveError as exc:
-                raise _RunFailed(Outcome.FAILED, _resolve_failure(exc), str(exc)) from None
+                raise _RunFailed(Outcome.FAILED, exc.failure, str(exc)) from None
             except CassyError as exc:
                 if not exc.is_transient:
                     raise _RunFailed(
@@ -484,7 +393,7 @@ class Runner:
                         Failure.UNREACHABLE,
                         f"could not {what} after {progress.attempts} attempt(s): {exc}",
                     ) from None
-                delay = _backoff(job.retry_backoff, progress.attempts)
+                delay = doubling(job.retry_backoff, progress.attempts, _MAX_BACKOFF_FACTOR)
                 _log.warning(
                     "transient error; retrying job=%s run_id=%d step=%r attempt=%d "
                     "retry_in_s=%g code=%s",
@@ -576,59 +485,6 @@ class Runner:
     def _tell_finished(self, result: RunResult) -> None:
         for observer in self._observers:
             _safely(observer.run_finished, result)
-
-
-def _pending_status(done: BackupOutcome) -> str:
-    statuses = sorted({n.status.name for n in done.nodes if not n.status.is_final})
-    return "/".join(statuses) or "unfinished"
-
-
-def _span(span: timedelta) -> str:
-    """'2h 5m', '7m 30s' or '45s': how long, to the second, for people."""
-    seconds = max(int(span.total_seconds()), 0)
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m {seconds}s" if minutes else f"{seconds}s"
-
-
-def _what_next(client: BackupService, done: BackupOutcome) -> str:
-    """What is known about whether the server will still end those rows."""
-    follow = f"`cassy-scheduler backups {done.ack.cluster_id}` shows them"
-    try:
-        builtin = client.is_builtin_server()
-    except Exception:  # asking must not change how the run is recorded
-        builtin = False
-    if builtin:
-        return (
-            "the built-in server ends every row COMPLETED or FAILED (a stop or restart fails "
-            f"what it leaves), so it may still finish: {follow}; or raise wait_timeout"
-        )
-    return (
-        "Scalar's Cassy does not fail such rows by itself (a lost SSH connection to a node "
-        "leaves them STARTED for ever): check those nodes and Cassy's log; "
-        f"{follow}; or raise wait_timeout"
-    )
-
-
-def _reason(status: OperationStatus, done: BackupOutcome) -> str | None:
-    if status.is_final:
-        return None
-    if done.timed_out:
-        return "still unfinished"
-    return "unfinished when the run ended; the server may still complete it"
-
-
-def _backoff(base: timedelta, attempt: int) -> timedelta:
-    """base, then twice, four times ... as attempts go on, capped at 32 times base."""
-    return base * min(1 << max(attempt - 1, 0), _MAX_BACKOFF_FACTOR)
-
-
-def _resolve_failure(exc: ResolveError) -> Failure:
-    if isinstance(exc, NoBaseSnapshotError):
-        return Failure.NO_BASE_SNAPSHOT
-    return Failure.UNKNOWN_CLUSTER
 
 
 def _safely(callback: Callable[[_T], None], value: _T) -> None:
