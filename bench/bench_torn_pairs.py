@@ -57,7 +57,7 @@ def _server_toml(work: Path, cluster: LocalCluster, apps: list[str]) -> Path:
         f'[server]\nhost = "127.0.0.1"\nport = 0\n\n[metadata]\npath = "metadata.db"\n\n'
         f'[storage]\nuri = "{(work / "storage").as_uri()}"\n\n'
         f'[nodes]\nnodetool = ["{NODETOOL}"]\n\n'
-        f"[applications]\ninstances = [{instances}]\npause_timeout_seconds = 30\n{hosts}"
+        f'[applications]\ninstances = [{instances}]\npause_timeout = "30s"\n{hosts}'
     )
     return path
 

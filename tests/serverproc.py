@@ -44,7 +44,7 @@ def server_toml(
         f"""[server]
 host = "127.0.0.1"
 port = 0
-shutdown_grace_seconds = 5
+shutdown_grace = "5s"
 
 [metadata]
 path = "metadata.db"
@@ -54,7 +54,7 @@ uri = "{(work / "storage").as_uri()}"
 
 [nodes]
 nodetool = ["{nodetool}"]
-nodetool_timeout_seconds = 300
+nodetool_timeout = "5m"
 {extra}{hosts}"""
     )
     return path

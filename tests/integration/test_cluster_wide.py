@@ -121,7 +121,7 @@ def srv_server(
     server = _server(
         tmp_path_factory,
         cluster3,
-        f'srv_name = "{SRV_NAME}"\ndns_server = "{dns.address}"\npause_timeout_seconds = 30',
+        f'srv_name = "{SRV_NAME}"\ndns_server = "{dns.address}"\npause_timeout = "30s"',
     )
     try:
         yield server
@@ -312,7 +312,7 @@ def test_failed_pause_fails_the_backup_unpauses_all_and_snapshots_nothing(
     server = _server(
         tmp_path_factory,
         cluster3,
-        f'instances = ["{APP1}", "{faulty_listen}"]\npause_timeout_seconds = 3',
+        f'instances = ["{APP1}", "{faulty_listen}"]\npause_timeout = "3s"',
     )
     try:
         healthy = apps[0]
@@ -364,7 +364,7 @@ def test_server_stopping_mid_window_unpauses_every_instance(
     server = _server(
         tmp_path_factory,
         cluster3,
-        f'instances = ["{APP1}", "{APP2}"]\npause_timeout_seconds = 30',
+        f'instances = ["{APP1}", "{APP2}"]\npause_timeout = "30s"',
         nodetool=script,
     )
     try:

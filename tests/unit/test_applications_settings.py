@@ -27,7 +27,7 @@ def test_srv_record_with_a_dns_server(tmp_path: Path) -> None:
     config = load(
         tmp_path,
         '[applications]\nsrv_name = "_admin._tcp.app.test"\ndns_server = "127.0.0.1:5353"\n'
-        "pause_timeout_seconds = 3\n",
+        'pause_timeout = "3s"\n',
     )
     assert config is not None
     assert config.srv_name == "_admin._tcp.app.test"
@@ -64,7 +64,7 @@ def test_static_list(tmp_path: Path) -> None:
         (
             '[applications]\ninstances = ["127.0.0.1:1"]\npause_timeout = 3\n',
             "applications.pause_timeout",
-            "unknown key",
+            "must be a quoted string",
         ),
     ],
 )

@@ -52,12 +52,11 @@ def test_password_from_the_environment(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv(VARIABLE, "s3cret")
     cql = load(
         tmp_path,
-        f'[cassandra]\nusername = "backup"\npassword_env = "{VARIABLE}"\n'
-        "connect_timeout_seconds = 4.5\n",
+        f'[cassandra]\nusername = "backup"\npassword_env = "{VARIABLE}"\nconnect_timeout = "5s"\n',
     )
     assert isinstance(cql.auth_provider, PlainTextAuthProvider)
     assert (cql.auth_provider.username, cql.auth_provider.password) == ("backup", "s3cret")
-    assert cql.connect_timeout_s == 4.5
+    assert cql.connect_timeout_s == 5.0
     assert cql.ssl_context is None
     assert "s3cret" not in repr(cql)
 
@@ -106,7 +105,8 @@ def test_a_missing_variable_is_refused_with_its_line(
         ),
         ('ca_file = "missing-ca.pem"\n', "cassandra.ca_file", "not a readable file", "PEM"),
         ('cert_file = "c.pem"\nkey_file = "k.pem"\n', "cassandra.cert_file", "needs TLS", "ca_"),
-        ("connect_timeout_seconds = 0\n", "cassandra.connect_timeout_seconds", "greater", ""),
+        ('connect_timeout = "0s"\n', "cassandra.connect_timeout", "longer than zero", '"30s"'),
+        ("connect_timeout_seconds = 0\n", "cassandra.connect_timeout_seconds", "longer than", ""),
         ('usernme = "backup"\n', "cassandra.usernme", "unknown key", 'did you mean "username"'),
     ],
 )

@@ -25,7 +25,7 @@ def server_config(work: Path, cluster: LocalCluster, port: int, app: str | None 
         applications = f"""
 [applications]
 instances = ["{app}"]       # the example pausable application (examples/pausable_app)
-pause_timeout_seconds = 30
+pause_timeout = "30s"
 """
     path = work / "server.toml"
     path.write_text(
@@ -33,7 +33,7 @@ pause_timeout_seconds = 30
 [server]
 host = "127.0.0.1"
 port = {port}
-shutdown_grace_seconds = 10
+shutdown_grace = "10s"
 
 [metadata]
 path = "server-metadata.db"

@@ -22,27 +22,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from cassy_scheduler.config.model import DEFAULT_ADDRESS
-from cassy_scheduler.configfile.durations import DurationError, parse_duration
+from cassy_scheduler.configfile.durations import Duration
 from cassy_scheduler.timetable import Schedule, ScheduleError, load_timezone
-
-
-def _duration(value: object) -> object:
-    if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str):
-        raise PydanticCustomError(
-            "duration_type",
-            "a duration must be a quoted string, got {given}",
-            {"given": repr(value), "hint": 'write e.g. "30s", "5m" or "2h"'},
-        )
-    try:
-        return parse_duration(value)
-    except DurationError as exc:
-        raise PydanticCustomError("duration", str(exc), {"hint": exc.hint}) from None
-
-
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
-
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

@@ -154,6 +154,15 @@ def start_server(settings: ServerSettings) -> RunningServer:
             "127.0.0.1, or configure [server.tls] (with client_ca_file for client certificates)",
             settings.host,
         )
+    for note in settings.deprecations:
+        log.warning(
+            "server config %s:%s: %s %s; %s",
+            note.file,
+            note.line,
+            note.field,
+            note.message,
+            note.hint,
+        )
     return RunningServer(
         server,
         port,

@@ -136,7 +136,7 @@ class Pauser:
             for future, item in futures.items():
                 if future not in done:
                     item.error = f"Pause on {item.instance} got no answer within " + (
-                        f"{self._pause_timeout_s:g}s (pause_timeout_seconds)"
+                        f"{self._pause_timeout_s:g}s ([applications] pause_timeout)"
                     )
                 elif future.exception() is not None:
                     item.error = _describe(future)
