@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
-from cassy_scheduler.server.metadata import SCHEMA_VERSION, SqliteMetadataStore
+from cassy_scheduler.server.metadata import SqliteMetadataStore
 from cassy_scheduler.server.rows import (
     DuplicateRecordError,
     HistoryKey,
@@ -18,6 +18,7 @@ from cassy_scheduler.server.rows import (
     MetadataStore,
     RecordNotFoundError,
 )
+from cassy_scheduler.server.sqltables import SCHEMA_VERSION
 
 NODES = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
 

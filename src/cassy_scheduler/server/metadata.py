@@ -13,9 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
 
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
 from cassy_scheduler.server.rows import (
@@ -23,13 +21,23 @@ from cassy_scheduler.server.rows import (
     ClusterRecord,
     DuplicateRecordError,
     HistoryKey,
-    InvalidQueryError,
     MetadataError,
     RecordNotFoundError,
     RestoreRecord,
 )
-
-SCHEMA_VERSION = 1
+from cassy_scheduler.server.sqltables import (
+    BACKUPS,
+    KEY_MATCH,
+    RESTORES,
+    SCHEMA,
+    SCHEMA_VERSION,
+    HistoryTable,
+    RecordT,
+    cluster_record,
+    history_filter,
+    key_values,
+    sql_limit,
+)
 
 NowMs = Callable[[], int]
 """Milliseconds since the epoch, the unit of every timestamp Cassy carries."""
@@ -40,60 +48,6 @@ _UNFINISHED = (int(OperationStatus.INITIALIZED), int(OperationStatus.STARTED))
 def system_clock_ms() -> int:
     """The wall clock in milliseconds since the epoch."""
     return time.time_ns() // 1_000_000
-
-
-_SCHEMA = """
-CREATE TABLE schema_version (version INTEGER NOT NULL);
-CREATE TABLE cluster_info (
-    cluster_id TEXT PRIMARY KEY,
-    cluster_name TEXT NOT NULL,
-    target_ips TEXT NOT NULL,
-    keyspaces TEXT NOT NULL,
-    data_dir TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE INDEX cluster_info_by_created_at ON cluster_info (created_at);
-CREATE TABLE backup_history (
-    cluster_id TEXT NOT NULL,
-    target_ip TEXT NOT NULL,
-    snapshot_id TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    backup_type INTEGER NOT NULL,
-    status INTEGER NOT NULL,
-    reason TEXT,
-    PRIMARY KEY (cluster_id, target_ip, snapshot_id, created_at)
-);
-CREATE INDEX backup_history_by_snapshot ON backup_history (snapshot_id, created_at);
-CREATE INDEX backup_history_by_cluster ON backup_history (cluster_id, created_at);
-CREATE INDEX backup_history_by_status ON backup_history (status);
-CREATE TABLE restore_history (
-    cluster_id TEXT NOT NULL,
-    target_ip TEXT NOT NULL,
-    snapshot_id TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    restore_type INTEGER NOT NULL,
-    snapshot_only INTEGER NOT NULL,
-    status INTEGER NOT NULL,
-    reason TEXT,
-    PRIMARY KEY (cluster_id, target_ip, snapshot_id, created_at)
-);
-CREATE INDEX restore_history_by_snapshot ON restore_history (snapshot_id, created_at);
-CREATE INDEX restore_history_by_cluster ON restore_history (cluster_id, created_at);
-CREATE INDEX restore_history_by_status ON restore_history (status);
-"""
-
-_BACKUP_COLUMNS = (
-    "cluster_id, target_ip, snapshot_id, created_at, updated_at, backup_type, status, reason"
-)
-_RESTORE_COLUMNS = (
-    "cluster_id, target_ip, snapshot_id, created_at, updated_at, restore_type, snapshot_only, "
-    "status, reason"
-)
-_RecordT = TypeVar("_RecordT", bound="BackupRecord | RestoreRecord")
-_KEY_MATCH = "cluster_id = ? AND target_ip = ? AND snapshot_id = ? AND created_at = ?"
 
 
 class SqliteMetadataStore:
@@ -189,8 +143,8 @@ class SqliteMetadataStore:
             query += " WHERE cluster_id = ?"
             parameters = (cluster_id,)
         query += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
-        rows = self._select(query, (*parameters, _sql_limit(limit)))
-        return [_cluster_record(row) for row in rows]
+        rows = self._select(query, (*parameters, sql_limit(limit)))
+        return [cluster_record(row) for row in rows]
 
     # backups
 
@@ -217,17 +171,17 @@ class SqliteMetadataStore:
             )
             for ip in target_ips
         ]
-        self._insert(_BACKUPS, records)
+        self._insert(BACKUPS, records)
         return records
 
     def update_backup_status(
         self, key: HistoryKey, status: OperationStatus, reason: str | None = None
     ) -> BackupRecord:
         """Set a row's status and reason (None clears it); `updated_at` becomes now."""
-        return self._set_status(_BACKUPS, key, status, reason)
+        return self._set_status(BACKUPS, key, status, reason)
 
     def get_backup(self, key: HistoryKey) -> BackupRecord | None:
-        return self._get(_BACKUPS, key)
+        return self._get(BACKUPS, key)
 
     def list_backups(
         self,
@@ -237,7 +191,7 @@ class SqliteMetadataStore:
         limit: int = 0,
     ) -> list[BackupRecord]:
         """Cassy's ListBackups: node, else snapshot, else cluster; newest first."""
-        return self._list(_BACKUPS, cluster_id, target_ip, snapshot_id, limit)
+        return self._list(BACKUPS, cluster_id, target_ip, snapshot_id, limit)
 
     # restores
 
@@ -266,17 +220,17 @@ class SqliteMetadataStore:
             )
             for ip in target_ips
         ]
-        self._insert(_RESTORES, records)
+        self._insert(RESTORES, records)
         return records
 
     def update_restore_status(
         self, key: HistoryKey, status: OperationStatus, reason: str | None = None
     ) -> RestoreRecord:
         """Set a row's status and reason (None clears it); `updated_at` becomes now."""
-        return self._set_status(_RESTORES, key, status, reason)
+        return self._set_status(RESTORES, key, status, reason)
 
     def get_restore(self, key: HistoryKey) -> RestoreRecord | None:
-        return self._get(_RESTORES, key)
+        return self._get(RESTORES, key)
 
     def list_restores(
         self,
@@ -286,7 +240,7 @@ class SqliteMetadataStore:
         limit: int = 0,
     ) -> list[RestoreRecord]:
         """Cassy's ListRestoreStatuses: node, else snapshot, else cluster; newest first."""
-        return self._list(_RESTORES, cluster_id, target_ip, snapshot_id, limit)
+        return self._list(RESTORES, cluster_id, target_ip, snapshot_id, limit)
 
     # maintenance
 
@@ -296,13 +250,13 @@ class SqliteMetadataStore:
         Work does not survive a restart, so such rows would otherwise stay in progress and
         leave pollers waiting forever. Returns how many rows changed.
         """
-        return self._fail_unfinished(reason, (_BACKUPS.name, _RESTORES.name))
+        return self._fail_unfinished(reason, (BACKUPS.name, RESTORES.name))
 
     def fail_unfinished_backups(self, reason: str) -> int:
-        return self._fail_unfinished(reason, (_BACKUPS.name,))
+        return self._fail_unfinished(reason, (BACKUPS.name,))
 
     def fail_unfinished_restores(self, reason: str) -> int:
-        return self._fail_unfinished(reason, (_RESTORES.name,))
+        return self._fail_unfinished(reason, (RESTORES.name,))
 
     def _fail_unfinished(self, reason: str, tables: Sequence[str]) -> int:
         now = self._clock()
@@ -353,7 +307,7 @@ class SqliteMetadataStore:
                 raise MetadataError(f"metadata database {self._path!r}: {exc}") from exc
         return rows
 
-    def _insert(self, table: _HistoryTable[_RecordT], records: Sequence[_RecordT]) -> None:
+    def _insert(self, table: HistoryTable[RecordT], records: Sequence[RecordT]) -> None:
         if not records:
             return
         rows = [table.to_row(record) for record in records]
@@ -371,16 +325,15 @@ class SqliteMetadataStore:
 
     def _set_status(
         self,
-        table: _HistoryTable[_RecordT],
+        table: HistoryTable[RecordT],
         key: HistoryKey,
         status: OperationStatus,
         reason: str | None,
-    ) -> _RecordT:
+    ) -> RecordT:
         with self._transaction() as connection:
             cursor = connection.execute(
-                f"UPDATE {table.name} SET status = ?, reason = ?, updated_at = ? "
-                f"WHERE {_KEY_MATCH}",
-                (int(status), reason, self._clock(), *_key_values(key)),
+                f"UPDATE {table.name} SET status = ?, reason = ?, updated_at = ? WHERE {KEY_MATCH}",
+                (int(status), reason, self._clock(), *key_values(key)),
             )
             if cursor.rowcount != 1:
                 raise RecordNotFoundError(
@@ -393,25 +346,25 @@ class SqliteMetadataStore:
             raise RecordNotFoundError(f"{table.name} row {key} disappeared while being updated")
         return record
 
-    def _get(self, table: _HistoryTable[_RecordT], key: HistoryKey) -> _RecordT | None:
+    def _get(self, table: HistoryTable[RecordT], key: HistoryKey) -> RecordT | None:
         rows = self._select(
-            f"SELECT {table.columns} FROM {table.name} WHERE {_KEY_MATCH}", _key_values(key)
+            f"SELECT {table.columns} FROM {table.name} WHERE {KEY_MATCH}", key_values(key)
         )
         return table.to_record(rows[0]) if rows else None
 
     def _list(
         self,
-        table: _HistoryTable[_RecordT],
+        table: HistoryTable[RecordT],
         cluster_id: str | None,
         target_ip: str | None,
         snapshot_id: str | None,
         limit: int,
-    ) -> list[_RecordT]:
-        where, parameters = _history_filter(cluster_id, target_ip, snapshot_id, table.what)
+    ) -> list[RecordT]:
+        where, parameters = history_filter(cluster_id, target_ip, snapshot_id, table.what)
         rows = self._select(
             f"SELECT {table.columns} FROM {table.name} WHERE {where} "
             "ORDER BY created_at DESC, target_ip ASC LIMIT ?",
-            (*parameters, _sql_limit(limit)),
+            (*parameters, sql_limit(limit)),
         )
         return [table.to_record(row) for row in rows]
 
@@ -430,7 +383,7 @@ class SqliteMetadataStore:
                         "table: point the server at a new file or at its own metadata database"
                     )
                 with self._transaction() as connection:
-                    for statement in _SCHEMA.split(";"):
+                    for statement in SCHEMA.split(";"):
                         if statement.strip():
                             connection.execute(statement)
                     connection.execute(
@@ -444,124 +397,3 @@ class SqliteMetadataStore:
                     f"metadata database {self._path!r} has schema version {version}, this "
                     f"server knows only {SCHEMA_VERSION}: use the matching cassy-scheduler"
                 )
-
-
-def _sql_limit(limit: int) -> int:
-    # As in Cassy: 0 (and any negative) means no limit, which SQLite spells -1.
-    return limit if limit > 0 else -1
-
-
-def _key_values(key: HistoryKey) -> tuple[str, str, str, int]:
-    return (key.cluster_id, key.target_ip, key.snapshot_id, key.created_at)
-
-
-def _history_filter(
-    cluster_id: str | None, target_ip: str | None, snapshot_id: str | None, what: str
-) -> tuple[str, tuple[object, ...]]:
-    """Cassy's precedence: cluster and node; else snapshot; else cluster; else an error."""
-    if cluster_id and target_ip:
-        return "cluster_id = ? AND target_ip = ?", (cluster_id, target_ip)
-    if snapshot_id:
-        return "snapshot_id = ?", (snapshot_id,)
-    if cluster_id:
-        return "cluster_id = ?", (cluster_id,)
-    raise InvalidQueryError(
-        f"listing {what} needs cluster_id with target_ip, or snapshot_id, or cluster_id: "
-        "give at least one of them"
-    )
-
-
-def _cluster_record(row: tuple[object, ...]) -> ClusterRecord:
-    cluster_id, cluster_name, target_ips, keyspaces, data_dir, created_at, updated_at = row
-    return ClusterRecord(
-        cluster_id=str(cluster_id),
-        cluster_name=str(cluster_name),
-        target_ips=tuple(json.loads(str(target_ips))),
-        keyspaces=tuple(json.loads(str(keyspaces))),
-        data_dir=str(data_dir),
-        created_at=_integer(created_at),
-        updated_at=_integer(updated_at),
-    )
-
-
-def _backup_record(row: tuple[object, ...]) -> BackupRecord:
-    cluster_id, target_ip, snapshot_id, created_at, updated_at, kind, status, reason = row
-    return BackupRecord(
-        cluster_id=str(cluster_id),
-        target_ip=str(target_ip),
-        snapshot_id=str(snapshot_id),
-        created_at=_integer(created_at),
-        updated_at=_integer(updated_at),
-        backup_type=BackupType(_integer(kind)),
-        status=OperationStatus(_integer(status)),
-        reason=None if reason is None else str(reason),
-    )
-
-
-def _restore_record(row: tuple[object, ...]) -> RestoreRecord:
-    (
-        cluster_id,
-        target_ip,
-        snapshot_id,
-        created_at,
-        updated_at,
-        kind,
-        snapshot_only,
-        status,
-        reason,
-    ) = row
-    return RestoreRecord(
-        cluster_id=str(cluster_id),
-        target_ip=str(target_ip),
-        snapshot_id=str(snapshot_id),
-        created_at=_integer(created_at),
-        updated_at=_integer(updated_at),
-        restore_type=RestoreType(_integer(kind)),
-        snapshot_only=bool(snapshot_only),
-        status=OperationStatus(_integer(status)),
-        reason=None if reason is None else str(reason),
-    )
-
-
-def _integer(value: object) -> int:
-    if not isinstance(value, int):
-        raise MetadataError(f"metadata database holds {value!r} where an integer belongs")
-    return value
-
-
-def _backup_row(record: BackupRecord) -> tuple[object, ...]:
-    return (
-        *_key_values(record.key),
-        record.updated_at,
-        int(record.backup_type),
-        int(record.status),
-        record.reason,
-    )
-
-
-def _restore_row(record: RestoreRecord) -> tuple[object, ...]:
-    return (
-        *_key_values(record.key),
-        record.updated_at,
-        int(record.restore_type),
-        int(record.snapshot_only),
-        int(record.status),
-        record.reason,
-    )
-
-
-@dataclass(frozen=True)
-class _HistoryTable(Generic[_RecordT]):
-    """A history table (backups or restores): its columns and how rows and records convert."""
-
-    name: str
-    what: str
-    columns: str
-    to_record: Callable[[tuple[object, ...]], _RecordT]
-    to_row: Callable[[_RecordT], tuple[object, ...]]
-
-
-_BACKUPS = _HistoryTable("backup_history", "backups", _BACKUP_COLUMNS, _backup_record, _backup_row)
-_RESTORES = _HistoryTable(
-    "restore_history", "restores", _RESTORE_COLUMNS, _restore_record, _restore_row
-)
