@@ -21,8 +21,9 @@ from pathlib import Path
 
 from bench.bench_upload import KEYSPACE, _drop_caches_hint, _fill, _timed
 from cassy_scheduler.node.datadir import snapshot_files
+from cassy_scheduler.node.manifest import BackupIdentity, find_manifests
 from cassy_scheduler.node.placement import NodeDirectories, plan_restore, restore_files
-from cassy_scheduler.node.transfer import BackupIdentity, LocalFile, find_manifests, upload_files
+from cassy_scheduler.node.transfer import LocalFile, upload_files
 from cassy_scheduler.protocol.types import BackupType
 from cassy_scheduler.storage import FilesystemStorage
 from cassy_scheduler.storage.layout import node_backup_prefix

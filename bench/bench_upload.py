@@ -22,7 +22,8 @@ from pathlib import Path
 from cassandra.cluster import Cluster
 
 from cassy_scheduler.node.datadir import backup_files, snapshot_files
-from cassy_scheduler.node.transfer import BackupIdentity, LocalFile, UploadResult, upload_files
+from cassy_scheduler.node.manifest import BackupIdentity
+from cassy_scheduler.node.transfer import LocalFile, UploadResult, upload_files
 from cassy_scheduler.protocol.types import BackupType
 from cassy_scheduler.storage import open_storage
 from tools.localcluster import LocalCluster

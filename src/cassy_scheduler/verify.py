@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from cassy_scheduler.node.manifest import Manifest, ManifestEntry, ManifestError, find_manifests
 from cassy_scheduler.node.placement import RestorePlanError, plan_restore, target_path
 from cassy_scheduler.node.sstables import (
     DATA,
@@ -38,7 +39,6 @@ from cassy_scheduler.node.sstables import (
     parse_toc,
     snapshot_data_files,
 )
-from cassy_scheduler.node.transfer import Manifest, ManifestEntry, ManifestError, find_manifests
 from cassy_scheduler.protocol.types import BackupType
 from cassy_scheduler.storage import Storage, StorageError
 from cassy_scheduler.storage.layout import (

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cassy_scheduler.node.manifest import BackupIdentity, Manifest, ManifestEntry
 from cassy_scheduler.node.placement import (
     STAGING_PREFIX,
     DirectoriesNotEmptyError,
@@ -21,7 +22,6 @@ from cassy_scheduler.node.placement import (
     restore_files,
     target_path,
 )
-from cassy_scheduler.node.transfer import BackupIdentity, Manifest, ManifestEntry
 from cassy_scheduler.protocol.types import BackupType
 from cassy_scheduler.storage import FilesystemStorage
 from cassy_scheduler.storage.layout import node_backup_prefix

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from cassy_scheduler.node.executor import NodeEndpoint, NodetoolError
+from cassy_scheduler.node.manifest import BackupIdentity
 from cassy_scheduler.node.placement import NodeDirectories
-from cassy_scheduler.node.transfer import BackupIdentity, LocalFile, upload_files
+from cassy_scheduler.node.transfer import LocalFile, upload_files
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
 from cassy_scheduler.server.errors import NodesNotRestorableError
 from cassy_scheduler.server.metadata import SqliteMetadataStore

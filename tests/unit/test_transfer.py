@@ -13,17 +13,19 @@ from pathlib import Path
 import pytest
 
 from cassy_scheduler.node import transfer
-from cassy_scheduler.node.transfer import (
+from cassy_scheduler.node.manifest import (
     BackupIdentity,
-    LocalFile,
     Manifest,
     ManifestEntry,
     ManifestError,
+    find_manifests,
+    read_manifest,
+)
+from cassy_scheduler.node.transfer import (
+    LocalFile,
     SourceFileMissingError,
     TransferError,
     UploadCancelledError,
-    find_manifests,
-    read_manifest,
     upload_files,
 )
 from cassy_scheduler.protocol.types import BackupType

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cassy_scheduler.node.transfer import BackupIdentity, LocalFile, upload_files
+from cassy_scheduler.node.manifest import BackupIdentity
+from cassy_scheduler.node.transfer import LocalFile, upload_files
 from cassy_scheduler.protocol.types import BackupType
 from cassy_scheduler.storage import FilesystemStorage
 from cassy_scheduler.storage.layout import node_backup_prefix

@@ -25,9 +25,10 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from cassy_scheduler.durable import fsync_directory
 from cassy_scheduler.node.datadir import BACKUPS_DIR, SNAPSHOTS_DIR
 from cassy_scheduler.node.executor import NodeError
-from cassy_scheduler.node.transfer import Manifest
+from cassy_scheduler.node.manifest import Manifest
 from cassy_scheduler.protocol.types import BackupType
 from cassy_scheduler.storage import ObjectNotFoundError, Storage, StorageError
 
@@ -416,18 +417,5 @@ def move_into_place(staging: Path, data_dir: Path) -> tuple[str, ...]:
             f"moving keyspace {keyspace} into {data_dir} failed ({exc.strerror}): "
             "the data directory was left empty; check its permissions and restore again"
         ) from exc
-    _fsync_directory(data_dir)
+    fsync_directory(data_dir)
     return tuple(keyspaces)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the renames survive power loss; a filesystem that refuses is harmless here.
-    try:
-        descriptor = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        with suppress(OSError):
-            os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

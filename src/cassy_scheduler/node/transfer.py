@@ -1,37 +1,33 @@
-"""Uploading one node's backup files to storage, and the manifest that proves it finished.
+"""Uploading one node's backup files to storage, writing the manifest (node/manifest.py) last.
 
 An upload sends each file under the node's prefix, skipping files already stored with the
 same size and SHA-256, and writes the manifest last: a manifest in storage means every file
-it lists was stored completely. Restores and verification read manifests, not listings.
+it lists was stored completely.
 
-Each manifest entry also records the local file's identity when it was read (mtime in ns,
-inode, device). A later upload under the same prefix trusts an earlier entry's SHA-256 for a
-file whose identity and size are unchanged and whose stored object still has that size, and
-reads neither copy: SSTables are immutable and `backups/` entries are hard links, so the
-incremental files re-sent every hour are not hashed again. Older manifests without identity
-fields are read as before; their files are hashed once more and get identity from then on.
+A later upload under the same prefix trusts an earlier manifest entry's SHA-256 for a file
+whose identity (mtime in ns, inode, device) and size are unchanged and whose stored object
+still has that size, and reads neither copy: SSTables are immutable and `backups/` entries
+are hard links, so the incremental files re-sent every hour are not hashed again. Entries
+from manifests without identity fields are hashed once more and get identity from then on.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from cassy_scheduler.protocol.types import BackupType
+from cassy_scheduler.node.manifest import BackupIdentity, Manifest, ManifestEntry, find_manifests
 from cassy_scheduler.storage.base import Storage
-from cassy_scheduler.storage.errors import LocalFileNotFoundError, ObjectNotFoundError
+from cassy_scheduler.storage.errors import LocalFileNotFoundError
 from cassy_scheduler.storage.keys import join_key, validate_prefix
-from cassy_scheduler.storage.layout import MANIFEST_DIRECTORY, manifest_key, manifest_prefix
+from cassy_scheduler.storage.layout import MANIFEST_DIRECTORY, manifest_key
 
 _log = logging.getLogger(__name__)
 
-MANIFEST_FORMAT_VERSION = 1
 DEFAULT_WORKERS = 4
 
 
@@ -47,168 +43,12 @@ class UploadCancelledError(TransferError):
     """The caller asked to stop (a server out of shutdown grace); no manifest was written."""
 
 
-class ManifestError(TransferError):
-    """A manifest is missing, unreadable or of a format this version does not know."""
-
-
 @dataclass(frozen=True)
 class LocalFile:
     """A file on the node and the key it gets below the upload prefix."""
 
     path: Path
     relative_key: str
-
-
-@dataclass(frozen=True)
-class BackupIdentity:
-    """Which backup an upload belongs to: the history row's key, seen from one node."""
-
-    cluster_id: str
-    snapshot_id: str
-    node_ip: str
-    backup_type: BackupType
-    created_at_ms: int
-
-
-@dataclass(frozen=True)
-class ManifestEntry:
-    """One stored file: its path below the prefix, its full key, its size and SHA-256.
-
-    `mtime_ns`, `inode` and `device` describe the local file the entry was made from (None in
-    manifests written before they were recorded); only uploads use them, to skip re-hashing.
-    """
-
-    path: str
-    key: str
-    size: int
-    sha256: str
-    mtime_ns: int | None = None
-    inode: int | None = None
-    device: int | None = None
-
-    def to_document(self) -> dict[str, Any]:
-        document: dict[str, Any] = {
-            "path": self.path,
-            "key": self.key,
-            "size": self.size,
-            "sha256": self.sha256,
-        }
-        for name in _IDENTITY_FIELDS:
-            value = getattr(self, name)
-            if value is not None:
-                document[name] = value
-        return document
-
-
-_IDENTITY_FIELDS = ("mtime_ns", "inode", "device")
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """The record of one completed upload of one node's files for one backup."""
-
-    identity: BackupIdentity
-    prefix: str
-    files: tuple[ManifestEntry, ...]
-    format_version: int = MANIFEST_FORMAT_VERSION
-
-    @property
-    def total_size(self) -> int:
-        return sum(entry.size for entry in self.files)
-
-    def to_json(self) -> str:
-        document = {
-            "format_version": self.format_version,
-            "cluster_id": self.identity.cluster_id,
-            "snapshot_id": self.identity.snapshot_id,
-            "node_ip": self.identity.node_ip,
-            "backup_type": int(self.identity.backup_type),
-            "created_at": self.identity.created_at_ms,
-            "prefix": self.prefix,
-            "files": [e.to_document() for e in self.files],
-        }
-        return json.dumps(document, indent=1) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str | bytes, *, source: str = "manifest") -> Manifest:
-        """Parse and check a manifest; `source` names it in error messages."""
-        try:
-            document = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"{source} is not valid JSON ({exc}): it may be corrupt") from exc
-        fields = _Fields(document, source)
-        version = fields.integer("format_version")
-        if version != MANIFEST_FORMAT_VERSION:
-            raise ManifestError(
-                f"{source} has format version {version}, this version reads only "
-                f"{MANIFEST_FORMAT_VERSION}: use a matching cassy-scheduler"
-            )
-        code = fields.integer("backup_type")
-        try:
-            backup_type = BackupType(code)
-        except ValueError as exc:
-            raise ManifestError(f"{source} has unknown backup_type {code}") from exc
-        identity = BackupIdentity(
-            cluster_id=fields.text("cluster_id"),
-            snapshot_id=fields.text("snapshot_id"),
-            node_ip=fields.text("node_ip"),
-            backup_type=backup_type,
-            created_at_ms=fields.integer("created_at"),
-        )
-        raw_files = fields.value("files", list)
-        entries = []
-        for index, raw in enumerate(raw_files):
-            entry = _Fields(raw, f"{source} files[{index}]")
-            entries.append(
-                ManifestEntry(
-                    path=entry.text("path"),
-                    key=entry.text("key"),
-                    size=entry.integer("size"),
-                    sha256=entry.text("sha256"),
-                    mtime_ns=entry.optional_integer("mtime_ns"),
-                    inode=entry.optional_integer("inode"),
-                    device=entry.optional_integer("device"),
-                )
-            )
-        return cls(
-            identity=identity,
-            prefix=fields.text("prefix"),
-            files=tuple(entries),
-            format_version=version,
-        )
-
-
-_KIND_NAMES: dict[type[Any], str] = {str: "a string", int: "an integer", list: "a list"}
-
-
-class _Fields:
-    """Typed reads of a JSON object's members, with errors that name the member."""
-
-    def __init__(self, document: object, source: str) -> None:
-        if not isinstance(document, dict):
-            raise ManifestError(f"{source} must be a JSON object")
-        self._document: dict[str, Any] = document
-        self._source = source
-
-    def value(self, name: str, kind: type[Any]) -> Any:
-        if name not in self._document:
-            raise ManifestError(f"{self._source} lacks {name!r}")
-        found = self._document[name]
-        if not isinstance(found, kind) or (kind is int and isinstance(found, bool)):
-            wanted = _KIND_NAMES.get(kind, kind.__name__)
-            raise ManifestError(f"{self._source}: {name!r} must be {wanted}, got {found!r}")
-        return found
-
-    def text(self, name: str) -> str:
-        result: str = self.value(name, str)
-        return result
-
-    def integer(self, name: str) -> int:
-        result: int = self.value(name, int)
-        return result
-
-    def optional_integer(self, name: str) -> int | None:
-        return self.integer(name) if name in self._document else None
 
 
 @dataclass(frozen=True)
@@ -289,37 +129,6 @@ def upload_files(
         result.bytes_skipped,
     )
     return result
-
-
-def read_manifest(storage: Storage, key: str) -> Manifest:
-    """Load the manifest stored under `key`."""
-    try:
-        data = storage.get_bytes(key)
-    except ObjectNotFoundError as exc:
-        raise ManifestError(
-            f"manifest {key!r} not found in {storage.uri}: the upload never completed "
-            "or the key is wrong"
-        ) from exc
-    return Manifest.from_json(data, source=f"manifest {key!r}")
-
-
-def find_manifests(
-    storage: Storage, prefix: str, *, skip_unreadable: bool = False
-) -> list[Manifest]:
-    """Every completed upload under a node prefix, oldest first.
-
-    Restores and verification need every manifest and fail on a bad one; an upload only
-    looks for hashes it may reuse, so it passes `skip_unreadable` and logs what it skipped.
-    """
-    manifests = []
-    for info in storage.list(manifest_prefix(prefix)):
-        try:
-            manifests.append(read_manifest(storage, info.key))
-        except ManifestError as exc:
-            if not skip_unreadable:
-                raise
-            _log.warning("ignoring unreadable manifest while uploading: %s", exc)
-    return sorted(manifests, key=lambda m: m.identity.created_at_ms)
 
 
 def _known_entries(storage: Storage, prefix: str) -> dict[str, ManifestEntry]:

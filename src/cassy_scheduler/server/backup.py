@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from cassy_scheduler.node.datadir import snapshot_files
-from cassy_scheduler.node.transfer import BackupIdentity
+from cassy_scheduler.node.manifest import BackupIdentity
 from cassy_scheduler.protocol.pause_report import PauseReport
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
 from cassy_scheduler.server.applications import AppInstance, ApplicationsError

@@ -23,7 +23,8 @@ from cassy_scheduler.node.datadir import (
 )
 from cassy_scheduler.node.discovery import live_keyspaces, node_data_dir
 from cassy_scheduler.node.executor import DiscoveryError
-from cassy_scheduler.node.transfer import BackupIdentity, LocalFile, upload_files
+from cassy_scheduler.node.manifest import BackupIdentity
+from cassy_scheduler.node.transfer import LocalFile, upload_files
 from cassy_scheduler.server.errors import PreconditionError
 from cassy_scheduler.server.nodejobs import NodeAccess
 from cassy_scheduler.server.rows import ClusterRecord, MetadataStore

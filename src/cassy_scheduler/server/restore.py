@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from cassy_scheduler.node.manifest import find_manifests
 from cassy_scheduler.node.placement import (
     NodeDirectories,
     occupied_directories,
@@ -23,7 +24,6 @@ from cassy_scheduler.node.placement import (
     remove_leftover_staging,
     restore_files,
 )
-from cassy_scheduler.node.transfer import find_manifests
 from cassy_scheduler.protocol.types import BackupType, RestoreType
 from cassy_scheduler.server.errors import NodesNotRestorableError
 from cassy_scheduler.server.nodejobs import NodeAccess, NodeJobs, shut_down

@@ -16,6 +16,7 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import BinaryIO, TypeVar
 
+from cassy_scheduler.durable import fsync_directory
 from cassy_scheduler.storage.base import Leftovers, ObjectInfo, Storage
 from cassy_scheduler.storage.errors import (
     LocalFileNotFoundError,
@@ -205,7 +206,7 @@ class FilesystemStorage(Storage):
                 ) from exc
             raise
         if self._durable:
-            _fsync_directory(target.parent)
+            fsync_directory(target.parent)
         return result
 
 
@@ -213,19 +214,6 @@ def _read_chunks(source: BinaryIO, size: int) -> Iterator[bytes]:
     with source:
         while chunk := source.read(size):
             yield chunk
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself survive power loss; some filesystems refuse, which is harmless.
-    try:
-        descriptor = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        with suppress(OSError):
-            os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _walk(directory: Path, key_root: str, prefix: str) -> Iterator[tuple[str, int]]:
