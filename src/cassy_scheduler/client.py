@@ -11,7 +11,6 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -28,6 +27,7 @@ from cassy_scheduler.protocol.types import (
     OperationStatus,
     RestoreType,
 )
+from cassy_scheduler.tls import TlsConfig
 
 logger = logging.getLogger(__name__)
 
@@ -117,15 +117,6 @@ def _error_class(code: grpc.StatusCode) -> type[CassyError]:
 
 
 # --- values -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TlsConfig:
-    """Files for a TLS channel; without root_ca the system's trusted roots are used."""
-
-    root_ca: Path | None = None
-    client_cert: Path | None = None
-    client_key: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -221,7 +212,7 @@ class CassyClient:
         self._stub = cassy_pb2_grpc.CassyStub(self._channel)
 
     def _credentials(self, tls: TlsConfig) -> Any:
-        if (tls.client_cert is None) != (tls.client_key is None):
+        if (tls.cert_file is None) != (tls.key_file is None):
             raise CassyConfigError(
                 "connect",
                 self.address,
@@ -229,9 +220,9 @@ class CassyClient:
                 "a client certificate and its key must be given together",
             )
         try:
-            root = tls.root_ca.read_bytes() if tls.root_ca else None
-            cert = tls.client_cert.read_bytes() if tls.client_cert else None
-            key = tls.client_key.read_bytes() if tls.client_key else None
+            root = tls.ca_file.read_bytes() if tls.ca_file else None
+            cert = tls.cert_file.read_bytes() if tls.cert_file else None
+            key = tls.key_file.read_bytes() if tls.key_file else None
         except OSError as exc:
             raise CassyConfigError(
                 "connect", self.address, grpc.StatusCode.FAILED_PRECONDITION, str(exc)

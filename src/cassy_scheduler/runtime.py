@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from types import TracebackType
 
 from cassy_scheduler.client import CassyClient
-from cassy_scheduler.client import TlsConfig as ClientTls
 from cassy_scheduler.clock import Clock, SystemClock
 from cassy_scheduler.config.model import SchedulerConfig, ServerConfig
 from cassy_scheduler.metrics import SchedulerMetrics
@@ -35,10 +34,9 @@ _log = logging.getLogger(__name__)
 
 def open_client(server: ServerConfig) -> CassyClient:
     """A client for the configured server; calls time out after call_deadline."""
-    tls = None
-    if server.tls is not None:
-        tls = ClientTls(server.tls.ca_file, server.tls.cert_file, server.tls.key_file)
-    return CassyClient(server.address, tls=tls, timeout_s=server.call_deadline.total_seconds())
+    return CassyClient(
+        server.address, tls=server.tls, timeout_s=server.call_deadline.total_seconds()
+    )
 
 
 #: How long notices still pending may take once a command's run is over (cron's one-shots

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cassy_scheduler.client import CassyClient, CassyUnavailable, TlsConfig
+from cassy_scheduler.client import CassyClient, CassyUnavailable
+from cassy_scheduler.tls import TlsConfig
 from tests.serverproc import ServerProcess
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
@@ -116,7 +117,7 @@ def mtls_server(tmp_path: Path, pki: Path) -> Iterator[ServerProcess]:
 
 
 def test_client_trusting_the_ca_talks_to_a_tls_server(tls_server: ServerProcess, pki: Path) -> None:
-    with CassyClient(tls_server.address, tls=TlsConfig(root_ca=pki / "ca.pem")) as client:
+    with CassyClient(tls_server.address, tls=TlsConfig(ca_file=pki / "ca.pem")) as client:
         assert client.list_clusters() == []
     with (
         CassyClient(tls_server.address, timeout_s=5) as plain,
@@ -127,11 +128,11 @@ def test_client_trusting_the_ca_talks_to_a_tls_server(tls_server: ServerProcess,
 
 def test_mutual_tls_needs_the_client_certificate(mtls_server: ServerProcess, pki: Path) -> None:
     with_cert = TlsConfig(
-        root_ca=pki / "ca.pem", client_cert=pki / "client.pem", client_key=pki / "client.key"
+        ca_file=pki / "ca.pem", cert_file=pki / "client.pem", key_file=pki / "client.key"
     )
     with CassyClient(mtls_server.address, tls=with_cert) as client:
         assert client.list_clusters() == []
-    without = TlsConfig(root_ca=pki / "ca.pem")
+    without = TlsConfig(ca_file=pki / "ca.pem")
     with (
         CassyClient(mtls_server.address, tls=without, timeout_s=5) as client,
         pytest.raises(CassyUnavailable),

@@ -28,7 +28,6 @@ from cassy_scheduler.client import (
     CassyUnavailable,
     CassyUnimplemented,
     Cluster,
-    TlsConfig,
 )
 from cassy_scheduler.outcome import wait_for_backup
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
@@ -40,6 +39,7 @@ from cassy_scheduler.protocol.reasons import (
     encode_reasons,
 )
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
+from cassy_scheduler.tls import TlsConfig
 
 CREATED_MS = 1_700_000_000_123
 UPDATED_MS = 1_700_000_060_456
@@ -353,7 +353,7 @@ def test_connection_refused_is_unavailable() -> None:
 
 def test_unreadable_tls_file(tmp_path: Path) -> None:
     with pytest.raises(CassyConfigError, match=r"missing\.pem"):
-        CassyClient("127.0.0.1:20051", tls=TlsConfig(root_ca=tmp_path / "missing.pem"))
+        CassyClient("127.0.0.1:20051", tls=TlsConfig(ca_file=tmp_path / "missing.pem"))
 
 
 # --- waiting for the outcome --------------------------------------------------------------

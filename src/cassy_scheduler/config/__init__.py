@@ -13,7 +13,6 @@ from cassy_scheduler.config.model import (
     SchedulerConfig,
     ServerConfig,
     SourceLocation,
-    TlsConfig,
     WhenNoSnapshot,
 )
 from cassy_scheduler.config.targets import NotifyTarget, NotifyUse, NotifyWhen
@@ -21,6 +20,7 @@ from cassy_scheduler.configfile.durations import DurationError, format_duration,
 from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem
 from cassy_scheduler.configfile.secrets import Secret
 from cassy_scheduler.timetable import MissedRunPolicy
+from cassy_scheduler.tls import TlsConfig
 
 __all__ = [
     "DEFAULT_ADDRESS",

@@ -27,7 +27,6 @@ from cassy_scheduler.config.model import (
     SchedulerConfig,
     ServerConfig,
     SourceLocation,
-    TlsConfig,
     WhenNoSnapshot,
 )
 from cassy_scheduler.config.schema import (
@@ -44,6 +43,7 @@ from cassy_scheduler.config.targets import NotifyTarget, NotifyUse, NotifyWhen
 from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem, toml_syntax_problem
 from cassy_scheduler.configfile.locate import KeyPath, key_lines, line_of
 from cassy_scheduler.timetable import MissedRunPolicy, Schedule, ScheduleError
+from cassy_scheduler.tls import TlsConfig
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _NAME_HINT = 'use letters, digits, "-", "_" and ".", starting with a letter or digit'

@@ -11,6 +11,7 @@ from pathlib import Path
 from cassy_scheduler.config.targets import NotifyTarget, NotifyUse
 from cassy_scheduler.protocol.types import BackupType
 from cassy_scheduler.timetable import JobTimetable, MissedRunPolicy, Schedule
+from cassy_scheduler.tls import TlsConfig
 
 DEFAULT_ADDRESS = "127.0.0.1:20051"
 
@@ -67,15 +68,6 @@ class ClusterRef:
 
     def __str__(self) -> str:
         return f'{self.kind} "{self.value}"'
-
-
-@dataclass(frozen=True)
-class TlsConfig:
-    """Files for a TLS channel; without cert and key the channel is server-authenticated only."""
-
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
 
 
 @dataclass(frozen=True)
