@@ -37,6 +37,9 @@ _FIELD_HELP: dict[str, str] = {
     "month": "1-12 or JAN-DEC",
     "day-of-week": "0-7 (0 and 7 are Sunday), SUN-SAT, 5L (last Friday) or 1#2 (second Monday)",
 }
+DEFAULT_TIMEZONE = "UTC"
+"""The zone of a schedule that names none."""
+
 _FIELD_ORDER = ("minute", "hour", "day-of-month", "month", "day-of-week")
 _EXAMPLE = 'for example "30 0 * * *" runs at 00:30 every day, "0 * * * *" at the top of every hour'
 _SEARCH_FROM = datetime(2000, 1, 1, tzinfo=UTC)
@@ -96,7 +99,7 @@ class Schedule:
     seconds: tuple[int, ...]
 
     @classmethod
-    def parse(cls, expression: str, timezone: str | ZoneInfo = "UTC") -> Schedule:
+    def parse(cls, expression: str, timezone: str | ZoneInfo = DEFAULT_TIMEZONE) -> Schedule:
         """Read a 5-field cron line, a 6-field one with leading seconds, or a nickname."""
         zone = timezone if isinstance(timezone, ZoneInfo) else load_timezone(timezone)
         text = " ".join(expression.split())

@@ -42,7 +42,7 @@ from cassy_scheduler.config.schema import (
 from cassy_scheduler.config.targets import NotifyTarget, NotifyUse, NotifyWhen
 from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem, toml_syntax_problem
 from cassy_scheduler.configfile.locate import KeyPath, key_lines, line_of
-from cassy_scheduler.timetable import MissedRunPolicy, Schedule, ScheduleError
+from cassy_scheduler.timetable import DEFAULT_TIMEZONE, MissedRunPolicy, Schedule, ScheduleError
 from cassy_scheduler.tls import TlsConfig
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -278,9 +278,17 @@ class _Layers:
             return getattr(self.defaults, key), ("defaults", key)
         return None, ("jobs", self.name)
 
-    def value(self, key: str, fallback: Any) -> Any:
+    def value(self, key: str, *, fallback: Any = None) -> Any:
+        """The value that applies; unset in both, the default JobConfig holds for it."""
         value, _ = self.get(key)
-        return fallback if value is None else value
+        if value is not None:
+            return value
+        return _JOB_DEFAULTS.get(key, fallback)
+
+
+_JOB_DEFAULTS = {
+    f.name: f.default for f in dataclasses.fields(JobConfig) if f.default is not dataclasses.MISSING
+}
 
 
 def _build_job(
@@ -294,15 +302,15 @@ def _build_job(
     job_type = JobType(table.type)
     cluster = _cluster(layers, report)
     schedule = _schedule(layers, report)
-    when_no_snapshot = layers.value("when_no_snapshot", WhenNoSnapshot.FAIL.value)
+    when_no_snapshot = WhenNoSnapshot(layers.value("when_no_snapshot"))
     if "when_no_snapshot" in table.model_fields_set and job_type is not JobType.INCREMENTAL:
         report.add(
             (*here, "when_no_snapshot"),
             f'when_no_snapshot applies only to incremental jobs; this job is "{job_type}"',
             "remove it from this job",
         )
-    wait_timeout: timedelta = layers.value("wait_timeout", timedelta(hours=2))
-    poll_interval: timedelta = layers.value("poll_interval", timedelta(seconds=10))
+    wait_timeout: timedelta = layers.value("wait_timeout")
+    poll_interval: timedelta = layers.value("poll_interval")
     _require_positive(report, layers.get("wait_timeout")[1], wait_timeout)
     _require_positive(report, layers.get("poll_interval")[1], poll_interval)
     if timedelta(0) < wait_timeout < poll_interval:
@@ -324,21 +332,21 @@ def _build_job(
         cluster=cluster,
         schedule=schedule,
         source=report.location(here),
-        jitter=layers.value("jitter", timedelta(0)),
-        enabled=layers.value("enabled", True),
+        jitter=layers.value("jitter"),
+        enabled=layers.value("enabled"),
         wait_timeout=wait_timeout,
         poll_interval=poll_interval,
-        retries=layers.value("retries", 3),
-        retry_backoff=layers.value("retry_backoff", timedelta(seconds=10)),
-        missed_runs=MissedRunPolicy(layers.value("missed_runs", MissedRunPolicy.RUN_ONCE.value)),
-        misfire_grace=layers.get("misfire_grace")[0],
-        when_no_snapshot=WhenNoSnapshot(when_no_snapshot),
+        retries=layers.value("retries"),
+        retry_backoff=layers.value("retry_backoff"),
+        missed_runs=MissedRunPolicy(layers.value("missed_runs")),
+        misfire_grace=layers.value("misfire_grace"),
+        when_no_snapshot=when_no_snapshot,
         notify=tuple(
             NotifyUse(use.target, NotifyWhen(use.when) if use.when else None)
-            for use in layers.value("notify", [])
+            for use in layers.value("notify")
         ),
         alert_after=alert_after,
-        heartbeat_url=layers.value("heartbeat_url", None),
+        heartbeat_url=layers.value("heartbeat_url"),
     )
 
 
@@ -383,7 +391,7 @@ def _schedule(layers: _Layers, report: _Report) -> Schedule | None:
     if expression is None:
         report.add(("jobs", layers.name), "the job has no schedule", _EXAMPLES["schedule"])
         return None
-    zone = layers.value("timezone", "UTC")
+    zone = layers.value("timezone", fallback=DEFAULT_TIMEZONE)
     try:
         return parse_schedule(report.context, expression, zone)
     except ScheduleError as exc:

@@ -21,9 +21,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from cassy_scheduler.config.model import DEFAULT_ADDRESS
+from cassy_scheduler.config.model import DEFAULT_ADDRESS, RuntimeConfig, ServerConfig
 from cassy_scheduler.configfile.durations import Duration
-from cassy_scheduler.timetable import Schedule, ScheduleError, load_timezone
+from cassy_scheduler.timetable import DEFAULT_TIMEZONE, Schedule, ScheduleError, load_timezone
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -51,7 +51,7 @@ class TlsTable(_Table):
 class ServerTable(_Table):
     address: str = DEFAULT_ADDRESS
     tls: TlsTable | None = None
-    call_deadline: Duration = timedelta(seconds=30)
+    call_deadline: Duration = ServerConfig.call_deadline
 
     @field_validator("address")
     @classmethod
@@ -211,7 +211,7 @@ class JobFields(_Table):
     def _cron(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
             try:
-                parse_schedule(info.context, value, "UTC")
+                parse_schedule(info.context, value, DEFAULT_TIMEZONE)
             except ScheduleError as exc:
                 raise PydanticCustomError("schedule", exc.message, {"hint": exc.hint}) from None
         return value
@@ -248,11 +248,11 @@ class SchedulerTable(_Table):
     """How the scheduler itself runs: where it keeps state, how it reloads and stops."""
 
     state_dir: str | None = None
-    shutdown_grace: Duration = timedelta(seconds=60)
-    reload_poll: Duration = timedelta(seconds=5)
-    max_parallel_runs: int = 8
-    metrics_listen: str | None = None
-    stale_check: Duration = timedelta(minutes=1)
+    shutdown_grace: Duration = RuntimeConfig.shutdown_grace
+    reload_poll: Duration = RuntimeConfig.reload_poll
+    max_parallel_runs: int = RuntimeConfig.max_parallel_runs
+    metrics_listen: str | None = RuntimeConfig.metrics_listen
+    stale_check: Duration = RuntimeConfig.stale_check
 
     @field_validator("metrics_listen")
     @classmethod
