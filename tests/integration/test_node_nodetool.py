@@ -15,6 +15,7 @@ from cassy_scheduler.node.datadir import (
     covered_backup_files,
     delete_files,
     snapshot_files,
+    snapshot_tags,
     table_dirs,
 )
 from cassy_scheduler.node.executor import LocalExecutor, NodeEndpoint
@@ -88,11 +89,11 @@ def test_snapshot_files_are_exactly_what_cassandra_wrote(
         assert file.size == file.path.stat().st_size
     (table,) = table_dirs(data_dir, [keyspace1])
     assert table.table == "kv"
-    assert "snap-a" in nodetool.list_snapshot_tags()
+    assert "snap-a" in snapshot_tags(data_dir, [keyspace1])
 
     nodetool.clear_snapshot("snap-a")
     assert snapshot_files(data_dir, "snap-a", [keyspace1]) == []
-    assert "snap-a" not in nodetool.list_snapshot_tags()
+    assert "snap-a" not in snapshot_tags(data_dir, [keyspace1])
 
 
 def test_backup_files_are_exactly_what_flushes_wrote(
@@ -152,11 +153,11 @@ def test_clear_all_snapshots(cluster1: LocalCluster, session1: Session, keyspace
     _write(session1, keyspace1, 0, 10)
     nodetool.snapshot("snap-c", [keyspace1])
     nodetool.snapshot("snap-d", [keyspace1, "system_schema"])
-    assert {"snap-c", "snap-d"} <= nodetool.list_snapshot_tags()
+    assert {"snap-c", "snap-d"} <= snapshot_tags(data_dir, [keyspace1, "system_schema"])
 
     nodetool.clear_all_snapshots()
 
-    assert nodetool.list_snapshot_tags() == set()
+    assert snapshot_tags(data_dir, [keyspace1, "system_schema"]) == set()
     for tag in ("snap-c", "snap-d"):
         assert snapshot_files(data_dir, tag, [keyspace1, "system_schema"]) == []
 

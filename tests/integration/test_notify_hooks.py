@@ -15,8 +15,8 @@ from cassy_scheduler.notify.dispatcher import Dispatcher
 from cassy_scheduler.notify.journal import NoticeJournal
 from cassy_scheduler.records import Outcome
 from tests.receivers import free_port, http_receiver
+from tests.unit.fakes import FakeClock
 from tests.unit.notify_fakes import config, result
-from tests.unit.test_runner_fakes import FakeClock
 
 HOOK = """\
 import json, os, sys

@@ -14,7 +14,7 @@ from cassy_scheduler.notify import DeliveryError
 from cassy_scheduler.notify.notice import Notice
 from cassy_scheduler.protocol.types import NodeStatus, OperationStatus
 from cassy_scheduler.records import Failure, Outcome, RunResult
-from tests.unit.test_runner_fakes import T0
+from tests.unit.fakes import T0
 
 NODES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 

@@ -17,7 +17,7 @@ from cassy_scheduler.history import RunHistory
 from cassy_scheduler.preflight import Finding, Severity, preflight, worst
 from cassy_scheduler.protocol.types import BackupType
 from cassy_scheduler.records import Outcome
-from tests.unit.test_runner_fakes import T0, FakeCassy, FakeClock, unavailable
+from tests.unit.fakes import T0, FakeCassy, FakeClock, unavailable
 
 
 def config_with(tmp_path: Path, jobs: str) -> Path:

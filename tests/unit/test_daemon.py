@@ -17,7 +17,7 @@ from cassy_scheduler.config import ConfigProblem, load_config
 from cassy_scheduler.config.model import JobConfig, SchedulerConfig
 from cassy_scheduler.records import Failure, Outcome, RunResult
 from cassy_scheduler.scheduling.daemon import Daemon
-from tests.unit.test_runner_fakes import T0, FakeClock
+from tests.unit.fakes import T0, FakeClock
 
 HEADER = """
 [scheduler]

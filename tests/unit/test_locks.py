@@ -21,18 +21,17 @@ from cassy_scheduler.scheduling.locks import (
     RunLocks,
 )
 from cassy_scheduler.scheduling.state import SchedulerState
-from tests.unit.test_runner_fakes import FakeClock
+from tests.unit.fakes import FakeClock
 
 
 def test_a_job_lock_is_refused_while_held_and_names_its_holder(tmp_path: Path) -> None:
     locks = RunLocks(tmp_path, FakeClock())
-    with locks.job("nightly"):
-        with pytest.raises(LockBusyError) as caught, locks.job("nightly"):
-            pass
-        assert locks.job_is_running("nightly")
+    with locks.job("nightly"), pytest.raises(LockBusyError) as caught, locks.job("nightly"):
+        pass
     assert caught.value.holder is not None and caught.value.holder.job_name == "nightly"
     assert 'job "nightly"' in str(caught.value)
-    assert not locks.job_is_running("nightly")
+    with locks.job("nightly"):  # free again once released
+        pass
 
 
 def test_other_jobs_do_not_conflict(tmp_path: Path) -> None:

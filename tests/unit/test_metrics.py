@@ -15,8 +15,8 @@ from cassy_scheduler.notify.heartbeat import HeartbeatPinger
 from cassy_scheduler.records import Failure, Outcome, RunStart
 from cassy_scheduler.runtime import Runtime
 from tests.receivers import http_receiver
+from tests.unit.fakes import T0, FakeClock
 from tests.unit.notify_fakes import config, result
-from tests.unit.test_runner_fakes import T0, FakeClock
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -12,7 +12,6 @@ from cassy_scheduler.node.nodetool import (
     Nodetool,
     RingNode,
     parse_data_paths,
-    parse_snapshot_tags,
     parse_status,
 )
 
@@ -62,18 +61,6 @@ UL  10.0.1.1   1.1 GiB    16      50.0%             aaaaaaaa-bbbb-cccc-dddd-eeee
 DM  2001:db8::1  1 GiB    16      50.0%             ffffffff-bbbb-cccc-dddd-eeeeeeeeeeee  r2
 """
 
-LISTSNAPSHOTS = """\
-Snapshot Details: 
-Snapshot name Keyspace name Column family name             True size Size on disk Creation time            Expiration time
-probe1        system        table_estimates                129 bytes 6.79 KiB     2026-11-26T04:25:13.408Z                
-probe1        system_auth   identity_to_role               110 bytes 110 bytes    2026-11-26T04:25:13.408Z                
-s1            exp           kv                             0 bytes   12.1 KiB     2026-11-26T04:25:39.497Z                
-
-Total TrueDiskSpaceUsed: 0 bytes
-
-"""  # noqa: W291, E501
-
-NO_SNAPSHOTS = "Snapshot Details: \nThere are no snapshots\n"
 
 DATAPATHS_JSON = """\
 {
@@ -126,11 +113,6 @@ def test_parse_status_of_nothing() -> None:
     assert parse_status("") == []
 
 
-def test_parse_snapshot_tags() -> None:
-    assert parse_snapshot_tags(LISTSNAPSHOTS) == {"probe1", "s1"}
-    assert parse_snapshot_tags(NO_SNAPSHOTS) == set()
-
-
 def test_parse_data_paths_gives_each_data_dir_once_in_order() -> None:
     assert parse_data_paths(DATAPATHS_JSON) == [
         Path("/var/lib/cassandra/data1"),
@@ -172,14 +154,13 @@ NODE = NodeEndpoint("127.0.0.41", "127.0.0.1", 11100)
 
 
 def test_commands_run_for_each_call() -> None:
-    executor = RecordingExecutor({"listsnapshots": LISTSNAPSHOTS, "status": STATUS_ONE_DOWN})
+    executor = RecordingExecutor({"status": STATUS_ONE_DOWN})
     nodetool = Nodetool(executor, NODE)
     nodetool.flush()
     nodetool.flush(["ks1", "ks2"])
     nodetool.snapshot("tag-1", ["ks1", "system"])
     nodetool.clear_snapshot("tag-1")
     nodetool.clear_all_snapshots()
-    assert nodetool.list_snapshot_tags() == {"probe1", "s1"}
     assert len(nodetool.status()) == 3
     assert executor.calls == [
         ("flush",),
@@ -188,7 +169,6 @@ def test_commands_run_for_each_call() -> None:
         ("snapshot", "-t", "tag-1", "--", "ks1", "system"),
         ("clearsnapshot", "-t", "tag-1"),
         ("clearsnapshot", "--all"),
-        ("listsnapshots",),
         ("status",),
     ]
 

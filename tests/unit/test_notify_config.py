@@ -14,8 +14,8 @@ from cassy_scheduler.config.targets import (
     EmailChannel,
     SmtpSecurity,
 )
+from tests.unit.fakes import T0
 from tests.unit.notify_fakes import config
-from tests.unit.test_runner_fakes import T0
 
 TARGETS = """\
 [notify.mail]

@@ -16,8 +16,8 @@ from cassy_scheduler.runtime import Runtime
 from cassy_scheduler.scheduling.locks import RunLocks
 from cassy_scheduler.scheduling.runner import Runner
 from tests.receivers import free_port, smtp_receiver
+from tests.unit.fakes import T0, FakeCassy, FakeClock
 from tests.unit.notify_fakes import RecordingSender, config, result
-from tests.unit.test_runner_fakes import T0, FakeCassy, FakeClock
 
 TARGETS = """\
 [notify.mail]

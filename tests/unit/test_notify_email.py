@@ -13,8 +13,8 @@ from cassy_scheduler.notify.email import EmailSender
 from cassy_scheduler.notify.render import RunContext, render_run
 from cassy_scheduler.records import Outcome
 from tests.receivers import free_port, self_signed, smtp_receiver
+from tests.unit.fakes import T0
 from tests.unit.notify_fakes import config, result
-from tests.unit.test_runner_fakes import T0
 
 TARGET = """\
 [notify.mail]

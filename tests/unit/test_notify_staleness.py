@@ -16,8 +16,8 @@ from cassy_scheduler.notify.staleness import StalenessWatch
 from cassy_scheduler.preflight import Severity, preflight
 from cassy_scheduler.records import Outcome
 from cassy_scheduler.runtime import Runtime
+from tests.unit.fakes import T0, FakeCassy, FakeClock
 from tests.unit.notify_fakes import RecordingSender, config, result
-from tests.unit.test_runner_fakes import T0, FakeCassy, FakeClock
 
 TARGET = """\
 [notify.mail]

@@ -16,7 +16,7 @@ from cassy_scheduler.notify import DeliveryError
 from cassy_scheduler.notify.journal import NoticeJournal
 from cassy_scheduler.notify.notice import Event, Notice
 from cassy_scheduler.notify.worker import STOPPED, Delivery, DeliveryWorker, attempt_cap
-from tests.unit.test_runner_fakes import FakeClock
+from tests.unit.fakes import FakeClock
 
 
 def target(name: str, *, retries: int = 0, timeout_s: float = 0.2) -> NotifyTarget:

@@ -14,7 +14,7 @@ from cassy_scheduler.history import RunHistory
 from cassy_scheduler.privatefiles import private_directory, private_file
 from cassy_scheduler.scheduling.locks import RunLocks
 from cassy_scheduler.server.metadata import SqliteMetadataStore
-from tests.unit.test_runner_fakes import FakeClock
+from tests.unit.fakes import FakeClock
 
 
 def mode(path: Path) -> int:

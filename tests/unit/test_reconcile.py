@@ -13,7 +13,7 @@ from cassy_scheduler.history import RunHistory
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
 from cassy_scheduler.records import Outcome
 from cassy_scheduler.scheduling.reconcile import NEVER_ACCEPTED, reconcile
-from tests.unit.test_runner_fakes import T0, FakeCassy, FakeClock
+from tests.unit.fakes import T0, FakeCassy, FakeClock
 
 IPS = ("127.0.0.2", "127.0.0.3")
 WAITS = {"nightly": (timedelta(minutes=10), timedelta(seconds=5))}

@@ -11,7 +11,7 @@ from cassy_scheduler.scheduling.resolve import (
     find_base_snapshot,
     resolve_cluster,
 )
-from tests.unit.test_runner_fakes import FakeCassy
+from tests.unit.fakes import FakeCassy
 
 
 def test_by_id_finds_that_cluster() -> None:

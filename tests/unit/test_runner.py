@@ -20,7 +20,7 @@ from cassy_scheduler.protocol.types import BackupType, OperationStatus
 from cassy_scheduler.records import Failure, Outcome, RunResult, RunStart
 from cassy_scheduler.scheduling.locks import RunLocks
 from cassy_scheduler.scheduling.runner import Runner
-from tests.unit.test_runner_fakes import (
+from tests.unit.fakes import (
     ADDRESS,
     T0,
     FakeCassy,

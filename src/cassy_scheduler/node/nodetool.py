@@ -1,7 +1,7 @@
 """The nodetool commands the server needs, as typed calls on one node.
 
 Cassandra offers no CQL statement to flush, snapshot or clear snapshots, so these go through
-JMX by way of nodetool. Output meant for people (`status`, `listsnapshots`) is parsed here,
+JMX by way of nodetool. Output meant for people (`status`) is parsed here,
 loosely enough to survive column changes between versions.
 """
 
@@ -78,24 +78,6 @@ def parse_status(output: str) -> list[RingNode]:
     return nodes
 
 
-def parse_snapshot_tags(output: str) -> set[str]:
-    """Snapshot names from `nodetool listsnapshots` (first column below the header row)."""
-    tags: set[str] = set()
-    in_table = False
-    for line in output.splitlines():
-        if line.startswith("Snapshot name"):
-            in_table = True
-            continue
-        if not in_table:
-            continue
-        fields = line.split()
-        if not fields or line.startswith("Total TrueDiskSpaceUsed"):
-            in_table = False
-            continue
-        tags.add(fields[0])
-    return tags
-
-
 def parse_data_paths(output: str) -> list[Path]:
     """Data file directories from `nodetool datapaths -F json`: each table path's grandparent."""
     try:
@@ -164,10 +146,6 @@ class Nodetool:
     def clear_all_snapshots(self) -> None:
         """Remove every snapshot of every keyspace on the node."""
         self._run("clearsnapshot", "--all")
-
-    def list_snapshot_tags(self) -> set[str]:
-        """Names of the snapshots on the node, system keyspaces' included."""
-        return parse_snapshot_tags(self._run("listsnapshots"))
 
     def status(self) -> list[RingNode]:
         """The ring as this node sees it (5.0's `status` has no machine-readable format)."""

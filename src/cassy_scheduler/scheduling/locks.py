@@ -86,14 +86,6 @@ class RunLocks:
         with self._hold(self._path("cluster", cluster_id), job_name, wait_s=wait_s, stop=stop):
             yield
 
-    def job_is_running(self, job_name: str) -> bool:
-        """True when some process holds the job's lock (a probe: takes and drops it)."""
-        try:
-            with self.job(job_name):
-                return False
-        except LockBusyError:
-            return True
-
     def holder(self, kind: str, name: str) -> LockHolder | None:
         return _read_holder(self._path(kind, name))
 

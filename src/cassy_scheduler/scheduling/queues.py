@@ -61,10 +61,6 @@ class ClusterQueues(Generic[_T]):
                 self._pool.submit(self._drain, run.key)
         return True
 
-    def busy_jobs(self) -> set[str]:
-        with self._lock:
-            return set(self._jobs)
-
     def pending(self) -> int:
         """Runs queued or running."""
         with self._lock:
