@@ -1,4 +1,5 @@
-"""Time as the scheduler sees it, behind one small interface so tests never sleep.
+"""Time behind one small interface, for the scheduler and the server alike, so tests never
+sleep.
 
 Wall-clock instants (aware, UTC) say when things are due and are recorded; the monotonic clock
 measures waits, so a wall-clock step cannot stretch or cut a timeout.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 
@@ -38,3 +39,15 @@ class SystemClock:
             time.sleep(max(seconds, 0.0))
             return False
         return stop.wait(max(seconds, 0.0))
+
+
+SYSTEM_CLOCK = SystemClock()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_ms(instant: datetime) -> int:
+    """Milliseconds since the epoch, the unit of every timestamp Cassy carries (exact: no
+    float in between)."""
+    return (instant - _EPOCH) // timedelta(milliseconds=1)

@@ -9,20 +9,18 @@ visible instead of silent.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
+from cassy_scheduler.clock import SYSTEM_CLOCK, Clock
 from cassy_scheduler.protocol.types import BackupType, NodeStatus, OperationStatus
 from cassy_scheduler.records import BackupRequest, Outcome, RunRecord
 from cassy_scheduler.statefile import StateError, StateFile, optional_text, read_time, stored_time
 
 _log = logging.getLogger(__name__)
-
-Now = Callable[[], datetime]
-"""The wall clock the history stamps runs with (aware, UTC)."""
 
 _SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -73,19 +71,17 @@ class HistoryError(StateError):
     """The run history cannot be opened, read or written."""
 
 
-def _now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
 class RunHistory:
     """Reads and writes runs in one SQLite file; open it with `open` or `open_read_only`."""
 
-    def __init__(self, file: StateFile, now: Now) -> None:
+    def __init__(self, file: StateFile, clock: Clock) -> None:
         self._file = file
-        self._now = now
+        self._clock = clock
 
     @classmethod
-    def open(cls, path: str | Path, now: Now = _now_utc, *, recover: bool = True) -> RunHistory:
+    def open(
+        cls, path: str | Path, clock: Clock = SYSTEM_CLOCK, *, recover: bool = True
+    ) -> RunHistory:
         """Open for the scheduler that runs jobs: create the file if needed, and (with
         `recover`) mark runs a previous scheduler left "running" as interrupted.
 
@@ -98,7 +94,7 @@ class RunHistory:
         except BaseException:
             file.close()
             raise
-        history = cls(file, now)
+        history = cls(file, clock)
         if recover:
             history.mark_interrupted()
         return history
@@ -109,7 +105,7 @@ class RunHistory:
         path = Path(path)
         if not path.exists():
             raise HistoryError(f"no run history at {path}; the scheduler creates it on start")
-        return cls(StateFile(path, HistoryError, writable=False), _now_utc)
+        return cls(StateFile(path, HistoryError, writable=False), SYSTEM_CLOCK)
 
     def close(self) -> None:
         self._file.close()
@@ -131,7 +127,7 @@ class RunHistory:
             "UPDATE runs SET outcome = ?, finished_at = ?, "
             "error = COALESCE(error, 'the scheduler stopped before the run finished') "
             "WHERE outcome = ?",
-            (Outcome.INTERRUPTED.value, stored_time(self._now()), Outcome.RUNNING.value),
+            (Outcome.INTERRUPTED.value, stored_time(self._clock.now()), Outcome.RUNNING.value),
             "mark runs interrupted",
         ).rowcount
         if count:
@@ -149,7 +145,7 @@ class RunHistory:
             "WHERE run_id = ? AND outcome = ?",
             (
                 Outcome.INTERRUPTED.value,
-                stored_time(self._now()),
+                stored_time(self._clock.now()),
                 reason,
                 run_id,
                 Outcome.RUNNING.value,
@@ -197,7 +193,7 @@ class RunHistory:
                 cluster_name,
                 base_snapshot_id,
                 stored_time(scheduled_for),
-                stored_time(self._now()),
+                stored_time(self._clock.now()),
                 Outcome.RUNNING.value,
             ),
             "write to the run history",
@@ -229,7 +225,7 @@ class RunHistory:
                 "base_snapshot_id = COALESCE(?, base_snapshot_id) WHERE run_id = ?",
                 (
                     outcome.value,
-                    stored_time(self._now()),
+                    stored_time(self._clock.now()),
                     error,
                     snapshot_id,
                     cluster_id,
@@ -254,7 +250,7 @@ class RunHistory:
                 job_name,
                 job_type,
                 stored_time(scheduled_for),
-                stored_time(self._now()),
+                stored_time(self._clock.now()),
                 Outcome.SKIPPED.value,
                 reason,
             ),

@@ -9,12 +9,13 @@ connection dropped) was accepted anyway, so a retry does not start a second back
 from __future__ import annotations
 
 import logging
-import time
+import threading
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from cassy_scheduler.client import BackupAck, BackupEntry, CassyError
+from cassy_scheduler.clock import SYSTEM_CLOCK, Clock
 from cassy_scheduler.protocol.types import BackupType, NodeStatus, OperationStatus
 
 logger = logging.getLogger(__name__)
@@ -193,6 +194,10 @@ class Polled(Generic[_T]):
     last_error: str | None = None
 
 
+class PollStopped(Exception):  # noqa: N818 (a stop asked for, not an error)
+    """The caller's stop event was set during a poll (the daemon is stopping)."""
+
+
 def poll(  # noqa: PLR0917 (the parts of one wait)
     fetch: Callable[[], _T],
     settled: Callable[[_T], bool],
@@ -201,16 +206,17 @@ def poll(  # noqa: PLR0917 (the parts of one wait)
     interval_s: float,
     what: str,
     *,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    clock: Clock = SYSTEM_CLOCK,
+    stop: threading.Event | None = None,
 ) -> Polled[_T]:
     """Call `fetch` every `interval_s` until `settled` says so or `timeout_s` has passed.
 
     The one wait for a server's rows, backups and restores alike. Transient errors (the
     server restarting, a slow answer) are retried until the timeout; any other CassyError is
-    raised. `first` stands for the answer until one arrives.
+    raised. `first` stands for the answer until one arrives. Setting `stop` ends the wait
+    with PollStopped.
     """
-    deadline = clock() + timeout_s
+    deadline = clock.monotonic() + timeout_s
     value, last_error = first, None
     while True:
         try:
@@ -226,10 +232,11 @@ def poll(  # noqa: PLR0917 (the parts of one wait)
             last_error = None
             if settled(value):
                 return Polled(value, timed_out=False)
-        remaining = deadline - clock()
+        remaining = deadline - clock.monotonic()
         if remaining <= 0:
             return Polled(value, timed_out=True, last_error=last_error)
-        sleep(min(interval_s, remaining))
+        if clock.wait(min(interval_s, remaining), stop):
+            raise PollStopped(what)
 
 
 def wait_for_backup(
@@ -240,12 +247,12 @@ def wait_for_backup(
     *,
     every_node: bool = False,
     known: tuple[NodeStatus, ...] = (),
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    clock: Clock = SYSTEM_CLOCK,
+    stop: threading.Event | None = None,
 ) -> BackupOutcome:
     """Poll until every node is COMPLETED, any node FAILED (with `every_node`: until every
     node is COMPLETED or FAILED), or timeout_s has passed. `known` is what an earlier wait
-    saw, kept should no answer come."""
+    saw, kept should no answer come. Setting `stop` ends the wait with PollStopped."""
     polled = poll(
         lambda: _latest_statuses(ack, client.list_backups(snapshot_id=ack.snapshot_id)),
         lambda nodes: _is_settled(nodes, every_node),
@@ -254,7 +261,7 @@ def wait_for_backup(
         poll_interval_s,
         f"backup {ack.snapshot_id}",
         clock=clock,
-        sleep=sleep,
+        stop=stop,
     )
     if polled.timed_out:
         logger.warning(

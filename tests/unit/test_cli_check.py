@@ -118,7 +118,7 @@ def test_recent_failures_and_overdue_successes_are_reported(tmp_path: Path) -> N
     cassy = FakeCassy()
     cassy.add_cluster("prod")
     clock = FakeClock(T0 - timedelta(days=2))
-    with RunHistory.open(tmp_path / "h.sqlite", clock.now) as history:
+    with RunHistory.open(tmp_path / "h.sqlite", clock) as history:
         ok = history.start_run("snap", "snapshot", T0 - timedelta(days=2))
         history.finish_run(ok.run_id, Outcome.SUCCEEDED)
         bad = history.start_run("snap", "snapshot", T0 - timedelta(days=1))

@@ -40,6 +40,7 @@ from cassy_scheduler.protocol.reasons import (
 )
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
 from cassy_scheduler.tls import TlsConfig
+from tests.unit.fakes import FakeClock
 
 CREATED_MS = 1_700_000_000_123
 UPDATED_MS = 1_700_000_060_456
@@ -359,19 +360,6 @@ def test_unreadable_tls_file(tmp_path: Path) -> None:
 # --- waiting for the outcome --------------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def _row(ip: str, status: Status, backup_type: int = 3, created_at: int = CREATED_MS) -> Entry:
     return Entry(
         cluster_id="c1",
@@ -391,7 +379,7 @@ def _ack(*ips: str) -> BackupAck:
 
 
 def _wait(client: CassyClient, ack: BackupAck, clock: FakeClock) -> Callable[[], Any]:
-    return lambda: wait_for_backup(client, ack, 60.0, 5.0, clock=clock, sleep=clock.sleep)
+    return lambda: wait_for_backup(client, ack, 60.0, 5.0, clock=clock)
 
 
 def test_wait_until_every_node_completed(client: CassyClient, fake: FakeCassy) -> None:
@@ -406,7 +394,7 @@ def test_wait_until_every_node_completed(client: CassyClient, fake: FakeCassy) -
     assert outcome.succeeded
     assert not outcome.timed_out
     assert [n.status for n in outcome.nodes] == [OperationStatus.COMPLETED] * 2
-    assert clock.sleeps == [5.0, 5.0]
+    assert clock.waits == [5.0, 5.0]
     assert fake.requests[0] == cassy_pb2.BackupListingRequest(snapshot_id="s1")
 
 
@@ -427,7 +415,7 @@ def test_wait_times_out_with_the_last_statuses(client: CassyClient, fake: FakeCa
         ("127.0.0.1", OperationStatus.STARTED),
         ("127.0.0.2", OperationStatus.UNKNOWN),
     ]
-    assert sum(clock.sleeps) == 60.0
+    assert sum(clock.waits) == 60.0
 
 
 def test_wait_without_target_ips_uses_the_rows(client: CassyClient, fake: FakeCassy) -> None:

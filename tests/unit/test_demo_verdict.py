@@ -8,6 +8,7 @@ from pathlib import Path
 from cassy_scheduler.history import RunHistory
 from cassy_scheduler.records import Outcome, RunRecord
 from cassy_scheduler.timetable import Schedule
+from tests.unit.fakes import FakeClock
 from tools.demo.__main__ import _last_cell
 from tools.demo.configs import short_schedules
 from tools.demo.verdict import Verdict, judge, standing
@@ -61,7 +62,7 @@ def test_short_schedules_start_soon_in_order_and_forty_seconds_apart() -> None:
 
 
 def test_the_live_table_shows_the_last_run_and_a_newer_skip_beside_it(tmp_path: Path) -> None:
-    with RunHistory.open(tmp_path / "history.sqlite", lambda: T0) as history:
+    with RunHistory.open(tmp_path / "history.sqlite", FakeClock(T0)) as history:
         assert _last_cell(history, "snapshot")[0].plain == "-"
         started = history.start_run("snapshot", "snapshot", T0)
         history.finish_run(started.run_id, Outcome.SUCCEEDED, snapshot_id="0a1b2c3d-4e5f")

@@ -10,21 +10,14 @@ import pytest
 from cassy_scheduler.history import HistoryError, RunHistory
 from cassy_scheduler.protocol.types import NodeStatus, OperationStatus
 from cassy_scheduler.records import Outcome
+from tests.unit.fakes import FakeClock
 
 T0 = datetime(2025, 6, 10, 0, 30, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock(T0)
 
 
 @pytest.fixture
@@ -32,14 +25,14 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "state" / "history.sqlite"
 
 
-def test_a_run_is_recorded_before_and_after_its_work(db: Path, clock: Clock) -> None:
+def test_a_run_is_recorded_before_and_after_its_work(db: Path, clock: FakeClock) -> None:
     with RunHistory.open(db, clock) as history:
         started = history.start_run(
             "hourly", "incremental", T0, cluster_name="prod", base_snapshot_id="snap-1"
         )
         assert started.outcome is Outcome.RUNNING
         assert started.started_at == T0
-        clock.now = T0 + timedelta(minutes=3)
+        clock.set(T0 + timedelta(minutes=3))
         nodes = [
             NodeStatus("10.0.0.2", OperationStatus.COMPLETED),
             NodeStatus("10.0.0.1", OperationStatus.FAILED, "upload refused"),
@@ -53,7 +46,7 @@ def test_a_run_is_recorded_before_and_after_its_work(db: Path, clock: Clock) -> 
             nodes=nodes,
         )
     assert finished.outcome is Outcome.FAILED
-    assert finished.finished_at == clock.now
+    assert finished.finished_at == clock.now()
     assert finished.cluster_id == "prod-123"
     assert finished.cluster_name == "prod"
     assert finished.base_snapshot_id == "snap-1"
@@ -61,7 +54,9 @@ def test_a_run_is_recorded_before_and_after_its_work(db: Path, clock: Clock) -> 
     assert finished.nodes[0] == NodeStatus("10.0.0.1", OperationStatus.FAILED, "upload refused")
 
 
-def test_runs_left_running_by_a_crash_become_interrupted_on_open(db: Path, clock: Clock) -> None:
+def test_runs_left_running_by_a_crash_become_interrupted_on_open(
+    db: Path, clock: FakeClock
+) -> None:
     history = RunHistory.open(db, clock)
     run = history.start_run("nightly", "snapshot", T0)
     history.close()  # the process dies without finish_run
@@ -69,15 +64,15 @@ def test_runs_left_running_by_a_crash_become_interrupted_on_open(db: Path, clock
     with RunHistory.open_read_only(db) as reader:
         assert reader.get_run(run.run_id).outcome is Outcome.RUNNING
 
-    clock.now = T0 + timedelta(hours=1)
+    clock.set(T0 + timedelta(hours=1))
     with RunHistory.open(db, clock) as history:
         record = history.get_run(run.run_id)
     assert record.outcome is Outcome.INTERRUPTED
-    assert record.finished_at == clock.now
+    assert record.finished_at == clock.now()
     assert record.error
 
 
-def test_last_run_last_success_and_listing(db: Path, clock: Clock) -> None:
+def test_last_run_last_success_and_listing(db: Path, clock: FakeClock) -> None:
     with RunHistory.open(db, clock) as history:
         ok = history.start_run("nightly", "snapshot", T0)
         history.finish_run(ok.run_id, Outcome.SUCCEEDED, snapshot_id="s1")
@@ -98,13 +93,13 @@ def test_last_run_last_success_and_listing(db: Path, clock: Clock) -> None:
         assert skipped.outcome is Outcome.SKIPPED and skipped.started_at is None
 
 
-def test_read_only_history_refuses_writes(db: Path, clock: Clock) -> None:
+def test_read_only_history_refuses_writes(db: Path, clock: FakeClock) -> None:
     RunHistory.open(db, clock).close()
     with RunHistory.open_read_only(db) as reader, pytest.raises(HistoryError, match="read-only"):
         reader.start_run("nightly", "snapshot", T0)
 
 
-def test_missing_history_and_unknown_runs_are_reported(db: Path, clock: Clock) -> None:
+def test_missing_history_and_unknown_runs_are_reported(db: Path, clock: FakeClock) -> None:
     with pytest.raises(HistoryError, match="no run history"):
         RunHistory.open_read_only(db)
     with RunHistory.open(db, clock) as history:
@@ -115,7 +110,7 @@ def test_missing_history_and_unknown_runs_are_reported(db: Path, clock: Clock) -
             history.finish_run(run.run_id, Outcome.RUNNING)
 
 
-def test_a_newer_schema_is_refused(db: Path, clock: Clock) -> None:
+def test_a_newer_schema_is_refused(db: Path, clock: FakeClock) -> None:
     history = RunHistory.open(db, clock)
     history._file.db.execute("PRAGMA user_version = 99")
     history.close()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from cassy_scheduler.clock import epoch_ms
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
 from cassy_scheduler.server.metadata import SqliteMetadataStore
 from cassy_scheduler.server.rows import (
@@ -19,22 +21,24 @@ from cassy_scheduler.server.rows import (
     RecordNotFoundError,
 )
 from cassy_scheduler.server.sqltables import SCHEMA_VERSION
+from tests.unit.fakes import FakeClock
 
 NODES = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
 
 
-class StepClock:
-    """A clock that moves only when told to."""
+class StepClock(FakeClock):
+    """A clock that moves only when told to, read in Cassy's milliseconds."""
 
-    def __init__(self, start: int = 1_700_000_000_000) -> None:
-        self.now = start
+    def __init__(self, start_ms: int = 1_700_000_123_456) -> None:
+        super().__init__(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=start_ms))
 
-    def __call__(self) -> int:
-        return self.now
+    @property
+    def ms(self) -> int:
+        return epoch_ms(self.now())
 
-    def advance(self, ms: int = 1000) -> int:
-        self.now += ms
-        return self.now
+    def advance_ms(self, ms: int = 1000) -> int:
+        self.advance(ms / 1000)
+        return self.ms
 
 
 @pytest.fixture
@@ -62,12 +66,12 @@ def test_clusters_are_stored_and_listed_newest_first(
         keyspaces=["ks1", "ks2"],
         data_dir="/var/lib/cassandra/data",
     )
-    clock.advance()
+    clock.advance_ms()
     second = store.add_cluster(
         cluster_id="b-2", cluster_name="b", target_ips=NODES[:1], keyspaces=[], data_dir="/d"
     )
 
-    assert first.created_at == first.updated_at == 1_700_000_000_000
+    assert first.created_at == first.updated_at == 1_700_000_123_456
     assert first.target_ips == NODES
     assert store.get_cluster("a-1") == first
     assert store.get_cluster("nope") is None
@@ -88,7 +92,7 @@ def test_backup_rows_share_created_at_and_start_initialized(
         cluster_id="c", target_ips=NODES, snapshot_id="s1", backup_type=BackupType.NODE_SNAPSHOT
     )
 
-    assert {r.created_at for r in rows} == {clock.now}
+    assert {r.created_at for r in rows} == {clock.ms}
     assert {r.status for r in rows} == {OperationStatus.INITIALIZED}
     assert store.list_backups(cluster_id="c") == sorted(rows, key=lambda r: r.target_ip)
 
@@ -99,7 +103,7 @@ def test_update_backup_status_sets_updated_at_and_reason(
     (row,) = store.insert_backups(
         cluster_id="c", target_ips=NODES[:1], snapshot_id="s1", backup_type=BackupType.NODE_SNAPSHOT
     )
-    later = clock.advance(5000)
+    later = clock.advance_ms(5000)
 
     failed = store.update_backup_status(row.key, OperationStatus.FAILED, "nodetool exited 2")
 
@@ -130,12 +134,12 @@ def _seed_backups(store: SqliteMetadataStore, clock: StepClock) -> None:
     store.insert_backups(
         cluster_id="c", target_ips=NODES, snapshot_id="s1", backup_type=BackupType.NODE_SNAPSHOT
     )
-    clock.advance()
+    clock.advance_ms()
     store.insert_backups(
         cluster_id="d", target_ips=NODES[:2], snapshot_id="s2", backup_type=BackupType.NODE_SNAPSHOT
     )
     for _ in range(2):
-        clock.advance()
+        clock.advance_ms()
         store.insert_backups(
             cluster_id="c",
             target_ips=NODES,
@@ -195,7 +199,7 @@ def test_restores_keep_type_and_snapshot_only(store: SqliteMetadataStore, clock:
         restore_type=RestoreType.NODE,
         snapshot_only=True,
     )
-    clock.advance()
+    clock.advance_ms()
     store.insert_restores(
         cluster_id="c",
         target_ips=NODES[:1],
@@ -207,7 +211,7 @@ def test_restores_keep_type_and_snapshot_only(store: SqliteMetadataStore, clock:
     assert all(r.snapshot_only and r.restore_type is RestoreType.NODE for r in rows)
     done = store.update_restore_status(rows[0].key, OperationStatus.COMPLETED)
     assert done.status is OperationStatus.COMPLETED
-    assert done.updated_at == clock.now
+    assert done.updated_at == clock.ms
     assert store.get_restore(rows[0].key) == done
     assert [r.snapshot_id for r in store.list_restores(cluster_id="c")] == ["s9", "s1", "s1"]
     assert len(store.list_restores(snapshot_id="s1")) == 2
@@ -237,7 +241,7 @@ def test_fail_unfinished_marks_only_rows_in_progress(
     )
     store.update_backup_status(backups[0].key, OperationStatus.COMPLETED)
     store.update_backup_status(backups[1].key, OperationStatus.STARTED)
-    restart = clock.advance(60_000)
+    restart = clock.advance_ms(60_000)
 
     changed = store.fail_unfinished("server restarted while the operation ran")
 

@@ -36,7 +36,7 @@ def test_the_endpoint_shows_each_jobs_last_success_outcome_duration_runs_and_nex
 ) -> None:
     settings = config(tmp_path, "", "", scheduler='metrics_listen = "127.0.0.1:0"')
     clock = FakeClock()
-    with RunHistory.open(settings.runtime.history_path, clock.now) as history:
+    with RunHistory.open(settings.runtime.history_path, clock) as history:
         old = history.start_run("nightly", "snapshot", T0 - timedelta(hours=1))
         history.finish_run(old.run_id, Outcome.SUCCEEDED)
     with Runtime(settings, clock) as runtime:

@@ -39,7 +39,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def history(tmp_path: Path, clock: FakeClock) -> Iterator[RunHistory]:
-    with RunHistory.open(tmp_path / "history.sqlite", clock.now) as opened:
+    with RunHistory.open(tmp_path / "history.sqlite", clock) as opened:
         yield opened
 
 

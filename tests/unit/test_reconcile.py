@@ -21,7 +21,7 @@ WAITS = {"nightly": (timedelta(minutes=10), timedelta(seconds=5))}
 
 @pytest.fixture
 def history(tmp_path: Path) -> Iterator[RunHistory]:
-    with RunHistory.open(tmp_path / "history.sqlite", FakeClock().now) as opened:
+    with RunHistory.open(tmp_path / "history.sqlite", FakeClock()) as opened:
         yield opened
 
 

@@ -54,7 +54,7 @@ class Setup:
         self.clock = FakeClock()
         self.cassy = FakeCassy()
         self.cluster = self.cassy.add_cluster("prod", IPS)
-        self.history = RunHistory.open(tmp_path / "history.sqlite", self.clock.now)
+        self.history = RunHistory.open(tmp_path / "history.sqlite", self.clock)
         self.locks = RunLocks(tmp_path / "locks", self.clock)
         self.recorder = Recorder(self.history)
         self.runner = Runner(self.cassy, self.history, self.locks, self.clock, [self.recorder])

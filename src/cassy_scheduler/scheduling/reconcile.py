@@ -19,6 +19,7 @@ from cassy_scheduler.clock import Clock
 from cassy_scheduler.history import HistoryError, RunHistory
 from cassy_scheduler.outcome import (
     BackupOutcome,
+    PollStopped,
     find_accepted_backup,
     find_refused_backup,
     wait_for_backup,
@@ -91,20 +92,16 @@ def _settle(  # noqa: PLR0917 (collaborators)
         _log.info("interrupted run settled run_id=%d outcome=%r", request.run_id, words)
         return True
 
-    def sleep(seconds: float) -> None:
-        if clock.wait(seconds, stop):
-            raise _Stopping
-
     try:
         outcome = wait_for_backup(
             client,
             ack,
             timeout_s=wait.total_seconds(),
             poll_interval_s=poll.total_seconds(),
-            clock=clock.monotonic,
-            sleep=sleep,
+            clock=clock,
+            stop=stop,
         )
-    except _Stopping:
+    except PollStopped:
         return False  # the daemon stops: its next start looks again
     words = describe(outcome)
     history.settle(
@@ -125,10 +122,6 @@ def _settle(  # noqa: PLR0917 (collaborators)
 
 def _nodes(outcome: BackupOutcome) -> list[NodeStatus]:
     return [NodeStatus(n.target_ip, n.status, n.reason) for n in outcome.nodes]
-
-
-class _Stopping(Exception):  # noqa: N818 (control flow, never escapes this module)
-    """The daemon stops while a backup is still being waited for."""
 
 
 def _ack_of(

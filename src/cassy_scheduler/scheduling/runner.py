@@ -23,6 +23,7 @@ from cassy_scheduler.config.model import JobConfig, JobType, WhenNoSnapshot
 from cassy_scheduler.history import HistoryError, RunHistory
 from cassy_scheduler.outcome import (
     BackupOutcome,
+    PollStopped,
     newest_backup_ms,
     wait_for_backup,
 )
@@ -301,9 +302,11 @@ class Runner:
                 ack,
                 timeout_s=job.wait_timeout.total_seconds(),
                 poll_interval_s=job.poll_interval.total_seconds(),
-                clock=self._clock.monotonic,
-                sleep=lambda seconds: self._pause(seconds, progress.stop),
+                clock=self._clock,
+                stop=progress.stop,
             )
+        except PollStopped:
+            raise _Stopped() from None
         except CassyError as exc:
             raise _RunFailed(
                 Outcome.FAILED, Failure.REFUSED, f"asking for the outcome failed: {exc}"
@@ -354,9 +357,11 @@ class Runner:
                 poll_interval_s=progress.job.poll_interval.total_seconds(),
                 every_node=True,
                 known=done.nodes,
-                clock=self._clock.monotonic,
-                sleep=lambda seconds: self._pause(seconds, progress.stop),
+                clock=self._clock,
+                stop=progress.stop,
             )
+        except PollStopped:
+            raise _Stopped() from None
         except CassyError:
             return done  # what is known stays recorded; the outcome does not change
         return BackupOutcome(done.ack, rest.nodes, timed_out=False, last_error=None)

@@ -31,7 +31,7 @@ class SchedulerState:
 
     @classmethod
     def open(cls, runtime: RuntimeConfig, clock: Clock) -> SchedulerState:
-        history = RunHistory.open(runtime.history_path, clock.now, recover=False)
+        history = RunHistory.open(runtime.history_path, clock, recover=False)
         state = cls(history, RunLocks(runtime.lock_dir, clock), runtime.state_dir)
         state.recover()
         return state

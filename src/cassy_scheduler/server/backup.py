@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import wait
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 
+from cassy_scheduler.clock import SYSTEM_CLOCK, Clock
 from cassy_scheduler.node.datadir import snapshot_files
 from cassy_scheduler.node.manifest import BackupIdentity
 from cassy_scheduler.protocol.pause_report import PauseReport
@@ -76,7 +75,7 @@ class BackupOperations:
         *,
         metadata_file_name: str = "metadata.db",
         parallel_nodes: int = 8,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         cluster_wide: ClusterWideSetup | None = None,
     ) -> None:
         self._metadata = metadata
@@ -309,7 +308,7 @@ class BackupOperations:
     def _dump_metadata(self) -> None:
         """Keep a copy of the metadata next to the backups, as Cassy does after each request."""
         try:
-            when = datetime.fromtimestamp(self._clock(), UTC)
+            when = self._clock.now()
             key = metadata_backup_key(when, self._metadata_file_name)
             self._storage.put_bytes(key, self._metadata.dump_sql().encode())
         except Exception:

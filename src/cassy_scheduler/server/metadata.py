@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from cassy_scheduler.clock import SYSTEM_CLOCK, Clock, epoch_ms
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
 from cassy_scheduler.server.rows import (
     BackupRecord,
@@ -39,15 +39,7 @@ from cassy_scheduler.server.sqltables import (
     sql_limit,
 )
 
-NowMs = Callable[[], int]
-"""Milliseconds since the epoch, the unit of every timestamp Cassy carries."""
-
 _UNFINISHED = (int(OperationStatus.INITIALIZED), int(OperationStatus.STARTED))
-
-
-def system_clock_ms() -> int:
-    """The wall clock in milliseconds since the epoch."""
-    return time.time_ns() // 1_000_000
 
 
 class SqliteMetadataStore:
@@ -57,7 +49,7 @@ class SqliteMetadataStore:
     is simpler than a connection per thread and keeps writes ordered.
     """
 
-    def __init__(self, path: Path | str, *, clock: NowMs = system_clock_ms) -> None:
+    def __init__(self, path: Path | str, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._path = str(path)
         self._clock = clock
         self._lock = threading.RLock()
@@ -78,6 +70,9 @@ class SqliteMetadataStore:
             self._connection.close()
             raise
 
+    def _now_ms(self) -> int:
+        return epoch_ms(self._clock.now())
+
     @property
     def path(self) -> str:
         return self._path
@@ -97,7 +92,7 @@ class SqliteMetadataStore:
         keyspaces: Sequence[str],
         data_dir: str,
     ) -> ClusterRecord:
-        now = self._clock()
+        now = self._now_ms()
         record = ClusterRecord(
             cluster_id=cluster_id,
             cluster_name=cluster_name,
@@ -158,7 +153,7 @@ class SqliteMetadataStore:
         created_at: int | None = None,
     ) -> list[BackupRecord]:
         """One INITIALIZED row per node, all sharing one `created_at` (now, unless given)."""
-        stamp = self._clock() if created_at is None else created_at
+        stamp = self._now_ms() if created_at is None else created_at
         records = [
             BackupRecord(
                 cluster_id=cluster_id,
@@ -206,7 +201,7 @@ class SqliteMetadataStore:
         created_at: int | None = None,
     ) -> list[RestoreRecord]:
         """One INITIALIZED row per node, all sharing one `created_at` (now, unless given)."""
-        stamp = self._clock() if created_at is None else created_at
+        stamp = self._now_ms() if created_at is None else created_at
         records = [
             RestoreRecord(
                 cluster_id=cluster_id,
@@ -259,7 +254,7 @@ class SqliteMetadataStore:
         return self._fail_unfinished(reason, (RESTORES.name,))
 
     def _fail_unfinished(self, reason: str, tables: Sequence[str]) -> int:
-        now = self._clock()
+        now = self._now_ms()
         changed = 0
         with self._transaction() as connection:
             for table in tables:
@@ -333,7 +328,7 @@ class SqliteMetadataStore:
         with self._transaction() as connection:
             cursor = connection.execute(
                 f"UPDATE {table.name} SET status = ?, reason = ?, updated_at = ? WHERE {KEY_MATCH}",
-                (int(status), reason, self._clock(), *key_values(key)),
+                (int(status), reason, self._now_ms(), *key_values(key)),
             )
             if cursor.rowcount != 1:
                 raise RecordNotFoundError(

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from cassy_scheduler.clock import SYSTEM_CLOCK, Clock, epoch_ms
 from cassy_scheduler.node.discovery import CqlAccess
 from cassy_scheduler.node.executor import NodeEndpoint, NodeExecutor
 from cassy_scheduler.node.nodetool import Nodetool
@@ -63,7 +64,7 @@ class NodeJobs:
         fail_unfinished: Callable[[str], int],
         *,
         parallel_nodes: int,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.kind = kind
         self.nodes = nodes
@@ -77,7 +78,7 @@ class NodeJobs:
         self._coordinators: list[threading.Thread] = []
 
     def now_ms(self) -> int:
-        return int(self._clock() * 1000)
+        return epoch_ms(self._clock.now())
 
     # -- before the reply --
 

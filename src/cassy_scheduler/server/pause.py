@@ -21,6 +21,7 @@ from typing import Protocol, Self
 import grpc
 from google.protobuf import empty_pb2
 
+from cassy_scheduler.clock import SYSTEM_CLOCK, Clock, epoch_ms
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
 from cassy_scheduler.protocol.pause_report import InstancePause, PauseReport
 from cassy_scheduler.server.applications import AppInstance, ApplicationsError
@@ -97,8 +98,7 @@ class Pauser:
         unpause_timeout_s: float,
         unpause_attempts: int = UNPAUSE_ATTEMPTS,
         retry_delay_s: float = UNPAUSE_RETRY_DELAY_S,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._admin = admin
@@ -107,7 +107,6 @@ class Pauser:
         self._attempts = max(1, unpause_attempts)
         self._retry_delay_s = retry_delay_s
         self._clock = clock
-        self._wall_clock = wall_clock
         self._sleep = sleep
 
     def pause(self, instances: Sequence[AppInstance]) -> PauseWindow:
@@ -120,14 +119,14 @@ class Pauser:
         """A window not yet opened: it can be tracked (and interrupted) before pausing starts."""
         if not instances:
             raise ApplicationsError("no application instance to pause")
-        return PauseWindow(self, instances, int(self._wall_clock() * 1000))
+        return PauseWindow(self, instances, epoch_ms(self._clock.now()))
 
     # The window calls these; they run calls in parallel and never raise.
     def _pause_all(self, progress: Sequence[_Progress]) -> None:
         def pause_one(item: _Progress) -> None:
-            item.sent_at = self._clock()
+            item.sent_at = self._clock.monotonic()
             self._admin.pause(item.instance, self._pause_timeout_s)
-            item.acked_after_s = self._clock() - item.sent_at
+            item.acked_after_s = self._clock.monotonic() - item.sent_at
 
         pool = ThreadPoolExecutor(min(len(progress), MAX_PARALLEL_CALLS), "pause")
         try:
@@ -148,7 +147,7 @@ class Pauser:
             for attempt in range(1, self._attempts + 1):
                 try:
                     self._admin.unpause(instance, self._unpause_timeout_s)
-                    return self._clock()
+                    return self._clock.monotonic()
                 except Exception as exc:
                     if attempt == self._attempts:
                         raise
@@ -168,7 +167,7 @@ class Pauser:
             done, _late = wait(futures, timeout=budget)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-        given_up = self._clock()
+        given_up = self._clock.monotonic()
         outcome: dict[AppInstance, _Unpaused] = {}
         for future, instance in futures.items():
             if future not in done:

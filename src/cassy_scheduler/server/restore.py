@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from cassy_scheduler.clock import SYSTEM_CLOCK, Clock
 from cassy_scheduler.node.manifest import find_manifests
 from cassy_scheduler.node.placement import (
     NodeDirectories,
@@ -66,7 +67,7 @@ class RestoreOperations:
         *,
         parallel_nodes: int = 8,
         download_workers: int = 4,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._metadata = metadata
         self._storage = storage
