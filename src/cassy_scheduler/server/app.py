@@ -85,14 +85,55 @@ def _listen(server: grpc.Server, settings: ServerSettings) -> int:
 
 def start_server(settings: ServerSettings) -> RunningServer:
     """Open metadata and storage, recover from a previous crash, and start listening."""
+    metadata = _open_metadata(settings)
+    storage = open_storage(settings.storage_uri)
+    _remove_leftovers_in_background(storage, time.time())
+    executor = LocalExecutor(settings.nodetool)
+    operations, restores = _operations(settings, metadata, storage, executor)
+    discover = partial(
+        discover_cluster,
+        executor=executor,
+        endpoints=settings.endpoint,
+        cql=settings.cql,
+    )
+    servicer = CassyServicer(metadata, operations, discover, restores=restores)
+    server, health_servicer = _grpc_server(settings, servicer)
+    port = _listen(server, settings)
+    if port == 0:
+        metadata.close()
+        raise OSError(f"cannot listen on {settings.address}: is another process using it?")
+    server.start()
+    for service in ("", SERVICE_NAME, BUILTIN_SERVER_HEALTH_NAME):
+        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    _log_start(settings, port)
+    return RunningServer(
+        server,
+        port,
+        health_servicer,
+        operations,
+        metadata,
+        executor,
+        settings.shutdown_grace_seconds,
+        restores,
+    )
+
+
+def _open_metadata(settings: ServerSettings) -> SqliteMetadataStore:
+    """The metadata file (0600), with rows a previous process left running marked FAILED."""
     private_file(settings.metadata_path)
     metadata = SqliteMetadataStore(settings.metadata_path)
     recovered = metadata.fail_unfinished(RESTARTED)
     if recovered:
         log.warning("rows left unfinished by a previous process marked FAILED rows=%d", recovered)
-    storage = open_storage(settings.storage_uri)
-    _remove_leftovers_in_background(storage, time.time())
-    executor = LocalExecutor(settings.nodetool)
+    return metadata
+
+
+def _operations(
+    settings: ServerSettings,
+    metadata: SqliteMetadataStore,
+    storage: Storage,
+    executor: LocalExecutor,
+) -> tuple[BackupOperations, RestoreOperations]:
     nodes = NodeAccess(
         executor=executor,
         endpoint=settings.endpoint,
@@ -114,31 +155,28 @@ def start_server(settings: ServerSettings) -> RunningServer:
         node_directories(settings),
         parallel_nodes=settings.parallel_nodes,
     )
-    discover = partial(
-        discover_cluster,
-        executor=executor,
-        endpoints=settings.endpoint,
-        cql=settings.cql,
-    )
+    return operations, restores
+
+
+def _grpc_server(
+    settings: ServerSettings, servicer: CassyServicer
+) -> tuple[grpc.Server, health.HealthServicer]:
+    """rpc.Cassy beside gRPC health and server reflection, as Scalar's Cassy serves them."""
     server = grpc.server(
         ThreadPoolExecutor(settings.max_workers, thread_name_prefix="rpc"),
         options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
     )
-    cassy_pb2_grpc.add_CassyServicer_to_server(
-        CassyServicer(metadata, operations, discover, restores=restores), server
-    )
+    cassy_pb2_grpc.add_CassyServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = _listen(server, settings)
-    if port == 0:
-        metadata.close()
-        raise OSError(f"cannot listen on {settings.address}: is another process using it?")
-    server.start()
-    for service in ("", SERVICE_NAME, BUILTIN_SERVER_HEALTH_NAME):
-        health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    return server, health_servicer
+
+
+def _log_start(settings: ServerSettings, port: int) -> None:
+    """Where it listens and stores, and the warnings an operator should act on."""
     log.info(
         "server listening address=%s:%d tls=%s storage=%s metadata=%s",
         settings.host,
@@ -163,16 +201,6 @@ def start_server(settings: ServerSettings) -> RunningServer:
             note.message,
             note.hint,
         )
-    return RunningServer(
-        server,
-        port,
-        health_servicer,
-        operations,
-        metadata,
-        executor,
-        settings.shutdown_grace_seconds,
-        restores,
-    )
 
 
 def _remove_leftovers_in_background(storage: Storage, started: float) -> None:
