@@ -11,13 +11,13 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from cassy_scheduler.closing import Closing
 from cassy_scheduler.protocol.echo import echo_text
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
 from cassy_scheduler.protocol.reasons import decode_reasons
@@ -193,7 +193,7 @@ def datetime_from_ms(ms: int) -> datetime:
 # --- the client ---------------------------------------------------------------------------
 
 
-class CassyClient:
+class CassyClient(Closing):
     """Typed, blocking calls to one Cassy server over one channel; close() when done."""
 
     def __init__(
@@ -233,17 +233,6 @@ class CassyClient:
 
     def close(self) -> None:
         self._channel.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def is_builtin_server(self, *, timeout_s: float | None = None) -> bool:
         """Whether this is `cassy-scheduler serve`; anything else (Scalar's Cassy) is treated

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 
 from cassy_scheduler.clock import SYSTEM_CLOCK, Clock
+from cassy_scheduler.closing import Closing
 from cassy_scheduler.protocol.types import BackupType, NodeStatus, OperationStatus
 from cassy_scheduler.records import BackupRequest, Outcome, RunRecord
 from cassy_scheduler.statefile import StateError, StateFile, optional_text, read_time, stored_time
@@ -71,7 +71,7 @@ class HistoryError(StateError):
     """The run history cannot be opened, read or written."""
 
 
-class RunHistory:
+class RunHistory(Closing):
     """Reads and writes runs in one SQLite file; open it with `open` or `open_read_only`."""
 
     def __init__(self, file: StateFile, clock: Clock) -> None:
@@ -109,17 +109,6 @@ class RunHistory:
 
     def close(self) -> None:
         self._file.close()
-
-    def __enter__(self) -> RunHistory:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def mark_interrupted(self) -> int:
         """Close every run still "running"; call only when no other scheduler uses this file."""

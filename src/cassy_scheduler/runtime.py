@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from types import TracebackType
 
 from cassy_scheduler.client import CassyClient
 from cassy_scheduler.clock import Clock, SystemClock
+from cassy_scheduler.closing import Closing
 from cassy_scheduler.config.model import SchedulerConfig, ServerConfig
 from cassy_scheduler.metrics import SchedulerMetrics
 from cassy_scheduler.notify.dispatcher import Dispatcher
@@ -46,7 +46,7 @@ DAEMON_NOTIFY_WAIT_S = 15.0
 _BACKGROUND_JOIN_S = 5.0
 
 
-class Runtime:
+class Runtime(Closing):
     """A config made live: client, state and runner; close() when done."""
 
     def __init__(
@@ -150,14 +150,3 @@ class Runtime:
             client.close()
         self.journal.close()
         self.state.close()
-
-    def __enter__(self) -> Runtime:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

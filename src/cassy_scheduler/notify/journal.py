@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 
+from cassy_scheduler.closing import Closing
 from cassy_scheduler.statefile import StateError, StateFile, optional_text, read_time, stored_time
 
 _SCHEMA = """
@@ -62,7 +62,7 @@ class StaleState:
     stale_since: datetime | None = None
 
 
-class NoticeJournal:
+class NoticeJournal(Closing):
     """Delivery attempts and staleness state; open it with `open` or `open_read_only`."""
 
     def __init__(self, file: StateFile) -> None:
@@ -78,17 +78,6 @@ class NoticeJournal:
 
     def close(self) -> None:
         self._file.close()
-
-    def __enter__(self) -> NoticeJournal:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def record_delivery(self, delivery: DeliveryRecord) -> None:
         """Record one delivery attempt, whatever its result."""

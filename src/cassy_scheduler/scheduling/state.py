@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from types import TracebackType
 
 from cassy_scheduler.clock import Clock
+from cassy_scheduler.closing import Closing
 from cassy_scheduler.config.model import RuntimeConfig
 from cassy_scheduler.history import RunHistory
 from cassy_scheduler.scheduling.locks import LockBusyError, RunLocks
@@ -21,7 +21,7 @@ _log = logging.getLogger(__name__)
 INTERRUPTED_REASON = "the process running it stopped before the run finished"
 
 
-class SchedulerState:
+class SchedulerState(Closing):
     """History and locks of one state directory; close() when done."""
 
     def __init__(self, history: RunHistory, locks: RunLocks, root: Path) -> None:
@@ -60,14 +60,3 @@ class SchedulerState:
 
     def close(self) -> None:
         self.history.close()
-
-    def __enter__(self) -> SchedulerState:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
