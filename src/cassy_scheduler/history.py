@@ -400,9 +400,9 @@ def _migrate(file: StateFile) -> None:
             f"run history {file.path} was written by a newer cassy-scheduler (schema "
             f"{version}); upgrade this program or point it at another file"
         )
-    with file.lock:
-        file.db.executescript(_SCHEMA)
-        file.db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+    file.script(
+        f"{_SCHEMA};\nPRAGMA user_version = {_SCHEMA_VERSION};", "create the run history's tables"
+    )
 
 
 def _node_rows(run_id: int, nodes: Sequence[NodeStatus]) -> list[tuple[object, ...]]:

@@ -192,6 +192,7 @@ class Polled(Generic[_T]):
     value: _T
     timed_out: bool
     last_error: str | None = None
+    error: CassyError | None = None  # what ended a poll without retry_errors
 
 
 class PollStopped(Exception):  # noqa: N818 (a stop asked for, not an error)
@@ -208,13 +209,16 @@ def poll(  # noqa: PLR0917 (the parts of one wait)
     *,
     clock: Clock = SYSTEM_CLOCK,
     stop: threading.Event | None = None,
+    retry_errors: bool = True,
 ) -> Polled[_T]:
     """Call `fetch` every `interval_s` until `settled` says so or `timeout_s` has passed.
 
     The one wait for a server's rows, backups and restores alike. Transient errors (the
     server restarting, a slow answer) are retried until the timeout; any other CassyError is
-    raised. `first` stands for the answer until one arrives. Setting `stop` ends the wait
-    with PollStopped.
+    raised. Without `retry_errors` the first error of any kind ends the wait, with the last
+    answer and the error in the result: for a wait that only makes known statuses truer.
+    `first` stands for the answer until one arrives. Setting `stop` ends the wait with
+    PollStopped.
     """
     deadline = clock.monotonic() + timeout_s
     value, last_error = first, None
@@ -222,6 +226,8 @@ def poll(  # noqa: PLR0917 (the parts of one wait)
         try:
             value = fetch()
         except CassyError as exc:
+            if not retry_errors:
+                return Polled(value, timed_out=False, last_error=str(exc), error=exc)
             if not exc.is_transient:
                 raise
             last_error = str(exc)
@@ -249,10 +255,12 @@ def wait_for_backup(
     known: tuple[NodeStatus, ...] = (),
     clock: Clock = SYSTEM_CLOCK,
     stop: threading.Event | None = None,
+    retry_errors: bool = True,
 ) -> BackupOutcome:
     """Poll until every node is COMPLETED, any node FAILED (with `every_node`: until every
     node is COMPLETED or FAILED), or timeout_s has passed. `known` is what an earlier wait
-    saw, kept should no answer come. Setting `stop` ends the wait with PollStopped."""
+    saw, kept should no answer come. Setting `stop` ends the wait with PollStopped; without
+    `retry_errors`, the first failed call ends it with what was seen until then."""
     polled = poll(
         lambda: _latest_statuses(ack, client.list_backups(snapshot_id=ack.snapshot_id)),
         lambda nodes: _is_settled(nodes, every_node),
@@ -262,6 +270,7 @@ def wait_for_backup(
         f"backup {ack.snapshot_id}",
         clock=clock,
         stop=stop,
+        retry_errors=retry_errors,
     )
     if polled.timed_out:
         logger.warning(

@@ -65,6 +65,15 @@ class StateFile:
             except sqlite3.Error as exc:
                 raise self._error(f"cannot {what}: {exc}") from exc
 
+    def script(self, sql: str, what: str) -> None:
+        """Statements run as one script (a schema, a migration)."""
+        with self.lock:
+            self.require_writable()
+            try:
+                self.db.executescript(sql)
+            except sqlite3.Error as exc:
+                raise self._error(f"cannot {what}: {exc}") from exc
+
     def select(
         self, sql: str, params: Sequence[object], what: str, *, missing_ok: bool = False
     ) -> list[tuple[object, ...]]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from cassy_scheduler import statefile
 from cassy_scheduler.history import HistoryError, RunHistory
 from cassy_scheduler.protocol.types import NodeStatus, OperationStatus
 from cassy_scheduler.records import Outcome
@@ -116,3 +118,19 @@ def test_a_newer_schema_is_refused(db: Path, clock: FakeClock) -> None:
     history.close()
     with pytest.raises(HistoryError, match="newer"):
         RunHistory.open(db, clock)
+
+
+def test_a_locked_file_at_start_is_a_history_error(
+    db: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process holding the file (a stuck `sqlite3` shell) stops the start with a
+    message the command prints, not a traceback."""
+    monkeypatch.setattr(statefile, "BUSY_TIMEOUT_MS", 100)
+    RunHistory.open(db, clock).close()
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(HistoryError, match="cannot"):
+            RunHistory.open(db, clock)
+    finally:
+        other.close()

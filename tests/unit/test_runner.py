@@ -231,6 +231,20 @@ def test_a_node_still_unfinished_after_another_failed_says_so(s: Setup) -> None:
     assert pending.reason is not None and "may still complete" in pending.reason
 
 
+def test_a_server_gone_after_a_node_failed_ends_the_run_at_once(s: Setup) -> None:
+    """Waiting for the other nodes only makes statuses truer: it stops at the first failed
+    call instead of holding the lock and the failure notice for all of wait_timeout."""
+    s.cassy.node_results = {"127.0.0.3": OperationStatus.FAILED}
+    s.cassy.node_delays = {"127.0.0.2": 1000}
+    job = make_job(wait_timeout=timedelta(hours=2), poll_interval=timedelta(seconds=5))
+    s.cassy.errors["ListBackups"] = [None, None, None] + [unavailable("ListBackups")] * 100
+    start = s.clock.monotonic()
+    result = s.runner.run(job, T0)
+    assert (result.outcome, result.failure) == (Outcome.FAILED, Failure.NODES_FAILED)
+    assert s.clock.monotonic() - start < 60
+    assert sum(1 for call, _ in s.cassy.calls if call == "ListBackups") <= 5
+
+
 def test_no_outcome_within_wait_timeout_is_timed_out(s: Setup) -> None:
     s.cassy.hang = True
     job = make_job(wait_timeout=timedelta(minutes=1), poll_interval=timedelta(seconds=10))

@@ -86,7 +86,9 @@ def test_old_seconds_keys_load_as_before_with_a_note_each(tmp_path: Path) -> Non
     assert (grace.line, grace.hint) == (2, 'write shutdown_grace = "45s" instead')
     assert "deprecated" in grace.message
     # A fraction of a second rounds up: the new style counts whole seconds.
-    assert notes["cassandra.connect_timeout_seconds"].hint == 'write connect_timeout = "3s" instead'
+    assert notes["cassandra.connect_timeout_seconds"].hint.startswith(
+        'write connect_timeout = "3s" instead (durations count whole seconds: 2.5 rounds up)'
+    )
 
 
 def test_new_style_has_no_notes(tmp_path: Path) -> None:
@@ -102,11 +104,10 @@ def test_new_style_has_no_notes(tmp_path: Path) -> None:
             "shutdown_grace is given too",
         ),
         ('[server]\nshutdown_grace_seconds = "5s"\n', "server.shutdown_grace_seconds", "number"),
-        (
-            "[server]\nshutdown_grace_seconds = -1\n",
-            "server.shutdown_grace_seconds",
-            "zero or more",
-        ),
+        ("[server]\nshutdown_grace_seconds = -1\n", "server.shutdown_grace_seconds", "from 0 to"),
+        ("[server]\nshutdown_grace_seconds = inf\n", "server.shutdown_grace_seconds", "from 0 to"),
+        ("[server]\nshutdown_grace_seconds = nan\n", "server.shutdown_grace_seconds", "from 0 to"),
+        ("[server]\nshutdown_grace_seconds = 1e20\n", "server.shutdown_grace_seconds", "from 0 to"),
         ('[nodes]\nnodetool_timeout = "0s"\n', "nodes.nodetool_timeout", "longer than zero"),
         ("[nodes]\nnodetool_timeout = 300\n", "nodes.nodetool_timeout", "quoted string"),
     ],

@@ -170,7 +170,12 @@ def _wait(
         return bool(found) and all(r.status.is_final for r in found)
 
     none: list[RestoreEntry] = []
-    polled = poll(rows, final, none, timeout_s, 1.0, f"restore of {snapshot_id}")
+    # The server gone away ends the wait at once: the command says so (exit 5).
+    polled = poll(
+        rows, final, none, timeout_s, 1.0, f"restore of {snapshot_id}", retry_errors=False
+    )
+    if polled.error is not None:
+        raise polled.error
     return polled.value, not polled.timed_out
 
 

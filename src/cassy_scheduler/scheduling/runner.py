@@ -359,11 +359,10 @@ class Runner:
                 known=done.nodes,
                 clock=self._clock,
                 stop=progress.stop,
+                retry_errors=False,  # a server gone away: what is known stays recorded
             )
         except PollStopped:
             raise _Stopped() from None
-        except CassyError:
-            return done  # what is known stays recorded; the outcome does not change
         return BackupOutcome(done.ack, rest.nodes, timed_out=False, last_error=None)
 
     def _judge(

@@ -88,13 +88,18 @@ class NodeJobs:
         what: str,
         record: Callable[[int], Sequence[HistoryKey]],
         check: Callable[[Sequence[HistoryKey]], None] | None = None,
+        *,
+        ready: Callable[[], None] | None = None,
     ) -> list[HistoryKey]:
-        """Reserve the nodes, record their rows (at `created_at` now), run `check`, and mark
-        the rows STARTED; anything raised releases the nodes again."""
+        """Reserve the nodes, run `ready` (checks that need them reserved and write nothing),
+        record their rows (at `created_at` now), run `check`, and mark the rows STARTED;
+        anything raised releases the nodes again."""
         if self.stopping.is_set():
             raise NodesBusyError("the server is shutting down; try again once it is back")
         self.nodes.reservations.reserve(targets, what)
         try:
+            if ready is not None:
+                ready()
             keys = list(record(self.now_ms()))
             if check is not None:
                 check(keys)

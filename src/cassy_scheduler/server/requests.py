@@ -91,6 +91,7 @@ def checked_host(cassandra_host: str) -> str:
 
 
 def checked_backup(metadata: MetadataStore, ask: BackupAsk) -> CheckedBackup:
+    _require_cluster_id(ask.cluster_id)
     backup_type = _backup_type(ask.backup_type)
     sid = ask.snapshot_id
     if backup_type is BackupType.NODE_INCREMENTAL and not sid:
@@ -125,6 +126,7 @@ def checked_backup(metadata: MetadataStore, ask: BackupAsk) -> CheckedBackup:
 
 
 def checked_restore(metadata: MetadataStore, ask: RestoreAsk) -> CheckedRestore:
+    _require_cluster_id(ask.cluster_id)
     restore_type = _restore_type(ask.restore_type)
     sid = ask.snapshot_id
     if not sid or not is_plain_id(sid):
@@ -182,9 +184,13 @@ def _restore_type(code: int) -> RestoreType:
         ) from None
 
 
-def _cluster(metadata: MetadataStore, cluster_id: str, register: str) -> ClusterRecord:
+def _require_cluster_id(cluster_id: str) -> None:
+    """Checked first: a request without a cluster is refused for that, whatever else it lacks."""
     if not cluster_id:
         raise InvalidRequestError("cluster_id must be specified (ListClusters shows the ids)")
+
+
+def _cluster(metadata: MetadataStore, cluster_id: str, register: str) -> ClusterRecord:
     cluster = metadata.get_cluster(cluster_id)
     if cluster is None:
         raise InvalidRequestError(

@@ -110,7 +110,6 @@ class RestoreOperations:
         nodes = tuple(targets) or tuple(cluster.target_ips)
 
         def record(created_at: int) -> list[HistoryKey]:
-            self._check_restorable(cluster, nodes)
             rows = self._metadata.insert_restores(
                 cluster_id=cluster.cluster_id,
                 target_ips=nodes,
@@ -121,7 +120,12 @@ class RestoreOperations:
             )
             return [row.key for row in rows]
 
-        keys = self.jobs.begin(nodes, f"restore of snapshot {snapshot_id}", record)
+        keys = self.jobs.begin(
+            nodes,
+            f"restore of snapshot {snapshot_id}",
+            record,
+            ready=lambda: self._check_restorable(cluster, nodes),
+        )
         started = StartedRestore(
             cluster.cluster_id,
             snapshot_id,

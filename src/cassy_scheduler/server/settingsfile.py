@@ -102,6 +102,8 @@ class FileTable(_Table):
     applications: ApplicationsTable | None = None
 
 
+_MAX_SECONDS = 366 * 86_400  # a year: longer is a typo, and timedelta overflows past 1e14
+
 #: Keys of earlier versions, in seconds, and the duration key each became.
 RENAMED = {
     ("server", "shutdown_grace_seconds"): "shutdown_grace",
@@ -195,27 +197,34 @@ class _Renamed:
                 ConfigProblem(self._file, place, key, f"{new} is given too", f"keep only {new}")
             )
             return
-        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not 0 <= value <= _MAX_SECONDS  # nan and inf fail this too
+        ):
             self.problems.append(
                 ConfigProblem(
                     self._file,
                     place,
                     key,
-                    f"must be a number of seconds, zero or more, got {value!r}",
+                    f"must be a number of seconds from 0 to {_MAX_SECONDS}, got {value!r}",
                     f'write {new} = "30s" instead',
                 )
             )
             return
         found[new] = timedelta(seconds=value)
         self.written_as[(table, new)] = (table, old)
-        written = f"{math.ceil(value)}s" if value > 0 else "0s"
+        whole = math.ceil(value)
+        hint = f'write {new} = "{whole}s" instead'
+        if whole != value:
+            hint += f" (durations count whole seconds: {value:g} rounds up)"
         self.notes.append(
             ConfigProblem(
                 self._file,
                 place,
                 key,
                 "is deprecated: durations are written with their unit, as in the scheduler's file",
-                f'write {new} = "{written}" instead',
+                hint,
             )
         )
 
