@@ -30,6 +30,7 @@ from cassy_scheduler.node.placement import RestorePlanError, plan_restore, targe
 from cassy_scheduler.node.sstables import (
     DATA,
     DIGEST,
+    NEVER_EMPTY,
     SNAPSHOT_MANIFEST,
     TOC,
     SSTableFormatError,
@@ -338,7 +339,7 @@ def _check_sstable(storage: Storage, table: StoredSSTable) -> list[Problem]:
                     where + component,
                 )
             )
-        elif found[1] == 0:
+        elif found[1] == 0 and component in NEVER_EMPTY:
             problems.append(
                 Problem(ProblemKind.WRONG_SIZE, f"{where}{component} is empty", where + component)
             )

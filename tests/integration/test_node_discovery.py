@@ -62,6 +62,12 @@ def test_nothing_listening_is_a_discovery_error() -> None:
         node_data_dir("127.0.0.99", CqlAccess(9042), 5)
 
 
+def test_a_name_no_resolver_knows_is_a_discovery_error() -> None:
+    """RegisterCluster answers UNAVAILABLE naming the host, not UNKNOWN with a traceback."""
+    with pytest.raises(DiscoveryError, match=r"no-such-node\.invalid:9042"):
+        discover_cluster("no-such-node.invalid", local_executor(), NodeEndpoint, timeout_s=5)
+
+
 class FixedStatus:
     """An executor whose `nodetool status` prints a given ring."""
 

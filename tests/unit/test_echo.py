@@ -26,7 +26,9 @@ def test_long_lists_say_how_many_more() -> None:
 
 
 def test_hosts_are_names_or_addresses() -> None:
-    for good in ("10.0.0.1", "::1", "cassandra-1.example.com", "node_1.internal", "localhost."):
-        assert is_host(good), good
-    for bad in ("", "../../tmp/x", "a/b", "a\x00b", "a b", "-a.example.com", "h" * 300, "h:9042"):
-        assert not is_host(bad), bad
+    good = ("10.0.0.1", "::1", "fe80::1%eth0", "cassandra-1.example.com", "localhost.")
+    for host in (*good, "node_1.internal"):
+        assert is_host(host), host
+    bad = ("", "../../tmp/x", "a/b", "a\x00b", "a b", "-a.example.com", "h" * 300, "h:9042")
+    for host in (*bad, "::1%\x00", "fe80::1%a b", "10.0.0.1%eth0", "::1%"):
+        assert not is_host(host), host

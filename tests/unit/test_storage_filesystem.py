@@ -16,6 +16,7 @@ from cassy_scheduler.storage import (
     ObjectNotFoundError,
     StorageError,
 )
+from cassy_scheduler.storage.base import Leftovers
 from cassy_scheduler.storage.streams import copy_and_hash
 
 
@@ -276,3 +277,36 @@ def test_leftovers_of_interrupted_writes_older_than_a_moment_are_removed(
     assert (left.count, left.bytes) == (1, 1000)
     assert not old.exists() and new.exists()
     assert storage.get_bytes("a/b/nb-1-big-Data.db") == b"kept"
+
+
+def test_the_write_clock_is_the_file_systems_and_leaves_nothing(
+    storage: FilesystemStorage,
+) -> None:
+    before = storage.write_clock()
+    leftover = storage.base / ".nb-3-big-Data.db.q1.partial"
+    leftover.write_bytes(b"z")
+    assert leftover.stat().st_mtime >= before
+    assert storage.remove_leftovers(before) == Leftovers()  # written since: kept
+    assert sorted(p.name for p in storage.base.iterdir()) == [leftover.name]
+
+
+def test_a_leftover_that_cannot_be_removed_does_not_stop_the_rest(
+    storage: FilesystemStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stuck = storage.base / "a" / ".a.x.partial"
+    gone = storage.base / "b" / ".b.y.partial"
+    for path, data in ((stuck, b"a"), (gone, b"bb")):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+        os.utime(path, (1_000_000, 1_000_000))
+    unlink = os.unlink
+
+    def refuse_one(path: str) -> None:
+        if path == str(stuck):
+            raise PermissionError(13, "Permission denied", path)
+        unlink(path)
+
+    monkeypatch.setattr(os, "unlink", refuse_one)
+    left = storage.remove_leftovers(older_than=2_000_000)
+    assert (left.count, left.bytes) == (1, 2)
+    assert stuck.exists() and not gone.exists()

@@ -195,6 +195,22 @@ def test_missing_components_and_sstables_are_named(cassy_written: FilesystemStor
     assert "listed in the snapshot's manifest.json" in second.problems[0].detail
 
 
+def test_an_empty_component_fails_only_where_cassandra_never_writes_one_empty(
+    cassy_written: FilesystemStorage,
+) -> None:
+    """BTI's Rows.db is empty when no partition has a row index; an empty Data.db is damage."""
+    rows = f"{TABLE}/snapshots/{SID}/nb-1-big-Rows.db"
+    toc = f"{TABLE}/snapshots/{SID}/nb-1-big-TOC.txt"
+    index = f"{TABLE}/snapshots/{SID}/nb-1-big-Index.db"
+    for node in NODES:
+        cassy_written.put_bytes(_key(node, rows), b"")
+        cassy_written.put_bytes(_key(node, toc), "\n".join((*COMPONENTS, "Rows.db")).encode())
+    cassy_written.put_bytes(_key("127.0.0.2", index), b"")
+    report = verify_snapshot(cassy_written, CLUSTER, SID, NODES)
+    problems = {n.node_ip: [(p.kind, p.path) for p in n.problems] for n in report.nodes}
+    assert problems == {"127.0.0.1": [], "127.0.0.2": [(ProblemKind.WRONG_SIZE, index)]}
+
+
 def test_a_node_of_the_backup_with_nothing_stored_fails(
     cassy_written: FilesystemStorage,
 ) -> None:

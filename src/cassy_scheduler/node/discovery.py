@@ -104,10 +104,11 @@ def _cql(host: str, cql: CqlAccess, timeout_s: float) -> Iterator[Any]:
 
     Pinning matters: `system.local` and `system_views` describe only the coordinator.
     """
-    profile = ExecutionProfile(
-        load_balancing_policy=WhiteListRoundRobinPolicy([host]),
-        request_timeout=timeout_s,
-    )
+    try:  # the policy resolves the name now: a name no resolver knows fails here
+        policy = WhiteListRoundRobinPolicy([host])
+    except (OSError, UnicodeError) as exc:
+        raise _unreachable(host, cql, exc) from exc
+    profile = ExecutionProfile(load_balancing_policy=policy, request_timeout=timeout_s)
     connect_timeout = cql.connect_timeout_s
     driver = Cluster(
         contact_points=[host],

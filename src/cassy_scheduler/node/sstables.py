@@ -19,6 +19,12 @@ TOC = "TOC.txt"
 DATA = "Data.db"
 DIGEST = "Digest.crc32"
 SNAPSHOT_MANIFEST = "manifest.json"
+
+#: Components no SSTable writes empty; others may be (BTI's Rows.db when no partition has a
+#: row index, an index's files for a table without indexed values).
+NEVER_EMPTY = frozenset(
+    {TOC, DATA, DIGEST, "Statistics.db", "CompressionInfo.db", "Index.db", "Partitions.db"}
+)
 _NAME = re.compile(r"^(?P<prefix>[a-z]{2}-[A-Za-z0-9_]+-[a-z]+-)(?P<component>[A-Za-z0-9+_.-]+)$")
 
 

@@ -87,7 +87,7 @@ def start_server(settings: ServerSettings) -> RunningServer:
     """Open metadata and storage, recover from a previous crash, and start listening."""
     metadata = _open_metadata(settings)
     storage = open_storage(settings.storage_uri)
-    _remove_leftovers_in_background(storage, time.time())
+    writes_since = _write_clock(storage)  # before any write of this process
     executor = LocalExecutor(settings.nodetool)
     operations, restores = _operations(settings, metadata, storage, executor)
     discover = partial(
@@ -106,6 +106,10 @@ def start_server(settings: ServerSettings) -> RunningServer:
     for service in ("", SERVICE_NAME, BUILTIN_SERVER_HEALTH_NAME):
         health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     _log_start(settings, port)
+    # Only now that this process owns the port: a second server that cannot bind it must
+    # not touch the temporary files of the first's uploads.
+    if writes_since is not None:
+        _remove_leftovers_in_background(storage, writes_since)
     return RunningServer(
         server,
         port,
@@ -201,6 +205,18 @@ def _log_start(settings: ServerSettings, port: int) -> None:
             note.message,
             note.hint,
         )
+
+
+def _write_clock(storage: Storage) -> float | None:
+    try:
+        return storage.write_clock()
+    except OSError as exc:
+        log.warning(
+            "storage not writable at start, leftovers of earlier uploads kept storage=%s error=%s",
+            storage.uri,
+            exc.strerror or exc,
+        )
+        return None
 
 
 def _remove_leftovers_in_background(storage: Storage, started: float) -> None:

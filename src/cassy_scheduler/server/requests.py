@@ -22,6 +22,7 @@ _TYPE_NAMES = ", ".join(f"{t.value} ({t.name})" for t in BackupType)
 _RESTORE_TYPE_NAMES = ", ".join(f"{t.value} ({t.name})" for t in RestoreType)
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$", re.ASCII)
 _MAX_HOST_NAME = 253
+_ZONE = re.compile(r"[A-Za-z0-9._-]{1,64}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,13 @@ class CheckedRestore:
 def is_host(text: str) -> bool:
     """An IP address or a DNS name (labels of letters, digits, '-' and '_'): nothing a CQL
     driver or a resolver would choke on, and nothing that reads as a path."""
+    address, percent, zone = text.partition("%")
     try:
-        ipaddress.ip_address(text)
+        ipaddress.ip_address(address)
     except ValueError:
         pass
-    else:
-        return True
+    else:  # an IPv6 zone id names an interface: "fe80::1%eth0"
+        return not percent or (":" in address and _ZONE.fullmatch(zone) is not None)
     name = text.removesuffix(".")
     return 0 < len(name) <= _MAX_HOST_NAME and all(
         _HOST_LABEL.fullmatch(label) for label in name.split(".")

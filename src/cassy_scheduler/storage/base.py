@@ -6,6 +6,7 @@ swapped by the base URI alone.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -77,9 +78,15 @@ class Storage(ABC):
     def get_bytes(self, key: str) -> bytes:
         """Read a small object into memory; ObjectNotFoundError if absent."""
 
+    def write_clock(self) -> float:
+        """Now (a Unix time) by the clock that stamps this store's writes: a network file
+        system's server may be behind or ahead of this host. Take it before writing starts
+        and pass it to remove_leftovers."""
+        return time.time()
+
     def remove_leftovers(self, older_than: float) -> Leftovers:
-        """Remove what writes interrupted before `older_than` (a Unix time) left behind, such
-        as temporary files, which are never objects but hold space. Writes begun since are
-        left alone, so this may run beside new ones. A backend whose writes leave nothing
-        behind has nothing to do."""
+        """Remove what writes interrupted before `older_than` (a write_clock reading) left
+        behind, such as temporary files, which are never objects but hold space. Writes
+        begun since are left alone, so this may run beside new ones; one that cannot be
+        removed is skipped. A backend whose writes leave nothing behind has nothing to do."""
         return Leftovers()

@@ -160,6 +160,12 @@ class FilesystemStorage(Storage):
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectNotFoundError(f"object {key!r} not found in {self.uri}") from exc
 
+    def write_clock(self) -> float:
+        """The modification time a file written now gets: the file system's clock."""
+        self._base.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=self._base, prefix=".clock.", suffix=TEMP_SUFFIX) as f:
+            return os.fstat(f.fileno()).st_mtime
+
     def remove_leftovers(self, older_than: float) -> Leftovers:
         count = size = 0
         for directory, _, names in os.walk(self._base):
@@ -170,9 +176,12 @@ class FilesystemStorage(Storage):
                 try:
                     status = os.stat(path)
                     if status.st_mtime >= older_than:
-                        continue  # a write of this process
+                        continue  # written since: a write of this process
                     os.unlink(path)
                 except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    _log.warning("leftover not removed path=%s error=%s", path, exc.strerror)
                     continue
                 count += 1
                 size += status.st_size
