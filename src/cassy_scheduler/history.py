@@ -330,6 +330,18 @@ class RunHistory(Closing):
             for run_id, cluster_id, kind, base, after, snapshot, created, outcome in rows
         ]
 
+    def answered_requests(self, cluster_id: str) -> set[tuple[str, int]]:
+        """(snapshot id, created_at ms) of every request of the cluster the server answered:
+        whatever else a lost answer's lookup finds, these belong to their own runs."""
+        rows = self._file.select(
+            "SELECT snapshot_id, created_ms FROM run_requests "
+            "WHERE cluster_id = ? AND created_ms IS NOT NULL AND snapshot_id IS NOT NULL",
+            (cluster_id,),
+            "read the run history",
+            missing_ok=True,
+        )
+        return {(str(snapshot), _integer(created)) for snapshot, created in rows}
+
     def settle(
         self,
         request: BackupRequest,

@@ -82,14 +82,33 @@ def find_accepted_backup(  # noqa: PLR0917 (the facts of one request)
     FAILED, and such a refusal is retried, not followed. None when no request matches, or
     when two do (someone else's backup of the whole cluster too): which is ours is unknown.
     """
-    requests = _requests_since(client, cluster_id, backup_type, snapshot_id, after_ms, targets)
-    candidates = [
+    candidates = accepted_candidates(
+        client, cluster_id, backup_type, snapshot_id, after_ms, targets
+    )
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def accepted_candidates(  # noqa: PLR0917 (the facts of one request)
+    client: BackupLister,
+    cluster_id: str,
+    backup_type: BackupType,
+    snapshot_id: str | None,
+    after_ms: int,
+    targets: Collection[str],
+    *,
+    before_ms: int | None = None,
+) -> list[BackupAck]:
+    """Every request that may be the one looked for (see find_accepted_backup), oldest
+    first; `before_ms` leaves out requests created after it, when the asker knows a moment
+    its request cannot be newer than."""
+    requests = _requests_since(
+        client, cluster_id, backup_type, snapshot_id, after_ms, targets, before_ms=before_ms
+    )
+    accepted = [
         rows for rows in requests if any(r.status is not OperationStatus.FAILED for r in rows)
     ]
-    if len(candidates) != 1:
-        return None
-    (rows,) = candidates
-    return _ack_of(rows, cluster_id, backup_type, targets)
+    acks = [_ack_of(rows, cluster_id, backup_type, targets) for rows in accepted]
+    return sorted(acks, key=lambda ack: ack.created_at_ms)
 
 
 def find_refused_backup(  # noqa: PLR0917 (the facts of one request)
@@ -99,6 +118,8 @@ def find_refused_backup(  # noqa: PLR0917 (the facts of one request)
     snapshot_id: str | None,
     after_ms: int,
     targets: Collection[str],
+    *,
+    before_ms: int | None = None,
 ) -> BackupOutcome | None:
     """The rows a refused TakeBackup left behind, so the failure can name its snapshot.
 
@@ -107,7 +128,9 @@ def find_refused_backup(  # noqa: PLR0917 (the facts of one request)
     failed): the newest request of this type after `after_ms` covering `targets` whose rows
     are all FAILED is the last attempt's. None when there is none.
     """
-    requests = _requests_since(client, cluster_id, backup_type, snapshot_id, after_ms, targets)
+    requests = _requests_since(
+        client, cluster_id, backup_type, snapshot_id, after_ms, targets, before_ms=before_ms
+    )
     refused = [rows for rows in requests if all(r.status is OperationStatus.FAILED for r in rows)]
     if not refused:
         return None
@@ -123,12 +146,16 @@ def _requests_since(  # noqa: PLR0917 (the facts of one request)
     snapshot_id: str | None,
     after_ms: int,
     targets: Collection[str],
+    *,
+    before_ms: int | None = None,
 ) -> list[list[BackupEntry]]:
-    """The cluster's requests of this type newer than `after_ms` whose rows cover `targets`."""
+    """The cluster's requests of this type newer than `after_ms` (and not newer than
+    `before_ms`) whose rows cover `targets`."""
     requests: dict[tuple[str, int], list[BackupEntry]] = {}
     for row in client.list_backups(cluster_id=cluster_id, limit=_ACCEPTED_SCAN_ROWS):
         if (
             row.created_at_ms > after_ms
+            and (before_ms is None or row.created_at_ms <= before_ms)
             and row.backup_type is backup_type
             and (snapshot_id is None or row.snapshot_id == snapshot_id)
         ):

@@ -25,7 +25,7 @@ from cassy_scheduler.notify.staleness import StalenessWatch
 from cassy_scheduler.notify.worker import SenderFactory
 from cassy_scheduler.records import RunObserver
 from cassy_scheduler.scheduling.daemon import Daemon
-from cassy_scheduler.scheduling.reconcile import reconcile
+from cassy_scheduler.scheduling.reconcile import look_up, settle_found
 from cassy_scheduler.scheduling.runner import Runner
 from cassy_scheduler.scheduling.state import SchedulerState
 
@@ -108,12 +108,23 @@ class Runtime(Closing):
         return daemon
 
     def _settle_interrupted(self) -> None:
-        """In the background: what the backups of runs a stopped daemon left became."""
+        """What the backups of runs a stopped daemon left became: looked up now, before the
+        daemon fires a run that could be taken for one of them; waited for in the
+        background."""
         waits = {job.name: (job.wait_timeout, job.poll_interval) for job in self.config.jobs}
+        try:
+            found = look_up(self.state.history, self.client)
+        except Exception:  # the schedule must go on whatever this finds
+            _log.exception("interrupted runs not looked up")
+            return
+        if not found:
+            return
 
         def settle() -> None:
             try:
-                reconcile(self.state.history, self.client, self.clock, self._stopping, waits)
+                settle_found(
+                    self.state.history, self.client, self.clock, self._stopping, found, waits
+                )
             except Exception:  # the schedule must go on whatever this finds
                 _log.exception("interrupted runs not settled")
 

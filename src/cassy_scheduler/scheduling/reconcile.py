@@ -1,26 +1,30 @@
 """What became of the backups of runs a stopped scheduler left interrupted.
 
 A scheduler stopped (or killed) while it waited leaves its run "interrupted", but the server
-goes on and may finish the backup. At start the daemon looks each such request up, by the
-snapshot id and created_at its answer carried or, when the answer never arrived, as a lost
-answer is looked up (outcome.find_accepted_backup), waits within the job's wait_timeout for
-what still runs, and records the server's outcome beside "interrupted", with every node.
+goes on and may finish the backup. At start the daemon looks each such request up, before it
+fires any run of its own: by the snapshot id and created_at its answer carried or, when the
+answer never arrived, as a lost answer is looked up (outcome.accepted_candidates), leaving out
+requests other runs were answered for and those newer than the run. It then waits, within
+the job's wait_timeout, for what still runs, and records the server's outcome beside
+"interrupted", with every node. A lookup that cannot tell which request was the run's says
+so; it never guesses.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from cassy_scheduler.client import BackupAck, CassyError
-from cassy_scheduler.clock import Clock
+from cassy_scheduler.clock import Clock, epoch_ms
 from cassy_scheduler.history import HistoryError, RunHistory
 from cassy_scheduler.outcome import (
     BackupOutcome,
     PollStopped,
-    find_accepted_backup,
+    accepted_candidates,
     find_refused_backup,
     wait_for_backup,
 )
@@ -31,7 +35,22 @@ from cassy_scheduler.scheduling.runner import BackupService
 _log = logging.getLogger(__name__)
 
 NEVER_ACCEPTED = "the server holds no such request: it never started"
+UNREGISTERED = "cannot tell: the cluster is no longer registered on the server"
 _DEFAULT_WAIT = timedelta(hours=2)
+# How far the server's clock may run ahead of the scheduler's: a request cannot have been
+# created later than this after its run was interrupted.
+_CLOCK_SKEW_MS = 60_000
+
+
+def untold(count: int) -> str:
+    return (
+        f"cannot tell: {count} requests of this kind reached the server meanwhile, and which "
+        "one was this run's is unknown"
+    )
+
+
+def rows_gone(snapshot_id: str) -> str:
+    return f"the server no longer holds the rows of snapshot {snapshot_id}"
 
 
 def describe(outcome: BackupOutcome) -> str:
@@ -45,6 +64,61 @@ def describe(outcome: BackupOutcome) -> str:
     return f"still unfinished on {pending} when the daemon stopped looking"
 
 
+@dataclass(frozen=True)
+class Found:
+    """One interrupted request as the server holds it: a backup to wait for (`ack`), or
+    what to record at once (`words`, with the rows of a refusal when there were any)."""
+
+    request: BackupRequest
+    job_name: str
+    ack: BackupAck | None = None
+    words: str = ""
+    refused: BackupOutcome | None = None
+
+
+def look_up(history: RunHistory, client: BackupService) -> list[Found]:
+    """Every unsettled request looked up; quick, and meant to run before the daemon fires,
+    so that no run of its own can be taken for an interrupted one. A server that cannot be
+    asked ends the lookups: the next start asks again."""
+    found = []
+    for request in history.unsettled_requests():
+        run = history.get_run(request.run_id)
+        before_ms = None if run.finished_at is None else epoch_ms(run.finished_at)
+        try:
+            found.append(_look_up(history, client, request, run.job_name, before_ms))
+        except CassyError as exc:
+            _log.warning(
+                "interrupted runs not looked up now run_id=%d error=%r", request.run_id, str(exc)
+            )
+            break
+    return found
+
+
+def settle_found(  # noqa: PLR0917 (collaborators)
+    history: RunHistory,
+    client: BackupService,
+    clock: Clock,
+    stop: threading.Event,
+    found: Sequence[Found],
+    waits: Mapping[str, tuple[timedelta, timedelta]],
+) -> int:
+    """Record what each request became, waiting for those still running; returns how many
+    were settled. `waits` gives each job's (wait_timeout, poll_interval) by name."""
+    settled = 0
+    for item in found:
+        if stop.is_set():
+            break
+        wait, poll = waits.get(item.job_name, (_DEFAULT_WAIT, timedelta(seconds=10)))
+        try:
+            if _settle(history, client, clock, stop, item, wait, poll):
+                settled += 1
+        except (CassyError, HistoryError) as exc:
+            _log.warning(
+                "interrupted run not settled run_id=%d error=%r", item.request.run_id, str(exc)
+            )
+    return settled
+
+
 def reconcile(
     history: RunHistory,
     client: BackupService,
@@ -52,22 +126,8 @@ def reconcile(
     stop: threading.Event,
     waits: Mapping[str, tuple[timedelta, timedelta]],
 ) -> int:
-    """Settle every unsettled request of an interrupted run; returns how many were settled.
-
-    `waits` gives each job's (wait_timeout, poll_interval) by name.
-    """
-    settled = 0
-    for request in history.unsettled_requests():
-        if stop.is_set():
-            break
-        job = history.get_run(request.run_id).job_name
-        wait, poll = waits.get(job, (_DEFAULT_WAIT, timedelta(seconds=10)))
-        try:
-            if _settle(history, client, clock, stop, request, wait, poll):
-                settled += 1
-        except (CassyError, HistoryError) as exc:
-            _log.warning("interrupted run not settled run_id=%d error=%r", request.run_id, str(exc))
-    return settled
+    """Look every unsettled request up, then settle them; returns how many were settled."""
+    return settle_found(history, client, clock, stop, look_up(history, client), waits)
 
 
 def _settle(  # noqa: PLR0917 (collaborators)
@@ -75,23 +135,22 @@ def _settle(  # noqa: PLR0917 (collaborators)
     client: BackupService,
     clock: Clock,
     stop: threading.Event,
-    request: BackupRequest,
+    item: Found,
     wait: timedelta,
     poll: timedelta,
 ) -> bool:
-    ack, refused = _ack_of(client, request)
+    request, ack = item.request, item.ack
     if ack is None:
-        words = NEVER_ACCEPTED if refused is None else describe(refused)
+        refused = item.refused
         history.settle(
             request,
-            words,
+            item.words,
             snapshot_id=None if refused is None else refused.ack.snapshot_id,
             created_ms=None if refused is None else refused.ack.created_at_ms,
             nodes=() if refused is None else _nodes(refused),
         )
-        _log.info("interrupted run settled run_id=%d outcome=%r", request.run_id, words)
+        _log.info("interrupted run settled run_id=%d outcome=%r", request.run_id, item.words)
         return True
-
     try:
         outcome = wait_for_backup(
             client,
@@ -124,16 +183,20 @@ def _nodes(outcome: BackupOutcome) -> list[NodeStatus]:
     return [NodeStatus(n.target_ip, n.status, n.reason) for n in outcome.nodes]
 
 
-def _ack_of(
-    client: BackupService, request: BackupRequest
-) -> tuple[BackupAck | None, BackupOutcome | None]:
+def _look_up(
+    history: RunHistory,
+    client: BackupService,
+    request: BackupRequest,
+    job_name: str,
+    before_ms: int | None,
+) -> Found:
     """The request as the server holds it: by its answer, else by a lost answer's lookup;
     with neither, the rows of a refusal the server recorded, if any."""
     if request.snapshot_id is not None and request.created_ms is not None:
         rows = client.list_backups(snapshot_id=request.snapshot_id)
         mine = [r for r in rows if r.created_at_ms == request.created_ms]
         if not mine:
-            return None, None
+            return Found(request, job_name, words=rows_gone(request.snapshot_id))
         ack = BackupAck(
             OperationStatus.STARTED,
             request.cluster_id,
@@ -143,11 +206,24 @@ def _ack_of(
             request.created_ms,
             request.backup_type,
         )
-        return ack, None
+        return Found(request, job_name, ack=ack)
     clusters = client.list_clusters(cluster_id=request.cluster_id)
-    targets = clusters[0].target_ips if clusters else ()
+    if not clusters:
+        return Found(request, job_name, words=UNREGISTERED)
+    targets = clusters[0].target_ips
     facts = (request.cluster_id, request.backup_type, request.base_snapshot_id, request.after_ms)
-    accepted = find_accepted_backup(client, *facts, targets)
-    if accepted is not None:
-        return accepted, None
-    return None, find_refused_backup(client, *facts, targets)
+    bound = None if before_ms is None else before_ms + _CLOCK_SKEW_MS
+    others = history.answered_requests(request.cluster_id)
+    candidates = [
+        ack
+        for ack in accepted_candidates(client, *facts, targets, before_ms=bound)
+        if (ack.snapshot_id, ack.created_at_ms) not in others
+    ]
+    if len(candidates) == 1:
+        return Found(request, job_name, ack=candidates[0])
+    if candidates:
+        return Found(request, job_name, words=untold(len(candidates)))
+    refused = find_refused_backup(client, *facts, targets, before_ms=bound)
+    if refused is not None:
+        return Found(request, job_name, words=describe(refused), refused=refused)
+    return Found(request, job_name, words=NEVER_ACCEPTED)
