@@ -17,8 +17,15 @@ from pathlib import Path
 from cassy_scheduler.clock import SYSTEM_CLOCK, Clock
 from cassy_scheduler.closing import Closing
 from cassy_scheduler.protocol.types import BackupType, NodeStatus, OperationStatus
-from cassy_scheduler.records import BackupRequest, Outcome, RunRecord
-from cassy_scheduler.statefile import StateError, StateFile, optional_text, read_time, stored_time
+from cassy_scheduler.records import BackupRequest, Failure, Outcome, RunRecord
+from cassy_scheduler.statefile import (
+    StateError,
+    StateFile,
+    optional_text,
+    read_time,
+    state_exists,
+    stored_time,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -46,6 +53,10 @@ CREATE TABLE IF NOT EXISTS run_nodes (
     status TEXT NOT NULL,
     reason TEXT,
     PRIMARY KEY (run_id, node_ip)
+);
+CREATE TABLE IF NOT EXISTS run_skips (
+    run_id INTEGER PRIMARY KEY REFERENCES runs (run_id) ON DELETE CASCADE,
+    failure TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS run_requests (
     run_id INTEGER PRIMARY KEY REFERENCES runs (run_id) ON DELETE CASCADE,
@@ -103,7 +114,11 @@ class RunHistory(Closing):
     def open_read_only(cls, path: str | Path) -> RunHistory:
         """Open for reading while a scheduler may be writing (e.g. for `history`)."""
         path = Path(path)
-        if not path.exists():
+        try:
+            there = state_exists(path)
+        except StateError as exc:
+            raise HistoryError(str(exc)) from exc
+        if not there:
             raise HistoryError(f"no run history at {path}; the scheduler creates it on start")
         return cls(StateFile(path, HistoryError, writable=False), SYSTEM_CLOCK)
 
@@ -229,24 +244,35 @@ class RunHistory(Closing):
         return self.get_run(run_id)
 
     def record_skipped(
-        self, job_name: str, job_type: str, scheduled_for: datetime, reason: str
+        self,
+        job_name: str,
+        job_type: str,
+        scheduled_for: datetime,
+        reason: str,
+        failure: Failure | None = None,
     ) -> RunRecord:
-        """Record a run that was due but deliberately not started (e.g. missed while down)."""
-        cursor = self._file.write(
-            "INSERT INTO runs (job_name, job_type, scheduled_for, finished_at, outcome, error) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                job_name,
-                job_type,
-                stored_time(scheduled_for),
-                stored_time(self._clock.now()),
-                Outcome.SKIPPED.value,
-                reason,
-            ),
-            "write to the run history",
-        )
-        assert cursor.lastrowid is not None
-        return self.get_run(cursor.lastrowid)
+        """Record a run that was due but deliberately not started (e.g. missed while down),
+        and why in a word (`failure`), which notify's policies read back."""
+        with self._file.transaction("write to the run history") as db:
+            cursor = db.execute(
+                "INSERT INTO runs (job_name, job_type, scheduled_for, finished_at, outcome, "
+                "error) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    job_name,
+                    job_type,
+                    stored_time(scheduled_for),
+                    stored_time(self._clock.now()),
+                    Outcome.SKIPPED.value,
+                    reason,
+                ),
+            )
+            run_id = cursor.lastrowid
+            assert run_id is not None
+            if failure is not None:
+                db.execute(
+                    "INSERT INTO run_skips (run_id, failure) VALUES (?, ?)", (run_id, failure.value)
+                )
+        return self.get_run(run_id)
 
     def get_run(self, run_id: int) -> RunRecord:
         runs = self._select("WHERE run_id = ?", (run_id,), limit=1)
@@ -399,8 +425,21 @@ class RunHistory(Closing):
                 missing_ok=True,  # opened read-only, written by an older program
             )
         }
+        skips = {
+            _integer(run_id): _failure(failure)
+            for run_id, failure in self._file.select(
+                f"SELECT run_id, failure FROM run_skips WHERE run_id IN ({marks})",
+                run_ids,
+                what,
+                missing_ok=True,  # opened read-only, written by an older program
+            )
+        }
         return [
-            replace(_record(row, tuple(nodes.get(run_id, ()))), server_outcome=settled.get(run_id))
+            replace(
+                _record(row, tuple(nodes.get(run_id, ()))),
+                server_outcome=settled.get(run_id),
+                skipped_for=skips.get(run_id),
+            )
             for row, run_id in zip(rows, run_ids, strict=True)
         ]
 
@@ -423,6 +462,13 @@ def _node_rows(run_id: int, nodes: Sequence[NodeStatus]) -> list[tuple[object, .
 
 def _integer(value: object) -> int:
     return int(str(value))
+
+
+def _failure(text: object) -> Failure | None:
+    try:
+        return Failure(str(text))
+    except ValueError:  # a word of a newer program
+        return None
 
 
 def _record(row: Iterable[object], nodes: tuple[NodeStatus, ...]) -> RunRecord:

@@ -154,3 +154,4 @@ class RunRecord:
     error: str | None = None
     nodes: tuple[NodeStatus, ...] = ()
     server_outcome: str | None = None  # for an interrupted run: what the server did after
+    skipped_for: Failure | None = None  # for a skipped run: why, when it was recorded

@@ -24,6 +24,18 @@ class StateError(Exception):
     """A file of the state directory cannot be opened, read or written."""
 
 
+def state_exists(path: Path) -> bool:
+    """Whether the state file is there; StateError when this user may not even look (the
+    state directory is 0700: commands run as another user than the scheduler's)."""
+    try:
+        return path.exists()
+    except OSError as exc:
+        raise StateError(
+            f"cannot look at {path}: {exc.strerror or exc}; run this as the scheduler's user "
+            "(the state directory is readable by it alone)"
+        ) from exc
+
+
 class StateFile:
     """A connection to the state file, shared by one object's threads under a lock."""
 
@@ -41,7 +53,7 @@ class StateFile:
                 self.db.execute("PRAGMA journal_mode = WAL")
                 self.db.execute("PRAGMA foreign_keys = ON")
             else:
-                if not path.exists():
+                if not state_exists(path):
                     raise error(f"no state file at {path}; the scheduler creates it on start")
                 uri = f"{path.resolve().as_uri()}?mode=ro"
                 self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)

@@ -211,6 +211,29 @@ def test_wrong_value_type_says_how_to_write_it(tmp_path: Path) -> None:
     assert "whole number" in problem.message and "without quotes" in problem.hint
 
 
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ('heartbeat_url = "ftp://hc.example/0a1b2c3d-secret"\n', "jobs.nightly.heartbeat_url"),
+        ("heartbeat_url = 98127361\n", "jobs.nightly.heartbeat_url"),
+    ],
+)
+def test_a_value_that_may_be_a_secret_is_never_repeated(
+    tmp_path: Path, line: str, field: str
+) -> None:
+    """Problems are logged and, on a refused reload, sent to every target."""
+    path = write(tmp_path, BASE + line)
+    problem = only_problem(path, field, "heartbeat_url =")
+    assert "secret" not in str(problem) and "98127361" not in str(problem)
+    assert "not shown" in problem.message
+
+
+def test_a_list_written_as_a_string_says_how_to_write_that_list(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE + 'notify = "ops-mail"\n')
+    found = problems(path)
+    assert any(p.hint == 'write it in brackets, e.g. notify = ["ops-mail"]' for p in found), found
+
+
 def test_unknown_choice_suggests_the_close_one(tmp_path: Path) -> None:
     path = write(tmp_path, BASE.replace('"snapshot"', '"snapshots"'))
     problem = only_problem(path, "jobs.nightly.type", "type =")

@@ -33,6 +33,7 @@ SEQUENCE = [
     (Outcome.TIMED_OUT, Failure.TIMED_OUT),
     (Outcome.SKIPPED, Failure.ALREADY_RUNNING),  # one overlap: routine
     (Outcome.SKIPPED, Failure.MISSED),
+    (Outcome.SKIPPED, Failure.ALREADY_RUNNING),  # an overlap after a missed run: routine too
     (Outcome.SUCCEEDED, None),
     (Outcome.SKIPPED, Failure.ALREADY_RUNNING),
     (Outcome.SKIPPED, Failure.ALREADY_RUNNING),  # the second in a row: worth a notice
@@ -62,8 +63,11 @@ def play(
     dispatcher = Dispatcher(settings, history, journal, FakeClock(), sender.factory)
     try:
         for outcome, failure in SEQUENCE:
-            record = history.start_run("nightly", "snapshot", T0)
-            history.finish_run(record.run_id, outcome)
+            if outcome is Outcome.SKIPPED:
+                record = history.record_skipped("nightly", "snapshot", T0, "skipped", failure)
+            else:
+                record = history.start_run("nightly", "snapshot", T0)
+                history.finish_run(record.run_id, outcome)
             dispatcher.run_finished(result(outcome, run_id=record.run_id, failure=failure))
         assert dispatcher.wait_idle(30)
     finally:

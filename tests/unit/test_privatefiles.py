@@ -4,7 +4,11 @@ umask; what an operator made beforehand keeps its modes."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,3 +59,35 @@ def test_existing_files_and_directories_keep_their_modes(tmp_path: Path) -> None
     private_directory(shared)
     private_file(existing)
     assert mode(shared) == 0o755 and mode(existing) == 0o640
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv"
+)
+def test_another_user_is_told_whose_history_it_is() -> None:
+    """The state directory is 0700: `history` run as another user says so, no traceback."""
+    base = Path(tempfile.mkdtemp(prefix="cassy-other-user-"))  # pytest's tmp is root's alone
+    try:
+        _history_as_nobody(base)
+    finally:
+        shutil.rmtree(base)
+
+
+def _history_as_nobody(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with RunHistory.open(state / "history.sqlite") as history:
+        history.start_run("nightly", "snapshot", FakeClock().now())
+    config = tmp_path / "scheduler.toml"
+    config.write_text(
+        f'jobs = {{}}\n[server]\naddress = "127.0.0.1:1"\n[scheduler]\nstate_dir = "{state}"\n'
+    )
+    tmp_path.chmod(0o755)
+    config.chmod(0o644)
+    done = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         sys.executable, "-m", "cassy_scheduler", "history", "--config", str(config)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done
+    assert "run this as the scheduler's user" in done.stderr
+    assert "Traceback" not in done.stderr

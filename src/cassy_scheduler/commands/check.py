@@ -28,7 +28,7 @@ from cassy_scheduler.history import RunHistory
 from cassy_scheduler.notify.journal import NoticeJournal
 from cassy_scheduler.preflight import Finding, Severity, preflight, worst
 from cassy_scheduler.runtime import open_client
-from cassy_scheduler.statefile import StateError
+from cassy_scheduler.statefile import StateError, state_exists
 
 _COLOURS = {
     Severity.OK: "green",
@@ -129,12 +129,12 @@ def _findings(path: Path) -> list[Finding]:
         return _job_count(config)
     history = journal = None
     path = config.runtime.history_path
-    if path.exists():
-        try:
+    try:
+        if state_exists(path):
             history = RunHistory.open_read_only(path)
             journal = NoticeJournal.open_read_only(path)
-        except StateError as exc:
-            err().print(f"warning: {exc}")
+    except StateError as exc:
+        err().print(f"warning: {exc}")
     try:
         with open_client(config.server) as client:
             return preflight(config, client, datetime.now(UTC), history, journal)

@@ -22,7 +22,7 @@ from cassy_scheduler.commands.tables import Column, print_table
 from cassy_scheduler.history import RunHistory
 from cassy_scheduler.notify.journal import DeliveryRecord, NoticeJournal
 from cassy_scheduler.records import Outcome, RunRecord
-from cassy_scheduler.statefile import StateError
+from cassy_scheduler.statefile import StateError, state_exists
 
 _COLOURS = {
     Outcome.SUCCEEDED: "green",
@@ -49,13 +49,13 @@ def history(
     """
     settings = load(config)
     path = settings.runtime.history_path
-    if not path.exists():
-        if as_json:
-            print_json([])
-        else:
-            out().print(f"no runs recorded yet ({path} does not exist)")
-        return
     try:
+        if not state_exists(path):
+            if as_json:
+                print_json([])
+            else:
+                out().print(f"no runs recorded yet ({path} does not exist)")
+            return
         with RunHistory.open_read_only(path) as records, NoticeJournal.open_read_only(path) as told:
             runs = records.list_runs(job, limit)
             notices = {run.run_id: told.deliveries(run_id=run.run_id) for run in runs}

@@ -17,6 +17,7 @@ from tomlkit.items import Table as TomlTable
 from cassy_scheduler.commands.common import (
     Exit,
     config_option,
+    err,
     fail,
     json_option,
     load,
@@ -28,9 +29,10 @@ from cassy_scheduler.commands.common import (
 from cassy_scheduler.commands.tables import Column, print_table
 from cassy_scheduler.config import ConfigError, format_duration, parse_config
 from cassy_scheduler.config.model import JobConfig, SchedulerConfig
-from cassy_scheduler.history import HistoryError, RunHistory
+from cassy_scheduler.history import RunHistory
 from cassy_scheduler.records import RunRecord
 from cassy_scheduler.scheduling.describe import describe
+from cassy_scheduler.statefile import StateError, state_exists
 from cassy_scheduler.timetable import Schedule, ScheduleError
 
 
@@ -247,16 +249,17 @@ def _job_dict(
 
 def _last_runs(settings: SchedulerConfig) -> dict[str, RunRecord]:
     path = settings.runtime.history_path
-    if not path.exists():
-        return {}
     try:
+        if not state_exists(path):
+            return {}
         with RunHistory.open_read_only(path) as history:
             return {
                 job.name: record
                 for job in settings.jobs
                 if (record := history.last_run(job.name)) is not None
             }
-    except HistoryError:
+    except StateError as exc:
+        err().print(f"warning: last runs not shown: {exc}")
         return {}
 
 

@@ -63,11 +63,12 @@ _NOT_A_SCHEDULER_CONFIG = (
     "crontab moves over)"
 )
 _TYPE_HINTS = {
-    "string_type": ("must be a quoted string", 'write it in double quotes, e.g. key = "value"'),
+    "string_type": ("must be a quoted string", 'write it in double quotes, e.g. {key} = "value"'),
     "bool_type": ("must be true or false", "write true or false, without quotes"),
-    "int_type": ("must be a whole number", "write e.g. retries = 3, without quotes"),
-    "list_type": ("must be a list", 'write e.g. notify = ["ops-mail"]'),
+    "int_type": ("must be a whole number", "write e.g. {key} = 3, without quotes"),
+    "list_type": ("must be a list", 'write it in brackets, e.g. {key} = ["{example}"]'),
 }
+_LIST_EXAMPLES = {"notify": "ops-mail", "urls": "slack://T000/B000/XXXX", "to": "ops@example.com"}
 
 
 def load_config(path: str | Path) -> SchedulerConfig:
@@ -164,11 +165,28 @@ class _Report:
             hint = 'write e.g. type = "email" (or "apprise" or "command")'
         elif kind in _TYPE_HINTS:
             text, hint = _TYPE_HINTS[kind]
+            key = path[-1] if path and not path[-1].isdigit() else "key"
+            hint = hint.format(key=key, example=_LIST_EXAMPLES.get(key, "..."))
             message = f"{text}, got {given!r}"
         elif kind in ("dict_type", "model_type", "model_attributes_type"):
             message = f"must be a table, got {given!r}"
             hint = f"write it as a [{_dotted(path)}] table"
+        if _SECRET_KEYS.intersection(path) and given is not None:
+            message = _without_value(message, given)
         self.add(path, message, hint)
+
+
+#: Keys whose values may hold a secret (a password, a chat webhook's token, a ping URL's
+#: uuid, a hook's arguments): a problem with one never repeats the value, since problems
+#: are logged and, on a refused reload, sent to every notification target.
+_SECRET_KEYS = frozenset({"password", "urls", "command", "env", "heartbeat_url"})
+
+
+def _without_value(message: str, given: object) -> str:
+    for shown in (repr(given), str(given)):
+        if len(shown) > 2:
+            message = message.replace(shown, "(the value, not shown)")
+    return message
 
 
 def _unknown_key_hint(path: KeyPath) -> str:

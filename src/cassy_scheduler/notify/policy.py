@@ -43,12 +43,15 @@ def is_failure(result: RunResult, skips_before: int = 0) -> bool:
 
 
 def skips_before(runs: Iterable[RunRecord], run_id: int | None) -> int:
-    """How many runs in a row before `run_id` were skipped (`runs` newest first)."""
+    """How many runs in a row before `run_id` were overlap skips (`runs` newest first); a
+    skip recorded without its cause (by an older version) counts as one, any other skip
+    (missed while down, the cluster busy) ends the row."""
     count = 0
     for run in runs:
         if run_id is not None and run.run_id >= run_id:
             continue
-        if run.outcome is not Outcome.SKIPPED:
+        overlap = run.skipped_for in (None, Failure.ALREADY_RUNNING)
+        if run.outcome is not Outcome.SKIPPED or not overlap:
             break
         count += 1
     return count

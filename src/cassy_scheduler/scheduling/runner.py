@@ -133,7 +133,9 @@ class Runner:
         self, job: JobConfig, scheduled_for: datetime, reason: str, failure: Failure
     ) -> RunResult:
         """Record a run that is due but will not start, and tell the observers."""
-        record = self._history.record_skipped(job.name, job.type.value, scheduled_for, reason)
+        record = self._history.record_skipped(
+            job.name, job.type.value, scheduled_for, reason, failure
+        )
         _log.info(
             "run skipped job=%s scheduled_for=%s failure=%s reason=%r",
             job.name,
