@@ -254,7 +254,8 @@ def test_the_scheduler_unit_runs_the_daemon_on_the_example_config() -> None:
     assert verb == "run"
     config = load_config(EXAMPLES / Path(params["config"]).name)
     service = unit["Service"]
-    assert seconds(service["TimeoutStopSec"]) > config.runtime.shutdown_grace.total_seconds()
+    # The grace, then the interrupted runs recorded, pings and the last notices sent.
+    assert seconds(service["TimeoutStopSec"]) > config.runtime.shutdown_grace.total_seconds() + 70
     assert config.runtime.state_dir == Path("/var/lib") / service["StateDirectory"]
     assert shlex.split(service["ExecReload"])[1:] == ["-HUP", "$MAINPID"]  # run reloads
 
@@ -265,7 +266,7 @@ def test_the_server_unit_serves_the_example_config() -> None:
     assert verb == "serve"
     settings = load_server_settings(EXAMPLES / Path(params["config"]).name)
     service = unit["Service"]
-    # Restores, then backups, each get the grace: the unit must wait out both.
+    # Calls in flight get the grace, then backups and restores do: the unit waits out both.
     assert seconds(service["TimeoutStopSec"]) > 2 * settings.shutdown_grace_seconds
     assert "ExecReload" not in service  # serve has no SIGHUP handler: SIGHUP would stop it
 

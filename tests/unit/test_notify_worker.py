@@ -117,19 +117,54 @@ def test_an_attempt_that_never_answers_is_cut_at_its_cap(journal: NoticeJournal)
     assert not record.delivered and record.error == "no answer within 0.3 s (the attempt's cap)"
 
 
-def test_a_retry_waiting_does_not_hold_up_the_next_notice(journal: NoticeJournal) -> None:
-    class FlakyOnce(Senders):
-        def __call__(self, chosen: NotifyTarget) -> Senders.One:
-            return Senders.One(self, "dead" if not self.attempts else chosen.name)
+class FlakyOnce(Senders):
+    """The first attempt fails, once `gate` opens; every later one delivers."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def __call__(self, chosen: NotifyTarget) -> Senders.One:
+        if self.attempts:
+            return Senders.One(self, chosen.name)
+        self.gate.wait(30)  # both notices are queued before the first attempt ends
+        return Senders.One(self, "dead")
+
+
+def test_a_retry_waiting_does_not_hold_up_the_next_notice(journal: NoticeJournal) -> None:
     senders = FlakyOnce()
-    clock = FakeClock()
-    worker = DeliveryWorker(journal, clock, senders)
+    worker = DeliveryWorker(journal, FakeClock(), senders)
     flaky = target("flaky", retries=1)
     try:
         worker.submit(Delivery(flaky, notice("first")))
         worker.submit(Delivery(flaky, notice("second")))
+        senders.gate.set()
         assert worker.wait_idle(10)
     finally:
         worker.close(1.0)
     assert [s for _, s in senders.delivered] == ["second", "first"]
+
+
+def test_close_does_not_wait_for_a_retry_due_after_its_deadline(journal: NoticeJournal) -> None:
+    """A retry due in ten days cannot be sent within close's minute: it is recorded as not
+    delivered at once, and close returns without waiting the minute out."""
+    senders = FlakyOnce()
+    senders.gate.set()
+    worker = DeliveryWorker(journal, _StillClock(), senders)
+    worker.submit(Delivery(target("flaky", retries=1), notice("first")))
+    closing = threading.Thread(target=worker.close, args=(3600.0,))
+    with worker._lock:
+        worker._lock.wait_for(lambda: bool(journal.deliveries()), 30)
+    closing.start()
+    closing.join(120)  # far below the hour close was given
+    assert not closing.is_alive()
+    assert [(r.delivered, r.error) for r in journal.deliveries()][-1] == (False, STOPPED)
+
+
+class _StillClock(FakeClock):
+    """A clock whose waits pass no time: a retry ten days off stays ten days off."""
+
+    def wait(self, seconds: float, stop: threading.Event | None = None) -> bool:
+        if stop is None:
+            return False
+        return stop.wait(min(seconds, 0.05))

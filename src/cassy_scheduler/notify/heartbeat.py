@@ -59,7 +59,8 @@ class HeartbeatPinger:
     def run_finished(self, result: RunResult) -> None:
         self._ping(result.job_name, "success" if result.succeeded else "fail")
 
-    def close(self, timeout_s: float = 30.0) -> None:
+    def close(self, timeout_s: float = _TIMEOUT_S) -> None:
+        """Let a ping under way end (one ping's timeout), then abort what is left."""
         self._queue.put(None)
         self._thread.join(timeout_s)
         if self._thread.is_alive():

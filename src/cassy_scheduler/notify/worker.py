@@ -95,7 +95,8 @@ class DeliveryWorker:
             if self._closed:
                 return
             self._closed = True
-            self._lock.wait_for(self._idle, timeout_s)
+            deadline = self.now() + timeout_s
+            self._lock.wait_for(lambda: self._nothing_due_by(deadline), timeout_s)
             left = [(lane, item) for lane in self._lanes.values() for item in lane.abandon()]
             for lane in self._lanes.values():
                 lane.stop()
@@ -113,6 +114,10 @@ class DeliveryWorker:
 
     def _idle(self) -> bool:
         return all(lane.idle for lane in self._lanes.values())
+
+    def _nothing_due_by(self, deadline: float) -> bool:
+        """No lane sends anything more before `deadline` (a retry due after it waits in vain)."""
+        return all(lane.waits_past(deadline) for lane in self._lanes.values())
 
     def now(self) -> float:
         return self._clock.monotonic()
@@ -183,6 +188,10 @@ class _Lane:
     @property
     def idle(self) -> bool:
         return not self._queue and self._busy is None
+
+    def waits_past(self, deadline: float) -> bool:
+        """Idle, or holding only retries due after `deadline` (the caller holds the lock)."""
+        return self._busy is None and all(item.due > deadline for item in self._queue)
 
     def put(self, delivery: Delivery, attempt: int = 1, due: float | None = None) -> None:
         """Queue a delivery (the caller holds the lock)."""

@@ -189,11 +189,21 @@ def _log_start(settings: ServerSettings, port: int) -> None:
         settings.storage_uri,
         settings.metadata_path,
     )
-    if settings.tls is None and not is_loopback(settings.host):
+    tls = settings.tls
+    if is_loopback(settings.host):
+        pass  # only this host reaches it
+    elif tls is None:
         log.warning(
             "the API listens on %s in plaintext, without authentication: anyone who reaches "
             "the port can register clusters, take backups and restore nodes; listen on "
             "127.0.0.1, or configure [server.tls] (with client_ca_file for client certificates)",
+            settings.host,
+        )
+    elif tls.client_ca_file is None:
+        log.warning(
+            "the API listens on %s over TLS without client certificates: the traffic is "
+            "private, but anyone who reaches the port may call it; set [server.tls] "
+            "client_ca_file to admit only clients with a certificate it signed",
             settings.host,
         )
     for note in settings.deprecations:
