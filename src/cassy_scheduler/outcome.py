@@ -222,6 +222,12 @@ class Polled(Generic[_T]):
     error: CassyError | None = None  # what ended a poll without retry_errors
 
 
+#: A poll asks again after this, then twice as long each time up to its interval: a backup of
+#: a small node is COMPLETED in about a second, and waiting a whole interval for it would
+#: be most of the wait.
+FIRST_POLL_PAUSE_S = 0.25
+
+
 class PollStopped(Exception):  # noqa: N818 (a stop asked for, not an error)
     """The caller's stop event was set during a poll (the daemon is stopping)."""
 
@@ -238,7 +244,8 @@ def poll(  # noqa: PLR0917 (the parts of one wait)
     stop: threading.Event | None = None,
     retry_errors: bool = True,
 ) -> Polled[_T]:
-    """Call `fetch` every `interval_s` until `settled` says so or `timeout_s` has passed.
+    """Call `fetch` until `settled` says so or `timeout_s` has passed: at once, then after
+    0.25 s, 0.5 s, 1 s and so on up to `interval_s` between calls.
 
     The one wait for a server's rows, backups and restores alike. Transient errors (the
     server restarting, a slow answer) are retried until the timeout; any other CassyError is
@@ -249,6 +256,7 @@ def poll(  # noqa: PLR0917 (the parts of one wait)
     """
     deadline = clock.monotonic() + timeout_s
     value, last_error = first, None
+    pause = min(FIRST_POLL_PAUSE_S, interval_s)
     while True:
         try:
             value = fetch()
@@ -268,8 +276,9 @@ def poll(  # noqa: PLR0917 (the parts of one wait)
         remaining = deadline - clock.monotonic()
         if remaining <= 0:
             return Polled(value, timed_out=True, last_error=last_error)
-        if clock.wait(min(interval_s, remaining), stop):
+        if clock.wait(min(pause, remaining), stop):
             raise PollStopped(what)
+        pause = min(pause * 2, interval_s)
 
 
 def wait_for_backup(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -216,6 +217,22 @@ def test_one_shot_picks_the_configured_job_for_that_cluster(config: Path) -> Non
         one_shot_job(settings, JobType.SNAPSHOT, job_name="x")
     with pytest.raises(OneShotError, match="0 cluster-wide job"):
         one_shot_job(settings, JobType.CLUSTER_WIDE)
+
+
+def test_a_file_without_jobs_still_gives_cron_its_defaults(tmp_path: Path) -> None:
+    """`jobs = {}` and a [defaults] table: cron's ad-hoc runs poll and wait as it says."""
+    path = tmp_path / "scheduler.toml"
+    path.write_text(
+        'jobs = {}\n[server]\naddress = "127.0.0.1:1"\n'
+        '[defaults]\npoll_interval = "2s"\nwait_timeout = "30m"\nretries = 1\n'
+    )
+    adhoc = one_shot_job(load_config(path), JobType.SNAPSHOT, "prod-9")
+    assert adhoc.name == "snapshot@prod-9"
+    assert (adhoc.poll_interval, adhoc.wait_timeout, adhoc.retries) == (
+        timedelta(seconds=2),
+        timedelta(minutes=30),
+        1,
+    )
 
 
 def test_a_cron_line_with_a_cluster_id_runs_as_the_job_that_names_that_cluster(

@@ -382,6 +382,17 @@ def _wait(client: CassyClient, ack: BackupAck, clock: FakeClock) -> Callable[[],
     return lambda: wait_for_backup(client, ack, 60.0, 5.0, clock=clock)
 
 
+def test_polls_back_off_from_a_quarter_second_to_the_interval(
+    client: CassyClient, fake: FakeCassy
+) -> None:
+    fake.backup_rows = [[_row("127.0.0.1", cassy_pb2.STARTED)]] * 8 + [
+        [_row("127.0.0.1", cassy_pb2.COMPLETED)]
+    ]
+    clock = FakeClock()
+    assert _wait(client, _ack("127.0.0.1"), clock)().succeeded
+    assert clock.waits == [0.25, 0.5, 1.0, 2.0, 4.0, 5.0, 5.0, 5.0]
+
+
 def test_wait_until_every_node_completed(client: CassyClient, fake: FakeCassy) -> None:
     other_request = _row("127.0.0.2", cassy_pb2.FAILED, created_at=CREATED_MS - 1)
     fake.backup_rows = [
@@ -394,7 +405,7 @@ def test_wait_until_every_node_completed(client: CassyClient, fake: FakeCassy) -
     assert outcome.succeeded
     assert not outcome.timed_out
     assert [n.status for n in outcome.nodes] == [OperationStatus.COMPLETED] * 2
-    assert clock.waits == [5.0, 5.0]
+    assert clock.waits == [0.25, 0.5]  # fast at first, doubling up to the interval
     assert fake.requests[0] == cassy_pb2.BackupListingRequest(snapshot_id="s1")
 
 

@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import ValidationError
@@ -237,8 +238,11 @@ def _build(
         for name, table in parsed.jobs.items()
         if (job := _build_job(name, table, parsed.defaults, report, names)) is not None
     )
+    # What a job that names nothing more than [defaults] gets: cron's ad-hoc jobs.
+    defaults_only = _Layers("", JobTable.model_construct(type="snapshot"), parsed.defaults)
     return SchedulerConfig(
         path=path,
+        job_defaults=MappingProxyType(_policy(defaults_only)),
         server=ServerConfig(server.address, tls, server.call_deadline),
         jobs=jobs,
         notify=tuple(targets),
@@ -320,7 +324,6 @@ def _build_job(
     job_type = JobType(table.type)
     cluster = _cluster(layers, report)
     schedule = _schedule(layers, report)
-    when_no_snapshot = WhenNoSnapshot(layers.value("when_no_snapshot"))
     if "when_no_snapshot" in table.model_fields_set and job_type is not JobType.INCREMENTAL:
         report.add(
             (*here, "when_no_snapshot"),
@@ -350,22 +353,30 @@ def _build_job(
         cluster=cluster,
         schedule=schedule,
         source=report.location(here),
-        jitter=layers.value("jitter"),
-        enabled=layers.value("enabled"),
-        wait_timeout=wait_timeout,
-        poll_interval=poll_interval,
-        retries=layers.value("retries"),
-        retry_backoff=layers.value("retry_backoff"),
-        missed_runs=MissedRunPolicy(layers.value("missed_runs")),
-        misfire_grace=layers.value("misfire_grace"),
-        when_no_snapshot=when_no_snapshot,
-        notify=tuple(
+        **_policy(layers),
+    )
+
+
+def _policy(layers: _Layers) -> dict[str, Any]:
+    """How a job runs, waits, retries and tells (every JobConfig field but what it backs up
+    and when): its own keys over [defaults] over JobConfig's defaults."""
+    return {
+        "jitter": layers.value("jitter"),
+        "enabled": layers.value("enabled"),
+        "wait_timeout": layers.value("wait_timeout"),
+        "poll_interval": layers.value("poll_interval"),
+        "retries": layers.value("retries"),
+        "retry_backoff": layers.value("retry_backoff"),
+        "missed_runs": MissedRunPolicy(layers.value("missed_runs")),
+        "misfire_grace": layers.value("misfire_grace"),
+        "when_no_snapshot": WhenNoSnapshot(layers.value("when_no_snapshot")),
+        "notify": tuple(
             NotifyUse(use.target, NotifyWhen(use.when) if use.when else None)
             for use in layers.value("notify")
         ),
-        alert_after=alert_after,
-        heartbeat_url=layers.value("heartbeat_url"),
-    )
+        "alert_after": layers.value("alert_after"),
+        "heartbeat_url": layers.value("heartbeat_url"),
+    }
 
 
 def _cluster(layers: _Layers, report: _Report) -> ClusterRef | None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from cassy_scheduler.config.targets import NotifyTarget, NotifyUse
 from cassy_scheduler.protocol.types import BackupType
@@ -148,6 +150,8 @@ class SchedulerConfig:
     notify: tuple[NotifyTarget, ...] = ()
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     declared: frozenset[str] = frozenset()  # the top-level tables and keys the file writes
+    # The [defaults] table as JobConfig fields, for jobs made up outside the file (cron's).
+    job_defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def target(self, name: str) -> NotifyTarget:
         for target in self.notify:

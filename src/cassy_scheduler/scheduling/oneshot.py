@@ -79,12 +79,13 @@ def one_shot_job(
     template = same_type[0] if same_type else (config.jobs[0] if config.jobs else None)
     cluster = ClusterRef(cluster_id=cluster_id)
     name = f"{kind.value}@{cluster_id}"
-    if template is None:
+    if template is None:  # a file with no job of any kind: its [defaults] still apply
         return JobConfig(
             name=name,
             type=kind,
             cluster=cluster,
             schedule=Schedule.parse("@daily"),
             source=SourceLocation(str(config.path), None),
+            **{**config.job_defaults, "jitter": timedelta(0)},
         )
     return dataclasses.replace(template, name=name, type=kind, cluster=cluster, jitter=timedelta(0))
