@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from collections.abc import Callable, Iterator
@@ -16,8 +17,8 @@ from cassy_scheduler.storage import (
     ObjectNotFoundError,
     StorageError,
 )
-from cassy_scheduler.storage.base import Leftovers
-from cassy_scheduler.storage.streams import copy_and_hash
+from cassy_scheduler.storage.base import Leftovers, ObjectInfo
+from cassy_scheduler.storage.streams import copy_and_hash, copy_file_and_hash
 
 
 @pytest.fixture
@@ -88,7 +89,7 @@ def test_failed_write_leaves_nothing_under_the_key(
     def failing_copy(_source: object, target: object, buffer_size: int = 0) -> object:
         return copy_and_hash(_FailingReader(3), target, buffer_size or 8)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("cassy_scheduler.storage.filesystem.copy_and_hash", failing_copy)
+    monkeypatch.setattr("cassy_scheduler.storage.filesystem.copy_file_and_hash", failing_copy)
 
     with pytest.raises(StorageError, match="nothing was left under the key"):
         storage.put_file("dir/obj", source)
@@ -106,7 +107,7 @@ def test_failed_replace_keeps_the_old_object(
     def interrupted(_source: object, _target: object, _buffer_size: int = 0) -> object:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("cassy_scheduler.storage.filesystem.copy_and_hash", interrupted)
+    monkeypatch.setattr("cassy_scheduler.storage.filesystem.copy_file_and_hash", interrupted)
     with pytest.raises(KeyboardInterrupt):
         storage.put_file("dir/obj", source)
 
@@ -310,3 +311,42 @@ def test_a_leftover_that_cannot_be_removed_does_not_stop_the_rest(
     left = storage.remove_leftovers(older_than=2_000_000)
     assert (left.count, left.bytes) == (1, 2)
     assert stuck.exists() and not gone.exists()
+
+
+def test_a_kernel_copy_is_hashed_as_written(tmp_path: Path) -> None:
+    data = os.urandom(3 * (8 << 20) + 12345)  # several copy_file_range calls
+    source = _write(tmp_path / "src", data)
+    target = tmp_path / "dst"
+    descriptor = os.open(target, os.O_RDWR | os.O_CREAT, 0o600)
+    with open(source, "rb", buffering=0) as inp, open(descriptor, "wb", buffering=0) as out:
+        result = copy_file_and_hash(inp, out, buffer_size=1 << 16)
+    assert target.read_bytes() == data
+    assert (result.size, result.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+
+
+def test_files_the_kernel_cannot_copy_between_are_copied_by_hand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_args: object) -> int:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", refuse)
+    storage = FilesystemStorage(tmp_path / "store", durable=False)
+    info = storage.put_file("a/b", _write(tmp_path / "src", b"by hand"))
+    assert info.sha256 == hashlib.sha256(b"by hand").hexdigest()
+    assert storage.get_bytes("a/b") == b"by hand"
+
+
+def test_a_copy_shares_the_file_and_stays_independent(storage: FilesystemStorage) -> None:
+    storage.put_bytes("snap-1/nb-1-big-Data.db", b"rows")
+    info = storage.copy("snap-1/nb-1-big-Data.db", "snap-2/nb-1-big-Data.db")
+    assert info == ObjectInfo("snap-2/nb-1-big-Data.db", 4)
+    first, second = (storage.path_of(f"snap-{n}/nb-1-big-Data.db") for n in (1, 2))
+    assert first.stat().st_ino == second.stat().st_ino
+    storage.sync(["snap-2/nb-1-big-Data.db"])
+    storage.delete("snap-1/nb-1-big-Data.db")
+    assert storage.get_bytes("snap-2/nb-1-big-Data.db") == b"rows"
+    storage.put_bytes("snap-2/nb-1-big-Data.db", b"new")  # replaced, not written through
+    with pytest.raises(ObjectNotFoundError):
+        storage.copy("snap-1/nb-1-big-Data.db", "snap-3/x")
+    assert _visible_files(storage.base) == ["snap-2/nb-1-big-Data.db"]

@@ -55,8 +55,8 @@ class RecordingStorage(FilesystemStorage):
             self.hashed.append(key)
         return super().sha256(key)
 
-    def put_file(self, key: str, local_path: Path) -> ObjectInfo:
-        info = super().put_file(key, local_path)
+    def put_file(self, key: str, local_path: Path, *, sync: bool = True) -> ObjectInfo:
+        info = super().put_file(key, local_path, sync=sync)
         with self._lock:
             self.writes.append(key)
         return info
@@ -489,3 +489,72 @@ def test_entry_round_trips_with_and_without_identity() -> None:
     document["files"][0]["inode"] = "six"
     with pytest.raises(ManifestError, match="'inode' must be an integer"):
         Manifest.from_json(json.dumps(document))
+
+
+# --- a new snapshot of SSTables an earlier one stored -------------------------------------
+
+
+def _snapshot(data_dir: Path, tag: str) -> list[LocalFile]:
+    """A snapshot `tag` of the same SSTables: hard links, as `nodetool snapshot` makes."""
+    files = []
+    for path in sorted((data_dir / "ks" / "t-0123" / "snapshots" / "snap-1").iterdir()):
+        linked = data_dir / "ks" / "t-0123" / "snapshots" / tag / path.name
+        linked.parent.mkdir(parents=True, exist_ok=True)
+        if not linked.exists():
+            os.link(path, linked)
+        files.append(LocalFile(linked, linked.relative_to(data_dir).as_posix()))
+    return files
+
+
+SECOND = "node-backup/prod-1/snap-2/127.0.0.1/"
+
+
+def test_a_new_snapshot_of_unchanged_sstables_sends_no_byte_and_reads_none(
+    storage: RecordingStorage, data_dir: Path, local_hashes: list[Path]
+) -> None:
+    first = upload_files(storage, PREFIX, _files(data_dir), _identity())
+    local_hashes.clear()
+    storage.writes.clear()
+    second = upload_files(
+        storage, SECOND, _snapshot(data_dir, "snap-2"), _identity(1_700_000_500_000),
+        earlier=[first.manifest],
+    )  # fmt: skip
+    assert (second.files_copied, second.files_sent, second.bytes_sent) == (6, 0, 0)
+    assert second.bytes_copied == first.bytes_sent
+    assert local_hashes == [] and storage.hashed == []
+    assert storage.writes == [second.manifest_key]  # only the manifest is written
+    assert [e.sha256 for e in second.manifest.files] == [e.sha256 for e in first.manifest.files]
+    # Each snapshot stands alone: the first one gone, the second still holds every byte.
+    for entry in first.manifest.files:
+        storage.delete(entry.key)
+    for entry in second.manifest.files:
+        assert hashlib.sha256(storage.get_bytes(entry.key)).hexdigest() == entry.sha256
+
+
+def test_only_the_same_sstable_with_the_same_bytes_is_stored_from_an_earlier_one(
+    storage: RecordingStorage, data_dir: Path
+) -> None:
+    first = upload_files(storage, PREFIX, _files(data_dir), _identity())
+    files = _snapshot(data_dir, "snap-2")
+    rewritten = files[0].path
+    rewritten.unlink()  # a new file of the same name and size, other bytes
+    rewritten.write_bytes(b"\xff" * 1000)
+    pruned = first.manifest.files[1]
+    storage.delete(pruned.key)  # the earlier object is gone: sent again
+    second = upload_files(
+        storage, SECOND, files, _identity(1_700_000_500_000), earlier=[first.manifest]
+    )
+    assert (second.files_copied, second.files_sent) == (4, 2)
+    assert storage.get_bytes(SECOND + files[0].relative_key) == b"\xff" * 1000
+
+
+def test_a_storage_that_cannot_copy_sends_the_files(
+    storage: RecordingStorage, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = upload_files(storage, PREFIX, _files(data_dir), _identity())
+    monkeypatch.setattr(storage, "copy", lambda source, target: None)
+    second = upload_files(
+        storage, SECOND, _snapshot(data_dir, "snap-2"), _identity(1_700_000_500_000),
+        earlier=[first.manifest],
+    )  # fmt: skip
+    assert (second.files_copied, second.files_sent) == (0, 6)

@@ -132,6 +132,18 @@ def _table_and_name(relative: str, marker: Sequence[str]) -> tuple[str, str] | N
     return "/".join(parts[:2]), "/".join(parts[2 + width :])
 
 
+def sstable_key(relative: str) -> str | None:
+    """What a snapshot's or an incremental's file is, whichever holds it: its table and its
+    name ('ks/t-id/nb-1-big-Data.db', '.kv_v/' index dirs kept); None for other paths. The
+    same SSTable file in two backups of one node has the same key."""
+    parts = relative.split("/")
+    if len(parts) > 4 and parts[2] == SNAPSHOTS_DIR:
+        found = _table_and_name(relative, (SNAPSHOTS_DIR, parts[3]))
+    else:
+        found = _table_and_name(relative, (BACKUPS_DIR,))
+    return None if found is None else "/".join(found)
+
+
 def _snapshot_tag_of(relative: str) -> str | None:
     parts = relative.split("/")
     return parts[3] if len(parts) > 4 and parts[2] == SNAPSHOTS_DIR else None

@@ -18,11 +18,13 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
+from cassy_scheduler.node.datadir import sstable_key
 from cassy_scheduler.node.manifest import BackupIdentity, Manifest, ManifestEntry, find_manifests
 from cassy_scheduler.storage.base import Storage
-from cassy_scheduler.storage.errors import LocalFileNotFoundError
+from cassy_scheduler.storage.errors import LocalFileNotFoundError, ObjectNotFoundError
 from cassy_scheduler.storage.keys import join_key, validate_prefix
 from cassy_scheduler.storage.layout import MANIFEST_DIRECTORY, manifest_key
 
@@ -61,12 +63,20 @@ class UploadResult:
     files_skipped: int
     bytes_sent: int
     bytes_skipped: int
+    files_copied: int = 0  # stored again from an earlier upload's object, not sent
+    bytes_copied: int = 0
+
+
+class _How(Enum):
+    SENT = "sent"
+    SKIPPED = "skipped"  # already stored under its key
+    COPIED = "copied"  # stored from an earlier upload's identical object
 
 
 @dataclass(frozen=True)
 class _FileOutcome:
     entry: ManifestEntry
-    sent: bool
+    how: _How
 
 
 def upload_files(
@@ -77,6 +87,7 @@ def upload_files(
     *,
     workers: int = DEFAULT_WORKERS,
     cancelled: Callable[[], bool] = lambda: False,
+    earlier: Sequence[Manifest] = (),
 ) -> UploadResult:
     """Store `files` under `prefix`, then the manifest; return what was sent and skipped.
 
@@ -91,42 +102,57 @@ def upload_files(
     manifests). At most `workers` files are in flight at once, each through one fixed-size
     buffer, so memory stays bounded. Storage faults raise the storage package's errors;
     nothing here leaves a manifest behind on failure. `cancelled` is polled before each file.
+
+    `earlier` are other uploads of the same node (the previous snapshot and its
+    incrementals): a file that one of them stored already, the same SSTable file by name,
+    size and SHA-256 (or, unread, by its unchanged local identity), is stored by
+    `storage.copy` (a hard link on a file system) instead of being sent again. Files are
+    written without waiting for the disk, and all of them are made durable at once before
+    the manifest is written.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     validate_prefix(prefix)
     jobs = _plan(prefix, files)
     known = _known_entries(storage, prefix) if jobs else {}
+    reusable = _reusable_entries(earlier, prefix) if jobs else {}
 
     def upload(job: _Job) -> _FileOutcome:
         if cancelled():
             raise UploadCancelledError(f"upload under {prefix!r} stopped before it finished")
-        return _upload_one(storage, *job, known.get(job[0]))
+        key, relative, _ = job
+        name = sstable_key(relative)
+        earlier_entry = None if name is None else reusable.get(name)
+        return _upload_one(storage, *job, known.get(key), earlier_entry)
 
     outcomes = list(_run(jobs, upload, workers))
+    storage.sync([o.entry.key for o in outcomes if o.how is not _How.SKIPPED])
     entries = tuple(sorted((o.entry for o in outcomes), key=lambda e: e.path))
     manifest = Manifest(identity=identity, prefix=prefix, files=entries)
     key = manifest_key(prefix, identity.backup_type, identity.created_at_ms)
     storage.put_bytes(key, manifest.to_json().encode())
-    sent = [o.entry.size for o in outcomes if o.sent]
-    skipped = [o.entry.size for o in outcomes if not o.sent]
+    sizes = {how: [o.entry.size for o in outcomes if o.how is how] for how in _How}
     result = UploadResult(
         manifest_key=key,
         manifest=manifest,
-        files_sent=len(sent),
-        files_skipped=len(skipped),
-        bytes_sent=sum(sent),
-        bytes_skipped=sum(skipped),
+        files_sent=len(sizes[_How.SENT]),
+        files_skipped=len(sizes[_How.SKIPPED]),
+        bytes_sent=sum(sizes[_How.SENT]),
+        bytes_skipped=sum(sizes[_How.SKIPPED]),
+        files_copied=len(sizes[_How.COPIED]),
+        bytes_copied=sum(sizes[_How.COPIED]),
     )
     _log.info(
         "upload complete prefix=%s manifest=%s files_sent=%d files_skipped=%d "
-        "bytes_sent=%d bytes_skipped=%d",
+        "files_copied=%d bytes_sent=%d bytes_skipped=%d bytes_copied=%d",
         prefix,
         key,
         result.files_sent,
         result.files_skipped,
+        result.files_copied,
         result.bytes_sent,
         result.bytes_skipped,
+        result.bytes_copied,
     )
     return result
 
@@ -137,6 +163,18 @@ def _known_entries(storage: Storage, prefix: str) -> dict[str, ManifestEntry]:
         entry.key: entry
         for manifest in find_manifests(storage, prefix, skip_unreadable=True)
         for entry in manifest.files
+    }
+
+
+def _reusable_entries(earlier: Sequence[Manifest], prefix: str) -> dict[str, ManifestEntry]:
+    """SSTable file name -> the newest entry for it among other uploads' manifests."""
+    newest_last = sorted(earlier, key=lambda m: m.identity.created_at_ms)
+    return {
+        name: entry
+        for manifest in newest_last
+        if manifest.prefix != prefix
+        for entry in manifest.files
+        if (name := sstable_key(entry.path)) is not None
     }
 
 
@@ -164,8 +202,13 @@ def _plan(prefix: str, files: Iterable[LocalFile]) -> list[_Job]:
     return jobs
 
 
-def _upload_one(
-    storage: Storage, key: str, relative: str, local: LocalFile, known: ManifestEntry | None
+def _upload_one(  # noqa: PLR0917 (one file's facts)
+    storage: Storage,
+    key: str,
+    relative: str,
+    local: LocalFile,
+    known: ManifestEntry | None,
+    reusable: ManifestEntry | None,
 ) -> _FileOutcome:
     try:
         status = local.path.stat()
@@ -177,17 +220,23 @@ def _upload_one(
             "device": status.st_dev,
         }
         existing = storage.stat(key)
+        local_sha256: str | None = None
         if existing is not None and existing.size == size:
             if known is not None and _same_local_file(known, size, identity):
                 _log.debug("unchanged since its manifest, skipped key=%s size=%d", key, size)
                 entry = ManifestEntry(relative, key, size, known.sha256, **identity)
-                return _FileOutcome(entry, sent=False)
+                return _FileOutcome(entry, _How.SKIPPED)
             local_sha256 = _sha256_of(local.path)
             if storage.sha256(key) == local_sha256:
                 _log.debug("unchanged, skipped key=%s size=%d", key, size)
                 entry = ManifestEntry(relative, key, size, local_sha256, **identity)
-                return _FileOutcome(entry, sent=False)
-        stored = storage.put_file(key, local.path)
+                return _FileOutcome(entry, _How.SKIPPED)
+        if reusable is not None and reusable.size == size:
+            copied = _copy_earlier(storage, key, local, reusable, identity, local_sha256)
+            if copied is not None:
+                entry = ManifestEntry(relative, key, size, copied, **identity)
+                return _FileOutcome(entry, _How.COPIED)
+        stored = storage.put_file(key, local.path, sync=False)
     except (FileNotFoundError, LocalFileNotFoundError) as exc:
         raise SourceFileMissingError(
             f"file {str(local.path)!r} (for key {key!r}) vanished before it was uploaded: "
@@ -198,7 +247,33 @@ def _upload_one(
     if stored.size != size:  # it changed while being sent: let the next upload hash it
         identity = {}
     entry = ManifestEntry(relative, key, stored.size, stored_sha256, **identity)
-    return _FileOutcome(entry, sent=True)
+    return _FileOutcome(entry, _How.SENT)
+
+
+def _copy_earlier(  # noqa: PLR0917 (one file's facts)
+    storage: Storage,
+    key: str,
+    local: LocalFile,
+    reusable: ManifestEntry,
+    identity: dict[str, int],
+    local_sha256: str | None,
+) -> str | None:
+    """Store `key` from the earlier object when it holds this very file; its SHA-256, or
+    None when it does not or the storage cannot copy (the file is then sent)."""
+    if _same_local_file(reusable, reusable.size, identity):
+        sha256 = reusable.sha256  # the same inode, unchanged: not read again
+    else:
+        sha256 = local_sha256 or _sha256_of(local.path)
+        if sha256 != reusable.sha256:
+            return None
+    try:
+        copied = storage.copy(reusable.key, key)
+    except ObjectNotFoundError:  # pruned since: send it
+        return None
+    if copied is None or copied.size != reusable.size:
+        return None
+    _log.debug("stored from an earlier upload key=%s from=%s", key, reusable.key)
+    return sha256
 
 
 def _same_local_file(known: ManifestEntry, size: int, identity: dict[str, int]) -> bool:

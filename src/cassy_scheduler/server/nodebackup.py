@@ -23,17 +23,19 @@ from cassy_scheduler.node.datadir import (
 )
 from cassy_scheduler.node.discovery import live_keyspaces, node_data_dir
 from cassy_scheduler.node.executor import DiscoveryError
-from cassy_scheduler.node.manifest import BackupIdentity
+from cassy_scheduler.node.manifest import BackupIdentity, Manifest, find_manifests
 from cassy_scheduler.node.transfer import LocalFile, upload_files
+from cassy_scheduler.protocol.types import OperationStatus
 from cassy_scheduler.server.errors import PreconditionError
 from cassy_scheduler.server.nodejobs import NodeAccess
 from cassy_scheduler.server.rows import ClusterRecord, MetadataStore
-from cassy_scheduler.storage import Storage
+from cassy_scheduler.storage import Storage, StorageError
 from cassy_scheduler.storage.layout import backup_prefix
 
 log = logging.getLogger(__name__)
 
 NODE_LOCAL_KEYSPACE = "system"
+_EARLIER_ROWS = 1000  # newest first: weeks of hourly incrementals back to their snapshot
 _CQL_TIMEOUT_S = 30.0
 
 
@@ -105,11 +107,40 @@ class NodeBackups:
             [LocalFile(f.path, f.relative) for f in files],
             identity,
             cancelled=self._cancelled,
+            earlier=self.earlier_uploads(identity) if identity.backup_type.is_snapshot else (),
         )
         return (
             f"files_sent={result.files_sent} bytes_sent={result.bytes_sent} "
+            f"files_copied={result.files_copied} bytes_copied={result.bytes_copied} "
             f"files_skipped={result.files_skipped} manifest={result.manifest_key}"
         )
+
+    def earlier_uploads(self, identity: BackupIdentity) -> list[Manifest]:
+        """The uploads of the node's newest completed snapshot before this one, with its
+        incrementals: what a new snapshot of unchanged SSTables can be stored from."""
+        rows = self._metadata.list_backups(
+            cluster_id=identity.cluster_id, target_ip=identity.node_ip, limit=_EARLIER_ROWS
+        )
+        previous = next(
+            (
+                row
+                for row in rows
+                if row.backup_type.is_snapshot
+                and row.status is OperationStatus.COMPLETED
+                and row.snapshot_id != identity.snapshot_id
+            ),
+            None,
+        )
+        if previous is None:
+            return []
+        prefix = backup_prefix(
+            previous.backup_type, identity.cluster_id, previous.snapshot_id, identity.node_ip
+        )
+        try:
+            return find_manifests(self._storage, prefix, skip_unreadable=True)
+        except StorageError as exc:  # then everything is sent, as without it
+            log.warning("earlier uploads not readable prefix=%s error=%s", prefix, exc)
+            return []
 
     def present_keyspaces(self, cluster: ClusterRecord, data_dir: Path, node: str) -> list[str]:
         """Registered keyspaces that still exist on the node; a dropped one is only logged."""

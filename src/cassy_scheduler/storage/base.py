@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,8 +42,11 @@ class Storage(ABC):
         """The base URI this storage was opened from, for logs and messages."""
 
     @abstractmethod
-    def put_file(self, key: str, local_path: Path) -> ObjectInfo:
-        """Store a local file under `key`, streaming it; the result carries its SHA-256."""
+    def put_file(self, key: str, local_path: Path, *, sync: bool = True) -> ObjectInfo:
+        """Store a local file under `key`, streaming it; the result carries its SHA-256 (of
+        the bytes stored). With sync=False the object is complete and atomic against a crash
+        of this process, but may not survive a power loss until `sync([key, ...])` returns:
+        many files then wait for the disk once, at the end."""
 
     @abstractmethod
     def get_file(self, key: str, local_path: Path) -> ObjectInfo:
@@ -77,6 +80,19 @@ class Storage(ABC):
     @abstractmethod
     def get_bytes(self, key: str) -> bytes:
         """Read a small object into memory; ObjectNotFoundError if absent."""
+
+    def sync(self, keys: Sequence[str]) -> None:
+        """Make what was written under `keys` with sync=False (put_file, copy) durable.
+        Backends whose writes are durable when they return have nothing to do."""
+        return None
+
+    def copy(self, source_key: str, target_key: str) -> ObjectInfo | None:
+        """Store under `target_key` the object at `source_key` without sending its bytes
+        again (a hard link on a file system, a server-side copy in object storage), as
+        put_file with sync=False does; None when this backend cannot, and the caller
+        uploads. ObjectNotFoundError when `source_key` is absent. The two objects stay
+        independent: deleting or replacing either leaves the other as it was."""
+        return None
 
     def write_clock(self) -> float:
         """Now (a Unix time) by the clock that stamps this store's writes: a network file

@@ -10,8 +10,10 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from io import FileIO
 from pathlib import Path
 from stat import S_ISREG
 from typing import BinaryIO, TypeVar
@@ -29,7 +31,7 @@ from cassy_scheduler.storage.keys import (
     validate_key,
     validate_prefix,
 )
-from cassy_scheduler.storage.streams import DEFAULT_BUFFER_SIZE, copy_and_hash
+from cassy_scheduler.storage.streams import DEFAULT_BUFFER_SIZE, copy_file_and_hash
 
 _log = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ class FilesystemStorage(Storage):
         """The file that holds (or would hold) the object `key`."""
         return self._base.joinpath(*validate_key(key).split("/"))
 
-    def put_file(self, key: str, local_path: Path) -> ObjectInfo:
+    def put_file(self, key: str, local_path: Path, *, sync: bool = True) -> ObjectInfo:
         target = self.path_of(key)
         try:
             source = open(local_path, "rb", buffering=0)  # noqa: SIM115 - closed below
@@ -91,7 +93,8 @@ class FilesystemStorage(Storage):
             copied = self._write_atomically(
                 target,
                 key,
-                lambda out: copy_and_hash(source, out, self._buffer_size),
+                lambda out: copy_file_and_hash(source, out, self._buffer_size),
+                sync=sync,
             )
         _log.debug("stored key=%s size=%d source=%s", key, copied.size, local_path)
         return ObjectInfo(key=key, size=copied.size, sha256=copied.sha256)
@@ -106,7 +109,7 @@ class FilesystemStorage(Storage):
             copied = self._write_atomically(
                 local_path,
                 key,
-                lambda out: copy_and_hash(source, out, self._buffer_size),
+                lambda out: copy_file_and_hash(source, out, self._buffer_size),
             )
         return ObjectInfo(key=key, size=copied.size, sha256=copied.sha256)
 
@@ -160,6 +163,53 @@ class FilesystemStorage(Storage):
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise ObjectNotFoundError(f"object {key!r} not found in {self.uri}") from exc
 
+    def copy(self, source_key: str, target_key: str) -> ObjectInfo | None:
+        """A hard link: objects are never changed in place (every write renames a new file
+        over the key), so two keys may share one file and stay independent."""
+        source = self.path_of(source_key)
+        target = self.path_of(target_key)
+        try:
+            size = source.stat().st_size
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise ObjectNotFoundError(f"object {source_key!r} not found in {self.uri}") from exc
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temporary = target.parent / f".{target.name}.{os.getpid()}.link{TEMP_SUFFIX}"
+            with suppress(FileNotFoundError):
+                temporary.unlink()
+            os.link(source, temporary)
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(f"object {source_key!r} not found in {self.uri}") from exc
+        except OSError as exc:  # too many links, a file system without them: upload instead
+            _log.debug("no hard link key=%s error=%s", target_key, exc.strerror or exc)
+            return None
+        try:
+            os.replace(temporary, target)
+        except OSError as exc:
+            with suppress(FileNotFoundError):
+                temporary.unlink()
+            raise StorageError(
+                f"{exc.strerror or exc}: linking {target_key!r} to {source_key!r} failed"
+            ) from exc
+        return ObjectInfo(key=target_key, size=size)
+
+    def sync(self, keys: Sequence[str]) -> None:
+        """fsync every file, then every directory they are in, once; in parallel, since each
+        waits for the disk."""
+        if not self._durable or not keys:
+            return
+        paths = [self.path_of(key) for key in keys]
+        directories = sorted({path.parent for path in paths})
+        with ThreadPoolExecutor(min(_SYNC_THREADS, len(paths)), "storage-sync") as pool:
+            try:
+                list(pool.map(_fsync_file, paths))
+            except OSError as exc:
+                raise StorageError(
+                    f"{exc.strerror or exc}: flushing the objects to disk failed "
+                    f"({exc.filename}); the backup is not complete"
+                ) from exc
+            list(pool.map(fsync_directory, directories))
+
     def write_clock(self) -> float:
         """The modification time a file written now gets: the file system's clock."""
         self._base.mkdir(parents=True, exist_ok=True)
@@ -187,8 +237,12 @@ class FilesystemStorage(Storage):
                 size += status.st_size
         return Leftovers(count, size)
 
-    def _write_atomically(self, target: Path, key: str, write: Callable[[BinaryIO], _T]) -> _T:
-        """Run `write` into a temporary sibling of `target`, then rename it into place."""
+    def _write_atomically(
+        self, target: Path, key: str, write: Callable[[FileIO], _T], *, sync: bool = True
+    ) -> _T:
+        """Run `write` into a temporary sibling of `target`, then rename it into place;
+        with `sync`, flushed to disk first and the rename after."""
+        sync = sync and self._durable
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             descriptor, temporary = tempfile.mkstemp(
@@ -202,7 +256,7 @@ class FilesystemStorage(Storage):
         try:
             with open(descriptor, "wb", buffering=0) as out:
                 result = write(out)
-                if self._durable:
+                if sync:
                     os.fsync(out.fileno())
             os.replace(temporary, target)
         except BaseException as exc:
@@ -214,9 +268,20 @@ class FilesystemStorage(Storage):
                     "nothing was left under the key (check free space and permissions)"
                 ) from exc
             raise
-        if self._durable:
+        if sync:
             fsync_directory(target.parent)
         return result
+
+
+_SYNC_THREADS = 8
+
+
+def _fsync_file(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _read_chunks(source: BinaryIO, size: int) -> Iterator[bytes]:

@@ -1,8 +1,12 @@
-"""Copying a byte stream while hashing it, so an upload reads its source exactly once."""
+"""Copying a byte stream while hashing it, so an upload reads its source exactly once; and
+copying a file by the kernel while the copy is hashed beside it."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,3 +60,104 @@ def _write_all(target: Writer, chunk: memoryview) -> None:
         if written is None:
             raise BlockingIOError("target would block; copy_and_hash needs a blocking stream")
         chunk = chunk[written:]
+
+
+#: How much one copy_file_range call moves before the hasher is told: large enough that the
+#: calls cost nothing, small enough that hashing trails the copy closely.
+_KERNEL_CHUNK = 8 << 20
+#: errno values that mean "the kernel cannot copy between these two files": copy by hand.
+_NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
+
+
+class RawFile(Protocol):
+    """An open file with a descriptor; the target's must be readable too (mkstemp's is)."""
+
+    def fileno(self) -> int: ...
+
+    def readinto(self, buffer: bytearray, /) -> int | None: ...
+
+    def write(self, data: memoryview, /) -> int | None: ...
+
+
+def copy_file_and_hash(
+    source: RawFile, target: RawFile, buffer_size: int = DEFAULT_BUFFER_SIZE
+) -> CopyResult:
+    """Copy one file into another by the kernel (copy_file_range: no byte passes through this
+    process, and file systems that can share extents do), while a second thread hashes what
+    was written, as it is written, so the hash is of the stored bytes whatever the source
+    did meanwhile. Files the kernel cannot copy between go through copy_and_hash."""
+    if not hasattr(os, "copy_file_range"):
+        return copy_and_hash(source, target, buffer_size)
+    src, dst = source.fileno(), target.fileno()
+    try:
+        moved = os.copy_file_range(src, dst, _KERNEL_CHUNK)
+    except OSError as exc:
+        if exc.errno in _NO_KERNEL_COPY:
+            return copy_and_hash(source, target, buffer_size)
+        raise
+    hasher = _TrailingHasher(dst, buffer_size)
+    hasher.start()
+    try:
+        written = moved
+        hasher.advance(written)
+        while moved:
+            moved = os.copy_file_range(src, dst, _KERNEL_CHUNK)
+            written += moved
+            hasher.advance(written)
+    finally:
+        sha256 = hasher.finish()
+    return CopyResult(size=written, sha256=sha256)
+
+
+class _TrailingHasher:
+    """Hashes a file's first `advance(n)` bytes on its own thread, reading them back from
+    the page cache just behind the writer."""
+
+    def __init__(self, descriptor: int, buffer_size: int) -> None:
+        self._descriptor = descriptor
+        self._buffer_size = buffer_size
+        self._digest = hashlib.sha256()
+        self._ready = 0
+        self._done = False
+        self._error: BaseException | None = None
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="upload-hash", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def advance(self, ready: int) -> None:
+        with self._changed:
+            self._ready = ready
+            self._changed.notify()
+
+    def finish(self) -> str:
+        """Wait until every byte written so far is hashed; the hex digest."""
+        with self._changed:
+            self._done = True
+            self._changed.notify()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._digest.hexdigest()
+
+    def _run(self) -> None:
+        hashed = 0
+        try:
+            while True:
+                with self._changed:
+                    while self._ready <= hashed and not self._done:
+                        self._changed.wait()
+                    ready, done = self._ready, self._done
+                while hashed < ready:
+                    chunk = os.pread(
+                        self._descriptor, min(self._buffer_size, ready - hashed), hashed
+                    )
+                    if not chunk:
+                        raise OSError(errno.EIO, "the copy came back shorter than written")
+                    self._digest.update(chunk)
+                    hashed += len(chunk)
+                if done:  # nothing is written after finish() began
+                    return
+        except BaseException as exc:  # handed to finish()
+            self._error = exc
