@@ -12,7 +12,9 @@ from cassy_scheduler.node.datadir import (
     covered_backup_files,
     delete_files,
     is_plain_id,
+    remove_snapshot,
     snapshot_files,
+    sstable_key,
     table_dirs,
     validate_tag,
 )
@@ -239,3 +241,32 @@ def test_validate_tag_says_what_is_allowed() -> None:
     assert validate_tag("s1") == "s1"
     with pytest.raises(ValueError, match="letters, digits"):
         validate_tag("..")
+
+
+def test_remove_snapshot_takes_that_tag_from_every_table_and_nothing_else(
+    data_dir: Path,
+) -> None:
+    assert remove_snapshot(data_dir, "s1", ["ks"]) == 2
+    assert snapshot_files(data_dir, "s1", ["ks"]) == []
+    assert _relatives(snapshot_files(data_dir, "s2", ["ks"])) == [
+        f"{KV}/snapshots/s2/nb-2-big-Data.db"
+    ]
+    assert (data_dir / KV / "nb-1-big-Data.db").read_text() == "live"  # the live SSTable
+    assert remove_snapshot(data_dir, "s1", ["ks"]) == 0
+    with pytest.raises(ValueError):
+        remove_snapshot(data_dir, "../..", ["ks"])
+
+
+@pytest.mark.parametrize(
+    ("relative", "key"),
+    [
+        (f"{KV}/snapshots/s1/nb-1-big-Data.db", f"{KV}/nb-1-big-Data.db"),
+        (f"{KV}/backups/nb-1-big-Data.db", f"{KV}/nb-1-big-Data.db"),
+        (f"{KV}/snapshots/s2/.kv_v/nb-1-big-Data.db", f"{KV}/.kv_v/nb-1-big-Data.db"),
+        (f"{KV}/nb-1-big-Data.db", None),
+    ],
+)
+def test_the_same_sstable_has_one_key_in_a_snapshot_and_an_incremental(
+    relative: str, key: str | None
+) -> None:
+    assert sstable_key(relative) == key

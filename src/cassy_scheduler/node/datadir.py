@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,6 +117,19 @@ def snapshot_tags(data_dir: Path, keyspaces: Iterable[str]) -> set[str]:
         if root.is_dir():
             tags.update(entry.name for entry in root.iterdir() if entry.is_dir())
     return tags
+
+
+def remove_snapshot(data_dir: Path, tag: str, keyspaces: Iterable[str]) -> int:
+    """Remove snapshot `tag` from the keyspaces' tables, as `nodetool clearsnapshot -t` does
+    (a snapshot is hard links under each table's snapshots/<tag>/, and Cassandra 5 tracks
+    only snapshots with a TTL in memory); returns how many table snapshots went."""
+    removed = 0
+    for table in table_dirs(data_dir, keyspaces):
+        snapshot = table.path / SNAPSHOTS_DIR / validate_tag(tag)
+        if snapshot.is_dir():
+            shutil.rmtree(snapshot)
+            removed += 1
+    return removed
 
 
 def backup_files(data_dir: Path, keyspaces: Iterable[str]) -> list[DataFile]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,3 +252,25 @@ def live_keyspaces(address: str, cql: CqlAccess = CqlAccess(), timeout_s: float 
     with _cql(address, cql, timeout_s) as session:
         rows = session.execute("SELECT keyspace_name FROM system_schema.keyspaces")
         return {str(row.keyspace_name) for row in rows} - VIRTUAL_KEYSPACES
+
+
+def unanswering_nodes(
+    addresses: Sequence[str], cql: CqlAccess = CqlAccess(), timeout_s: float = 10
+) -> dict[str, str]:
+    """The nodes that do not answer a CQL query now, each with why; asked all at once. Every
+    later step of a backup talks to each node itself, so a node that answers is live for it
+    (and asking costs a query, not a nodetool JVM)."""
+
+    def ask(address: str) -> str | None:
+        try:
+            with _cql(address, cql, timeout_s) as session:
+                session.execute("SELECT release_version FROM system.local")
+        except DiscoveryError as exc:
+            return str(exc)
+        return None
+
+    if not addresses:
+        return {}
+    with ThreadPoolExecutor(min(len(addresses), 16), thread_name_prefix="cql-probe") as pool:
+        answers = list(pool.map(ask, addresses))
+    return {a: why for a, why in zip(addresses, answers, strict=True) if why is not None}

@@ -115,15 +115,16 @@ class Nodetool:
         return self._executor.run(self._endpoint, args, timeout_s or self._timeout_s)
 
     def flush(self, keyspaces: Sequence[str] = ()) -> None:
-        """Flush the keyspaces' memtables (all keyspaces when none is given).
+        """Flush the keyspaces' memtables, in one nodetool call whatever their number.
 
-        `nodetool flush` takes one keyspace (then tables), so several keyspaces take one call
-        each.
+        `nodetool flush` takes one keyspace (then tables), so several keyspaces are flushed
+        by flushing every keyspace: one more memtable written is cheaper than one more JVM
+        started (a second of CPU each).
         """
-        if not keyspaces:
+        if len(keyspaces) == 1:
+            self._run("flush", "--", keyspaces[0])
+        else:
             self._run("flush")
-        for keyspace in keyspaces:
-            self._run("flush", "--", keyspace)
 
     def snapshot(self, tag: str, keyspaces: Sequence[str]) -> None:
         """Take snapshot `tag` of the keyspaces (all keyspaces when none is given).

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 from cassy_scheduler.clock import SYSTEM_CLOCK, Clock
 from cassy_scheduler.node.datadir import snapshot_files
+from cassy_scheduler.node.discovery import unanswering_nodes
 from cassy_scheduler.node.manifest import BackupIdentity
 from cassy_scheduler.protocol.pause_report import PauseReport
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
@@ -45,6 +46,9 @@ from cassy_scheduler.storage import Storage
 from cassy_scheduler.storage.layout import metadata_backup_key, pause_report_key
 
 log = logging.getLogger(__name__)
+
+
+_LIVENESS_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -164,20 +168,19 @@ class BackupOperations:
             raise ApplicationsUnavailableError(str(exc)) from None
 
     def _check_live(self, keys: Sequence[HistoryKey]) -> None:
-        """Every target must be UN as its peers see it; otherwise record FAILED and refuse."""
+        """Every target must answer CQL now (each is asked, all at once); otherwise record
+        FAILED and refuse. Scalar's Cassy asks one node's JMX for the ring instead: a
+        nodetool JVM on every request."""
         nodes = [key.target_ip for key in keys]
         reason = None
         try:
-            ring = {row.address: row for row in self._nodes.nodetool(nodes[0]).status()}
-            down = [
-                f"{n} ({ring[n].code})" if n in ring else f"{n} (not in ring)"
-                for n in nodes
-                if n not in ring or not ring[n].is_up_normal
-            ]
+            down = unanswering_nodes(nodes, self._nodes.cql, _LIVENESS_TIMEOUT_S)
             if down:
-                reason = "target nodes not live: " + ", ".join(down)
+                reason = "target nodes not live: " + ", ".join(
+                    f"{node} ({why})" for node, why in sorted(down.items())
+                )
         except Exception as exc:  # any failure to ask means we cannot promise a backup
-            reason = f"could not check that the nodes are live through {nodes[0]}: {exc}"
+            reason = f"could not check that the nodes are live: {exc}"
         if reason is not None:
             for key in keys:
                 self._metadata.update_backup_status(key, OperationStatus.FAILED, reason)

@@ -18,6 +18,7 @@ from cassy_scheduler.node.datadir import (
     backup_files,
     covered_backup_files,
     delete_files,
+    remove_snapshot,
     snapshot_files,
     snapshot_tags,
 )
@@ -86,14 +87,14 @@ class NodeBackups:
     def clear_earlier_snapshots(self, node: str, data_dir: Path, keyspaces: Sequence[str]) -> None:
         """Remove the snapshots this server took earlier on the node (uploaded, they only hold
         disk space), under any registration of its cluster; snapshots anyone else took, an
-        operator's `pre-upgrade` one included, stay. (Scalar's Cassy clears every one.)"""
-        nodetool = self._nodes.nodetool(node)
+        operator's `pre-upgrade` one included, stay. (Scalar's Cassy clears every one.)
+        Removed from the data directory directly: no nodetool JVM for it."""
         for tag in sorted(snapshot_tags(data_dir, keyspaces)):
             ours = any(
                 row.target_ip == node for row in self._metadata.list_backups(snapshot_id=tag)
             )
             if ours:
-                nodetool.clear_snapshot(tag)
+                remove_snapshot(data_dir, tag, keyspaces)
             else:
                 log.info("snapshot kept, not taken by this server node=%s tag=%s", node, tag)
 
