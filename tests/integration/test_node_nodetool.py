@@ -19,6 +19,7 @@ from cassy_scheduler.node.datadir import (
     table_dirs,
 )
 from cassy_scheduler.node.executor import LocalExecutor, NodeEndpoint
+from cassy_scheduler.node.liveness import cassandra_running
 from cassy_scheduler.node.nodetool import Nodetool
 from tools.localcluster import LocalCluster
 
@@ -178,7 +179,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_is_running(cluster1: LocalCluster) -> None:
-    assert nodetool_for(cluster1).is_running()
-    nothing = NodeEndpoint("127.0.0.99", "127.0.0.1", _free_port())
-    assert Nodetool(local_executor(), nothing).is_running() is False
+def test_a_running_node_answers_and_a_stopped_one_refuses(cluster1: LocalCluster) -> None:
+    spec = cluster1.spec(1)
+    assert cassandra_running([("127.0.0.1", spec.jmx_port), (spec.address, spec.cql_port)])
+    assert cassandra_running([("127.0.0.1", _free_port()), ("127.0.0.99", 9042)]) is False

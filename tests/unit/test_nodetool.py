@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from cassy_scheduler.node.executor import NodeEndpoint, NodetoolError, output_tail
+from cassy_scheduler.node.liveness import cassandra_running
 from cassy_scheduler.node.nodetool import (
     Nodetool,
     RingNode,
@@ -183,26 +185,13 @@ def test_snapshot_refuses_a_tag_that_is_not_plain() -> None:
     assert executor.calls == []
 
 
-def test_is_running_false_only_when_nothing_listens() -> None:
-    refused = NodetoolError(
-        NODE.address,
-        ["version"],
-        1,
-        "nodetool: Failed to connect to '127.0.0.1:11100' - ConnectException: "
-        "'Connection refused'.",
-    )
-    assert Nodetool(RecordingExecutor({"version": refused}), NODE).is_running() is False
-    assert Nodetool(RecordingExecutor({"version": "ReleaseVersion: 5.0.9"}), NODE).is_running()
-
-
-@pytest.mark.parametrize(
-    "error",
-    [
-        NodetoolError(NODE.address, ["version"], None, "timed out after 60 s"),
-        NodetoolError(NODE.address, ["version"], None, "cannot start 'nodetool'"),
-        NodetoolError(NODE.address, ["version"], 1, "error: Authentication failed"),
-    ],
-)
-def test_is_running_raises_when_it_cannot_tell(error: NodetoolError) -> None:
-    with pytest.raises(NodetoolError):
-        Nodetool(RecordingExecutor({"version": error}), NODE).is_running()
+def test_a_port_that_listens_means_running_and_refusals_mean_stopped() -> None:
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))  # bound, not listening: refuses
+            refused = closed.getsockname()[1]
+            assert cassandra_running([("127.0.0.1", refused), ("127.0.0.1", port)])
+            assert cassandra_running([("127.0.0.1", refused)]) is False

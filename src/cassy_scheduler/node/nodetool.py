@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal, cast
 
 from cassy_scheduler.node.datadir import validate_tag
-from cassy_scheduler.node.executor import NodeEndpoint, NodeExecutor, NodetoolError
+from cassy_scheduler.node.executor import NodeEndpoint, NodeExecutor
 
 _log = logging.getLogger(__name__)
 
@@ -24,7 +24,6 @@ DEFAULT_TIMEOUT_S = 300.0
 # A ring row: two-letter status/state, the address, ..., the host id (or '?').
 _STATUS_ROW = re.compile(r"^(?P<status>[UD])(?P<state>[NLJM])\s+(?P<address>\S+)\s+(?P<rest>.*)$")
 _HOST_ID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
-_UNREACHABLE = ("Failed to connect", "ConnectException", "Connection refused", "NoRouteToHost")
 
 Status = Literal["U", "D"]
 State = Literal["N", "J", "L", "M"]
@@ -155,17 +154,3 @@ class Nodetool:
     def data_file_directories(self) -> list[Path]:
         """The node's data file directories, first (the one Cassy records) first."""
         return parse_data_paths(self._run("datapaths", "-F", "json", "--", "system_schema"))
-
-    def is_running(self, timeout_s: float = 60.0) -> bool:
-        """True if the node answers on JMX; False only when nothing listens there.
-
-        Any other failure (nodetool missing, a timeout, an unexpected error) raises, so that
-        a caller refusing to touch a running node never mistakes "unknown" for "stopped".
-        """
-        try:
-            self._run("version", timeout_s=timeout_s)
-        except NodetoolError as exc:
-            if exc.exit_code is not None and any(s in exc.output for s in _UNREACHABLE):
-                return False
-            raise
-        return True

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cassy_scheduler.clock import SYSTEM_CLOCK, Clock
+from cassy_scheduler.node.liveness import LivenessUnknownError, cassandra_running
 from cassy_scheduler.node.manifest import find_manifests
 from cassy_scheduler.node.placement import (
     NodeDirectories,
@@ -36,7 +37,7 @@ from cassy_scheduler.storage.layout import backup_prefix
 
 log = logging.getLogger(__name__)
 
-_RUNNING_CHECK_TIMEOUT_S = 60.0
+_RUNNING_CHECK_TIMEOUT_S = 10.0
 
 DirectoriesOf = Callable[[str, ClusterRecord], NodeDirectories]
 """A node's directories, given its address and its cluster (whose data_dir is the default)."""
@@ -168,15 +169,14 @@ class RestoreOperations:
             )
 
     def _why_not(self, cluster: ClusterRecord, node: str) -> str | None:
+        endpoint = self._nodes.endpoint(node)
+        ports = [(endpoint.jmx_host, endpoint.jmx_port), (node, self._nodes.cql.port)]
         try:
-            running = self._nodes.nodetool(node).is_running(_RUNNING_CHECK_TIMEOUT_S)
-        except Exception as exc:
-            return (
-                f"cannot tell whether Cassandra is stopped ({exc}); make sure it is stopped "
-                "and nodetool works"
-            )
+            running = cassandra_running(ports, _RUNNING_CHECK_TIMEOUT_S)
+        except LivenessUnknownError as exc:
+            return f"{exc}; make sure Cassandra is stopped there"
         if running:
-            return "Cassandra is running (it answers on JMX): stop it first"
+            return "Cassandra is running (its JMX or CQL port answers): stop it first"
         problems = occupied_directories(self._directories(node, cluster))
         if problems:
             return "; ".join(problems) + ": empty them first"
