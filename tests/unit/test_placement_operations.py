@@ -3,13 +3,15 @@ COMPLETED or FAILED with a reason that names the damaged file."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from cassy_scheduler.node.executor import NodeEndpoint, NodetoolError
+from cassy_scheduler.node.discovery import CqlAccess
+from cassy_scheduler.node.executor import NodeEndpoint
 from cassy_scheduler.node.manifest import BackupIdentity
 from cassy_scheduler.node.placement import NodeDirectories
 from cassy_scheduler.node.transfer import LocalFile, upload_files
@@ -28,11 +30,8 @@ TABLE = "shop/orders-0123456789abcdef0123456789abcdef"
 DATA = f"{TABLE}/snapshots/{SID}/nb-1-big-Data.db"
 
 
-class FakeExecutor:
-    """nodetool `version` answers for running nodes and is refused for stopped ones."""
-
-    def __init__(self, running: set[str]) -> None:
-        self.running = running
+class LocalExecutor:
+    """Files on this host; restores never run nodetool."""
 
     def is_local(self) -> bool:
         return True
@@ -41,18 +40,43 @@ class FakeExecutor:
         return 0
 
     def run(self, node: NodeEndpoint, args: Sequence[str], timeout_s: float) -> str:
-        if node.address in self.running:
-            return "ReleaseVersion: 5.0.9"
-        raise NodetoolError(
-            node.address, args, 1, "nodetool: Failed to connect: Connection refused"
-        )
+        raise AssertionError(f"a restore ran nodetool {args}")
+
+
+class Ports:
+    """Each node's JMX port as a real socket on loopback: bound and refusing while the node
+    is stopped, listening once `start` says it runs; and one refusing CQL port for all."""
+
+    def __init__(self, nodes: Sequence[str]) -> None:
+        self._sockets = {node: self._bound() for node in nodes}
+        self.cql = self._bound()
+
+    @staticmethod
+    def _bound() -> socket.socket:
+        bound = socket.socket()
+        bound.bind(("127.0.0.1", 0))
+        return bound
+
+    def jmx_port(self, node: str) -> int:
+        return int(self._sockets[node].getsockname()[1])
+
+    def start(self, node: str) -> None:
+        self._sockets[node].listen()
+
+    def stop(self, node: str) -> None:
+        self._sockets[node].close()
+        self._sockets[node] = self._bound()
+
+    def close(self) -> None:
+        for bound in (*self._sockets.values(), self.cql):
+            bound.close()
 
 
 CLUSTER = ClusterRecord("prod-1", "prod", NODES, ("shop",), "/unused", 0, 0)
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[tuple[RestoreOperations, SqliteMetadataStore, FakeExecutor]]:
+def setup(tmp_path: Path) -> Iterator[tuple[RestoreOperations, SqliteMetadataStore, Ports]]:
     storage = FilesystemStorage(tmp_path / "store", durable=False)
     for node in NODES:
         source = tmp_path / "source" / node / DATA
@@ -62,16 +86,21 @@ def setup(tmp_path: Path) -> Iterator[tuple[RestoreOperations, SqliteMetadataSto
         prefix = node_backup_prefix("prod-1", SID, node)
         upload_files(storage, prefix, [LocalFile(source, DATA)], identity, workers=1)
     metadata = SqliteMetadataStore(tmp_path / "metadata.db")
-    executor = FakeExecutor(running=set())
-    nodes = NodeAccess(executor=executor, endpoint=lambda a: NodeEndpoint(a, "127.0.0.1", 7199))
+    ports = Ports(NODES)
+    nodes = NodeAccess(
+        executor=LocalExecutor(),
+        endpoint=lambda a: NodeEndpoint(a, "127.0.0.1", ports.jmx_port(a)),
+        cql=CqlAccess(port=int(ports.cql.getsockname()[1])),
+    )
 
     def directories(node: str, cluster: ClusterRecord) -> NodeDirectories:
         return NodeDirectories.beside(tmp_path / "nodes" / node / "data")
 
     operations = RestoreOperations(metadata, storage, nodes, directories)
-    yield operations, metadata, executor
+    yield operations, metadata, ports
     operations.shutdown(5)
     metadata.close()
+    ports.close()
 
 
 def _final(metadata: SqliteMetadataStore, timeout_s: float = 30) -> list[RestoreRecord]:
@@ -85,7 +114,7 @@ def _final(metadata: SqliteMetadataStore, timeout_s: float = 30) -> list[Restore
 
 
 def test_every_node_is_restored_and_completed(
-    setup: tuple[RestoreOperations, SqliteMetadataStore, FakeExecutor], tmp_path: Path
+    setup: tuple[RestoreOperations, SqliteMetadataStore, Ports], tmp_path: Path
 ) -> None:
     operations, metadata, _ = setup
     started = operations.start_restore(CLUSTER, SID, (), snapshot_only=False)
@@ -98,10 +127,10 @@ def test_every_node_is_restored_and_completed(
 
 
 def test_a_running_node_is_refused_naming_it_and_nothing_is_recorded(
-    setup: tuple[RestoreOperations, SqliteMetadataStore, FakeExecutor], tmp_path: Path
+    setup: tuple[RestoreOperations, SqliteMetadataStore, Ports], tmp_path: Path
 ) -> None:
-    operations, metadata, executor = setup
-    executor.running.add("127.0.0.2")
+    operations, metadata, ports = setup
+    ports.start("127.0.0.2")
     (tmp_path / "nodes" / "127.0.0.1" / "hints").mkdir(parents=True)
     (tmp_path / "nodes" / "127.0.0.1" / "hints" / "x.hints").write_bytes(b"")
     with pytest.raises(NodesNotRestorableError) as refused:
@@ -112,14 +141,14 @@ def test_a_running_node_is_refused_naming_it_and_nothing_is_recorded(
     assert metadata.list_restores(snapshot_id=SID) == []
     assert not (tmp_path / "nodes" / "127.0.0.1" / "data").exists()
     # Refused requests release their nodes: once fixed, the restore is accepted.
-    executor.running.clear()
+    ports.stop("127.0.0.2")
     (tmp_path / "nodes" / "127.0.0.1" / "hints" / "x.hints").unlink()
     operations.start_restore(CLUSTER, SID, ["127.0.0.1"], snapshot_only=False)
     assert [r.status for r in _final(metadata)] == [OperationStatus.COMPLETED]
 
 
 def test_a_corrupt_object_fails_only_its_node_with_the_file_named(
-    setup: tuple[RestoreOperations, SqliteMetadataStore, FakeExecutor], tmp_path: Path
+    setup: tuple[RestoreOperations, SqliteMetadataStore, Ports], tmp_path: Path
 ) -> None:
     operations, metadata, _ = setup
     damaged = tmp_path / "store" / node_backup_prefix("prod-1", SID, "127.0.0.2") / DATA
