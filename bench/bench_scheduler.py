@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cassy_scheduler.clock import SystemClock
-from cassy_scheduler.config import load_config
+from cassy_scheduler.config.loader import load_config
 from cassy_scheduler.config.model import JobConfig
 from cassy_scheduler.records import Failure, Outcome, RunResult
 from cassy_scheduler.scheduling.daemon import Daemon

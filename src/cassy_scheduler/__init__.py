@@ -1,8 +1,12 @@
 """cassy-scheduler: scheduled, verified and notified Cassandra backups through Cassy's API."""
 
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("cassy-scheduler")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+def version() -> str:
+    """The installed version; read when asked, since importlib.metadata costs a tenth of a
+    second at every start of the command."""
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("cassy-scheduler")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0+unknown"

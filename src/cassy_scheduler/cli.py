@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cassy_scheduler import __version__
+from cassy_scheduler import version as installed_version
 from cassy_scheduler.configfile.errors import ConfigError
 from cassy_scheduler.logs import configure_logging
 
@@ -25,7 +25,7 @@ app = typer.Typer(
 
 def _show_version(value: bool) -> None:
     if value:
-        typer.echo(f"cassy-scheduler {__version__}")
+        typer.echo(f"cassy-scheduler {installed_version()}")
         raise typer.Exit()
 
 

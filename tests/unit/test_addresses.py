@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from cassy_scheduler.addresses import host_of, is_loopback
-from cassy_scheduler.config import load_config
 from cassy_scheduler.config.checks import check_config
+from cassy_scheduler.config.loader import load_config
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cassy_scheduler.cli import app
-from cassy_scheduler.config import load_config
+from cassy_scheduler.config.loader import load_config
 from cassy_scheduler.history import RunHistory
 from cassy_scheduler.preflight import Finding, Severity, preflight, worst
 from cassy_scheduler.protocol.types import BackupType

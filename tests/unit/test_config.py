@@ -10,22 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from cassy_scheduler.config import (
-    DEFAULT_ADDRESS,
-    ClusterRef,
-    ConfigError,
-    ConfigProblem,
-    JobType,
-    MissedRunPolicy,
-    NotifyUse,
-    Secret,
-    WhenNoSnapshot,
-    check_config,
-    format_duration,
-    load_config,
-    parse_duration,
-)
+from cassy_scheduler.config.checks import check_config
+from cassy_scheduler.config.loader import load_config
+from cassy_scheduler.config.model import DEFAULT_ADDRESS, ClusterRef, JobType, WhenNoSnapshot
+from cassy_scheduler.config.targets import NotifyUse
+from cassy_scheduler.configfile.durations import format_duration, parse_duration
+from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem
+from cassy_scheduler.configfile.secrets import Secret
 from cassy_scheduler.protocol.types import BackupType
+from cassy_scheduler.timetable import MissedRunPolicy
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "scheduler.toml"
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from cassy_scheduler.config import ConfigProblem, load_config
+from cassy_scheduler.config.loader import load_config
 from cassy_scheduler.config.model import JobConfig, SchedulerConfig
+from cassy_scheduler.configfile.errors import ConfigProblem
 from cassy_scheduler.records import Failure, Outcome, RunResult
 from cassy_scheduler.scheduling.daemon import Daemon
 from tests.unit.fakes import T0, FakeClock

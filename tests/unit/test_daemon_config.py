@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cassy_scheduler.config import ConfigError, ConfigProblem, load_config
+from cassy_scheduler.config.loader import load_config
+from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem
 
 JOB = """
 [jobs.nightly]

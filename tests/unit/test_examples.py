@@ -21,7 +21,8 @@ import typer.main
 from cronsim import CronSim, CronSimError
 
 from cassy_scheduler.cli import app
-from cassy_scheduler.config import JobType, load_config
+from cassy_scheduler.config.loader import load_config
+from cassy_scheduler.config.model import JobType
 from cassy_scheduler.server.settings import load_server_settings
 
 ROOT = Path(__file__).parents[2]

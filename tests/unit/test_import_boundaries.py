@@ -64,7 +64,7 @@ def test_the_server_loads_nothing_of_the_scheduler(entry: str) -> None:
         "cassy_scheduler.runtime",
         "cassy_scheduler.scheduling.daemon",
         "cassy_scheduler.preflight",
-        "cassy_scheduler.config",
+        "cassy_scheduler.config.loader",
     ],
 )
 def test_the_scheduler_loads_nothing_of_the_server(entry: str) -> None:
@@ -75,5 +75,17 @@ def test_the_scheduler_loads_nothing_of_the_server(entry: str) -> None:
 
 def test_config_does_not_load_the_engine() -> None:
     """The config is read by the engine, never the reverse (they once formed a cycle)."""
-    loaded = loaded_after("cassy_scheduler.config")
+    loaded = loaded_after("cassy_scheduler.config.loader", "cassy_scheduler.config.checks")
     assert within(loaded, ("cassy_scheduler.scheduling", "cassy_scheduler.notify")) == []
+
+
+def test_the_command_line_starts_without_the_heavy_libraries() -> None:
+    """`cassy-scheduler backup --help` (and a verb refused for its arguments) loads the verbs
+    only: gRPC, pydantic, apprise and rich come when a verb runs."""
+    script = "import json, sys\nimport cassy_scheduler.cli\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    loaded = set(json.loads(done.stdout))
+    heavy = {"grpc", "pydantic", "apprise", "rich.console", "cassandra", "tomlkit"}
+    assert sorted(heavy & loaded) == []

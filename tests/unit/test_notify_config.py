@@ -7,13 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from cassy_scheduler.config import ConfigError, NotifyUse, NotifyWhen, check_config
+from cassy_scheduler.config.checks import check_config
 from cassy_scheduler.config.targets import (
     AppriseChannel,
     CommandChannel,
     EmailChannel,
+    NotifyUse,
+    NotifyWhen,
     SmtpSecurity,
 )
+from cassy_scheduler.configfile.errors import ConfigError
 from tests.unit.fakes import T0
 from tests.unit.notify_fakes import config
 

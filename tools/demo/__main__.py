@@ -21,7 +21,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from cassy_scheduler.config import load_config
+from cassy_scheduler.config.loader import load_config
 from cassy_scheduler.history import RunHistory
 from cassy_scheduler.records import Outcome
 from tools.demo.configs import NORMAL_SCHEDULES, scheduler_config, short_schedules

@@ -8,10 +8,10 @@ import threading
 from enum import IntEnum
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 
-from cassy_scheduler.client import CassyError
 from cassy_scheduler.commands.common import (
     config_option,
     err,
@@ -22,14 +22,13 @@ from cassy_scheduler.commands.common import (
     styled,
 )
 from cassy_scheduler.commands.common import print_json as emit_json
-from cassy_scheduler.config.model import ClusterRef, JobConfig, JobType
-from cassy_scheduler.logs import configure_logging
-from cassy_scheduler.records import Failure, Outcome, RunResult
-from cassy_scheduler.runtime import Runtime
-from cassy_scheduler.scheduling import SchedulingError
-from cassy_scheduler.scheduling.oneshot import ClusterResolver, OneShotError, one_shot_job
-from cassy_scheduler.scheduling.resolve import ResolveError, resolve_cluster
-from cassy_scheduler.statefile import StateError
+from cassy_scheduler.config.model import JobType
+
+if TYPE_CHECKING:
+    from cassy_scheduler.config.model import JobConfig
+    from cassy_scheduler.records import RunResult
+    from cassy_scheduler.runtime import Runtime
+    from cassy_scheduler.scheduling.oneshot import ClusterResolver
 
 
 class BackupExit(IntEnum):
@@ -58,6 +57,8 @@ HELP = "\n\n".join(
 
 
 def exit_code(result: RunResult) -> BackupExit:
+    from cassy_scheduler.records import Failure, Outcome
+
     if result.outcome is Outcome.SUCCEEDED:
         return BackupExit.SUCCEEDED
     if result.outcome is Outcome.TIMED_OUT:
@@ -85,6 +86,12 @@ def backup(  # noqa: PLR0917 (typer reads options from parameters)
         "WARNING", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR (stderr)."
     ),
 ) -> None:
+    from cassy_scheduler.logs import configure_logging
+    from cassy_scheduler.runtime import Runtime
+    from cassy_scheduler.scheduling import SchedulingError
+    from cassy_scheduler.scheduling.oneshot import OneShotError, one_shot_job
+    from cassy_scheduler.statefile import StateError
+
     configure_logging(log_level)
     settings = load(config)
     try:
@@ -108,6 +115,9 @@ def backup(  # noqa: PLR0917 (typer reads options from parameters)
 def _resolver(runtime: Runtime) -> ClusterResolver:
     """Which cluster id a configured job's name or node means on the server, never
     registering anything; unknown (None) when the server cannot say."""
+    from cassy_scheduler.client import CassyError
+    from cassy_scheduler.config.model import ClusterRef
+    from cassy_scheduler.scheduling.resolve import ResolveError, resolve_cluster
 
     def resolve(ref: ClusterRef) -> str | None:
         try:
@@ -123,6 +133,9 @@ def _resolver(runtime: Runtime) -> ClusterResolver:
 
 def _run_with_signals(runtime: Runtime, job: JobConfig) -> RunResult:
     """Run in a worker thread so SIGTERM/SIGINT only set a flag the run checks."""
+    from cassy_scheduler.scheduling import SchedulingError
+    from cassy_scheduler.statefile import StateError
+
     stop = threading.Event()
     results: list[RunResult] = []
     errors: list[SchedulingError | StateError] = []
@@ -153,6 +166,8 @@ def _run_with_signals(runtime: Runtime, job: JobConfig) -> RunResult:
 
 
 def _describe(result: RunResult) -> None:
+    from cassy_scheduler.records import Outcome
+
     console = out()
     colour = {
         Outcome.SUCCEEDED: "green",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from cassy_scheduler.client import BackupEntry, Cluster
 from cassy_scheduler.commands.common import (
     config_option,
     json_option,
@@ -18,7 +18,9 @@ from cassy_scheduler.commands.common import (
     when,
 )
 from cassy_scheduler.commands.tables import Column, print_table
-from cassy_scheduler.runtime import open_client
+
+if TYPE_CHECKING:
+    from cassy_scheduler.client import BackupEntry, Cluster
 
 HELP_CODES = "Exit codes: 0 done, 1 the server refused, 2 config error, 5 server unreachable."
 
@@ -32,6 +34,8 @@ def register(
 
     Calls RegisterCluster and prints the new cluster id.
     """
+    from cassy_scheduler.runtime import open_client
+
     settings = load(config)
     with server_errors(), open_client(settings.server) as client:
         cluster = client.register_cluster(host)
@@ -47,6 +51,8 @@ def clusters(config: Path = config_option(), as_json: bool = json_option()) -> N
 
     Most recently registered first (ListClusters).
     """
+    from cassy_scheduler.runtime import open_client
+
     settings = load(config)
     with server_errors(), open_client(settings.server) as client:
         found = client.list_clusters()
@@ -73,6 +79,8 @@ def backups(
     One line per request, with every node's status and, from the built-in server, why a
     node failed (ListBackups).
     """
+    from cassy_scheduler.runtime import open_client
+
     settings = load(config)
     with server_errors(), open_client(settings.server) as client:
         rows = client.list_backups(cluster_id=cluster_id, limit=limit)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -20,22 +21,11 @@ from cassy_scheduler.commands.common import (
     styled,
 )
 from cassy_scheduler.commands.tables import Column, print_table
-from cassy_scheduler.config import ConfigError, SchedulerConfig, load_config
-from cassy_scheduler.config.checks import check_config
-from cassy_scheduler.config.guards import missing_jobs, says_no_jobs
-from cassy_scheduler.configfile.errors import ConfigProblem
-from cassy_scheduler.history import RunHistory
-from cassy_scheduler.notify.journal import NoticeJournal
-from cassy_scheduler.preflight import Finding, Severity, preflight, worst
-from cassy_scheduler.runtime import open_client
-from cassy_scheduler.statefile import StateError, state_exists
 
-_COLOURS = {
-    Severity.OK: "green",
-    Severity.WARNING: "yellow",
-    Severity.CRITICAL: "red",
-    Severity.UNKNOWN: "magenta",
-}
+if TYPE_CHECKING:
+    from cassy_scheduler.config.model import SchedulerConfig
+    from cassy_scheduler.configfile.errors import ConfigProblem
+    from cassy_scheduler.preflight import Finding, Severity
 
 
 def check(
@@ -62,6 +52,8 @@ def check(
     cluster missing, an incremental job with nothing to extend), 3 UNKNOWN (check itself
     failed).
     """
+    from cassy_scheduler.preflight import Finding, Severity, worst
+
     try:
         findings = _offline_findings(config) if offline else _findings(config)
     except Exception as exc:  # monitoring must get UNKNOWN, not a traceback
@@ -76,10 +68,16 @@ def check(
 
 def _problem(severity: Severity, problem: ConfigProblem) -> Finding:
     """A config problem as a finding whose message keeps the file and line."""
+    from cassy_scheduler.preflight import Finding
+
     return Finding(severity, problem.field or "config", str(problem).split("\n")[0], problem.hint)
 
 
 def _load(path: Path) -> SchedulerConfig | list[Finding]:
+    from cassy_scheduler.config.loader import load_config
+    from cassy_scheduler.configfile.errors import ConfigError
+    from cassy_scheduler.preflight import Severity
+
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -88,6 +86,9 @@ def _load(path: Path) -> SchedulerConfig | list[Finding]:
 
 def _offline_findings(path: Path) -> list[Finding]:
     """What the file alone tells: it loads, and the cross-job advice `check_config` gives."""
+    from cassy_scheduler.config.checks import check_config
+    from cassy_scheduler.preflight import Finding, Severity
+
     config = _load(path)
     if isinstance(config, list):
         return config
@@ -106,6 +107,9 @@ def _offline_findings(path: Path) -> list[Finding]:
 def _job_count(config: SchedulerConfig) -> list[Finding]:
     """OK with jobs; CRITICAL for a file with none (emptied or cut short), WARNING for one
     that says it backs up nothing."""
+    from cassy_scheduler.config.guards import missing_jobs, says_no_jobs
+    from cassy_scheduler.preflight import Finding, Severity
+
     empty = missing_jobs(config)
     if empty is not None:
         return [_problem(Severity.CRITICAL, empty)]
@@ -122,6 +126,13 @@ def _job_count(config: SchedulerConfig) -> list[Finding]:
 
 
 def _findings(path: Path) -> list[Finding]:
+    from cassy_scheduler.config.guards import missing_jobs
+    from cassy_scheduler.history import RunHistory
+    from cassy_scheduler.notify.journal import NoticeJournal
+    from cassy_scheduler.preflight import preflight
+    from cassy_scheduler.runtime import open_client
+    from cassy_scheduler.statefile import StateError, state_exists
+
     config = _load(path)
     if isinstance(config, list):
         return config
@@ -145,14 +156,22 @@ def _findings(path: Path) -> list[Finding]:
 
 
 def _print(findings: list[Finding], status: Severity) -> None:
+    from cassy_scheduler.preflight import Severity
+
+    colours = {
+        Severity.OK: "green",
+        Severity.WARNING: "yellow",
+        Severity.CRITICAL: "red",
+        Severity.UNKNOWN: "magenta",
+    }
     rows = []
     for finding in findings:
         hint = [("\nhint: " + finding.hint, "dim")] if finding.hint else []
         text = styled(finding.message, *hint)
         rows.append(
-            (styled((finding.severity.name, _COLOURS[finding.severity])), finding.subject, text)
+            (styled((finding.severity.name, colours[finding.severity])), finding.subject, text)
         )
     columns = [Column(""), Column("subject", prose=True), Column("finding", prose=True)]
     console = out()
     print_table(console, columns, rows)
-    console.print(styled((status.name, f"bold {_COLOURS[status]}")))
+    console.print(styled((status.name, f"bold {colours[status]}")))

@@ -14,16 +14,15 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, tzinfo
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
-from cassy_scheduler.client import CassyError
-from cassy_scheduler.config import ConfigError, SchedulerConfig, load_config
-from cassy_scheduler.scheduling import SchedulingError
-from cassy_scheduler.statefile import StateError
+if TYPE_CHECKING:  # the verbs import what they run when they run (see cli.py)
+    from rich.console import Console
+    from rich.text import Text
+
+    from cassy_scheduler.config.model import SchedulerConfig
 
 CONFIG_ENV = "CASSY_SCHEDULER_CONFIG"
 
@@ -54,20 +53,29 @@ def json_option() -> Any:
 
 
 def out() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def err() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def styled(*parts: str | tuple[str, str]) -> Text:
     """Text from plain pieces and (text, style) pairs; nothing in them is read as markup."""
+    from rich.text import Text
+
     return Text.assemble(*parts)
 
 
 def load(path: Path) -> SchedulerConfig:
     """The config, or exit 2 with every problem named."""
+    from cassy_scheduler.config.loader import load_config
+    from cassy_scheduler.configfile.errors import ConfigError
+
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -82,6 +90,10 @@ def fail(message: str, code: int) -> NoReturn:
 @contextmanager
 def server_errors() -> Iterator[None]:
     """Turn server and state errors into one line and an exit code."""
+    from cassy_scheduler.client import CassyError
+    from cassy_scheduler.scheduling import SchedulingError
+    from cassy_scheduler.statefile import StateError
+
     try:
         yield
     except CassyError as exc:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.text import Text
 
 from cassy_scheduler.commands.common import (
     Exit,
@@ -19,10 +19,12 @@ from cassy_scheduler.commands.common import (
     when,
 )
 from cassy_scheduler.commands.tables import Column, print_table
-from cassy_scheduler.history import RunHistory
-from cassy_scheduler.notify.journal import DeliveryRecord, NoticeJournal
 from cassy_scheduler.records import Outcome, RunRecord
-from cassy_scheduler.statefile import StateError, state_exists
+
+if TYPE_CHECKING:
+    from rich.text import Text
+
+    from cassy_scheduler.notify.journal import DeliveryRecord
 
 _COLOURS = {
     Outcome.SUCCEEDED: "green",
@@ -47,6 +49,10 @@ def history(
     When each ran, its outcome, the snapshot id, every node's status, the error and who
     was notified.
     """
+    from cassy_scheduler.history import RunHistory
+    from cassy_scheduler.notify.journal import NoticeJournal
+    from cassy_scheduler.statefile import StateError, state_exists
+
     settings = load(config)
     path = settings.runtime.history_path
     try:
@@ -80,7 +86,7 @@ def history(
                 (run.snapshot_id or "-")
                 + (f"\nbase {run.base_snapshot_id}" if run.base_snapshot_id else ""),
                 "\n".join(f"{n.target_ip} {n.status.name}" for n in run.nodes) or "-",
-                Text("\n").join(_notified(notices[run.run_id])) or "-",
+                styled("\n").join(_notified(notices[run.run_id])) or "-",
             )
         )
     columns = [Column(h) for h in ("run", "job", "scheduled for", "took")]

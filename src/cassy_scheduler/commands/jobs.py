@@ -8,11 +8,9 @@ import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import tomlkit
 import typer
-from tomlkit.items import InlineTable, Item
-from tomlkit.items import Table as TomlTable
 
 from cassy_scheduler.commands.common import (
     Exit,
@@ -27,13 +25,12 @@ from cassy_scheduler.commands.common import (
     when,
 )
 from cassy_scheduler.commands.tables import Column, print_table
-from cassy_scheduler.config import ConfigError, format_duration, parse_config
-from cassy_scheduler.config.model import JobConfig, SchedulerConfig
-from cassy_scheduler.history import RunHistory
-from cassy_scheduler.records import RunRecord
-from cassy_scheduler.scheduling.describe import describe
-from cassy_scheduler.statefile import StateError, state_exists
+from cassy_scheduler.configfile.durations import format_duration
 from cassy_scheduler.timetable import Schedule, ScheduleError
+
+if TYPE_CHECKING:
+    from cassy_scheduler.config.model import JobConfig, SchedulerConfig
+    from cassy_scheduler.records import RunRecord
 
 
 def jobs(
@@ -147,7 +144,7 @@ def schedule(
         fail(str(exc), Exit.USAGE)
     console = out()
     console.print(styled((job.name, "bold"), f": {expression} ({parsed.timezone_name})"))
-    console.print(f"  {describe(expression)}")
+    console.print(f"  {_words(expression)}")
     for fire in parsed.next_n(_now(), count):
         console.print(f"  {when(fire, parsed.timezone)}")
     if dry_run:
@@ -163,6 +160,13 @@ def schedule(
 
 
 def _rewrite(settings: SchedulerConfig, job: JobConfig, expression: str) -> None:
+    import tomlkit
+    from tomlkit.items import InlineTable, Item
+    from tomlkit.items import Table as TomlTable
+
+    from cassy_scheduler.config.loader import parse_config
+    from cassy_scheduler.configfile.errors import ConfigError
+
     path = settings.path
     document = tomlkit.parse(path.read_text(encoding="utf-8"))
     table = document["jobs"][job.name]
@@ -204,6 +208,8 @@ def _replace(path: Path, text: str) -> None:
 
 
 def _words(expression: str) -> str:
+    from cassy_scheduler.scheduling.describe import describe
+
     try:
         return describe(expression)
     except ScheduleError:
@@ -248,6 +254,9 @@ def _job_dict(
 
 
 def _last_runs(settings: SchedulerConfig) -> dict[str, RunRecord]:
+    from cassy_scheduler.history import RunHistory
+    from cassy_scheduler.statefile import StateError, state_exists
+
     path = settings.runtime.history_path
     try:
         if not state_exists(path):

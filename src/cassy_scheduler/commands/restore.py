@@ -12,11 +12,10 @@ import inspect
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from cassy_scheduler.client import BackupEntry, CassyClient, RestoreEntry
 from cassy_scheduler.commands.common import (
     CONFIG_ENV,
     fail,
@@ -28,10 +27,12 @@ from cassy_scheduler.commands.common import (
     when,
 )
 from cassy_scheduler.commands.tables import Column, print_table
-from cassy_scheduler.outcome import poll
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
-from cassy_scheduler.storage import Storage, StorageError, open_storage
-from cassy_scheduler.verify import NodeReport, VerifyError, VerifyReport, verify_snapshot
+
+if TYPE_CHECKING:
+    from cassy_scheduler.client import BackupEntry, CassyClient, RestoreEntry
+    from cassy_scheduler.storage import Storage
+    from cassy_scheduler.verify import NodeReport, VerifyReport
 
 SERVER_ENV = "CASSY_SERVER"
 
@@ -75,10 +76,12 @@ def _config_option() -> Any:
 
 
 def _client(server: str | None, config: Path | None) -> CassyClient:
+    from cassy_scheduler.client import CassyClient
+
     if server:
         return CassyClient(server, timeout_s=120)
     if config is not None:
-        from cassy_scheduler.runtime import open_client  # noqa: PLC0415 (heavy)
+        from cassy_scheduler.runtime import open_client
 
         return open_client(load(config).server)
     fail("name the server with --server HOST:PORT or a scheduler config with --config", 2)
@@ -158,6 +161,7 @@ def _wait(
     timeout_s: float,
 ) -> tuple[list[RestoreEntry], bool]:
     """The rows this request created (those not listed before it), once all are final."""
+    from cassy_scheduler.outcome import poll
 
     def rows() -> list[RestoreEntry]:
         return [
@@ -275,6 +279,8 @@ def verify(  # noqa: PLR0917 (typer reads options from parameters)
     writes them, every SSTable whole by its own TOC.txt and Digest.crc32), and the whole
     restorable. Reports per node; exits 1 on any problem.
     """
+    from cassy_scheduler.verify import VerifyError, verify_snapshot
+
     storage = _storage(storage_uri, server_config)
     with server_errors(), _client(server, config) as client:
         rows = client.list_backups(snapshot_id=snapshot_id)
@@ -299,9 +305,11 @@ def verify(  # noqa: PLR0917 (typer reads options from parameters)
 
 
 def _storage(uri: str | None, server_config: Path | None) -> Storage:
+    from cassy_scheduler.storage import StorageError, open_storage
+
     if uri is None and server_config is not None:
-        from cassy_scheduler.configfile.errors import ConfigError  # noqa: PLC0415 (server only)
-        from cassy_scheduler.server.settings import load_server_settings  # noqa: PLC0415
+        from cassy_scheduler.configfile.errors import ConfigError
+        from cassy_scheduler.server.settings import load_server_settings
 
         try:
             uri = load_server_settings(server_config).storage_uri

@@ -7,12 +7,6 @@ from pathlib import Path
 import typer
 
 from cassy_scheduler.commands.common import Exit, config_option, fail, load
-from cassy_scheduler.config.guards import missing_jobs
-from cassy_scheduler.logs import configure_logging
-from cassy_scheduler.metrics import MetricsError
-from cassy_scheduler.runtime import Runtime
-from cassy_scheduler.scheduling import SchedulingError
-from cassy_scheduler.statefile import StateError
 
 
 def run(
@@ -27,6 +21,13 @@ def run(
     running config kept. On SIGTERM, running backups get [scheduler] shutdown_grace to finish
     and are recorded interrupted after it. Exit codes: 0 stopped, 2 config error, 1 other.
     """
+    from cassy_scheduler.config.guards import missing_jobs
+    from cassy_scheduler.logs import configure_logging
+    from cassy_scheduler.metrics import MetricsError
+    from cassy_scheduler.runtime import Runtime
+    from cassy_scheduler.scheduling import SchedulingError
+    from cassy_scheduler.statefile import StateError
+
     configure_logging(log_level)
     settings = load(config)
     empty = missing_jobs(settings)

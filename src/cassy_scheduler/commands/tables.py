@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from rich.cells import cell_len
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
 
-Cell = str | Text
+    Cell = str | Text
 
 _SHORTEST = 12  # a shortened id still shows its start
 PROSE_WORD = 24
@@ -48,6 +48,8 @@ def print_table(
     if widths is None:
         _print_blocks(console, columns, rows, title)
         return
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for column, width in zip(columns, widths, strict=True):
         table.add_column(
@@ -62,6 +64,8 @@ def fit_widths(
     columns: Sequence[Column], rows: Sequence[Sequence[Cell]], total: int
 ) -> list[int] | None:
     """Each column's width within `total` cells, or None when the words cannot fit."""
+    from rich.cells import cell_len
+
     room = total - (_FRAME_PER_COLUMN * len(columns) + 1)
     natural = [_longest(column, rows, index, _lines) for index, column in enumerate(columns)]
     if sum(natural) <= room:
@@ -94,6 +98,8 @@ def fit_widths(
 
 
 def _plain(cell: Cell) -> str:
+    from rich.text import Text
+
     return cell.plain if isinstance(cell, Text) else cell
 
 
@@ -111,6 +117,8 @@ def _longest(
     index: int,
     split: Callable[[str], list[str]],
 ) -> int:
+    from rich.cells import cell_len
+
     pieces = split(column.header)
     for row in rows:
         pieces.extend(split(_plain(row[index])))
@@ -124,6 +132,9 @@ def _print_blocks(
     title: str | None,
 ) -> None:
     """One block per row: the first cell as its heading, then each other cell labelled."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
     if title:
         console.print(title)
     label_width = max(cell_len(c.header) for c in columns[1:]) if len(columns) > 1 else 0

@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from cassy_scheduler.config.model import DEFAULT_ADDRESS, RuntimeConfig, ServerConfig
-from cassy_scheduler.configfile.durations import Duration
+from cassy_scheduler.configfile.fields import Duration
 from cassy_scheduler.timetable import DEFAULT_TIMEZONE, Schedule, ScheduleError, load_timezone
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated
-
-from pydantic import AfterValidator, BeforeValidator
-from pydantic_core import PydanticCustomError
 
 _UNITS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
 _PATTERN = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
@@ -49,36 +45,3 @@ def format_duration(duration: timedelta) -> str:
         if amount:
             parts.append(f"{amount}{unit}")
     return "".join(parts)
-
-
-def _duration(value: object) -> object:
-    if isinstance(value, timedelta):
-        return value
-    if not isinstance(value, str):
-        raise PydanticCustomError(
-            "duration_type",
-            "a duration must be a quoted string, got {given}",
-            {"given": repr(value), "hint": 'write e.g. "30s", "5m" or "2h"'},
-        )
-    try:
-        return parse_duration(value)
-    except DurationError as exc:
-        raise PydanticCustomError("duration", str(exc), {"hint": exc.hint}) from None
-
-
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
-"""A duration field of a config file's pydantic model: "30s" in, a timedelta out."""
-
-
-def _positive(value: timedelta) -> timedelta:
-    if value <= timedelta(0):
-        raise PydanticCustomError(
-            "duration_positive",
-            "must be longer than zero",
-            {"hint": 'write e.g. "30s", "5m" or "2h"'},
-        )
-    return value
-
-
-PositiveDuration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_positive)]
-"""A duration that must be longer than zero: a timeout."""

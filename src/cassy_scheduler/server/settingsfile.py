@@ -19,8 +19,8 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
-from cassy_scheduler.configfile.durations import Duration, PositiveDuration
 from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem, toml_syntax_problem
+from cassy_scheduler.configfile.fields import Duration, PositiveDuration
 from cassy_scheduler.configfile.locate import key_lines, line_of
 
 DEFAULT_PORT = 20051
