@@ -13,7 +13,8 @@ from cassy_scheduler.client import CassyClient, Cluster
 from cassy_scheduler.protocol.types import OperationStatus
 from cassy_scheduler.records import Outcome
 from tests.integration.test_scheduler_helpers import SHIMS, cli, runs, settle, write_config
-from tests.serverproc import NODETOOL, ServerProcess, server_toml
+from tests.serverproc import ServerProcess, server_toml
+from tests.tcpproxy import TcpProxy
 from tools.localcluster import LocalCluster
 
 SNAPSHOT_JOB = """
@@ -96,19 +97,18 @@ def test_a_backup_that_outlasts_wait_timeout_exits_3_and_is_recorded(
 def test_a_backup_whose_answer_is_lost_is_waited_for_not_started_twice(
     tmp_path: Path, cluster1: LocalCluster
 ) -> None:
-    """TakeBackup outlives the call deadline (the server's liveness check is slow), so the
-    answer is lost although the server accepted the request: the run finds and follows it."""
-    slow = tmp_path / "slow-nodetool"
-    slow.write_text(
-        f'#!/bin/sh\ncase " $* " in *" status "*) sleep 4 ;; esac\nexec "{NODETOOL}" "$@"\n'
-    )
-    slow.chmod(0o755)
+    """TakeBackup outlives the call deadline (the server's liveness check waits on a slow CQL
+    connection), so the answer is lost although the server accepted the request: the run
+    finds and follows it."""
+    spec = cluster1.spec(1)
+    proxy = TcpProxy((spec.address, spec.cql_port))
     (tmp_path / "server").mkdir()
-    server_config = server_toml(tmp_path / "server", [cluster1], nodetool=slow)
+    server_config = server_toml(tmp_path / "server", [cluster1], extra=f"cql_port = {proxy.port}\n")
     server = ServerProcess(server_config, tmp_path / "server" / "server.log").start()
     try:
         with CassyClient(server.address, timeout_s=120) as client:
             cluster = registered(client, cluster1)
+            proxy.delay_s = 4  # every CQL connection from now on: the liveness check's too
             config = write_config(tmp_path, server.address, SNAPSHOT_JOB)
             config.write_text(
                 config.read_text().replace('call_deadline = "60s"', 'call_deadline = "1s"')
@@ -123,28 +123,22 @@ def test_a_backup_whose_answer_is_lost_is_waited_for_not_started_twice(
         }
     finally:
         server.stop()
+        proxy.close()
 
 
 def test_a_refused_backup_names_the_snapshot_the_server_recorded(
     tmp_path: Path, cluster1: LocalCluster
 ) -> None:
-    """The server records FAILED rows when it cannot check that the nodes are live, and its
+    """The server records FAILED rows when a node does not answer its liveness check, and its
     refusal carries no snapshot id: the run still names that snapshot and each node's cause."""
-    nodetool, gone = tmp_path / "nodetool", tmp_path / "jmx-gone"
-    nodetool.write_text(
-        "#!/bin/sh\n"
-        f'if [ -e {gone} ]; then for arg; do [ "$arg" = status ] && '
-        '{ echo "error: JMX is gone" >&2; exit 1; }; done; fi\n'
-        f'exec {NODETOOL} "$@"\n'
-    )
-    nodetool.chmod(0o755)
-    server = ServerProcess(
-        server_toml(tmp_path, [cluster1], nodetool=nodetool), tmp_path / "server.log"
-    ).start()
+    spec = cluster1.spec(1)
+    proxy = TcpProxy((spec.address, spec.cql_port))
+    config_path = server_toml(tmp_path, [cluster1], extra=f"cql_port = {proxy.port}\n")
+    server = ServerProcess(config_path, tmp_path / "server.log").start()
     try:
         with CassyClient(server.address, timeout_s=120) as client:
             cluster = registered(client, cluster1)
-        gone.touch()  # registered; from now on the liveness check cannot ask JMX
+        proxy.refusing = True  # registered; from now on the node's CQL port hangs up
         config = write_config(tmp_path, server.address, SNAPSHOT_JOB + "retries = 0\n")
         done = cli("backup", "snapshot", cluster.cluster_id, "--config", str(config), "--json")
         assert done.returncode == 5, done.stdout + done.stderr
@@ -153,9 +147,11 @@ def test_a_refused_backup_names_the_snapshot_the_server_recorded(
             (row,) = client.list_backups(cluster_id=cluster.cluster_id)
         assert result["snapshot_id"] == row.snapshot_id
         (node,) = result["nodes"]
-        assert node["status"] == "FAILED" and "JMX is gone" in node["reason"]
+        assert node["status"] == "FAILED"
+        assert "cannot reach Cassandra over CQL" in node["reason"]
         assert f"recorded it as snapshot {row.snapshot_id}" in result["error"]
         (run,) = runs(config)
         assert run.snapshot_id == row.snapshot_id
     finally:
         assert server.stop() == 0
+        proxy.close()

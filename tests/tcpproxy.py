@@ -1,0 +1,69 @@
+"""A TCP proxy on loopback in front of a real port, for tests that need a slow or a refusing
+peer: each new connection waits `delay_s` before it is passed on, or is closed at once while
+`refusing` is set. Connections already passed on are left alone."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import suppress
+
+
+class TcpProxy:
+    def __init__(self, target: tuple[str, int], host: str = "127.0.0.1") -> None:
+        self.target = target
+        self.delay_s = 0.0
+        self.refusing = False
+        self._listener = socket.create_server((host, 0))
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="tcp-proxy", daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self._listener.getsockname()[1])
+
+    def close(self) -> None:
+        self._closed.set()
+        self._listener.close()
+        with self._lock:
+            for sock in self._open:
+                with suppress(OSError):
+                    sock.close()
+        self._thread.join(5)
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        if self.refusing:
+            client.close()
+            return
+        time.sleep(self.delay_s)
+        try:
+            upstream = socket.create_connection(self.target, timeout=10)
+        except OSError:
+            client.close()
+            return
+        upstream.settimeout(None)
+        with self._lock:
+            self._open += [client, upstream]
+        for source, sink in ((client, upstream), (upstream, client)):
+            threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    for sock in (source, sink):
+        with suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
