@@ -25,7 +25,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from cassy_scheduler.durable import fsync_directory
+from cassy_scheduler.durable import fsync_directory, sync_files
 from cassy_scheduler.node.datadir import BACKUPS_DIR, SNAPSHOTS_DIR
 from cassy_scheduler.node.executor import NodeError
 from cassy_scheduler.node.manifest import Manifest
@@ -361,7 +361,15 @@ def stage_files(
     if workers == 1:
         for planned in plan.files:
             fetch(planned)
-        return
+    else:
+        _fetch_all(plan, fetch, stop, workers)
+    if not stop.is_set() and not cancelled():  # every file checked: now to disk, all at once
+        sync_files([staging / planned.target for planned in plan.files])
+
+
+def _fetch_all(
+    plan: RestorePlan, fetch: Callable[[PlannedFile], None], stop: threading.Event, workers: int
+) -> None:
     with ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
         largest_first = sorted(plan.files, key=lambda f: f.size, reverse=True)  # even finish
         futures: list[Future[None]] = [pool.submit(fetch, planned) for planned in largest_first]
@@ -376,7 +384,7 @@ def stage_files(
 
 def _fetch_one(storage: Storage, planned: PlannedFile, local: Path) -> None:
     try:
-        got = storage.get_file(planned.key, local)
+        got = storage.get_file(planned.key, local, sync=False)
     except ObjectNotFoundError as exc:
         raise StoredFileError(
             planned.source,

@@ -49,8 +49,10 @@ class Storage(ABC):
         many files then wait for the disk once, at the end."""
 
     @abstractmethod
-    def get_file(self, key: str, local_path: Path) -> ObjectInfo:
-        """Fetch the object into `local_path`, streaming it; the result carries its SHA-256."""
+    def get_file(self, key: str, local_path: Path, *, sync: bool = True) -> ObjectInfo:
+        """Fetch the object into `local_path`, streaming it; the result carries its SHA-256
+        (of the bytes written). With sync=False the local file is complete but not yet
+        flushed to disk: the caller syncs many at once (durable.sync_files)."""
 
     @abstractmethod
     def stat(self, key: str) -> ObjectInfo | None:

@@ -11,14 +11,13 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from io import FileIO
 from pathlib import Path
 from stat import S_ISREG
 from typing import BinaryIO, TypeVar
 
-from cassy_scheduler.durable import fsync_directory
+from cassy_scheduler.durable import fsync_directory, sync_files
 from cassy_scheduler.storage.base import Leftovers, ObjectInfo, Storage
 from cassy_scheduler.storage.errors import (
     LocalFileNotFoundError,
@@ -99,7 +98,7 @@ class FilesystemStorage(Storage):
         _log.debug("stored key=%s size=%d source=%s", key, copied.size, local_path)
         return ObjectInfo(key=key, size=copied.size, sha256=copied.sha256)
 
-    def get_file(self, key: str, local_path: Path) -> ObjectInfo:
+    def get_file(self, key: str, local_path: Path, *, sync: bool = True) -> ObjectInfo:
         source_path = self.path_of(key)
         try:
             source = open(source_path, "rb", buffering=0)  # noqa: SIM115 - closed below
@@ -110,6 +109,7 @@ class FilesystemStorage(Storage):
                 local_path,
                 key,
                 lambda out: copy_file_and_hash(source, out, self._buffer_size),
+                sync=sync,
             )
         return ObjectInfo(key=key, size=copied.size, sha256=copied.sha256)
 
@@ -194,21 +194,15 @@ class FilesystemStorage(Storage):
         return ObjectInfo(key=target_key, size=size)
 
     def sync(self, keys: Sequence[str]) -> None:
-        """fsync every file, then every directory they are in, once; in parallel, since each
-        waits for the disk."""
-        if not self._durable or not keys:
+        if not self._durable:
             return
-        paths = [self.path_of(key) for key in keys]
-        directories = sorted({path.parent for path in paths})
-        with ThreadPoolExecutor(min(_SYNC_THREADS, len(paths)), "storage-sync") as pool:
-            try:
-                list(pool.map(_fsync_file, paths))
-            except OSError as exc:
-                raise StorageError(
-                    f"{exc.strerror or exc}: flushing the objects to disk failed "
-                    f"({exc.filename}); the backup is not complete"
-                ) from exc
-            list(pool.map(fsync_directory, directories))
+        try:
+            sync_files([self.path_of(key) for key in keys])
+        except OSError as exc:
+            raise StorageError(
+                f"{exc.strerror or exc}: flushing the objects to disk failed "
+                f"({exc.filename}); the backup is not complete"
+            ) from exc
 
     def write_clock(self) -> float:
         """The modification time a file written now gets: the file system's clock."""
@@ -271,17 +265,6 @@ class FilesystemStorage(Storage):
         if sync:
             fsync_directory(target.parent)
         return result
-
-
-_SYNC_THREADS = 8
-
-
-def _fsync_file(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _read_chunks(source: BinaryIO, size: int) -> Iterator[bytes]:
