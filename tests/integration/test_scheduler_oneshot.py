@@ -101,7 +101,7 @@ def test_a_backup_whose_answer_is_lost_is_waited_for_not_started_twice(
     connection), so the answer is lost although the server accepted the request: the run
     finds and follows it."""
     spec = cluster1.spec(1)
-    proxy = TcpProxy((spec.address, spec.cql_port))
+    proxy = TcpProxy((spec.address, spec.cql_port), host=spec.address)
     (tmp_path / "server").mkdir()
     server_config = server_toml(tmp_path / "server", [cluster1], extra=f"cql_port = {proxy.port}\n")
     server = ServerProcess(server_config, tmp_path / "server" / "server.log").start()
@@ -132,7 +132,7 @@ def test_a_refused_backup_names_the_snapshot_the_server_recorded(
     """The server records FAILED rows when a node does not answer its liveness check, and its
     refusal carries no snapshot id: the run still names that snapshot and each node's cause."""
     spec = cluster1.spec(1)
-    proxy = TcpProxy((spec.address, spec.cql_port))
+    proxy = TcpProxy((spec.address, spec.cql_port), host=spec.address)
     config_path = server_toml(tmp_path, [cluster1], extra=f"cql_port = {proxy.port}\n")
     server = ServerProcess(config_path, tmp_path / "server.log").start()
     try:
