@@ -190,8 +190,11 @@ def full_snapshot(bench: Bench, pairs: int) -> tuple[str, int]:
     store, copy = bench.work / "storage" / "node-backup", bench.work / "cp-target"
     snapshots: list[str] = []
 
-    def between() -> None:  # nothing stored that a snapshot could be linked from
+    def nothing_stored() -> None:  # nothing a snapshot could be stored from
         shutil.rmtree(store, ignore_errors=True)
+        _sync()
+
+    def no_copy() -> None:
         shutil.rmtree(copy, ignore_errors=True)
         _sync()
 
@@ -201,7 +204,8 @@ def full_snapshot(bench: Bench, pairs: int) -> tuple[str, int]:
         lambda: _copy(source, copy),
         names=("snapshot through the server", "cp -r + sync"),
         pairs=pairs,
-        between=between,
+        before_ours=nothing_stored,
+        before_baseline=no_copy,
     )
     used = bench.usage() - before
     report(f"full snapshot, {size / 1e6:.0f} MB", ours, base)
@@ -306,7 +310,8 @@ def restore(bench: Bench, pairs: int, snapshot_id: str) -> None:
         lambda: _copy(stored, spec.data_dir / "copy"),
         names=("restore through the server", "cp -r + sync"),
         pairs=pairs,
-        between=between,
+        before_ours=between,
+        before_baseline=between,
     )
     used = bench.usage() - before
     report(f"restore of a stopped, emptied node ({size / 1e6:.0f} MB)", ours, base)

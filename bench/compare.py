@@ -39,15 +39,16 @@ def in_turns(
     *,
     names: tuple[str, str],
     pairs: int = PAIRS,
-    between: Callable[[], object] = lambda: None,
+    before_ours: Callable[[], object] = lambda: None,
+    before_baseline: Callable[[], object] = lambda: None,
 ) -> tuple[Runs, Runs]:
-    """Time `ours` then `baseline`, `pairs` times; `between` runs untimed before each run
-    (to put the node back as the next run expects it)."""
+    """Time `ours` then `baseline`, `pairs` times; the `before_` steps run untimed before
+    each run of their side (to put the node back as that run expects it)."""
     mine, theirs = Runs(names[0]), Runs(names[1])
     for _ in range(pairs):
-        between()
+        before_ours()
         mine.seconds.append(timed(ours))
-        between()
+        before_baseline()
         theirs.seconds.append(timed(baseline))
     return mine, theirs
 
