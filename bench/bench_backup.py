@@ -71,6 +71,7 @@ class Bench:
     cluster_id: str = field(init=False)
     counter: Path = field(init=False)
     nodetool: list[str] = field(init=False)
+    _seen: int = 0  # node backups logged before the newest request
 
     def __post_init__(self) -> None:
         self.nodetool = nodetool_command(find_java(), fetch())
@@ -112,6 +113,7 @@ class Bench:
 
     def backup(self, backup_type: BackupType, snapshot_id: str | None = None) -> str:
         """TakeBackup, then wait (polling every 0.25 s) until every node is COMPLETED."""
+        self._seen = len(_COMPLETED.findall(self.server.output()))
         ack = self.client.take_backup(self.cluster_id, backup_type, snapshot_id)
         outcome = wait_for_backup(self.client, ack, timeout_s=1800, poll_interval_s=0.25)
         if not outcome.succeeded:
@@ -137,8 +139,14 @@ class Bench:
             raise RuntimeError(f"restore did not complete: {polled.value}")
 
     def sent(self) -> tuple[int, int]:
-        """Bytes sent and bytes stored from earlier uploads, by the last node backup."""
-        found = _COMPLETED.findall(self.server.output())
+        """Bytes sent and bytes stored from earlier uploads by the newest node backup, once
+        its line is in the log (the row goes COMPLETED a moment before it is written)."""
+        deadline = time.monotonic() + 30
+        while True:
+            found = _COMPLETED.findall(self.server.output())
+            if len(found) > self._seen or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         sent, copied = found[-1]
         return int(sent), int(copied)
 
@@ -251,16 +259,21 @@ def nothing_new(bench: Bench, pairs: int, snapshot_id: str) -> None:
         bench.backup(BackupType.NODE_INCREMENTAL, snapshot_id)
         sent.append(bench.sent()[0])
 
-    calls = bench.launches()
+    calls, before = bench.launches(), bench.usage()
     mine, base = in_turns(
         ours,
         lambda: bench.run_nodetool("flush", "--", KEYSPACE),
         names=("incremental, nothing new", "nodetool flush"),
         pairs=pairs,
     )
+    used = bench.usage() - before
     report("incremental with nothing new", mine, base)
     launches = (bench.launches() - calls) / pairs
     print(f"  bytes sent: {sorted(set(sent))}; nodetool JVMs per incremental: {launches:.1f}")
+    print(
+        f"  CPU per incremental: server {used.own / pairs:.2f} s, "
+        f"nodetool JVMs {used.children / pairs:.2f} s"
+    )
 
 
 def after_a_flush(bench: Bench, pairs: int, snapshot_id: str, next_key: int) -> int:

@@ -28,6 +28,8 @@ class TcpProxy:
 
     def close(self) -> None:
         self._closed.set()
+        with suppress(OSError):  # wakes accept(), which close() alone does not on Linux
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         with self._lock:
             for sock in self._open:

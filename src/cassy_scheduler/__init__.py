@@ -10,3 +10,10 @@ def version() -> str:
         return version("cassy-scheduler")
     except PackageNotFoundError:  # running from a source tree that was never installed
         return "0.0.0+unknown"
+
+
+def __getattr__(name: str) -> str:
+    """`cassy_scheduler.__version__`, read when asked, as `version()` is."""
+    if name == "__version__":
+        return version()
+    raise AttributeError(f"module 'cassy_scheduler' has no attribute {name!r}")

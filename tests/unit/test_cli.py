@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from cassy_scheduler.cli import app
 from cassy_scheduler.config.loader import load_config
 from cassy_scheduler.config.model import ClusterRef, JobType
+from cassy_scheduler.configfile.errors import ConfigError
 from cassy_scheduler.scheduling.oneshot import OneShotError, one_shot_job
 
 CONFIG = """\
@@ -233,6 +234,18 @@ def test_a_file_without_jobs_still_gives_cron_its_defaults(tmp_path: Path) -> No
         timedelta(minutes=30),
         1,
     )
+
+
+def test_defaults_of_a_file_without_jobs_are_checked_as_a_jobs_would_be(tmp_path: Path) -> None:
+    path = tmp_path / "scheduler.toml"
+    path.write_text(
+        'jobs = {}\n[server]\naddress = "127.0.0.1:1"\n[defaults]\npoll_interval = "0s"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    (problem,) = caught.value.problems
+    assert (problem.field, problem.line) == ("defaults.poll_interval", 5)
+    assert "longer than zero" in problem.message
 
 
 def test_a_cron_line_with_a_cluster_id_runs_as_the_job_that_names_that_cluster(

@@ -246,15 +246,16 @@ def test_validate_tag_says_what_is_allowed() -> None:
 def test_remove_snapshot_takes_that_tag_from_every_table_and_nothing_else(
     data_dir: Path,
 ) -> None:
-    assert remove_snapshot(data_dir, "s1", ["ks"]) == 2
-    assert snapshot_files(data_dir, "s1", ["ks"]) == []
+    (data_dir / f"other/kv-{KV_ID}/snapshots/s1").mkdir(parents=True)  # unregistered too
+    assert remove_snapshot(data_dir, "s1") == 3
+    assert snapshot_files(data_dir, "s1", ["ks", "other"]) == []
     assert _relatives(snapshot_files(data_dir, "s2", ["ks"])) == [
         f"{KV}/snapshots/s2/nb-2-big-Data.db"
     ]
     assert (data_dir / KV / "nb-1-big-Data.db").read_text() == "live"  # the live SSTable
-    assert remove_snapshot(data_dir, "s1", ["ks"]) == 0
+    assert remove_snapshot(data_dir, "s1") == 0
     with pytest.raises(ValueError):
-        remove_snapshot(data_dir, "../..", ["ks"])
+        remove_snapshot(data_dir, "../..")
 
 
 @pytest.mark.parametrize(

@@ -324,11 +324,12 @@ def test_a_kernel_copy_is_hashed_as_written(tmp_path: Path) -> None:
     assert (result.size, result.sha256) == (len(data), hashlib.sha256(data).hexdigest())
 
 
-def test_files_the_kernel_cannot_copy_between_are_copied_by_hand(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("code", [errno.EXDEV, errno.EPERM, errno.EINVAL, errno.ENOSYS])
+def test_files_the_kernel_will_not_copy_between_are_copied_by_hand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
 ) -> None:
     def refuse(*_args: object) -> int:
-        raise OSError(errno.EXDEV, "Invalid cross-device link")
+        raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(os, "copy_file_range", refuse)
     storage = FilesystemStorage(tmp_path / "store", durable=False)
@@ -350,3 +351,22 @@ def test_a_copy_shares_the_file_and_stays_independent(storage: FilesystemStorage
     with pytest.raises(ObjectNotFoundError):
         storage.copy("snap-1/nb-1-big-Data.db", "snap-3/x")
     assert _visible_files(storage.base) == ["snap-2/nb-1-big-Data.db"]
+
+
+def test_a_kernel_copy_that_ends_early_is_finished_by_hand(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some file systems answer copy_file_range with 0 before the end: not a short object."""
+    real = os.copy_file_range
+    calls: list[int] = []
+
+    def stops_after_one(src: int, dst: int, count: int, *args: object) -> int:
+        calls.append(count)
+        return real(src, dst, 1000) if len(calls) == 1 else 0
+
+    monkeypatch.setattr(os, "copy_file_range", stops_after_one)
+    data = os.urandom(300_000)
+    storage = FilesystemStorage(tmp_path / "store", durable=False)
+    info = storage.put_file("a/b", _write(tmp_path / "src", data))
+    assert (info.size, info.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert storage.get_bytes("a/b") == data

@@ -13,7 +13,6 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from pydantic import ValidationError
@@ -238,11 +237,14 @@ def _build(
         for name, table in parsed.jobs.items()
         if (job := _build_job(name, table, parsed.defaults, report, names)) is not None
     )
-    # What a job that names nothing more than [defaults] gets: cron's ad-hoc jobs.
+    # What a job that names nothing more than [defaults] gets: cron's ad-hoc jobs. With jobs
+    # in the file, each has had its waits checked (with the [defaults] they take).
     defaults_only = _Layers("", JobTable.model_construct(type="snapshot"), parsed.defaults)
+    if not parsed.jobs:
+        _check_waits(defaults_only, report)
     return SchedulerConfig(
         path=path,
-        job_defaults=MappingProxyType(_policy(defaults_only)),
+        job_defaults=tuple(_policy(defaults_only).items()),
         server=ServerConfig(server.address, tls, server.call_deadline),
         jobs=jobs,
         notify=tuple(targets),
@@ -330,19 +332,7 @@ def _build_job(
             f'when_no_snapshot applies only to incremental jobs; this job is "{job_type}"',
             "remove it from this job",
         )
-    wait_timeout: timedelta = layers.value("wait_timeout")
-    poll_interval: timedelta = layers.value("poll_interval")
-    _require_positive(report, layers.get("wait_timeout")[1], wait_timeout)
-    _require_positive(report, layers.get("poll_interval")[1], poll_interval)
-    if timedelta(0) < wait_timeout < poll_interval:
-        report.add(
-            layers.get("poll_interval")[1],
-            "poll_interval is longer than wait_timeout",
-            "poll more often than the time allowed for the backup, e.g. 10s within 2h",
-        )
-    alert_after, alert_path = layers.get("alert_after")
-    if alert_after is not None:
-        _require_positive(report, alert_path, alert_after)
+    _check_waits(layers, report)
     if "notify" in table.model_fields_set:
         _check_notify(report, (*here, "notify"), table.notify, targets)
     if len(report.problems) > before or cluster is None or schedule is None:
@@ -426,6 +416,23 @@ def _schedule(layers: _Layers, report: _Report) -> Schedule | None:
     except ScheduleError as exc:
         report.add(path, exc.message, exc.hint)
         return None
+
+
+def _check_waits(layers: _Layers, report: _Report) -> None:
+    """The waits a job (or [defaults] alone, for cron's ad-hoc jobs) runs with."""
+    wait_timeout: timedelta = layers.value("wait_timeout")
+    poll_interval: timedelta = layers.value("poll_interval")
+    _require_positive(report, layers.get("wait_timeout")[1], wait_timeout)
+    _require_positive(report, layers.get("poll_interval")[1], poll_interval)
+    if timedelta(0) < wait_timeout < poll_interval:
+        report.add(
+            layers.get("poll_interval")[1],
+            "poll_interval is longer than wait_timeout",
+            "poll more often than the time allowed for the backup, e.g. 10s within 2h",
+        )
+    alert_after, alert_path = layers.get("alert_after")
+    if alert_after is not None:
+        _require_positive(report, alert_path, alert_after)
 
 
 def _require_positive(report: _Report, path: KeyPath, value: timedelta) -> None:

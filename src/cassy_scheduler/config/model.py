@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -151,7 +150,7 @@ class SchedulerConfig:
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     declared: frozenset[str] = frozenset()  # the top-level tables and keys the file writes
     # The [defaults] table as JobConfig fields, for jobs made up outside the file (cron's).
-    job_defaults: Mapping[str, Any] = field(default_factory=dict)
+    job_defaults: tuple[tuple[str, Any], ...] = ()
 
     def target(self, name: str) -> NotifyTarget:
         for target in self.notify:

@@ -119,12 +119,19 @@ def snapshot_tags(data_dir: Path, keyspaces: Iterable[str]) -> set[str]:
     return tags
 
 
-def remove_snapshot(data_dir: Path, tag: str, keyspaces: Iterable[str]) -> int:
-    """Remove snapshot `tag` from the keyspaces' tables, as `nodetool clearsnapshot -t` does
-    (a snapshot is hard links under each table's snapshots/<tag>/, and Cassandra 5 tracks
-    only snapshots with a TTL in memory); returns how many table snapshots went."""
+def keyspace_dirs(data_dir: Path) -> list[str]:
+    """Every keyspace directory under the data dir, registered or not."""
+    if not data_dir.is_dir():
+        return []
+    return sorted(e.name for e in data_dir.iterdir() if e.is_dir() and not e.is_symlink())
+
+
+def remove_snapshot(data_dir: Path, tag: str) -> int:
+    """Remove snapshot `tag` from every table of every keyspace, as `nodetool clearsnapshot
+    -t` does (a snapshot is hard links under each table's snapshots/<tag>/, and Cassandra 5
+    keeps only snapshots with a TTL in memory); returns how many table snapshots went."""
     removed = 0
-    for table in table_dirs(data_dir, keyspaces):
+    for table in table_dirs(data_dir, keyspace_dirs(data_dir)):
         snapshot = table.path / SNAPSHOTS_DIR / validate_tag(tag)
         if snapshot.is_dir():
             shutil.rmtree(snapshot)

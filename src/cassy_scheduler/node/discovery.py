@@ -257,16 +257,22 @@ def live_keyspaces(address: str, cql: CqlAccess = CqlAccess(), timeout_s: float 
 def unanswering_nodes(
     addresses: Sequence[str], cql: CqlAccess = CqlAccess(), timeout_s: float = 10
 ) -> dict[str, str]:
-    """The nodes that do not answer a CQL query now, each with why; asked all at once. Every
-    later step of a backup talks to each node itself, so a node that answers is live for it
-    (and asking costs a query, not a nodetool JVM)."""
+    """The nodes not live for a backup now, each with why; asked all at once over CQL: a
+    node that answers and has finished joining (`bootstrapped`) is live. Every later step of
+    a backup talks to each node itself, and asking costs a query, not a nodetool JVM. A
+    node that refuses this server's credentials answers all the same (it is up)."""
 
     def ask(address: str) -> str | None:
         try:
             with _cql(address, cql, timeout_s) as session:
-                session.execute("SELECT release_version FROM system.local")
+                row = session.execute("SELECT bootstrapped FROM system.local").one()
+        except CqlAuthenticationError:
+            return None
         except DiscoveryError as exc:
             return str(exc)
+        state = None if row is None else row.bootstrapped
+        if state not in (None, "COMPLETED"):
+            return f"still joining the cluster (bootstrapped: {state})"
         return None
 
     if not addresses:

@@ -364,7 +364,13 @@ def stage_files(
     else:
         _fetch_all(plan, fetch, stop, workers)
     if not stop.is_set() and not cancelled():  # every file checked: now to disk, all at once
-        sync_files([staging / planned.target for planned in plan.files])
+        try:
+            sync_files([staging / planned.target for planned in plan.files])
+        except OSError as exc:
+            raise RestoreError(
+                f"flushing the staged files to disk failed ({exc.strerror or exc}: "
+                f"{exc.filename}): nothing was moved into place; check the disk and restore again"
+            ) from exc
 
 
 def _fetch_all(

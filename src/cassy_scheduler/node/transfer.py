@@ -126,7 +126,9 @@ def upload_files(
         return _upload_one(storage, *job, known.get(key), earlier_entry)
 
     outcomes = list(_run(jobs, upload, workers))
-    storage.sync([o.entry.key for o in outcomes if o.how is not _How.SKIPPED])
+    # Every key, skipped ones too: an earlier attempt that failed may have left them written
+    # but never flushed (a clean file's fsync costs next to nothing).
+    storage.sync([o.entry.key for o in outcomes])
     entries = tuple(sorted((o.entry for o in outcomes), key=lambda e: e.path))
     manifest = Manifest(identity=identity, prefix=prefix, files=entries)
     key = manifest_key(prefix, identity.backup_type, identity.created_at_ms)

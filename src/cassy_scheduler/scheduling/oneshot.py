@@ -86,6 +86,6 @@ def one_shot_job(
             cluster=cluster,
             schedule=Schedule.parse("@daily"),
             source=SourceLocation(str(config.path), None),
-            **{**config.job_defaults, "jitter": timedelta(0)},
+            **{**dict(config.job_defaults), "jitter": timedelta(0)},
         )
     return dataclasses.replace(template, name=name, type=kind, cluster=cluster, jitter=timedelta(0))

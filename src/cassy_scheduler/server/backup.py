@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from cassy_scheduler.clock import SYSTEM_CLOCK, Clock
 from cassy_scheduler.node.datadir import snapshot_files
 from cassy_scheduler.node.discovery import unanswering_nodes
+from cassy_scheduler.node.liveness import LivenessUnknownError, cassandra_running
 from cassy_scheduler.node.manifest import BackupIdentity
 from cassy_scheduler.protocol.pause_report import PauseReport
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
@@ -168,13 +169,16 @@ class BackupOperations:
             raise ApplicationsUnavailableError(str(exc)) from None
 
     def _check_live(self, keys: Sequence[HistoryKey]) -> None:
-        """Every target must answer CQL now (each is asked, all at once); otherwise record
-        FAILED and refuse. Scalar's Cassy asks one node's JMX for the ring instead: a
-        nodetool JVM on every request."""
+        """Every target must answer CQL now, have joined, and take JMX connections (each is
+        asked, all at once); otherwise record FAILED and refuse. Scalar's Cassy asks one
+        node's JMX for the ring instead: a nodetool JVM on every request."""
         nodes = [key.target_ip for key in keys]
         reason = None
         try:
             down = unanswering_nodes(nodes, self._nodes.cql, _LIVENESS_TIMEOUT_S)
+            for node in nodes:  # nodetool reaches it over JMX: that port must take a call
+                if node not in down and not self._jmx_listens(node):
+                    down[node] = "its JMX port refuses connections (nodetool cannot reach it)"
             if down:
                 reason = "target nodes not live: " + ", ".join(
                     f"{node} ({why})" for node, why in sorted(down.items())
@@ -185,6 +189,13 @@ class BackupOperations:
             for key in keys:
                 self._metadata.update_backup_status(key, OperationStatus.FAILED, reason)
             raise NodesNotLiveError(reason)
+
+    def _jmx_listens(self, node: str) -> bool:
+        endpoint = self._nodes.endpoint(node)
+        try:
+            return cassandra_running([(endpoint.jmx_host, endpoint.jmx_port)], 5.0)
+        except LivenessUnknownError:
+            return True  # a slow answer is not a refusal: the node work will find out
 
     # ------------------------------------------------------------- background
     def _run_backup(
@@ -254,7 +265,7 @@ class BackupOperations:
         def prepare(node: str) -> PreparedNode:
             data_dir = self._work.data_dir(node)
             keyspaces = tuple(self._work.present_keyspaces(cluster, data_dir, node))
-            self._work.clear_earlier_snapshots(node, data_dir, keyspaces)
+            self._work.clear_earlier_snapshots(node, data_dir)
             return PreparedNode(node, data_dir, keyspaces)
 
         futures = {node: self.jobs.pool.submit(prepare, node) for node in nodes}

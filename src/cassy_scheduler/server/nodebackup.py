@@ -18,6 +18,7 @@ from cassy_scheduler.node.datadir import (
     backup_files,
     covered_backup_files,
     delete_files,
+    keyspace_dirs,
     remove_snapshot,
     snapshot_files,
     snapshot_tags,
@@ -62,7 +63,7 @@ class NodeBackups:
         data_dir = self.data_dir(node)
         keyspaces = self.present_keyspaces(cluster, data_dir, node)
         before = backup_files(data_dir, keyspaces)
-        self.clear_earlier_snapshots(node, data_dir, keyspaces)
+        self.clear_earlier_snapshots(node, data_dir)
         self._nodes.nodetool(node).snapshot(identity.snapshot_id, keyspaces)
         taken = snapshot_files(data_dir, identity.snapshot_id, keyspaces)
         summary = self.upload(identity, taken)
@@ -84,17 +85,18 @@ class NodeBackups:
         self._nodes.nodetool(node).flush(keyspaces)
         return self.upload(identity, backup_files(data_dir, keyspaces))
 
-    def clear_earlier_snapshots(self, node: str, data_dir: Path, keyspaces: Sequence[str]) -> None:
+    def clear_earlier_snapshots(self, node: str, data_dir: Path) -> None:
         """Remove the snapshots this server took earlier on the node (uploaded, they only hold
-        disk space), under any registration of its cluster; snapshots anyone else took, an
-        operator's `pre-upgrade` one included, stay. (Scalar's Cassy clears every one.)
-        Removed from the data directory directly: no nodetool JVM for it."""
-        for tag in sorted(snapshot_tags(data_dir, keyspaces)):
+        disk space), under any registration of its cluster, from every keyspace (a dropped
+        or unregistered one too); snapshots anyone else took, an operator's `pre-upgrade` one
+        included, stay. (Scalar's Cassy clears every one.) Removed from the data directory
+        directly: no nodetool JVM for it."""
+        for tag in sorted(snapshot_tags(data_dir, keyspace_dirs(data_dir))):
             ours = any(
                 row.target_ip == node for row in self._metadata.list_backups(snapshot_id=tag)
             )
             if ours:
-                remove_snapshot(data_dir, tag, keyspaces)
+                remove_snapshot(data_dir, tag)
             else:
                 log.info("snapshot kept, not taken by this server node=%s tag=%s", node, tag)
 

@@ -169,10 +169,6 @@ class FilesystemStorage(Storage):
         source = self.path_of(source_key)
         target = self.path_of(target_key)
         try:
-            size = source.stat().st_size
-        except (FileNotFoundError, NotADirectoryError) as exc:
-            raise ObjectNotFoundError(f"object {source_key!r} not found in {self.uri}") from exc
-        try:
             target.parent.mkdir(parents=True, exist_ok=True)
             temporary = target.parent / f".{target.name}.{os.getpid()}.link{TEMP_SUFFIX}"
             with suppress(FileNotFoundError):
@@ -184,6 +180,7 @@ class FilesystemStorage(Storage):
             _log.debug("no hard link key=%s error=%s", target_key, exc.strerror or exc)
             return None
         try:
+            size = temporary.stat().st_size  # the file linked, whatever the source became
             os.replace(temporary, target)
         except OSError as exc:
             with suppress(FileNotFoundError):

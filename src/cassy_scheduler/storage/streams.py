@@ -65,8 +65,9 @@ def _write_all(target: Writer, chunk: memoryview) -> None:
 #: How much one copy_file_range call moves before the hasher is told: large enough that the
 #: calls cost nothing, small enough that hashing trails the copy closely.
 _KERNEL_CHUNK = 8 << 20
-#: errno values that mean "the kernel cannot copy between these two files": copy by hand.
-_NO_KERNEL_COPY = frozenset({errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
+#: errno values of a first kernel copy that a copy by hand would meet too; any other refusal
+#: (another file system, a seccomp profile, an old kernel) means: copy by hand.
+_REAL_FAULTS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
 
 
 class RawFile(Protocol):
@@ -85,16 +86,17 @@ def copy_file_and_hash(
     """Copy one file into another by the kernel (copy_file_range: no byte passes through this
     process, and file systems that can share extents do), while a second thread hashes what
     was written, as it is written, so the hash is of the stored bytes whatever the source
-    did meanwhile. Files the kernel cannot copy between go through copy_and_hash."""
+    did meanwhile. Files the kernel will not copy between go through copy_and_hash; a kernel
+    copy that stops short of the end is finished by hand."""
     if not hasattr(os, "copy_file_range"):
         return copy_and_hash(source, target, buffer_size)
     src, dst = source.fileno(), target.fileno()
     try:
         moved = os.copy_file_range(src, dst, _KERNEL_CHUNK)
     except OSError as exc:
-        if exc.errno in _NO_KERNEL_COPY:
-            return copy_and_hash(source, target, buffer_size)
-        raise
+        if exc.errno in _REAL_FAULTS:
+            raise
+        return copy_and_hash(source, target, buffer_size)  # refused: nothing was copied
     hasher = _TrailingHasher(dst, buffer_size)
     hasher.start()
     try:
@@ -104,9 +106,26 @@ def copy_file_and_hash(
             moved = os.copy_file_range(src, dst, _KERNEL_CHUNK)
             written += moved
             hasher.advance(written)
-    finally:
-        sha256 = hasher.finish()
-    return CopyResult(size=written, sha256=sha256)
+        written += _copy_rest(source, target, buffer_size, hasher, written)
+    except BaseException:
+        hasher.abandon()
+        raise
+    return CopyResult(size=written, sha256=hasher.finish())
+
+
+def _copy_rest(
+    source: RawFile, target: RawFile, buffer_size: int, hasher: _TrailingHasher, written: int
+) -> int:
+    """Whatever the kernel copy left (some file systems end it early): to the end, by hand;
+    0 bytes when it had reached the end."""
+    buffer = bytearray(buffer_size)
+    view = memoryview(buffer)
+    extra = 0
+    while count := source.readinto(buffer):
+        _write_all(target, view[:count])
+        extra += count
+        hasher.advance(written + extra)
+    return extra
 
 
 class _TrailingHasher:
@@ -140,6 +159,14 @@ class _TrailingHasher:
         if self._error is not None:
             raise self._error
         return self._digest.hexdigest()
+
+    def abandon(self) -> None:
+        """The copy failed: end the thread, keeping the copy's error the one raised."""
+        with self._changed:
+            self._done = True
+            self._ready = 0
+            self._changed.notify()
+        self._thread.join()
 
     def _run(self) -> None:
         hashed = 0
