@@ -3,8 +3,9 @@
 the same work, in turns (ours, baseline, ours, ...), BENCH_PAIRS (default 5) pairs each.
 
 One node on 127.0.0.91 holds about BENCH_BACKUP_MB (default 1500) MB of incompressible rows;
-the server stores into a local directory and runs nodetool as Cassandra's own `nodetool` does
-(one JVM a call, counted). Cases, each against its baseline:
+the server stores into a local directory and runs nodetool in its resident JVM
+([nodes.nodetool_jvm]), or with BENCH_NODETOOL=process as Cassandra's own `nodetool` script
+does (one JVM a call, counted). Cases, each against its baseline:
 - full snapshot (nothing stored yet)          vs `cp -r` of a snapshot + `sync`
 - second snapshot of unchanged data           vs `nodetool snapshot` alone
 - incremental with nothing new                vs `nodetool flush` alone
@@ -42,6 +43,7 @@ from tools.localcluster.nodeconfig import nodetool_command
 OCTET = 91
 INCREMENT_MB = 50
 _COMPLETED = re.compile(r"node backup completed .* bytes_sent=(\d+) .*bytes_copied=(\d+)")
+_JVM_STARTED = re.compile(r"nodetool JVM started pid=(\d+)")
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -82,7 +84,9 @@ class Bench:
             f'exec {shlex.join(self.nodetool)} "$@"\n'
         )
         counting.chmod(0o755)
-        config = server_toml(self.work, [self.cluster], nodetool=counting)
+        resident = os.environ.get("BENCH_NODETOOL", "resident") == "resident"
+        print(f"nodetool: {'one resident JVM' if resident else 'a JVM per command'}")
+        config = server_toml(self.work, [self.cluster], nodetool=counting, resident=resident)
         self.server = ServerProcess(config, self.work / "server.log").start()
         self.client = CassyClient(self.server.address, timeout_s=600)
         self.cluster_id = self.client.register_cluster(self.node).cluster_id
@@ -101,7 +105,13 @@ class Bench:
         return self.server.proc.pid
 
     def usage(self) -> Usage:
-        return Usage.of(self.pid)
+        """The server's CPU and its nodetool JVMs': ended ones, and the resident one so far."""
+        usage = Usage.of(self.pid)
+        started = _JVM_STARTED.findall(self.server.output())
+        if started:
+            resident = Usage.of(int(started[-1]))
+            usage.children += resident.own
+        return usage
 
     def launches(self) -> int:
         return len(self.counter.read_text().splitlines()) if self.counter.exists() else 0
@@ -218,7 +228,7 @@ def full_snapshot(bench: Bench, pairs: int) -> tuple[str, int]:
     used = bench.usage() - before
     report(f"full snapshot, {size / 1e6:.0f} MB", ours, base)
     print(f"  ours: {size / 1e6 / ours.median:.0f} MB/s; {_per_gb(used, pairs, size)}")
-    print(f"  nodetool JVMs per snapshot: {(bench.launches() - calls) / pairs:.1f}")
+    print(f"  nodetool JVMs started per snapshot: {(bench.launches() - calls) / pairs:.1f}")
     bench.run_nodetool("clearsnapshot", "-t", "bench-cp")
     shutil.rmtree(copy, ignore_errors=True)
     # The last snapshot stays stored: the next case builds on it.
@@ -246,7 +256,7 @@ def unchanged_snapshot(bench: Bench, pairs: int, size: int) -> str:
     sent_bytes, copied_bytes = sorted({s for s, _ in sent}), sorted({c for _, c in sent})
     print(f"  bytes sent per snapshot: {sent_bytes}; stored from the previous one: {copied_bytes}")
     launches = (bench.launches() - calls) / pairs
-    print(f"  nodetool JVMs per snapshot: {launches:.1f}; {_per_gb(used, pairs, size)}")
+    print(f"  nodetool JVMs started per snapshot: {launches:.1f}; {_per_gb(used, pairs, size)}")
     for number in range(pairs):
         bench.run_nodetool("clearsnapshot", "-t", f"bench-only-{number}")
     return snapshots[-1]
@@ -269,7 +279,7 @@ def nothing_new(bench: Bench, pairs: int, snapshot_id: str) -> None:
     used = bench.usage() - before
     report("incremental with nothing new", mine, base)
     launches = (bench.launches() - calls) / pairs
-    print(f"  bytes sent: {sorted(set(sent))}; nodetool JVMs per incremental: {launches:.1f}")
+    print(f"  bytes sent: {sorted(set(sent))}; nodetool JVMs started each: {launches:.1f}")
     print(
         f"  CPU per incremental: server {used.own / pairs:.2f} s, "
         f"nodetool JVMs {used.children / pairs:.2f} s"

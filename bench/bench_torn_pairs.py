@@ -5,7 +5,9 @@ application (each logical write is two rows in two partitions, written one after
 Then, in turns, takes BENCH_TORN_ROUNDS (default 5) node snapshots (backup_type 2) and as many
 cluster-wide snapshots (backup_type 1), loads each stored snapshot into a scratch keyspace with
 `nodetool import`, and counts the pairs with one row and not the other. Prints the counts and
-their ratio; a cluster-wide snapshot should show none.
+their ratio; a cluster-wide snapshot should show none. Also timed, in the same turns: each
+backup from TakeBackup until every node is COMPLETED, cluster-wide against node-level (what
+the pause costs). The server runs nodetool in its resident JVM.
 
 BENCH_TORN_FIRST_OCTET (default 51) places the cluster on 127.0.0.<n>..<n+2>; BENCH_TORN_APPS
 (default "127.0.0.201:20062,127.0.0.202:20062") is where the applications listen.
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from cassandra.cluster import Cluster, Session
 
+from bench.compare import Runs, report
 from cassy_scheduler.client import CassyClient
 from cassy_scheduler.outcome import wait_for_backup
 from cassy_scheduler.protocol.types import BackupType
@@ -30,6 +33,7 @@ from cassy_scheduler.server.settings import load_server_settings
 from examples.pausable_app.app import AppConfig, start_app
 from examples.pausable_app.check import count_pairs
 from examples.pausable_app.writer import WriterSettings, create_table_cql
+from tests.serverproc import nodetool_jvm_toml
 from tools.localcluster import LocalCluster
 from tools.snapshotload import import_backup
 
@@ -43,6 +47,7 @@ class RoundResult:
     backup_type: BackupType
     complete: int
     torn: int
+    seconds: float  # TakeBackup until every node is COMPLETED
 
 
 def _server_toml(work: Path, cluster: LocalCluster, apps: list[str]) -> Path:
@@ -56,7 +61,7 @@ def _server_toml(work: Path, cluster: LocalCluster, apps: list[str]) -> Path:
     path.write_text(
         f'[server]\nhost = "127.0.0.1"\nport = 0\n\n[metadata]\npath = "metadata.db"\n\n'
         f'[storage]\nuri = "{(work / "storage").as_uri()}"\n\n'
-        f'[nodes]\nnodetool = ["{NODETOOL}"]\n\n'
+        f'[nodes]\nnodetool = ["{NODETOOL}"]\n{nodetool_jvm_toml(cluster)}\n'
         f'[applications]\ninstances = [{instances}]\npause_timeout = "30s"\n{hosts}'
     )
     return path
@@ -71,8 +76,10 @@ def _one_round(
     backup_type: BackupType,
     work: Path,
 ) -> RoundResult:
+    started = time.perf_counter()
     ack = client.take_backup(cluster_id, backup_type)
-    outcome = wait_for_backup(client, ack, timeout_s=600, poll_interval_s=0.5)
+    outcome = wait_for_backup(client, ack, timeout_s=600, poll_interval_s=0.25)
+    seconds = time.perf_counter() - started
     if not outcome.succeeded:
         raise RuntimeError(f"{backup_type.name} failed: {outcome}")
     root = "cluster-backup" if backup_type is BackupType.CLUSTER_SNAPSHOT else "node-backup"
@@ -89,10 +96,11 @@ def _one_round(
     )
     counted = count_pairs(session, SCRATCH)
     print(
-        f"  {backup_type.name:<16} complete pairs {counted.complete:6d}  torn {counted.torn:3d}",
+        f"  {backup_type.name:<16} complete pairs {counted.complete:6d}  torn {counted.torn:3d}"
+        f"  {seconds:.1f} s",
         flush=True,
     )
-    return RoundResult(backup_type, counted.complete, counted.torn)
+    return RoundResult(backup_type, counted.complete, counted.torn, seconds)
 
 
 def main() -> None:
@@ -167,6 +175,11 @@ def _report(results: list[RoundResult], stats: list[dict[str, object]]) -> None:
             if wide_torn
             else f"{node_torn} / 0 (aim: 0 cluster-wide)"
         )
+    )
+    report(
+        "TakeBackup until every node is COMPLETED, under the write load",
+        Runs("cluster-wide snapshot", [r.seconds for r in wide]),
+        Runs("node snapshot", [r.seconds for r in node]),
     )
     for stat in stats:
         print(

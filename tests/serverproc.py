@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tools.localcluster import LocalCluster
+from tools.localcluster.nodeconfig import nodetool_jvm_table
 
 REPO = Path(__file__).resolve().parents[1]
 NODETOOL = REPO / "tools" / "localcluster" / "nodetool"
@@ -27,10 +28,23 @@ def pid_running(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
+def nodetool_jvm_toml(cluster: LocalCluster) -> str:
+    """A [nodes.nodetool_jvm] table running the cluster's own nodetool classes, quietly."""
+    return nodetool_jvm_table(cluster.java, cluster.jars)
+
+
 def server_toml(
-    work: Path, clusters: list[LocalCluster], *, extra: str = "", nodetool: Path = NODETOOL
+    work: Path,
+    clusters: list[LocalCluster],
+    *,
+    extra: str = "",
+    nodetool: Path = NODETOOL,
+    resident: bool = False,
 ) -> Path:
-    """A server config for the given local clusters, with storage and metadata under `work`."""
+    """A server config for the given local clusters, with storage and metadata under `work`;
+    `resident` runs nodetool in one JVM instead of a process per command."""
+    if resident:
+        extra = nodetool_jvm_toml(clusters[0]) + extra
     hosts = "".join(
         f'\n[nodes.hosts."{spec.address}"]\njmx_host = "127.0.0.1"\n'
         f'jmx_port = {spec.jmx_port}\ndata_dir = "{spec.data_dir}"\n'

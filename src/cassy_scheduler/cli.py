@@ -56,6 +56,7 @@ def serve(
     log_level: str = typer.Option("INFO", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR."),
 ) -> None:
     """Run the built-in Cassy-compatible server (rpc.Cassy over gRPC)."""
+    from cassy_scheduler.node.residentnodetool import NodetoolJvmError
     from cassy_scheduler.server.app import serve as run_server
     from cassy_scheduler.server.settings import load_server_settings
 
@@ -69,7 +70,11 @@ def serve(
         settings = dataclasses.replace(settings, host=host)
     if port is not None:
         settings = dataclasses.replace(settings, port=port)
-    run_server(settings)
+    try:
+        run_server(settings)
+    except NodetoolJvmError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _add_scheduler_commands() -> None:

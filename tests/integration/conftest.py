@@ -1,4 +1,8 @@
-"""Fixtures for tests that run the built-in server as a real process against real Cassandra."""
+"""Fixtures for tests that run the built-in server as a real process against real Cassandra.
+
+The shared servers run nodetool in one resident JVM, as a production server would for speed;
+servers a test starts itself run a `nodetool` process per command unless it asks otherwise.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ def _running_server(
     factory: pytest.TempPathFactory, name: str, clusters: list[LocalCluster]
 ) -> Iterator[ServerProcess]:
     work = factory.mktemp(name)
-    server = ServerProcess(server_toml(work, clusters), work / "server.log").start()
+    config = server_toml(work, clusters, resident=True)
+    server = ServerProcess(config, work / "server.log").start()
     try:
         yield server
     finally:

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from tools.localcluster import LocalCluster
+from tools.localcluster.nodeconfig import nodetool_jvm_table
 
 REPO = Path(__file__).resolve().parents[2]
 NODETOOL = REPO / "tools" / "localcluster" / "nodetool"
@@ -43,7 +44,7 @@ uri = "{(work / "backups").as_uri()}"
 {applications}
 [nodes]
 nodetool = ["{NODETOOL}"]
-{hosts}"""
+{nodetool_jvm_table(cluster.java, cluster.jars)}{hosts}"""
     )
     return path
 

@@ -272,6 +272,14 @@ def tools_logback(jars: CassandraJars) -> Path:
     return path
 
 
+def nodetool_jvm_table(java: str, jars: CassandraJars) -> str:
+    """The server's [nodes.nodetool_jvm] table for these jars: nodetool in one resident JVM."""
+    return (
+        f'\n[nodes.nodetool_jvm]\nclasspath = "{jars.lib_dir}/*"\njava = "{java}"\n'
+        f'options = ["-Dlogback.configurationFile={tools_logback(jars)}"]\n'
+    )
+
+
 def nodetool_command(
     java: str, jars: CassandraJars, host: str | None = None, jmx_port: int | None = None
 ) -> list[str]:

@@ -25,6 +25,7 @@ from grpc_reflection.v1alpha import reflection
 from cassy_scheduler.addresses import is_loopback
 from cassy_scheduler.node.discovery import discover_cluster
 from cassy_scheduler.node.executor import LocalExecutor, NodeExecutor
+from cassy_scheduler.node.residentnodetool import ResidentExecutor
 from cassy_scheduler.privatefiles import private_file
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
 from cassy_scheduler.protocol.types import BUILTIN_SERVER_HEALTH_NAME
@@ -85,10 +86,10 @@ def _listen(server: grpc.Server, settings: ServerSettings) -> int:
 
 def start_server(settings: ServerSettings) -> RunningServer:
     """Open metadata and storage, recover from a previous crash, and start listening."""
+    executor = _executor(settings)
     metadata = _open_metadata(settings)
     storage = open_storage(settings.storage_uri)
     writes_since = _write_clock(storage)  # before any write of this process
-    executor = LocalExecutor(settings.nodetool)
     operations, restores = _operations(settings, metadata, storage, executor)
     discover = partial(
         discover_cluster,
@@ -101,6 +102,7 @@ def start_server(settings: ServerSettings) -> RunningServer:
     port = _listen(server, settings)
     if port == 0:
         metadata.close()
+        executor.stop_running()
         raise OSError(f"cannot listen on {settings.address}: is another process using it?")
     server.start()
     for service in ("", SERVICE_NAME, BUILTIN_SERVER_HEALTH_NAME):
@@ -122,6 +124,16 @@ def start_server(settings: ServerSettings) -> RunningServer:
     )
 
 
+def _executor(settings: ServerSettings) -> LocalExecutor | ResidentExecutor:
+    """nodetool a process per command, or (with [nodes.nodetool_jvm]) in one JVM started now,
+    so a wrong classpath stops the start instead of the first backup."""
+    if settings.nodetool_jvm is None:
+        return LocalExecutor(settings.nodetool)
+    resident = ResidentExecutor(settings.nodetool_jvm)
+    resident.start()
+    return resident
+
+
 def _open_metadata(settings: ServerSettings) -> SqliteMetadataStore:
     """The metadata file (0600), with rows a previous process left running marked FAILED."""
     private_file(settings.metadata_path)
@@ -136,7 +148,7 @@ def _operations(
     settings: ServerSettings,
     metadata: SqliteMetadataStore,
     storage: Storage,
-    executor: LocalExecutor,
+    executor: NodeExecutor,
 ) -> tuple[BackupOperations, RestoreOperations]:
     nodes = NodeAccess(
         executor=executor,

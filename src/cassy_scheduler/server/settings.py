@@ -16,6 +16,10 @@ backups, and how to reach each Cassandra node.
     nodetool = ["nodetool"]
     jmx_port = 7199
 
+    [nodes.nodetool_jvm]          # optional: one long-lived JVM runs every nodetool command
+    classpath = "/usr/share/cassandra/lib/*:/usr/share/cassandra/apache-cassandra.jar"
+    java = "java"                 # a JDK's java, 11 or newer (it compiles a small helper)
+
     [nodes.hosts."10.0.0.1"]      # optional, per node
     jmx_host = "127.0.0.1"
     jmx_port = 7199
@@ -50,6 +54,7 @@ from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem
 from cassy_scheduler.configfile.locate import line_of
 from cassy_scheduler.node.discovery import CqlAccess
 from cassy_scheduler.node.executor import NodeEndpoint
+from cassy_scheduler.node.residentnodetool import NodetoolJvm
 from cassy_scheduler.server.applications import AppInstance, ApplicationsConfig
 from cassy_scheduler.server.cqlsettings import cql_access
 from cassy_scheduler.server.dns import DnsServer
@@ -57,6 +62,7 @@ from cassy_scheduler.server.settingsfile import (
     DEFAULT_PORT,
     ApplicationsTable,
     NodesTable,
+    NodetoolJvmTable,
     TlsTable,
     read_file,
 )
@@ -106,6 +112,7 @@ class ServerSettings:
         default_factory=lambda: MappingProxyType({})
     )
     applications: ApplicationsConfig | None = None  # None: no cluster-wide snapshots
+    nodetool_jvm: NodetoolJvm | None = None  # None: a `nodetool` process per command
     deprecations: tuple[ConfigProblem, ...] = ()  # keys still read, with what to write now
 
     @property
@@ -149,6 +156,7 @@ def load_server_settings(path: Path) -> ServerSettings:
         metadata_path=(base / tables.metadata.path).resolve(),
         storage_uri=tables.storage.uri,
         nodetool=tuple(tables.nodes.nodetool),
+        nodetool_jvm=_nodetool_jvm(tables.nodes.nodetool_jvm),
         jmx_port=tables.nodes.jmx_port,
         cql=cql,
         nodetool_timeout_seconds=tables.nodes.nodetool_timeout.total_seconds(),
@@ -159,6 +167,12 @@ def load_server_settings(path: Path) -> ServerSettings:
         applications=applications,
         deprecations=tuple(parsed.notes),
     )
+
+
+def _nodetool_jvm(table: NodetoolJvmTable | None) -> NodetoolJvm | None:
+    if table is None:
+        return None
+    return NodetoolJvm(classpath=table.classpath, java=table.java, options=tuple(table.options))
 
 
 def _hosts(

@@ -62,9 +62,16 @@ class HostTable(_Table):
     restore_staging_dir: str | None = None
 
 
+class NodetoolJvmTable(_Table):
+    classpath: str = Field(min_length=1)  # Cassandra's jars, e.g. "/usr/share/cassandra/lib/*"
+    java: str = Field(default="java", min_length=1)
+    options: list[str] = Field(default_factory=list)  # after the module flags clients need
+
+
 class NodesTable(_Table):
     executor: Literal["local"] = "local"
     nodetool: list[str] = Field(default_factory=lambda: ["nodetool"], min_length=1)
+    nodetool_jvm: NodetoolJvmTable | None = None  # set: one resident JVM runs every command
     jmx_port: int = Field(default=7199, ge=1, le=65535)
     cql_port: int = Field(default=9042, ge=1, le=65535)
     nodetool_timeout: PositiveDuration = timedelta(seconds=1800)
