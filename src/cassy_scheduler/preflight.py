@@ -18,8 +18,9 @@ from typing import Protocol
 
 from cassy_scheduler.client import CassyError, Cluster
 from cassy_scheduler.config.checks import check_config
-from cassy_scheduler.config.model import JobConfig, JobType, SchedulerConfig, WhenNoSnapshot
+from cassy_scheduler.config.model import JobConfig, SchedulerConfig, WhenNoSnapshot
 from cassy_scheduler.history import RunHistory
+from cassy_scheduler.jobtype import JobType
 from cassy_scheduler.notify.journal import NoticeJournal
 from cassy_scheduler.notify.staleness import assess
 from cassy_scheduler.records import Outcome

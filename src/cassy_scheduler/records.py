@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from cassy_scheduler.config.model import JobType
+from cassy_scheduler.jobtype import JobType
 from cassy_scheduler.protocol.types import BackupType, NodeStatus, OperationStatus
 
 

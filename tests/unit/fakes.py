@@ -22,13 +22,8 @@ from cassy_scheduler.client import (
     CassyUnavailable,
     Cluster,
 )
-from cassy_scheduler.config.model import (
-    ClusterRef,
-    JobConfig,
-    JobType,
-    SourceLocation,
-    WhenNoSnapshot,
-)
+from cassy_scheduler.config.model import ClusterRef, JobConfig, SourceLocation, WhenNoSnapshot
+from cassy_scheduler.jobtype import JobType
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
 from cassy_scheduler.timetable import Schedule
 

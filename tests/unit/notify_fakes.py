@@ -8,8 +8,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from cassy_scheduler.config.loader import parse_config
-from cassy_scheduler.config.model import JobType, SchedulerConfig
+from cassy_scheduler.config.model import SchedulerConfig
 from cassy_scheduler.config.targets import NotifyTarget
+from cassy_scheduler.jobtype import JobType
 from cassy_scheduler.notify import DeliveryError
 from cassy_scheduler.notify.notice import Notice
 from cassy_scheduler.protocol.types import NodeStatus, OperationStatus

@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 
 from cassy_scheduler.cli import app
 from cassy_scheduler.config.loader import load_config
-from cassy_scheduler.config.model import ClusterRef, JobType
+from cassy_scheduler.config.model import ClusterRef
 from cassy_scheduler.configfile.errors import ConfigError
+from cassy_scheduler.jobtype import JobType
 from cassy_scheduler.scheduling.oneshot import OneShotError, one_shot_job
 
 CONFIG = """\

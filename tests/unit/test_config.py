@@ -12,11 +12,12 @@ import pytest
 
 from cassy_scheduler.config.checks import check_config
 from cassy_scheduler.config.loader import load_config
-from cassy_scheduler.config.model import DEFAULT_ADDRESS, ClusterRef, JobType, WhenNoSnapshot
+from cassy_scheduler.config.model import DEFAULT_ADDRESS, ClusterRef, WhenNoSnapshot
 from cassy_scheduler.config.targets import NotifyUse
 from cassy_scheduler.configfile.durations import format_duration, parse_duration
 from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem
 from cassy_scheduler.configfile.secrets import Secret
+from cassy_scheduler.jobtype import JobType
 from cassy_scheduler.protocol.types import BackupType
 from cassy_scheduler.timetable import MissedRunPolicy
 

@@ -22,7 +22,7 @@ from cronsim import CronSim, CronSimError
 
 from cassy_scheduler.cli import app
 from cassy_scheduler.config.loader import load_config
-from cassy_scheduler.config.model import JobType
+from cassy_scheduler.jobtype import JobType
 from cassy_scheduler.server.settings import load_server_settings
 
 ROOT = Path(__file__).parents[2]

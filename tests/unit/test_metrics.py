@@ -9,8 +9,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from cassy_scheduler.config.model import JobType
 from cassy_scheduler.history import RunHistory
+from cassy_scheduler.jobtype import JobType
 from cassy_scheduler.notify.heartbeat import HeartbeatPinger
 from cassy_scheduler.records import Failure, Outcome, RunStart
 from cassy_scheduler.runtime import Runtime

@@ -13,8 +13,9 @@ import grpc  # type: ignore[import-untyped]
 import pytest
 
 from cassy_scheduler.client import CassyFailedPrecondition, CassyNotFound
-from cassy_scheduler.config.model import ClusterRef, JobType, WhenNoSnapshot
+from cassy_scheduler.config.model import ClusterRef, WhenNoSnapshot
 from cassy_scheduler.history import RunHistory
+from cassy_scheduler.jobtype import JobType
 from cassy_scheduler.outcome import find_accepted_backup, newest_backup_ms
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
 from cassy_scheduler.records import Failure, Outcome, RunResult, RunStart

@@ -22,7 +22,7 @@ from cassy_scheduler.commands.common import (
     styled,
 )
 from cassy_scheduler.commands.common import print_json as emit_json
-from cassy_scheduler.config.model import JobType
+from cassy_scheduler.jobtype import JobType
 
 if TYPE_CHECKING:
     from cassy_scheduler.config.model import JobConfig

@@ -26,7 +26,6 @@ from cassy_scheduler.commands.common import (
 )
 from cassy_scheduler.commands.tables import Column, print_table
 from cassy_scheduler.configfile.durations import format_duration
-from cassy_scheduler.timetable import Schedule, ScheduleError
 
 if TYPE_CHECKING:
     from cassy_scheduler.config.model import JobConfig, SchedulerConfig
@@ -133,6 +132,8 @@ def schedule(
     Checks the expression, shows its next runs, and writes it to the job in the file.
     The file keeps its comments and layout; a running daemon picks the change up by itself.
     """
+    from cassy_scheduler.timetable import Schedule, ScheduleError
+
     settings = load(config)
     try:
         job = settings.job(job_name)
@@ -209,6 +210,7 @@ def _replace(path: Path, text: str) -> None:
 
 def _words(expression: str) -> str:
     from cassy_scheduler.scheduling.describe import describe
+    from cassy_scheduler.timetable import ScheduleError
 
     try:
         return describe(expression)

@@ -10,14 +10,9 @@ from datetime import datetime
 from itertools import pairwise
 
 from cassy_scheduler.addresses import host_of, is_loopback
-from cassy_scheduler.config.model import (
-    ClusterRef,
-    JobConfig,
-    JobType,
-    SchedulerConfig,
-    WhenNoSnapshot,
-)
+from cassy_scheduler.config.model import ClusterRef, JobConfig, SchedulerConfig, WhenNoSnapshot
 from cassy_scheduler.configfile.errors import ConfigProblem
+from cassy_scheduler.jobtype import JobType
 
 
 def check_config(config: SchedulerConfig, now: datetime) -> list[ConfigProblem]:

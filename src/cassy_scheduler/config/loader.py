@@ -22,7 +22,6 @@ from cassy_scheduler.config.loadtargets import notify_target
 from cassy_scheduler.config.model import (
     ClusterRef,
     JobConfig,
-    JobType,
     RuntimeConfig,
     SchedulerConfig,
     ServerConfig,
@@ -42,6 +41,7 @@ from cassy_scheduler.config.schema import (
 from cassy_scheduler.config.targets import NotifyTarget, NotifyUse, NotifyWhen
 from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem, toml_syntax_problem
 from cassy_scheduler.configfile.locate import KeyPath, key_lines, line_of
+from cassy_scheduler.jobtype import JobType
 from cassy_scheduler.timetable import DEFAULT_TIMEZONE, MissedRunPolicy, Schedule, ScheduleError
 from cassy_scheduler.tls import TlsConfig
 

@@ -10,27 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from cassy_scheduler.config.targets import NotifyTarget, NotifyUse
-from cassy_scheduler.protocol.types import BackupType
+from cassy_scheduler.jobtype import JobType
 from cassy_scheduler.timetable import JobTimetable, MissedRunPolicy, Schedule
 from cassy_scheduler.tls import TlsConfig
 
 DEFAULT_ADDRESS = "127.0.0.1:20051"
-
-
-class JobType(StrEnum):
-    """The kinds of backup a job takes, as written in the config file."""
-
-    SNAPSHOT = "snapshot"
-    CLUSTER_WIDE = "cluster-wide"
-    INCREMENTAL = "incremental"
-
-    @property
-    def backup_type(self) -> BackupType:
-        return {
-            JobType.SNAPSHOT: BackupType.NODE_SNAPSHOT,
-            JobType.CLUSTER_WIDE: BackupType.CLUSTER_SNAPSHOT,
-            JobType.INCREMENTAL: BackupType.NODE_INCREMENTAL,
-        }[self]
 
 
 class WhenNoSnapshot(StrEnum):

@@ -13,13 +13,8 @@ import dataclasses
 from collections.abc import Callable
 from datetime import timedelta
 
-from cassy_scheduler.config.model import (
-    ClusterRef,
-    JobConfig,
-    JobType,
-    SchedulerConfig,
-    SourceLocation,
-)
+from cassy_scheduler.config.model import ClusterRef, JobConfig, SchedulerConfig, SourceLocation
+from cassy_scheduler.jobtype import JobType
 from cassy_scheduler.scheduling import SchedulingError
 from cassy_scheduler.timetable import Schedule
 

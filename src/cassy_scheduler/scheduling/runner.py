@@ -19,8 +19,9 @@ from typing import Protocol, TypeVar
 from cassy_scheduler.backoff import doubling
 from cassy_scheduler.client import BackupAck, CassyError
 from cassy_scheduler.clock import Clock
-from cassy_scheduler.config.model import JobConfig, JobType, WhenNoSnapshot
+from cassy_scheduler.config.model import JobConfig, WhenNoSnapshot
 from cassy_scheduler.history import HistoryError, RunHistory
+from cassy_scheduler.jobtype import JobType
 from cassy_scheduler.outcome import (
     BackupOutcome,
     PollStopped,
