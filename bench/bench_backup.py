@@ -17,6 +17,7 @@ nodetool JVMs it ran apart) and the server's peak resident memory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -109,8 +110,9 @@ class Bench:
         usage = Usage.of(self.pid)
         started = _JVM_STARTED.findall(self.server.output())
         if started:
-            resident = Usage.of(int(started[-1]))
-            usage.children += resident.own
+            # One that ended has its time in the server's children's already.
+            with contextlib.suppress(FileNotFoundError):
+                usage.children += Usage.of(int(started[-1])).own
         return usage
 
     def launches(self) -> int:

@@ -129,9 +129,24 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
+def _pairs() -> int:
+    pairs = int(os.environ.get("BENCH_PAIRS", str(PAIRS)))
+    if not 1 <= pairs <= JOBS // BURST:
+        raise SystemExit(f"BENCH_PAIRS must be 1 to {JOBS // BURST}: {JOBS} jobs make the bursts")
+    return pairs
+
+
+def _idle(seconds: float) -> tuple[float, float]:
+    """CPU seconds this process used over `seconds` of doing nothing, and the wall time."""
+    gc.collect()
+    cpu_before, wall_before = _cpu_s(), time.monotonic()
+    time.sleep(seconds)
+    return _cpu_s() - cpu_before, time.monotonic() - wall_before
+
+
 def main() -> None:
     idle_s = float(os.environ.get("BENCH_SCHEDULER_IDLE_S", "30"))
-    pairs = int(os.environ.get("BENCH_PAIRS", str(PAIRS)))
+    pairs = _pairs()
     ours, baseline = Runs("daemon, p99 lateness"), Runs("plain sched loop")
     every_run: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-scheduler-") as tmp:
@@ -157,11 +172,7 @@ def main() -> None:
         thread = threading.Thread(target=daemon.serve, name="daemon")
         thread.start()
         time.sleep(1)  # the loop's first turn
-        gc.collect()
-        cpu_before, wall_before = _cpu_s(), time.monotonic()
-        time.sleep(idle_s)
-        cpu_idle = _cpu_s() - cpu_before
-        wall_idle = time.monotonic() - wall_before
+        cpu_idle, wall_idle = _idle(idle_s)
         remaining = (first - datetime.now(UTC)).total_seconds()
         print(
             f"waiting {remaining:.0f} s for the first of {pairs} bursts of {BURST} runs", flush=True

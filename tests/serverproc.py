@@ -43,8 +43,8 @@ def server_toml(
 ) -> Path:
     """A server config for the given local clusters, with storage and metadata under `work`;
     `resident` runs nodetool in one JVM instead of a process per command."""
-    if resident:
-        extra = nodetool_jvm_toml(clusters[0]) + extra
+    if resident:  # after `extra`, whose first lines may be keys of [nodes]
+        extra += nodetool_jvm_toml(clusters[0])
     hosts = "".join(
         f'\n[nodes.hosts."{spec.address}"]\njmx_host = "127.0.0.1"\n'
         f'jmx_port = {spec.jmx_port}\ndata_dir = "{spec.data_dir}"\n'

@@ -56,7 +56,7 @@ def serve(
     log_level: str = typer.Option("INFO", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR."),
 ) -> None:
     """Run the built-in Cassy-compatible server (rpc.Cassy over gRPC)."""
-    from cassy_scheduler.node.residentnodetool import NodetoolJvmError
+    from cassy_scheduler.node.nodetooljvm import NodetoolJvmError
     from cassy_scheduler.server.app import serve as run_server
     from cassy_scheduler.server.settings import load_server_settings
 

@@ -14,7 +14,8 @@ import pytest
 
 from cassy_scheduler.node.executor import NodeEndpoint, NodetoolError
 from cassy_scheduler.node.nodetool import Nodetool
-from cassy_scheduler.node.residentnodetool import NodetoolJvm, NodetoolJvmError, ResidentExecutor
+from cassy_scheduler.node.nodetooljvm import NodetoolJvm, NodetoolJvmError
+from cassy_scheduler.node.residentnodetool import ResidentExecutor
 from tests.integration.test_node_nodetool import endpoint
 from tests.serverproc import pid_running
 from tools.localcluster import LocalCluster
@@ -37,10 +38,10 @@ def jvm_of(cluster: LocalCluster) -> NodetoolJvm:
 def resident(cluster1: LocalCluster) -> Iterator[ResidentExecutor]:
     executor = ResidentExecutor(jvm_of(cluster1))
     executor.start()
-    pid = executor.pid
     try:
         yield executor
     finally:
+        pid = executor.pid  # the JVM of the end: a test may have replaced the first
         executor.stop_running()
         _gone(pid)
 
@@ -89,13 +90,13 @@ def test_a_failing_command_names_node_command_and_cause(
 def test_an_unreachable_node_fails_its_call_and_the_jvm_lives_on(
     resident: ResidentExecutor, cluster1: LocalCluster
 ) -> None:
-    """nodetool's System.exit on a refused connection ends the command, not the JVM."""
+    """nodetool would end its JVM on a refused connection: here it ends only the command."""
     pid = resident.pid
     with pytest.raises(NodetoolError) as caught:
         resident.run(NOWHERE, ["status"], timeout_s=60)
     assert caught.value.exit_code == 1  # what the nodetool script exits with
     assert "Failed to connect" in caught.value.output
-    assert "cassy-resident-exit" not in caught.value.output
+    assert "\tat " not in caught.value.output
     assert resident.run(endpoint(cluster1, 1), ["version"], 60).startswith("ReleaseVersion: 5.0")
     assert resident.pid == pid
 
@@ -131,6 +132,10 @@ def test_a_killed_jvm_is_started_again_by_the_next_call(
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
     _gone(pid)
+    deadline = time.monotonic() + 30
+    while resident.pid is not None:  # until its reader has seen it end (its threads exit last)
+        assert time.monotonic() < deadline, "the executor never noticed its JVM died"
+        time.sleep(0.05)
     assert resident.run(endpoint(cluster1, 1), ["version"], 60).startswith("ReleaseVersion")
     assert resident.pid not in (None, pid)
 
@@ -149,7 +154,10 @@ def test_stop_running_fails_calls_in_flight_and_refuses_new_ones(
 
     waiting = threading.Thread(target=call)
     waiting.start()
-    time.sleep(1)
+    deadline = time.monotonic() + 30
+    while resident.running() == 0:
+        assert time.monotonic() < deadline, "the call never reached the JVM"
+        time.sleep(0.05)
     assert resident.stop_running() == 1
     waiting.join(30)
     assert len(errors) == 1 and "the server is stopping" in str(errors[0])
@@ -167,3 +175,13 @@ def test_a_wrong_classpath_fails_the_start_with_the_fix(cluster1: LocalCluster) 
 def test_a_missing_java_says_what_to_configure() -> None:
     with pytest.raises(NodetoolJvmError, match="full path of a JDK's java"):
         ResidentExecutor(NodetoolJvm(classpath="x", java="/nonexistent/bin/java")).start()
+
+
+def test_arguments_reach_nodetool_as_they_were_given(
+    resident: ResidentExecutor, cluster1: LocalCluster
+) -> None:
+    """Spaces, percent signs, non-ASCII and an empty last argument pass the line protocol."""
+    node = endpoint(cluster1, 1)
+    with pytest.raises(NodetoolError) as caught:
+        resident.run(node, ["snapshot", "-t", "x", "--", "no such %20 ключ", ""], 120)
+    assert "no such %20 ключ" in caught.value.output

@@ -13,7 +13,7 @@ from cassy_scheduler.client import CassyClient, Cluster
 from cassy_scheduler.protocol.types import OperationStatus
 from cassy_scheduler.records import Outcome
 from tests.integration.test_scheduler_helpers import SHIMS, cli, runs, settle, write_config
-from tests.serverproc import ServerProcess, server_toml
+from tests.serverproc import NODETOOL, ServerProcess, server_toml
 from tests.tcpproxy import TcpProxy
 from tools.localcluster import LocalCluster
 
@@ -73,25 +73,38 @@ def test_a_shim_with_a_bad_config_exits_2_naming_the_field(tmp_path: Path) -> No
 
 
 def test_a_backup_that_outlasts_wait_timeout_exits_3_and_is_recorded(
-    tmp_path: Path, server1: ServerProcess, client1: CassyClient, cluster1: LocalCluster
+    tmp_path: Path, cluster1: LocalCluster
 ) -> None:
-    cluster = registered(client1, cluster1)
-    # Flushing and snapshotting through nodetool takes seconds; one is not enough.
-    config = write_config(
-        tmp_path,
-        server1.address,
-        SNAPSHOT_JOB + 'wait_timeout = "1s"\npoll_interval = "1s"\n',
+    # A node snapshot that takes 4 s more than nodetool needs, whatever the machine's speed.
+    slow = tmp_path / "slow-nodetool"
+    slow.write_text(
+        '#!/bin/sh\nfor word in "$@"; do [ "$word" = snapshot ] && sleep 4; done\n'
+        f'exec {NODETOOL} "$@"\n'
     )
-    done = cli("backup", "snapshot", cluster.cluster_id, "--config", str(config), "--json")
-    assert done.returncode == 3, done.stdout + done.stderr
-    result = json.loads(done.stdout)
-    assert (result["outcome"], result["failure"]) == ("timed_out", "timed-out")
-    assert "wait_timeout" in result["error"]
-    assert result["nodes"][0]["reason"] == "still unfinished"
-    (run,) = runs(config)
-    assert run.outcome is Outcome.TIMED_OUT and run.snapshot_id == result["snapshot_id"]
-    # The server finishes it anyway; leave it settled for the next test.
-    settle(client1, result["snapshot_id"])
+    slow.chmod(0o755)
+    (tmp_path / "server").mkdir()
+    server_config = server_toml(tmp_path / "server", [cluster1], nodetool=slow)
+    server = ServerProcess(server_config, tmp_path / "server" / "server.log").start()
+    try:
+        with CassyClient(server.address, timeout_s=120) as client:
+            cluster = registered(client, cluster1)
+            config = write_config(
+                tmp_path,
+                server.address,
+                SNAPSHOT_JOB + 'wait_timeout = "1s"\npoll_interval = "1s"\n',
+            )
+            done = cli("backup", "snapshot", cluster.cluster_id, "--config", str(config), "--json")
+            assert done.returncode == 3, done.stdout + done.stderr
+            result = json.loads(done.stdout)
+            assert (result["outcome"], result["failure"]) == ("timed_out", "timed-out")
+            assert "wait_timeout" in result["error"]
+            assert result["nodes"][0]["reason"] == "still unfinished"
+            (run,) = runs(config)
+            assert run.outcome is Outcome.TIMED_OUT and run.snapshot_id == result["snapshot_id"]
+            # The server finishes it anyway; leave the node settled for the next test.
+            settle(client, result["snapshot_id"])
+    finally:
+        server.stop()
 
 
 def test_a_backup_whose_answer_is_lost_is_waited_for_not_started_twice(

@@ -17,6 +17,7 @@ from cassy_scheduler.protocol.types import BackupType
 from tests.integration.test_server_backup import finish, register, write_rows
 from tests.serverproc import ServerProcess, pid_running, server_toml
 from tools.localcluster import LocalCluster
+from tools.localcluster.java import find_java
 
 pytestmark = pytest.mark.cassandra
 _STARTED = re.compile(r"nodetool JVM started pid=(\d+)")
@@ -42,8 +43,9 @@ def test_backups_complete_with_no_nodetool_process_and_the_jvm_ends_with_the_ser
             assert finish(client, inc).succeeded
         assert pid_running(pid)
         assert str(missing) not in server.output()
-    finally:
         assert server.stop() == 0
+    finally:
+        server.kill()
     deadline = time.monotonic() + 10
     while pid_running(pid):
         assert time.monotonic() < deadline, f"nodetool JVM {pid} outlived the server"
@@ -72,6 +74,7 @@ path = "metadata.db"
 
 [nodes.nodetool_jvm]
 classpath = "{tmp_path}/no-jars/*"
+java = "{find_java()}"
 """
     )
     done = subprocess.run(

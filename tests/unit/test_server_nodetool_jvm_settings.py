@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cassy_scheduler.configfile.errors import ConfigError
-from cassy_scheduler.node.residentnodetool import NodetoolJvm
+from cassy_scheduler.node.nodetooljvm import NodetoolJvm
 from cassy_scheduler.server.settings import load_server_settings
 
 STORAGE = '[storage]\nuri = "file:///var/backups/cassandra"\n'
@@ -32,6 +32,12 @@ def test_the_table_names_jars_java_and_extra_options(tmp_path: Path) -> None:
     assert jvm == NodetoolJvm("/usr/share/cassandra/lib/*", "/opt/jdk17/bin/java", ("-Xmx256M",))
 
 
+def test_relative_classpath_entries_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    jvm = load(tmp_path, '[nodes.nodetool_jvm]\nclasspath = "cassandra/lib/*:/opt/extra.jar"\n')
+    assert jvm is not None
+    assert jvm.classpath == f"{tmp_path}/cassandra/lib/*:/opt/extra.jar"
+
+
 def test_java_defaults_to_the_one_on_path(tmp_path: Path) -> None:
     jvm = load(tmp_path, '[nodes.nodetool_jvm]\nclasspath = "/opt/cassandra/lib/*"\n')
     assert jvm == NodetoolJvm("/opt/cassandra/lib/*")
@@ -46,6 +52,11 @@ def test_java_defaults_to_the_one_on_path(tmp_path: Path) -> None:
             '[nodes.nodetool_jvm]\nclasspath = "x"\noptions = "-Xmx1G"\n',
             "nodes.nodetool_jvm.options",
             "list",
+        ),
+        (
+            '[nodes.nodetool_jvm]\nclasspath = "x"\noptions = [""]\n',
+            "nodes.nodetool_jvm.options.0",
+            "at least 1",
         ),
         (
             '[nodes.nodetool_jvm]\nclasspath = "x"\njvm = "java"\n',

@@ -86,6 +86,17 @@ class NodeExecutor(Protocol):
         ...
 
 
+def timed_out(node: NodeEndpoint, args: Sequence[str], timeout_s: float) -> NodetoolError:
+    """The error of a command that did not finish in time, saying where to look."""
+    return NodetoolError(
+        node.address,
+        args,
+        None,
+        f"timed out after {timeout_s:g} s; check that JMX answers on "
+        f"{node.jmx_host}:{node.jmx_port} or allow a longer timeout",
+    )
+
+
 def output_tail(text: str, lines: int = _TAIL_LINES) -> str:
     """The useful end of nodetool's output: Java stack frames dropped, error lines kept."""
     kept = [
@@ -171,13 +182,7 @@ class LocalExecutor:
             # A descendant that left the group may still hold the pipes: do not wait on it.
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.communicate(timeout=5)
-            raise NodetoolError(
-                node.address,
-                args,
-                None,
-                f"timed out after {timeout_s:g} s; check that JMX answers on "
-                f"{node.jmx_host}:{node.jmx_port} or allow a longer timeout",
-            ) from exc
+            raise timed_out(node, args, timeout_s) from exc
         finally:
             with self._lock:
                 self._running.discard(proc)

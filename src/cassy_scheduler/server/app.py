@@ -87,6 +87,14 @@ def _listen(server: grpc.Server, settings: ServerSettings) -> int:
 def start_server(settings: ServerSettings) -> RunningServer:
     """Open metadata and storage, recover from a previous crash, and start listening."""
     executor = _executor(settings)
+    try:
+        return _start_with(settings, executor)
+    except BaseException:
+        executor.stop_running()  # a resident nodetool JVM must not outlive a failed start
+        raise
+
+
+def _start_with(settings: ServerSettings, executor: NodeExecutor) -> RunningServer:
     metadata = _open_metadata(settings)
     storage = open_storage(settings.storage_uri)
     writes_since = _write_clock(storage)  # before any write of this process
@@ -102,7 +110,6 @@ def start_server(settings: ServerSettings) -> RunningServer:
     port = _listen(server, settings)
     if port == 0:
         metadata.close()
-        executor.stop_running()
         raise OSError(f"cannot listen on {settings.address}: is another process using it?")
     server.start()
     for service in ("", SERVICE_NAME, BUILTIN_SERVER_HEALTH_NAME):

@@ -46,6 +46,7 @@ backups, and how to reach each Cassandra node.
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -54,7 +55,7 @@ from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem
 from cassy_scheduler.configfile.locate import line_of
 from cassy_scheduler.node.discovery import CqlAccess
 from cassy_scheduler.node.executor import NodeEndpoint
-from cassy_scheduler.node.residentnodetool import NodetoolJvm
+from cassy_scheduler.node.nodetooljvm import NodetoolJvm
 from cassy_scheduler.server.applications import AppInstance, ApplicationsConfig
 from cassy_scheduler.server.cqlsettings import cql_access
 from cassy_scheduler.server.dns import DnsServer
@@ -156,7 +157,7 @@ def load_server_settings(path: Path) -> ServerSettings:
         metadata_path=(base / tables.metadata.path).resolve(),
         storage_uri=tables.storage.uri,
         nodetool=tuple(tables.nodes.nodetool),
-        nodetool_jvm=_nodetool_jvm(tables.nodes.nodetool_jvm),
+        nodetool_jvm=_nodetool_jvm(tables.nodes.nodetool_jvm, base),
         jmx_port=tables.nodes.jmx_port,
         cql=cql,
         nodetool_timeout_seconds=tables.nodes.nodetool_timeout.total_seconds(),
@@ -169,10 +170,18 @@ def load_server_settings(path: Path) -> ServerSettings:
     )
 
 
-def _nodetool_jvm(table: NodetoolJvmTable | None) -> NodetoolJvm | None:
+def _nodetool_jvm(table: NodetoolJvmTable | None, base: Path) -> NodetoolJvm | None:
+    """The table's terms; relative classpath entries are relative to the config file, as the
+    metadata path is (the JVM's own working directory is the server's)."""
     if table is None:
         return None
-    return NodetoolJvm(classpath=table.classpath, java=table.java, options=tuple(table.options))
+    entries = [
+        entry if not entry or Path(entry).is_absolute() else str(base / entry)
+        for entry in table.classpath.split(os.pathsep)
+    ]
+    return NodetoolJvm(
+        classpath=os.pathsep.join(entries), java=table.java, options=tuple(table.options)
+    )
 
 
 def _hosts(

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
@@ -65,7 +65,8 @@ class HostTable(_Table):
 class NodetoolJvmTable(_Table):
     classpath: str = Field(min_length=1)  # Cassandra's jars, e.g. "/usr/share/cassandra/lib/*"
     java: str = Field(default="java", min_length=1)
-    options: list[str] = Field(default_factory=list)  # after the module flags clients need
+    # after the module flags clients need
+    options: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
 
 
 class NodesTable(_Table):

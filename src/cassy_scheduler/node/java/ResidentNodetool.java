@@ -1,15 +1,16 @@
-// One long-lived JVM that runs Cassandra's own nodetool commands on request, so a backup pays
-// for a JMX connection (milliseconds) instead of a JVM start (a second of CPU) per command.
+// One long-lived JVM that runs Cassandra's own nodetool commands on request, so a backup
+// pays for a JMX connection (tens of milliseconds) instead of a JVM start (a second of CPU)
+// per command.
 //
 // Protocol, one line each way (UTF-8):
-//   request:  ID ARG ARG ...      every ARG URL-encoded (so no argument holds a space)
-//   reply:    ID EXIT OUT ERR     OUT and ERR Base64 of what the command printed
-// "ready" is printed once the nodetool classes are loaded. Requests run concurrently; replies
-// may come in any order. Anything a command prints on System.out/err goes to our stderr, never
-// into the reply stream. nodetool calls System.exit when it cannot connect: on the JDKs
-// Cassandra 5.0 runs on (11, 17) a security manager turns that into a failed call; a JDK that
-// refuses one (18 and later, unless run with -Djava.security.manager=allow) exits instead,
-// failing the calls in flight, and the server's next call starts another JVM.
+//   request:  ID ARG ARG ...            every ARG URL-encoded (so no argument holds a space)
+//   reply:    reply ID EXIT OUT ERR     OUT and ERR Base64 of what the command printed
+// "ready" is printed once nodetool's classes are loaded. Requests run concurrently; replies
+// may come in any order, each exactly once. Whatever else is printed goes to stderr.
+//
+// nodetool ends the JVM (System.exit) when its probe factory fails with an IOException or a
+// SecurityException: a refused or unauthenticated JMX connection. Our factory turns those into
+// an unchecked error, so the command fails alone, with the script's words and exit status 1.
 
 import java.io.BufferedReader;
 import java.io.ByteArrayOutputStream;
@@ -28,72 +29,61 @@ import org.apache.cassandra.tools.NodeTool;
 import org.apache.cassandra.tools.Output;
 
 public final class ResidentNodetool {
+    /** The exit status nodetool gives a command that could not connect. */
+    private static final int CONNECT_FAILED = 1;
+    private static final ThreadLocal<Boolean> REFUSED = new ThreadLocal<>();
+
+    /** A connection failure, unchecked and without a cause, so nodetool reports its message. */
+    private static final class ConnectFailed extends RuntimeException {
+        ConnectFailed(String host, int port, Exception refused) {
+            super(String.format("Failed to connect to '%s:%d' - %s: '%s'.", host, port,
+                    refused.getClass().getSimpleName(), refused.getMessage()), null, false, false);
+        }
+    }
+
+    private interface Connection {
+        NodeProbe open() throws IOException;
+    }
+
+    private static NodeProbe connect(String host, int port, Connection connection) {
+        try {
+            return connection.open();
+        } catch (IOException | SecurityException refused) {
+            REFUSED.set(Boolean.TRUE);
+            throw new ConnectFailed(host, port, refused);
+        }
+    }
+
     private static final class Probes implements INodeProbeFactory {
         @Override
-        public NodeProbe create(String host, int port) throws IOException {
-            return new NodeProbe(host, port);
+        public NodeProbe create(String host, int port) {
+            return connect(host, port, () -> new NodeProbe(host, port));
         }
 
         @Override
-        public NodeProbe create(String host, int port, String user, String password)
-                throws IOException {
-            return new NodeProbe(host, port, user, password);
+        public NodeProbe create(String host, int port, String user, String password) {
+            return connect(host, port, () -> new NodeProbe(host, port, user, password));
         }
     }
 
-    /** The status a command's System.exit asked for, if it called it. */
-    private static final ThreadLocal<Integer> EXIT = new ThreadLocal<>();
-
-    /** System.exit inside a command, turned into an exception that ends only that command;
-     * its message is a marker the server drops from the command's output. */
-    private static final class ExitCalled extends SecurityException {
-        ExitCalled() {
-            super("cassy-resident-exit");
-        }
-    }
-
-    @SuppressWarnings("removal")
-    private static void refuseExit() {
-        try {
-            System.setSecurityManager(new SecurityManager() {
-                @Override
-                public void checkPermission(java.security.Permission permission) {}
-
-                @Override
-                public void checkPermission(java.security.Permission permission, Object context) {}
-
-                @Override
-                public void checkExit(int status) {
-                    if (!Thread.currentThread().getName().equals("main")) {
-                        EXIT.set(status);
-                        throw new ExitCalled();
-                    }
-                }
-            });
-        } catch (UnsupportedOperationException | SecurityException absent) {
-            System.err.println("no security manager on this JDK: a command that exits ends this JVM");
-        }
-    }
-
-    public static void main(String[] args) throws IOException {
-        refuseExit();
+    public static void main(String[] args) throws Exception {
         PrintStream replies = new PrintStream(System.out, false, StandardCharsets.UTF_8);
         System.setOut(System.err);
+        // Load nodetool now: an incomplete classpath fails the start, not the first backup.
+        Class.forName(NodeTool.class.getName(), true, ResidentNodetool.class.getClassLoader());
+        Class.forName(NodeProbe.class.getName(), true, ResidentNodetool.class.getClassLoader());
         INodeProbeFactory probes = new Probes();
         ExecutorService calls = Executors.newCachedThreadPool(task -> {
             Thread thread = new Thread(task, "nodetool-call");
             thread.setDaemon(true);
             return thread;
         });
-        synchronized (replies) {
-            replies.println("ready");
-            replies.flush();
-        }
+        send(replies, "ready");
         BufferedReader requests =
                 new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
         String line;
         while ((line = requests.readLine()) != null) {
-            String[] words = line.split(" ");
+            String[] words = line.split(" ", -1);
             if (words.length < 2) {
                 continue;
             }
@@ -112,28 +102,44 @@ public final class ResidentNodetool {
             PrintStream replies, INodeProbeFactory probes, String id, String[] command) {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
-        int exit;
-        EXIT.remove();
+        int exit = 2;
+        REFUSED.remove();
         try (PrintStream outStream = new PrintStream(out, true, StandardCharsets.UTF_8);
                 PrintStream errStream = new PrintStream(err, true, StandardCharsets.UTF_8)) {
             try {
                 exit = new NodeTool(probes, new Output(outStream, errStream)).execute(command);
             } catch (Throwable failure) {
-                if (EXIT.get() == null) {
-                    failure.printStackTrace(errStream);
-                }
-                exit = 2;
+                failure.printStackTrace(errStream);
             }
-            Integer exited = EXIT.get();
-            if (exited != null) {
-                exit = exited == 0 ? 2 : exited; // a command cut short has not succeeded
+            if (REFUSED.get() != null) {
+                exit = CONNECT_FAILED;
             }
+        } finally {
+            REFUSED.remove();
+            reply(replies, id, exit, out, err);
         }
+    }
+
+    /** Every request gets its reply, even when its output cannot be sent. */
+    private static void reply(
+            PrintStream replies, String id, int exit, ByteArrayOutputStream out,
+            ByteArrayOutputStream err) {
         Base64.Encoder base64 = Base64.getEncoder();
-        String reply = id + " " + exit + " " + base64.encodeToString(out.toByteArray()) + " "
-                + base64.encodeToString(err.toByteArray());
+        String line;
+        try {
+            line = "reply " + id + " " + exit + " " + base64.encodeToString(out.toByteArray())
+                    + " " + base64.encodeToString(err.toByteArray());
+        } catch (Throwable tooLarge) {
+            byte[] why = ("error: the command's output could not be sent: " + tooLarge)
+                    .getBytes(StandardCharsets.UTF_8);
+            line = "reply " + id + " 2  " + base64.encodeToString(why);
+        }
+        send(replies, line);
+    }
+
+    private static void send(PrintStream replies, String line) {
         synchronized (replies) {
-            replies.println(reply);
+            replies.println(line);
             replies.flush();
         }
     }
