@@ -36,7 +36,7 @@ _STDERR_LINES = 40
 #: carries the replies), and an exit on running out of memory, after which the next call starts
 #: a fresh JVM.
 CLIENT_JVM_OPTIONS = (
-    "-Xmx128M",
+    "-Xmx256M",
     "-XX:+UseSerialGC",
     "-XX:+ExitOnOutOfMemoryError",
     "-Xlog:disable",
@@ -139,8 +139,7 @@ class JvmProcess:
 
     @property
     def in_flight(self) -> int:
-        with self._lock:
-            return len(self._pending)
+        return len(self._pending)  # one read of a dict's size: no lock, so never blocked
 
     def submit(self, args: Sequence[str]) -> Call:
         """Send one request; a JVM that is gone answers with a call already failed."""
@@ -173,10 +172,14 @@ class JvmProcess:
 
     def _read_replies(self) -> None:
         assert self._proc.stdout is not None
+        at_end = False
         try:
             for line in self._proc.stdout:
                 self._take(line.rstrip("\n"))
+            at_end = True
         finally:
+            if not at_end:
+                self.kill()  # this thread failed: the JVM it no longer reads must not linger
             self._proc.wait()
             self.ended.set()
             with self._lock:
@@ -194,7 +197,7 @@ class JvmProcess:
         if words == ["ready"]:
             self.ready.set()
             return
-        if len(words) != 5 or words[0] != "reply":
+        if len(words) < 2 or words[0] != "reply":
             _log.debug("nodetool JVM printed: %.200s", line)
             return
         with self._lock:
@@ -202,6 +205,8 @@ class JvmProcess:
         if call is None:
             return  # a call that timed out: nobody waits for it any more
         try:
+            if len(words) != 5:
+                raise ValueError(line)
             exit_code = int(words[2])
             out, err = (base64.b64decode(part).decode("utf-8", "replace") for part in words[3:])
         except (ValueError, binascii.Error):

@@ -22,6 +22,7 @@ _log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 120.0  # compiling the helper and loading nodetool's classes, on a busy host
 _LATE_REPLY_S = 30.0  # a reply that came as the time ran out is being handed over
+_RETRY_START_AFTER_S = 10.0  # a start that failed is not tried again sooner
 
 
 class ResidentExecutor:
@@ -38,6 +39,7 @@ class ResidentExecutor:
         self._start_timeout_s = start_timeout_s
         self._lock = threading.Lock()  # held while a JVM starts, so only one starts
         self._jvm: JvmProcess | None = None
+        self._failed_start: tuple[float, str] | None = None  # when, and why
         self._stopped = False
 
     def is_local(self) -> bool:
@@ -67,10 +69,18 @@ class ResidentExecutor:
             if not (jvm.abandoned and not jvm.in_flight):
                 return jvm
             jvm.kill()
+        failed = self._failed_start
+        if failed is not None and time.monotonic() - failed[0] < _RETRY_START_AFTER_S:
+            raise NodetoolJvmError(failed[1])  # callers queued behind a start that just failed
         started = time.monotonic()
-        jvm = JvmProcess(self._config)
-        self._jvm = jvm
-        jvm.wait_ready(self._start_timeout_s)
+        try:
+            jvm = JvmProcess(self._config)
+            self._jvm = jvm
+            jvm.wait_ready(self._start_timeout_s)
+        except NodetoolJvmError as exc:
+            self._failed_start = (time.monotonic(), str(exc))
+            raise
+        self._failed_start = None
         if self._stopped:  # stop_running came while it started: it must not outlive the stop
             jvm.kill()
             raise NodetoolJvmError("the server is stopping")
@@ -83,7 +93,7 @@ class ResidentExecutor:
         jvm = self._jvm
         if jvm is None:
             return 0
-        running = jvm.in_flight
+        running = jvm.in_flight  # read without a lock: a writer stuck on a full pipe holds it
         jvm.kill()
         return running
 
@@ -120,7 +130,8 @@ class ResidentExecutor:
             except NodetoolJvmError as exc:
                 words = "stopped: the server is stopping" if self._stopped else str(exc)
                 raise NodetoolError(node.address, args, None, words) from exc
-        call = jvm.submit(["-h", node.jmx_host, "-p", str(node.jmx_port), *args])
+            # Under the lock: no other call may retire this JVM between choosing and sending.
+            call = jvm.submit(["-h", node.jmx_host, "-p", str(node.jmx_port), *args])
         if not call.done.wait(timeout_s):
             if jvm.forget(call):
                 raise timed_out(node, args, timeout_s)

@@ -29,16 +29,24 @@ import org.apache.cassandra.tools.NodeTool;
 import org.apache.cassandra.tools.Output;
 
 public final class ResidentNodetool {
-    /** The exit status nodetool gives a command that could not connect. */
-    private static final int CONNECT_FAILED = 1;
-    private static final ThreadLocal<Boolean> REFUSED = new ThreadLocal<>();
+    /** The exit status nodetool gives a command that could not connect, or that threw. */
+    private static final int FAILED = 1;
+    /** The words of this thread's command's refused connection, as the script prints them. */
+    private static final ThreadLocal<String> REFUSED = new ThreadLocal<>();
 
-    /** A connection failure, unchecked and without a cause, so nodetool reports its message. */
+    /** A connection failure, unchecked, so nodetool's execute() reports it instead of exiting. */
     private static final class ConnectFailed extends RuntimeException {
-        ConnectFailed(String host, int port, Exception refused) {
-            super(String.format("Failed to connect to '%s:%d' - %s: '%s'.", host, port,
-                    refused.getClass().getSimpleName(), refused.getMessage()), null, false, false);
+        ConnectFailed(String words) {
+            super(words, null, false, false);
         }
+    }
+
+    private static Throwable rootCause(Throwable failure) {
+        Throwable cause = failure;
+        while (cause.getCause() != null && cause.getCause() != cause) {
+            cause = cause.getCause();
+        }
+        return cause;
     }
 
     private interface Connection {
@@ -49,8 +57,11 @@ public final class ResidentNodetool {
         try {
             return connection.open();
         } catch (IOException | SecurityException refused) {
-            REFUSED.set(Boolean.TRUE);
-            throw new ConnectFailed(host, port, refused);
+            Throwable cause = rootCause(refused);
+            String words = String.format("nodetool: Failed to connect to '%s:%d' - %s: '%s'.",
+                    host, port, cause.getClass().getSimpleName(), cause.getMessage());
+            REFUSED.set(words);
+            throw new ConnectFailed(words);
         }
     }
 
@@ -108,11 +119,16 @@ public final class ResidentNodetool {
                 PrintStream errStream = new PrintStream(err, true, StandardCharsets.UTF_8)) {
             try {
                 exit = new NodeTool(probes, new Output(outStream, errStream)).execute(command);
-            } catch (Throwable failure) {
+            } catch (Throwable failure) { // the script's JVM would exit with 1 on it
                 failure.printStackTrace(errStream);
+                exit = FAILED;
             }
-            if (REFUSED.get() != null) {
-                exit = CONNECT_FAILED;
+            String refused = REFUSED.get();
+            if (refused != null) { // what the script prints, and only that
+                errStream.flush();
+                err.reset();
+                errStream.println(refused);
+                exit = FAILED;
             }
         } finally {
             REFUSED.remove();
