@@ -33,8 +33,8 @@ from cassy_scheduler.server.settings import load_server_settings
 from examples.pausable_app.app import AppConfig, start_app
 from examples.pausable_app.check import count_pairs
 from examples.pausable_app.writer import WriterSettings, create_table_cql
-from tests.serverproc import nodetool_jvm_toml
 from tools.localcluster import LocalCluster
+from tools.localcluster.nodeconfig import nodetool_jvm_table
 from tools.snapshotload import import_backup
 
 KEYSPACE = "bench_app"
@@ -61,7 +61,7 @@ def _server_toml(work: Path, cluster: LocalCluster, apps: list[str]) -> Path:
     path.write_text(
         f'[server]\nhost = "127.0.0.1"\nport = 0\n\n[metadata]\npath = "metadata.db"\n\n'
         f'[storage]\nuri = "{(work / "storage").as_uri()}"\n\n'
-        f'[nodes]\nnodetool = ["{NODETOOL}"]\n{nodetool_jvm_toml(cluster)}\n'
+        f'[nodes]\nnodetool = ["{NODETOOL}"]\n{nodetool_jvm_table(cluster.java, cluster.jars)}\n'
         f'[applications]\ninstances = [{instances}]\npause_timeout = "30s"\n{hosts}'
     )
     return path

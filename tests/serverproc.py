@@ -28,11 +28,6 @@ def pid_running(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
-def nodetool_jvm_toml(cluster: LocalCluster) -> str:
-    """A [nodes.nodetool_jvm] table running the cluster's own nodetool classes, quietly."""
-    return nodetool_jvm_table(cluster.java, cluster.jars)
-
-
 def server_toml(
     work: Path,
     clusters: list[LocalCluster],
@@ -44,7 +39,7 @@ def server_toml(
     """A server config for the given local clusters, with storage and metadata under `work`;
     `resident` runs nodetool in one JVM instead of a process per command."""
     if resident:  # after `extra`, whose first lines may be keys of [nodes]
-        extra += nodetool_jvm_toml(clusters[0])
+        extra += nodetool_jvm_table(clusters[0].java, clusters[0].jars)
     hosts = "".join(
         f'\n[nodes.hosts."{spec.address}"]\njmx_host = "127.0.0.1"\n'
         f'jmx_port = {spec.jmx_port}\ndata_dir = "{spec.data_dir}"\n'

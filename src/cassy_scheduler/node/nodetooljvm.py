@@ -95,6 +95,7 @@ class Call:
     exit_code: int | None = None
     output: str = ""
     sent: bool = False  # False: its write failed, so no JVM read it and nothing of it ran
+    call_id: str = ""  # its reply's id, once submitted
 
 
 class JvmProcess:
@@ -149,11 +150,11 @@ class JvmProcess:
             if self.ended.is_set():
                 call.done.set()
                 return call
-            call_id = str(next(self._ids))
-            self._pending[call_id] = call
+            call.call_id = str(next(self._ids))
+            self._pending[call.call_id] = call
             try:
                 assert self._proc.stdin is not None
-                self._proc.stdin.write(f"{call_id} {line}\n")
+                self._proc.stdin.write(f"{call.call_id} {line}\n")
                 self._proc.stdin.flush()
                 call.sent = True
             except (OSError, ValueError):  # its stdin closed: it is ending, the sweep fails it
@@ -163,12 +164,10 @@ class JvmProcess:
     def forget(self, call: Call) -> bool:
         """Stop waiting for `call`; True when its reply had not come (it is abandoned)."""
         with self._lock:
-            for call_id, waiting in self._pending.items():
-                if waiting is call:
-                    del self._pending[call_id]
-                    self.abandoned += 1
-                    return True
-        return False
+            if self._pending.pop(call.call_id, None) is None:
+                return False
+            self.abandoned += 1
+            return True
 
     def _read_replies(self) -> None:
         assert self._proc.stdout is not None
