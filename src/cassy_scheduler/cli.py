@@ -59,6 +59,7 @@ def serve(
     from cassy_scheduler.node.nodetooljvm import NodetoolJvmError
     from cassy_scheduler.server.app import serve as run_server
     from cassy_scheduler.server.settings import load_server_settings
+    from cassy_scheduler.storage.errors import StorageProbeError
 
     configure_logging(log_level)
     try:
@@ -72,7 +73,7 @@ def serve(
         settings = dataclasses.replace(settings, port=port)
     try:
         run_server(settings)
-    except NodetoolJvmError as exc:
+    except (NodetoolJvmError, StorageProbeError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 

@@ -89,7 +89,10 @@ def test_open_storage_file_uri(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("uri", "message"),
     [
-        ("s3://bucket/path", "supported are file://"),
+        ("ftp://host/path", "supported are file://, s3://, az://, gs://"),
+        ("s3:///path", "names no bucket"),
+        ("az:///path", "names no container"),
+        ("s3://bucket/path?region=x", "put options in \\[storage\\]"),
         ("/var/backups", "no scheme"),
         ("file://otherhost/var/backups", "must be local"),
         ("file:relative/dir", "absolute path"),

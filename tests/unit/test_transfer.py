@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -55,8 +55,15 @@ class RecordingStorage(FilesystemStorage):
             self.hashed.append(key)
         return super().sha256(key)
 
-    def put_file(self, key: str, local_path: Path, *, sync: bool = True) -> ObjectInfo:
-        info = super().put_file(key, local_path, sync=sync)
+    def put_file(
+        self,
+        key: str,
+        local_path: Path,
+        *,
+        sync: bool = True,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> ObjectInfo:
+        info = super().put_file(key, local_path, sync=sync, cancelled=cancelled)
         with self._lock:
             self.writes.append(key)
         return info

@@ -37,6 +37,13 @@ def check(
         help="Check the file alone (syntax, keys, values, advice across jobs); contact no "
         "server. For validating a file before deploying it, e.g. in CI.",
     ),
+    server_config: Path | None = typer.Option(
+        None,
+        "--server-config",
+        metavar="FILE",
+        help="Also check the built-in server's config and its storage: a small object is "
+        "written, read back and deleted, as `serve` does at start.",
+    ),
 ) -> None:
     """Check the config, the server, the clusters and recent runs.
 
@@ -56,6 +63,8 @@ def check(
 
     try:
         findings = _offline_findings(config) if offline else _findings(config)
+        if server_config is not None:
+            findings += _storage_findings(server_config)
     except Exception as exc:  # monitoring must get UNKNOWN, not a traceback
         findings = [Finding(Severity.UNKNOWN, "check", f"check could not finish: {exc!r}")]
     status = worst(findings)
@@ -153,6 +162,26 @@ def _findings(path: Path) -> list[Finding]:
         for opened in (history, journal):
             if opened is not None:
                 opened.close()
+
+
+def _storage_findings(path: Path) -> list[Finding]:
+    """The server's config loads and its storage takes a write, a read and a delete."""
+    from cassy_scheduler.configfile.errors import ConfigError
+    from cassy_scheduler.preflight import Finding, Severity
+    from cassy_scheduler.server.settings import load_server_settings
+    from cassy_scheduler.storage import StorageError, open_storage
+    from cassy_scheduler.storage.probe import probe
+
+    try:
+        settings = load_server_settings(path)
+    except ConfigError as exc:
+        return [_problem(Severity.CRITICAL, problem) for problem in exc.problems]
+    try:
+        storage = open_storage(settings.storage)
+        probe(storage)
+    except StorageError as exc:
+        return [Finding(Severity.CRITICAL, "storage", str(exc))]
+    return [Finding(Severity.OK, "storage", f"{storage.uri} takes a write, a read and a delete")]
 
 
 def _print(findings: list[Finding], status: Severity) -> None:

@@ -305,24 +305,28 @@ def verify(  # noqa: PLR0917 (typer reads options from parameters)
 
 
 def _storage(uri: str | None, server_config: Path | None) -> Storage:
+    """The server's whole [storage] table (endpoint, credentials) from its config, else a
+    bare URI with the provider's own endpoint and credential chain."""
     from cassy_scheduler.storage import StorageError, open_storage
+    from cassy_scheduler.storage.options import StorageOptions
 
+    where: str | StorageOptions | None = uri
     if uri is None and server_config is not None:
         from cassy_scheduler.configfile.errors import ConfigError
         from cassy_scheduler.server.settings import load_server_settings
 
         try:
-            uri = load_server_settings(server_config).storage_uri
+            where = load_server_settings(server_config).storage
         except ConfigError as exc:
             fail(str(exc), RestoreExit.USAGE)
-    if uri is None:
+    if where is None:
         fail(
             "verify reads storage itself (Cassy's API does not serve stored files): give "
             "--storage URI or --server-config FILE",
             RestoreExit.USAGE,
         )
     try:
-        return open_storage(uri)
+        return open_storage(where)
     except StorageError as exc:
         fail(str(exc), RestoreExit.USAGE)
 

@@ -44,6 +44,8 @@ class ManifestEntry:
 
     `mtime_ns`, `inode` and `device` describe the local file the entry was made from (None in
     manifests written before they were recorded); only uploads use them, to skip re-hashing.
+    `etag` is the object store's ETag of the object the SHA-256 was computed for: while the
+    stored object keeps it, the SHA-256 is known without reading the object back.
     """
 
     path: str
@@ -53,6 +55,7 @@ class ManifestEntry:
     mtime_ns: int | None = None
     inode: int | None = None
     device: int | None = None
+    etag: str | None = None
 
     def to_document(self) -> dict[str, Any]:
         document: dict[str, Any] = {
@@ -65,6 +68,8 @@ class ManifestEntry:
             value = getattr(self, name)
             if value is not None:
                 document[name] = value
+        if self.etag is not None:
+            document["etag"] = self.etag
         return document
 
 
@@ -136,6 +141,7 @@ class Manifest:
                     mtime_ns=entry.optional_integer("mtime_ns"),
                     inode=entry.optional_integer("inode"),
                     device=entry.optional_integer("device"),
+                    etag=entry.optional_text("etag"),
                 )
             )
         return cls(
@@ -177,6 +183,9 @@ class _Fields:
 
     def optional_integer(self, name: str) -> int | None:
         return self.integer(name) if name in self._document else None
+
+    def optional_text(self, name: str) -> str | None:
+        return self.text(name) if name in self._document else None
 
 
 def read_manifest(storage: Storage, key: str) -> Manifest:

@@ -23,8 +23,12 @@ from pathlib import Path
 
 from cassy_scheduler.node.datadir import sstable_key
 from cassy_scheduler.node.manifest import BackupIdentity, Manifest, ManifestEntry, find_manifests
-from cassy_scheduler.storage.base import Storage
-from cassy_scheduler.storage.errors import LocalFileNotFoundError, ObjectNotFoundError
+from cassy_scheduler.storage.base import ObjectInfo, Storage
+from cassy_scheduler.storage.errors import (
+    LocalFileNotFoundError,
+    ObjectNotFoundError,
+    WriteCancelledError,
+)
 from cassy_scheduler.storage.keys import join_key, validate_prefix
 from cassy_scheduler.storage.layout import MANIFEST_DIRECTORY, manifest_key
 
@@ -123,7 +127,7 @@ def upload_files(
         key, relative, _ = job
         name = sstable_key(relative)
         earlier_entry = None if name is None else reusable.get(name)
-        return _upload_one(storage, *job, known.get(key), earlier_entry)
+        return _upload_one(storage, *job, known.get(key), earlier_entry, cancelled)
 
     outcomes = list(_run(jobs, upload, workers))
     # Every key, skipped ones too: an earlier attempt that failed may have left them written
@@ -211,6 +215,7 @@ def _upload_one(  # noqa: PLR0917 (one file's facts)
     local: LocalFile,
     known: ManifestEntry | None,
     reusable: ManifestEntry | None,
+    cancelled: Callable[[], bool],
 ) -> _FileOutcome:
     try:
         status = local.path.stat()
@@ -224,32 +229,60 @@ def _upload_one(  # noqa: PLR0917 (one file's facts)
         existing = storage.stat(key)
         local_sha256: str | None = None
         if existing is not None and existing.size == size:
-            if known is not None and _same_local_file(known, size, identity):
+            if (
+                known is not None
+                and _same_object(known, existing.etag)
+                and _same_local_file(known, size, identity)
+            ):
                 _log.debug("unchanged since its manifest, skipped key=%s size=%d", key, size)
-                entry = ManifestEntry(relative, key, size, known.sha256, **identity)
+                entry = ManifestEntry(
+                    relative, key, size, known.sha256, **identity, etag=existing.etag
+                )
                 return _FileOutcome(entry, _How.SKIPPED)
             local_sha256 = _sha256_of(local.path)
-            if storage.sha256(key) == local_sha256:
+            if _stored_sha256(storage, existing, known) == local_sha256:
                 _log.debug("unchanged, skipped key=%s size=%d", key, size)
-                entry = ManifestEntry(relative, key, size, local_sha256, **identity)
+                entry = ManifestEntry(
+                    relative, key, size, local_sha256, **identity, etag=existing.etag
+                )
                 return _FileOutcome(entry, _How.SKIPPED)
         if reusable is not None and reusable.size == size:
             copied = _copy_earlier(storage, key, local, reusable, identity, local_sha256)
             if copied is not None:
-                entry = ManifestEntry(relative, key, size, copied, **identity)
+                sha256, etag = copied
+                entry = ManifestEntry(relative, key, size, sha256, **identity, etag=etag)
                 return _FileOutcome(entry, _How.COPIED)
-        stored = storage.put_file(key, local.path, sync=False)
+        stored = storage.put_file(key, local.path, sync=False, cancelled=cancelled)
     except (FileNotFoundError, LocalFileNotFoundError) as exc:
         raise SourceFileMissingError(
             f"file {str(local.path)!r} (for key {key!r}) vanished before it was uploaded: "
             "it was removed after being listed; run the backup again"
         ) from exc
+    except WriteCancelledError as exc:
+        raise UploadCancelledError(f"upload of {key!r} stopped before it finished") from exc
     # Backends hash while uploading; one that could not is asked afterwards.
     stored_sha256 = stored.sha256 or storage.sha256(key)
     if stored.size != size:  # it changed while being sent: let the next upload hash it
         identity = {}
-    entry = ManifestEntry(relative, key, stored.size, stored_sha256, **identity)
+    entry = ManifestEntry(relative, key, stored.size, stored_sha256, **identity, etag=stored.etag)
     return _FileOutcome(entry, _How.SENT)
+
+
+def _same_object(known: ManifestEntry, etag: str | None) -> bool:
+    """Whether the stored object is still the one `known` describes: the same ETag where
+    the store has ETags (a file system has none: its objects are only ever replaced by a
+    rename, and the size and identity checks stand)."""
+    return etag is None or known.etag is None or known.etag == etag
+
+
+def _stored_sha256(storage: Storage, existing: ObjectInfo, known: ManifestEntry | None) -> str:
+    """The stored object's SHA-256 without reading it where possible: its metadata's, else
+    the manifest's for this very object (same ETag), else read from the content."""
+    if existing.sha256 is not None:
+        return existing.sha256
+    if known is not None and known.etag is not None and known.etag == existing.etag:
+        return known.sha256
+    return storage.sha256(existing.key)
 
 
 def _copy_earlier(  # noqa: PLR0917 (one file's facts)
@@ -259,9 +292,10 @@ def _copy_earlier(  # noqa: PLR0917 (one file's facts)
     reusable: ManifestEntry,
     identity: dict[str, int],
     local_sha256: str | None,
-) -> str | None:
-    """Store `key` from the earlier object when it holds this very file; its SHA-256, or
-    None when it does not or the storage cannot copy (the file is then sent)."""
+) -> tuple[str, str | None] | None:
+    """Store `key` from the earlier object when it holds this very file; its SHA-256 and
+    the copy's ETag, or None when it does not or the storage cannot copy (the file is then
+    sent)."""
     if _same_local_file(reusable, reusable.size, identity):
         sha256 = reusable.sha256  # the same inode, unchanged: not read again
     else:
@@ -275,7 +309,7 @@ def _copy_earlier(  # noqa: PLR0917 (one file's facts)
     if copied is None or copied.size != reusable.size:
         return None
     _log.debug("stored from an earlier upload key=%s from=%s", key, reusable.key)
-    return sha256
+    return sha256, copied.etag
 
 
 def _same_local_file(known: ManifestEntry, size: int, identity: dict[str, int]) -> bool:

@@ -38,6 +38,8 @@ from cassy_scheduler.server.restore import RestoreOperations, node_directories
 from cassy_scheduler.server.servicer import CassyServicer
 from cassy_scheduler.server.settings import ServerSettings
 from cassy_scheduler.storage import Storage, open_storage
+from cassy_scheduler.storage.errors import StorageProbeError
+from cassy_scheduler.storage.probe import probe
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +98,12 @@ def start_server(settings: ServerSettings) -> RunningServer:
 
 def _start_with(settings: ServerSettings, executor: NodeExecutor) -> RunningServer:
     metadata = _open_metadata(settings)
-    storage = open_storage(settings.storage_uri)
+    storage = open_storage(settings.storage)
+    try:
+        probe(storage)  # before listening: a refusal now, not at the first backup
+    except StorageProbeError:
+        metadata.close()
+        raise
     writes_since = _write_clock(storage)  # before any write of this process
     operations, restores = _operations(settings, metadata, storage, executor)
     discover = partial(

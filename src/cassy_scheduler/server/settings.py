@@ -9,7 +9,8 @@ backups, and how to reach each Cassandra node.
     path = "/var/lib/cassy-scheduler/metadata.db"
 
     [storage]
-    uri = "file:///var/backups/cassandra"
+    uri = "file:///var/backups/cassandra"   # or s3://BUCKET/PREFIX, az://CONTAINER/PREFIX,
+                                            # gs://BUCKET/PREFIX (docs/storage.md: every key)
 
     [nodes]
     executor = "local"
@@ -67,7 +68,8 @@ from cassy_scheduler.server.settingsfile import (
     TlsTable,
     read_file,
 )
-from cassy_scheduler.storage import UnsupportedStorageError, open_storage
+from cassy_scheduler.server.storagesettings import storage_options
+from cassy_scheduler.storage.options import StorageOptions
 
 __all__ = ["DEFAULT_PORT", "HostPaths", "ServerSettings", "ServerTls", "load_server_settings"]
 
@@ -101,7 +103,7 @@ class ServerSettings:
     max_workers: int
     shutdown_grace_seconds: float
     metadata_path: Path
-    storage_uri: str
+    storage: StorageOptions
     nodetool: tuple[str, ...]
     jmx_port: int
     cql: CqlAccess
@@ -119,6 +121,10 @@ class ServerSettings:
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def storage_uri(self) -> str:
+        return self.storage.uri
 
     @property
     def cql_port(self) -> int:
@@ -141,7 +147,8 @@ def load_server_settings(path: Path) -> ServerSettings:
     parsed = read_file(path)
     file, lines, tables = str(path), parsed.lines, parsed.tables
     hosts, host_paths, problems = _hosts(tables.nodes, file, lines)
-    problems += _storage_problems(tables.storage.uri, file, lines)
+    storage, storage_problems = storage_options(tables.storage, path, lines)
+    problems += storage_problems
     applications, application_problems = _applications(tables.applications, lines, file)
     problems += application_problems
     cql, cql_problems = cql_access(tables.nodes, tables.cassandra, path, lines)
@@ -155,7 +162,7 @@ def load_server_settings(path: Path) -> ServerSettings:
         max_workers=tables.server.max_workers,
         shutdown_grace_seconds=tables.server.shutdown_grace.total_seconds(),
         metadata_path=(base / tables.metadata.path).resolve(),
-        storage_uri=tables.storage.uri,
+        storage=storage,
         nodetool=tuple(tables.nodes.nodetool),
         nodetool_jvm=_nodetool_jvm(tables.nodes.nodetool_jvm, base),
         jmx_port=tables.nodes.jmx_port,
@@ -219,24 +226,6 @@ def _hosts(
         )
         host_paths[address] = HostPaths(*(Path(value) if value else None for value in directories))
     return hosts, host_paths, problems
-
-
-def _storage_problems(
-    uri: str, file: str, lines: dict[tuple[str, ...], int]
-) -> list[ConfigProblem]:
-    try:
-        open_storage(uri)
-    except UnsupportedStorageError as exc:
-        return [
-            ConfigProblem(
-                file,
-                line_of(lines, ("storage", "uri")),
-                "storage.uri",
-                str(exc),
-                'use a filesystem URI such as "file:///var/backups/cassandra"',
-            )
-        ]
-    return []
 
 
 def _tls(

@@ -20,8 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
 from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem, toml_syntax_problem
-from cassy_scheduler.configfile.fields import Duration, PositiveDuration
+from cassy_scheduler.configfile.fields import Duration, PositiveDuration, Rate, Size
 from cassy_scheduler.configfile.locate import key_lines, line_of
+from cassy_scheduler.storage.options import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
 
 DEFAULT_PORT = 20051
 
@@ -50,6 +51,34 @@ class MetadataTable(_Table):
 
 class StorageTable(_Table):
     uri: str
+    endpoint: str | None = None  # MinIO, Ceph, SeaweedFS, Azurite, a private endpoint
+    region: str | None = None
+    path_style: bool | None = None  # S3; default: path-style when an endpoint is given
+    storage_class: str | None = None
+    encryption: Literal["s3", "kms"] | None = None  # server-side: SSE-S3 or SSE-KMS
+    kms_key_id: str | None = None
+    account: str | None = None  # Azure storage account
+    concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=64)
+    part_size: Size = DEFAULT_PART_SIZE
+    max_bandwidth: Rate | None = None
+    # Credentials: read from the named variable or file, never written here.
+    access_key_id_env: str | None = None
+    access_key_id_file: str | None = None
+    secret_access_key_env: str | None = None
+    secret_access_key_file: str | None = None
+    session_token_env: str | None = None
+    session_token_file: str | None = None
+    account_key_env: str | None = None
+    account_key_file: str | None = None
+    sas_token_env: str | None = None
+    sas_token_file: str | None = None
+    service_account_file: str | None = None  # GCS: a service account's JSON key
+    # Refused with the fix when written inline.
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    account_key: str | None = None
+    sas_token: str | None = None
 
 
 class HostTable(_Table):

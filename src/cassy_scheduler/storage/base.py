@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,11 +23,14 @@ class Leftovers:
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """A stored object: its key, its size in bytes and, when known, its SHA-256 (hex)."""
+    """A stored object: its key, its size in bytes and, when known, its SHA-256 (hex) and
+    the store's ETag, which changes whenever the object is written again (None where a
+    backend has none: a file system)."""
 
     key: str
     size: int
     sha256: str | None = None
+    etag: str | None = None
 
 
 class Storage(ABC):
@@ -42,11 +45,20 @@ class Storage(ABC):
         """The base URI this storage was opened from, for logs and messages."""
 
     @abstractmethod
-    def put_file(self, key: str, local_path: Path, *, sync: bool = True) -> ObjectInfo:
+    def put_file(
+        self,
+        key: str,
+        local_path: Path,
+        *,
+        sync: bool = True,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> ObjectInfo:
         """Store a local file under `key`, streaming it; the result carries its SHA-256 (of
         the bytes stored). With sync=False the object is complete and atomic against a crash
         of this process, but may not survive a power loss until `sync([key, ...])` returns:
-        many files then wait for the disk once, at the end."""
+        many files then wait for the disk once, at the end. A backend that sends a file in
+        pieces polls `cancelled` between them and raises WriteCancelledError, leaving
+        nothing under the key."""
 
     @abstractmethod
     def get_file(self, key: str, local_path: Path, *, sync: bool = True) -> ObjectInfo:
@@ -56,7 +68,8 @@ class Storage(ABC):
 
     @abstractmethod
     def stat(self, key: str) -> ObjectInfo | None:
-        """Describe the object (size only), or None when it does not exist."""
+        """Describe the object (its size; the SHA-256 and ETag the store keeps, if any), or
+        None when it does not exist. Never reads the content."""
 
     @abstractmethod
     def sha256(self, key: str) -> str:

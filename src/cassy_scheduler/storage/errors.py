@@ -21,3 +21,12 @@ class LocalFileNotFoundError(StorageError):
 
 class UnsupportedStorageError(StorageError, ValueError):
     """A storage URI names a scheme or form that no backend handles."""
+
+
+class WriteCancelledError(StorageError):
+    """A write stopped because its caller asked (a server out of shutdown grace); nothing
+    was left under the key."""
+
+
+class StorageProbeError(StorageError):
+    """The storage refused the server's trial write, read or delete at start."""

@@ -74,7 +74,15 @@ class FilesystemStorage(Storage):
         """The file that holds (or would hold) the object `key`."""
         return self._base.joinpath(*validate_key(key).split("/"))
 
-    def put_file(self, key: str, local_path: Path, *, sync: bool = True) -> ObjectInfo:
+    def put_file(
+        self,
+        key: str,
+        local_path: Path,
+        *,
+        sync: bool = True,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> ObjectInfo:
+        """The kernel copies the file in one go: `cancelled` is not polled."""
         target = self.path_of(key)
         try:
             source = open(local_path, "rb", buffering=0)  # noqa: SIM115 - closed below

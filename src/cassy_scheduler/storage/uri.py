@@ -8,21 +8,31 @@ from urllib.parse import unquote, urlsplit
 from cassy_scheduler.storage.base import Storage
 from cassy_scheduler.storage.errors import UnsupportedStorageError
 from cassy_scheduler.storage.filesystem import FilesystemStorage
+from cassy_scheduler.storage.options import StorageOptions
 
-SUPPORTED_SCHEMES = ("file",)
+SUPPORTED_SCHEMES = ("file", "s3", "az", "gs")
 
 
-def open_storage(uri: str) -> Storage:
-    """The backend for `uri`, e.g. 'file:///var/backups/cassandra'."""
+def open_storage(where: str | StorageOptions) -> Storage:
+    """The backend for a URI ('file:///var/backups/cassandra', 's3://bucket/prefix') or a
+    whole `[storage]` table; a bare object-store URI reaches its provider's default endpoint
+    with the provider's own credential chain. Opening sends no request; obstore is loaded
+    only for an object store."""
+    options = where if isinstance(where, StorageOptions) else StorageOptions(uri=where)
+    uri = options.uri
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
     if scheme == "file":
         return _open_file(uri, parts.netloc, parts.path, parts.query)
+    if scheme in SUPPORTED_SCHEMES:
+        from cassy_scheduler.storage.providers import open_object_storage  # noqa: PLC0415
+
+        return open_object_storage(options)
     supported = ", ".join(f"{name}://" for name in SUPPORTED_SCHEMES)
     shown = f"scheme {scheme!r}" if scheme else "no scheme"
     raise UnsupportedStorageError(
         f"storage URI {uri!r} has {shown}: supported are {supported} "
-        "(for example file:///var/backups/cassandra)"
+        "(for example file:///var/backups/cassandra or s3://my-bucket/cassandra)"
     )
 
 

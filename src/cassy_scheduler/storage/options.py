@@ -1,0 +1,48 @@
+"""How to reach an object store: what `[storage]` says beside its URI, checked and with the
+credentials it names already read (never the credentials' text in the config file itself)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+DEFAULT_PART_SIZE = 16 << 20
+"""16 MiB: a file up to this size is one PUT (its SHA-256 then rides in the object's metadata
+too); larger files go as multipart uploads of parts this size."""
+MIN_PART_SIZE = 5 << 20
+"""S3's smallest part (but the last): a smaller part_size would fail at the second part."""
+DEFAULT_CONCURRENCY = 8
+"""Requests in flight per file being sent or fetched (parts, ranges)."""
+
+Encryption = Literal["s3", "kms"]
+"""Server-side encryption: "s3" is SSE-S3 (AES256, keys held by the provider), "kms" SSE-KMS
+with `kms_key_id`."""
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """The `[storage]` table: `uri` and, for object stores, how to reach them.
+
+    `credentials` holds provider keys (obstore's config names, e.g. "secret_access_key")
+    read from `*_env` / `*_file` keys; it never shows in a repr, a log or an error.
+    """
+
+    uri: str
+    endpoint: str | None = None
+    region: str | None = None
+    path_style: bool | None = None  # None: path-style when an endpoint is given
+    storage_class: str | None = None
+    encryption: Encryption | None = None
+    kms_key_id: str | None = None
+    account: str | None = None  # Azure's storage account
+    concurrency: int = DEFAULT_CONCURRENCY
+    part_size: int = DEFAULT_PART_SIZE
+    max_bandwidth: int | None = None  # bytes per second, for the whole server
+    credentials: MappingProxyType[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), repr=False
+    )
+
+    @property
+    def scheme(self) -> str:
+        return self.uri.partition("://")[0].lower()

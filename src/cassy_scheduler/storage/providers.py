@@ -1,0 +1,146 @@
+"""An obstore store for each object-store URI: `s3://BUCKET/PREFIX`, `az://CONTAINER/PREFIX`,
+`gs://BUCKET/PREFIX`, with what `[storage]` says beside the URI.
+
+Credentials come from the provider's own chain (environment variables, web identity,
+instance or workload identity) unless the table named `*_env` / `*_file` keys; either way
+obstore refreshes expiring ones. Retries: 5xx answers, 429 and throttling, and dropped
+connections are retried with exponential backoff and jitter, per request (so per part).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
+
+from obstore.store import AzureStore, GCSStore, S3Store
+
+from cassy_scheduler.storage.bandwidth import BandwidthLimit
+from cassy_scheduler.storage.errors import UnsupportedStorageError
+from cassy_scheduler.storage.objectstore import ObjectStorage
+from cassy_scheduler.storage.options import MIN_PART_SIZE, StorageOptions
+
+if TYPE_CHECKING:
+    from obstore.store import AzureConfig, ClientConfig, GCSConfig, RetryConfig, S3Config
+
+OBJECT_SCHEMES = ("s3", "az", "gs")
+
+RETRIES: RetryConfig = {
+    "max_retries": 8,
+    "backoff": {
+        "init_backoff": timedelta(milliseconds=100),
+        "max_backoff": timedelta(seconds=15),
+        "base": 2,
+    },
+    "retry_timeout": timedelta(minutes=3),
+}
+"""Up to 8 retries within 3 minutes, waits doubling from 0.1 s to at most 15 s, jittered."""
+
+_CLIENT: ClientConfig = {"connect_timeout": "10s", "timeout": "300s"}
+"""A request may take 5 minutes (a 16 MiB part on a slow, throttled link), a connection 10 s."""
+
+_ENCRYPTION = {"s3": "AES256", "kms": "aws:kms"}
+
+
+def open_object_storage(options: StorageOptions) -> ObjectStorage:
+    """The backend for an object-store URI; UnsupportedStorageError names what is wrong."""
+    parts = urlsplit(options.uri)
+    scheme = parts.scheme.lower()
+    bucket = parts.netloc
+    if not bucket:
+        kind = "container" if scheme == "az" else "bucket"
+        raise UnsupportedStorageError(
+            f"storage URI {options.uri!r} names no {kind}: write {scheme}://{kind.upper()}/PREFIX"
+        )
+    if parts.query or parts.fragment:
+        raise UnsupportedStorageError(
+            f"storage URI {options.uri!r} has a query or fragment: put options in [storage]"
+        )
+    if options.part_size < MIN_PART_SIZE:
+        raise UnsupportedStorageError(
+            f"part_size {options.part_size} bytes is below the 5 MiB object stores accept "
+            'for a part: write part_size = "16MiB" or more'
+        )
+    prefix = parts.path.strip("/") or None
+    client: ClientConfig = {**_CLIENT}
+    if options.endpoint is not None and options.endpoint.startswith("http://"):
+        client["allow_http"] = True
+    if scheme == "s3":
+        store = _s3(bucket, prefix, options, client)
+    elif scheme == "az":
+        store = _azure(bucket, prefix, options, client)
+    elif scheme == "gs":
+        store = _gcs(bucket, prefix, options, client)
+    else:
+        raise UnsupportedStorageError(f"storage URI {options.uri!r}: no object store {scheme!r}")
+    return ObjectStorage(
+        store,
+        options.uri,
+        part_size=options.part_size,
+        concurrency=options.concurrency,
+        storage_class=options.storage_class,
+        bandwidth=BandwidthLimit(options.max_bandwidth) if options.max_bandwidth else None,
+        secrets=tuple(options.credentials.values()),
+    )
+
+
+def _s3(bucket: str, prefix: str | None, options: StorageOptions, client: ClientConfig) -> Any:
+    config: dict[str, Any] = dict(options.credentials)
+    if options.endpoint is not None:
+        config["endpoint"] = options.endpoint
+    if options.region is not None:
+        config["region"] = options.region
+    path_style = options.path_style if options.path_style is not None else bool(options.endpoint)
+    config["virtual_hosted_style_request"] = not path_style
+    if options.encryption is not None:
+        config["server_side_encryption"] = _ENCRYPTION[options.encryption]
+    if options.kms_key_id is not None:
+        config["sse_kms_key_id"] = options.kms_key_id
+    return S3Store(
+        bucket,
+        prefix=prefix,
+        config=cast("S3Config", config),
+        client_options=client,
+        retry_config=RETRIES,
+    )
+
+
+def _azure(
+    container: str, prefix: str | None, options: StorageOptions, client: ClientConfig
+) -> Any:
+    config: dict[str, Any] = dict(options.credentials)
+    if options.account is not None:
+        config["account_name"] = options.account
+    if options.endpoint is not None:
+        config["endpoint"] = options.endpoint
+    return AzureStore(
+        container,
+        prefix=prefix,
+        config=cast("AzureConfig", config),
+        client_options=client,
+        retry_config=RETRIES,
+    )
+
+
+def _gcs(bucket: str, prefix: str | None, options: StorageOptions, client: ClientConfig) -> Any:
+    config: dict[str, Any] = dict(options.credentials)
+    if options.endpoint is not None:
+        config["base_url"] = options.endpoint
+    return GCSStore(
+        bucket,
+        prefix=prefix,
+        config=cast("GCSConfig", config),
+        client_options=client,
+        retry_config=RETRIES,
+    )
+
+
+def _is_loopback(endpoint: str) -> bool:
+    host = urlsplit(endpoint).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
