@@ -35,9 +35,11 @@ def server_toml(
     extra: str = "",
     nodetool: Path = NODETOOL,
     resident: bool = False,
+    storage: str | None = None,
 ) -> Path:
     """A server config for the given local clusters, with storage and metadata under `work`;
-    `resident` runs nodetool in one JVM instead of a process per command."""
+    `resident` runs nodetool in one JVM instead of a process per command; `storage` is a
+    whole [storage] table instead of a directory under `work`."""
     if resident:  # after `extra`, whose first lines may be keys of [nodes]
         extra += nodetool_jvm_table(clusters[0].java, clusters[0].jars)
     hosts = "".join(
@@ -58,9 +60,7 @@ shutdown_grace = "5s"
 [metadata]
 path = "metadata.db"
 
-[storage]
-uri = "{(work / "storage").as_uri()}"
-
+{storage or f'[storage]{chr(10)}uri = "{(work / "storage").as_uri()}"{chr(10)}'}
 [nodes]
 nodetool = ["{nodetool}"]
 nodetool_timeout = "5m"

@@ -22,7 +22,11 @@ from pydantic_core import ErrorDetails
 from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem, toml_syntax_problem
 from cassy_scheduler.configfile.fields import Duration, PositiveDuration, Rate, Size
 from cassy_scheduler.configfile.locate import key_lines, line_of
-from cassy_scheduler.storage.options import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
+from cassy_scheduler.storage.options import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_PART_SIZE,
+    DEFAULT_RETRY_TIMEOUT_S,
+)
 
 DEFAULT_PORT = 20051
 
@@ -61,6 +65,7 @@ class StorageTable(_Table):
     concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=64)
     part_size: Size = DEFAULT_PART_SIZE
     max_bandwidth: Rate | None = None
+    retry_timeout: PositiveDuration = timedelta(seconds=DEFAULT_RETRY_TIMEOUT_S)
     # Credentials: read from the named variable or file, never written here.
     access_key_id_env: str | None = None
     access_key_id_file: str | None = None

@@ -82,6 +82,7 @@ def storage_options(
         concurrency=table.concurrency,
         part_size=table.part_size,
         max_bandwidth=table.max_bandwidth,
+        retry_timeout_s=table.retry_timeout.total_seconds(),
         credentials=MappingProxyType(credentials),
     )
     if not problems:

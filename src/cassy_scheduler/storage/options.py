@@ -14,6 +14,8 @@ MIN_PART_SIZE = 5 << 20
 """S3's smallest part (but the last): a smaller part_size would fail at the second part."""
 DEFAULT_CONCURRENCY = 8
 """Requests in flight per file being sent or fetched (parts, ranges)."""
+DEFAULT_RETRY_TIMEOUT_S = 180.0
+"""How long one request is retried (throttled, 5xx, reset) before its node's backup fails."""
 
 Encryption = Literal["s3", "kms"]
 """Server-side encryption: "s3" is SSE-S3 (AES256, keys held by the provider), "kms" SSE-KMS
@@ -39,6 +41,7 @@ class StorageOptions:
     concurrency: int = DEFAULT_CONCURRENCY
     part_size: int = DEFAULT_PART_SIZE
     max_bandwidth: int | None = None  # bytes per second, for the whole server
+    retry_timeout_s: float = DEFAULT_RETRY_TIMEOUT_S
     credentials: MappingProxyType[str, str] = field(
         default_factory=lambda: MappingProxyType({}), repr=False
     )

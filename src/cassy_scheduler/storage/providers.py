@@ -26,16 +26,22 @@ if TYPE_CHECKING:
 
 OBJECT_SCHEMES = ("s3", "az", "gs")
 
-RETRIES: RetryConfig = {
-    "max_retries": 8,
-    "backoff": {
-        "init_backoff": timedelta(milliseconds=100),
-        "max_backoff": timedelta(seconds=15),
-        "base": 2,
-    },
-    "retry_timeout": timedelta(minutes=3),
-}
-"""Up to 8 retries within 3 minutes, waits doubling from 0.1 s to at most 15 s, jittered."""
+MAX_RETRIES = 8
+"""Retries of one request, within `retry_timeout`, waits doubling from 0.1 s to at most 15 s,
+jittered."""
+
+
+def _retries(options: StorageOptions) -> RetryConfig:
+    return {
+        "max_retries": MAX_RETRIES,
+        "backoff": {
+            "init_backoff": timedelta(milliseconds=100),
+            "max_backoff": timedelta(seconds=15),
+            "base": 2,
+        },
+        "retry_timeout": timedelta(seconds=options.retry_timeout_s),
+    }
+
 
 _CLIENT: ClientConfig = {"connect_timeout": "10s", "timeout": "300s"}
 """A request may take 5 minutes (a 16 MiB part on a slow, throttled link), a connection 10 s."""
@@ -102,7 +108,7 @@ def _s3(bucket: str, prefix: str | None, options: StorageOptions, client: Client
         prefix=prefix,
         config=cast("S3Config", config),
         client_options=client,
-        retry_config=RETRIES,
+        retry_config=_retries(options),
     )
 
 
@@ -119,7 +125,7 @@ def _azure(
         prefix=prefix,
         config=cast("AzureConfig", config),
         client_options=client,
-        retry_config=RETRIES,
+        retry_config=_retries(options),
     )
 
 
@@ -132,7 +138,7 @@ def _gcs(bucket: str, prefix: str | None, options: StorageOptions, client: Clien
         prefix=prefix,
         config=cast("GCSConfig", config),
         client_options=client,
-        retry_config=RETRIES,
+        retry_config=_retries(options),
     )
 
 

@@ -1,0 +1,330 @@
+"""Backups in object storage, end to end: the real server process stores a real node's
+snapshot and incremental in moto's S3 server and in Azurite, `verify` reads them back from
+there, and a wiped node is restored from them with every row. Bad storage stops `serve`
+at start with the provider's reason; throttling and resets are retried; a multipart upload
+that fails or is cancelled leaves no parts behind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+from cassandra.cluster import Session
+
+from cassy_scheduler.client import CassyClient
+from cassy_scheduler.storage import StorageError, open_storage
+from cassy_scheduler.storage.errors import WriteCancelledError
+from cassy_scheduler.storage.objectstore import ObjectStorage
+from cassy_scheduler.storage.options import StorageOptions
+from tests.faultproxy import FaultProxy
+from tests.integration.test_restore_helpers import (
+    checksum_on,
+    wait_for_session,
+    wipe,
+)
+from tests.integration.test_restore_node import make_backup, restore_and_start
+from tests.serverproc import ServerProcess, server_toml
+from tools.localcluster import LocalCluster
+from tools.peers.objectservers import (
+    AZURITE_KEY,
+    S3_ACCESS_KEY,
+    S3_SECRET_KEY,
+    ObjectServer,
+    azure_container,
+    s3_client,
+    s3_create_bucket,
+    start_azurite,
+    start_moto,
+)
+
+pytestmark = pytest.mark.object_storage
+
+_ENV = {
+    "CASSY_TEST_S3_KEY": S3_ACCESS_KEY,
+    "CASSY_TEST_S3_SECRET": S3_SECRET_KEY,
+    "CASSY_TEST_AZ_KEY": AZURITE_KEY,
+}
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectServer]:
+    server = start_moto(tmp_path_factory.mktemp("moto"), sys.executable)
+    try:
+        s3_create_bucket(server, "backups")
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectServer]:
+    server = start_azurite(tmp_path_factory.mktemp("azurite"))
+    try:
+        azure_container(server, "backups")
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _credentials() -> Iterator[None]:
+    """The servers read their keys from these variables, as the docs tell operators to."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in _ENV.items():
+            patch.setenv(name, value)
+        yield
+
+
+def storage_table(provider: str, server: ObjectServer, **extra: str) -> str:
+    if provider == "s3":
+        table = {
+            "uri": "s3://backups/cassandra",
+            "endpoint": server.endpoint,
+            "region": "us-east-1",
+            "access_key_id_env": "CASSY_TEST_S3_KEY",
+            "secret_access_key_env": "CASSY_TEST_S3_SECRET",
+            "part_size": "5MiB",  # so the node's larger files go as multipart uploads
+        }
+    else:
+        table = {
+            "uri": "az://backups/cassandra",
+            "endpoint": server.endpoint,
+            "account": "devstoreaccount1",
+            "account_key_env": "CASSY_TEST_AZ_KEY",
+            "part_size": "5MiB",
+        }
+    table.update(extra)
+    return "[storage]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in table.items())
+
+
+def options_of(provider: str, server: ObjectServer, **extra: str) -> StorageOptions:
+    """The same terms, as the server reads them."""
+    credentials = (
+        {"access_key_id": S3_ACCESS_KEY, "secret_access_key": S3_SECRET_KEY}
+        if provider == "s3"
+        else {"account_key": AZURITE_KEY}
+    )
+    base: dict[str, object] = {
+        "uri": f"{'s3' if provider == 's3' else 'az'}://backups/cassandra",
+        "endpoint": server.endpoint,
+        "part_size": 5 << 20,
+        "credentials": MappingProxyType(credentials),
+    }
+    if provider == "s3":
+        base["region"] = "us-east-1"
+    else:
+        base["account"] = "devstoreaccount1"
+    base.update(extra)
+    return StorageOptions(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["s3", "az"])
+def provider(request: pytest.FixtureRequest) -> tuple[str, ObjectServer]:
+    name: str = request.param
+    return name, request.getfixturevalue("moto" if name == "s3" else "azurite")
+
+
+@pytest.mark.cassandra
+def test_a_node_backed_up_to_object_storage_is_verified_and_restored_from_it(
+    tmp_path: Path,
+    cluster1: LocalCluster,
+    session1: Session,
+    provider: tuple[str, ObjectServer],
+) -> None:
+    name, store = provider
+    config = server_toml(tmp_path, [cluster1], storage=storage_table(name, store), resident=True)
+    server = ServerProcess(config, tmp_path / "server.log").start()
+    keyspace = f"objects_{name}_{os.getpid()}"
+    session1.execute(
+        f"CREATE KEYSPACE {keyspace} WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )
+    spec = cluster1.spec(1)
+    try:
+        with CassyClient(server.address, timeout_s=120) as client:
+            backup = make_backup(client, cluster1, session1, keyspace)
+            storage = open_storage(options_of(name, store))
+            keys = [info.key for info in storage.list("node-backup/")]
+            prefix = f"node-backup/{backup.cluster_id}/{backup.snapshot_id}/{spec.address}/"
+            assert any(key.startswith(prefix + "upload-manifests/") for key in keys)
+            assert any(key.startswith(prefix + keyspace + "/") for key in keys)
+
+            verified = _cli(
+                "verify",
+                backup.snapshot_id,
+                "--server",
+                server.address,
+                "--server-config",
+                str(config),
+                "--json",
+            )
+            assert verified.returncode == 0, verified.stdout + verified.stderr
+            assert json.loads(verified.stdout)["ok"] is True
+
+            cluster1.stop(1)
+            try:
+                wipe(spec)
+                statuses = restore_and_start(
+                    client, cluster1, session1, backup, snapshot_only=False
+                )
+            finally:
+                if not cluster1.running()[spec.name]:
+                    cluster1.start(1)
+                    wait_for_session(session1)
+        assert statuses == {spec.address: "COMPLETED"}
+        assert checksum_on(spec.address, keyspace) == backup.at_incremental
+        log = server.output()
+        for secret in _ENV.values():
+            assert secret not in log
+    finally:
+        server.stop()
+        wait_for_session(session1)
+        session1.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+
+
+def test_every_object_carries_its_sha256_and_multipart_ones_are_bound_by_etag(
+    tmp_path: Path, moto: ObjectServer
+) -> None:
+    storage = open_storage(options_of("s3", moto, uri="s3://backups/digests"))
+    small, large = tmp_path / "small", tmp_path / "large"
+    small.write_bytes(os.urandom(100_000))
+    large.write_bytes(os.urandom(12 << 20))  # three parts
+    stored = {path.name: storage.put_file(f"x/{path.name}", path) for path in (small, large)}
+    for path in (small, large):
+        info = stored[path.name]
+        assert info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert info.etag == storage.stat(f"x/{path.name}").etag  # type: ignore[union-attr]
+        back = storage.get_file(f"x/{path.name}", tmp_path / f"{path.name}.back")
+        assert back.sha256 == info.sha256
+        assert (tmp_path / f"{path.name}.back").read_bytes() == path.read_bytes()
+    head = s3_client(moto).head_object(Bucket="backups", Key="digests/x/small")
+    assert head["Metadata"]["sha256"] == stored["small"].sha256
+    assert storage.stat("x/large").sha256 is None  # type: ignore[union-attr]
+
+
+def test_serve_refuses_a_missing_bucket_and_refused_credentials_at_start(
+    tmp_path: Path, cluster1: LocalCluster, moto: ObjectServer, azurite: ObjectServer
+) -> None:
+    (tmp_path / "missing").mkdir()
+    (tmp_path / "refused").mkdir()
+    missing = server_toml(
+        tmp_path / "missing",
+        [cluster1],
+        storage=storage_table("s3", moto, uri="s3://no-such-bucket/x"),
+    )
+    started = _cli("serve", "--config", str(missing))
+    assert started.returncode == 1
+    assert "NoSuchBucket" in started.stderr
+    assert "create the bucket" in started.stderr
+
+    wrong_key = "d3Jvbmcta2V5LW5vdC1henVyaXRlcw=="
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CASSY_TEST_AZ_KEY", wrong_key)
+        refused = server_toml(
+            tmp_path / "refused", [cluster1], storage=storage_table("az", azurite)
+        )
+        started = _cli("serve", "--config", str(refused))
+    assert started.returncode == 1
+    assert "403" in started.stderr
+    assert "check the credentials" in started.stderr
+    assert wrong_key not in started.stderr + started.stdout
+
+    checked = _cli(
+        "check",
+        "-c",
+        str(tmp_path / "none.toml"),
+        "--offline",
+        "--server-config",
+        str(missing),
+        "--json",
+    )
+    assert checked.returncode == 2
+    assert "NoSuchBucket" in checked.stdout
+
+
+def test_throttling_and_resets_are_retried_per_request(tmp_path: Path, moto: ObjectServer) -> None:
+    proxy = FaultProxy(_address(moto), slow_down=0.2, reset=0.1)
+    try:
+        storage = open_storage(
+            options_of("s3", moto, uri="s3://backups/faults", endpoint=proxy.endpoint)
+        )
+        files = []
+        for index in range(6):
+            path = tmp_path / f"f{index}"
+            path.write_bytes(os.urandom((index + 1) * (2 << 20)))  # 2 to 12 MiB: both kinds
+            files.append(path)
+        for path in files:
+            info = storage.put_file(f"f/{path.name}", path)
+            back = storage.get_file(f"f/{path.name}", tmp_path / f"{path.name}.back")
+            assert back.sha256 == info.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert proxy.counts["slow_down"] > 0 and proxy.counts["reset"] > 0
+    finally:
+        proxy.close()
+
+
+def test_a_multipart_upload_that_fails_or_is_cancelled_leaves_no_parts(
+    tmp_path: Path, moto: ObjectServer
+) -> None:
+    client = s3_client(moto)
+    proxy = FaultProxy(_address(moto))
+    large = tmp_path / "large"
+    large.write_bytes(os.urandom(24 << 20))
+    try:
+        storage = open_storage(
+            options_of("s3", moto, uri="s3://backups/aborts", endpoint=proxy.endpoint)
+        )
+        assert isinstance(storage, ObjectStorage)
+        sent = 0
+
+        def cancel_after_two_chunks() -> bool:
+            nonlocal sent
+            sent += 1
+            return sent > 12  # past the first part: the upload exists
+
+        with pytest.raises(WriteCancelledError):
+            storage.put_file("a/cancelled", large, cancelled=cancel_after_two_chunks)
+
+        calls = 0
+
+        def fail_midway() -> bool:
+            nonlocal calls
+            calls += 1
+            if calls == 12:
+                proxy.refuse_puts = True  # every later part is throttled: retries run out
+            return False
+
+        quick = open_storage(
+            options_of(
+                "s3", moto, uri="s3://backups/aborts", endpoint=proxy.endpoint, retry_timeout_s=3
+            )
+        )
+        with pytest.raises(StorageError, match=r"storing 'a/failed' .* failed: .*retries"):
+            quick.put_file("a/failed", large, cancelled=fail_midway)
+        proxy.refuse_puts = False
+        uploads = client.list_multipart_uploads(Bucket="backups", Prefix="aborts/")
+        assert uploads.get("Uploads", []) == []
+        assert storage.stat("a/cancelled") is None and storage.stat("a/failed") is None
+    finally:
+        proxy.close()
+
+
+def _address(server: ObjectServer) -> tuple[str, int]:
+    host, port = server.endpoint.removeprefix("http://").split("/")[0].split(":")
+    return host, int(port)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cassy_scheduler", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
