@@ -12,8 +12,15 @@ REPO = Path(__file__).resolve().parents[2]
 NODETOOL = REPO / "tools" / "localcluster" / "nodetool"
 
 
-def server_config(work: Path, cluster: LocalCluster, port: int, app: str | None = None) -> Path:
-    """The built-in server's config; `app` adds the example pausable application."""
+def server_config(
+    work: Path,
+    cluster: LocalCluster,
+    port: int,
+    app: str | None = None,
+    storage: str | None = None,
+) -> Path:
+    """The built-in server's config; `app` adds the example pausable application, `storage`
+    is a [storage] table instead of the directory beside the demo's data."""
     hosts = "".join(
         f'\n[nodes.hosts."{spec.address}"]\njmx_host = "127.0.0.1"\n'
         f'jmx_port = {spec.jmx_port}\ndata_dir = "{spec.data_dir}"\n'
@@ -39,9 +46,7 @@ shutdown_grace = "10s"
 [metadata]
 path = "server-metadata.db"
 
-[storage]
-uri = "{(work / "backups").as_uri()}"
-{applications}
+{storage or f'[storage]{chr(10)}uri = "{(work / "backups").as_uri()}"{chr(10)}'}{applications}
 [nodes]
 nodetool = ["{NODETOOL}"]
 {nodetool_jvm_table(cluster.java, cluster.jars)}{hosts}"""

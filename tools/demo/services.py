@@ -17,6 +17,13 @@ from rich.console import Console
 from tools.demo.configs import REPO, server_config
 from tools.localcluster import LocalCluster
 from tools.localcluster.cluster import MAX_NODES
+from tools.peers.objectservers import (
+    S3_ACCESS_KEY,
+    S3_SECRET_KEY,
+    s3_create_bucket,
+    s3_storage_table,
+    start_moto,
+)
 
 # Piped output (CI logs, `| tee`) would otherwise be cut at 80 columns, job names first.
 console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 132)
@@ -103,12 +110,34 @@ def start_server(
 ) -> int:
     """`cassy-scheduler serve` for the cluster, as its own process; the port it listens on."""
     port = free_port()
-    server_toml = server_config(work, cluster, port, app)
+    storage, where = _storage(work, children)
+    server_toml = server_config(work, cluster, port, app, storage)
     serve = [sys.executable, "-m", "cassy_scheduler", "serve", "--config", str(server_toml)]
     children.append(start(serve, work / "server.log"))
     wait_listening(port, children[-1], work / "server.log")
-    console.print(f"  built-in server: 127.0.0.1:{port}, backups in {work / 'backups'}")
+    console.print(f"  built-in server: 127.0.0.1:{port}, backups in {where}")
     return port
+
+
+def _storage(work: Path, children: list[subprocess.Popen[bytes]]) -> tuple[str | None, str]:
+    """DEMO_STORAGE=s3: a local S3 server (moto's) the demo starts, with a bucket; the
+    [storage] table for it and where backups go. Otherwise the directory beside the data."""
+    kind = os.environ.get("DEMO_STORAGE", "file")
+    if kind == "file":
+        return None, str(work / "backups")
+    if kind != "s3":
+        raise SystemExit(f"DEMO_STORAGE={kind!r}: write DEMO_STORAGE=s3 or leave it unset")
+    s3 = start_moto(work, sys.executable)
+    children.append(s3.process)
+    s3_create_bucket(s3, "demo-backups")
+    os.environ.update(DEMO_S3_KEY=S3_ACCESS_KEY, DEMO_S3_SECRET=S3_SECRET_KEY)  # for serve
+    table = s3_storage_table(
+        s3.endpoint,
+        "s3://demo-backups/cassandra",
+        key_env="DEMO_S3_KEY",
+        secret_env="DEMO_S3_SECRET",
+    )
+    return table, f"s3://demo-backups/cassandra on moto's S3 server at {s3.endpoint}"
 
 
 def ignore_interrupts() -> None:

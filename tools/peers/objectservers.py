@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -279,7 +280,7 @@ def start_seaweedfs(work: Path, binary: Path | None = None) -> ObjectServer:
     weed = binary or seaweedfs_bin()
     data = work / "seaweedfs"
     data.mkdir(parents=True, exist_ok=True)
-    ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+    ports = {name: _free_with_grpc() for name in ("master", "volume", "filer", "s3")}
     command = [
         str(weed),
         "server",
@@ -292,10 +293,24 @@ def start_seaweedfs(work: Path, binary: Path | None = None) -> ObjectServer:
         "-s3",
         f"-s3.port={ports['s3']}",
         "-volume.max=0",
+        "-master.telemetry=false",
         "-master.volumeSizeLimitMB=1024",
     ]
     endpoint = f"http://127.0.0.1:{ports['s3']}"
     return _start(command, work / "seaweedfs.log", ports["s3"], "seaweedfs", endpoint)
+
+
+def _free_with_grpc() -> int:
+    """A free port whose +10000 (where SeaweedFS puts each service's gRPC) is free too."""
+    for candidate in random.sample(range(21000, 29000), 400):
+        try:
+            for port in (candidate, candidate + 10000):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return candidate
+    raise RuntimeError("no free port pair for SeaweedFS in 21000-39000")
 
 
 def s3_storage_table(endpoint: str, uri: str, *, key_env: str, secret_env: str) -> str:
