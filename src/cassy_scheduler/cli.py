@@ -88,10 +88,11 @@ _add_scheduler_commands()
 
 
 def _add_restore_commands() -> None:
-    from cassy_scheduler.commands import restore
+    from cassy_scheduler.commands import cassyimport, restore
 
     for verb in (restore.restore, restore.restores, restore.verify):
         app.command(name=verb.__name__)(verb)
+    app.command(name="import")(cassyimport.import_)
 
 
 _add_restore_commands()

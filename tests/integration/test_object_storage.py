@@ -11,9 +11,11 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import pytest
 from cassandra.cluster import Session
@@ -26,10 +28,12 @@ from cassy_scheduler.storage.options import StorageOptions
 from tests.faultproxy import FaultProxy
 from tests.integration.test_restore_helpers import (
     checksum_on,
+    table_checksum,
     wait_for_session,
     wipe,
+    write_rows,
 )
-from tests.integration.test_restore_node import make_backup, restore_and_start
+from tests.integration.test_restore_node import Backup, make_backup, restore_and_start
 from tests.serverproc import ServerProcess, server_toml
 from tools.localcluster import LocalCluster
 from tools.peers.objectservers import (
@@ -328,3 +332,107 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         timeout=300,
         check=False,
     )
+
+
+@pytest.mark.cassandra
+def test_backups_written_in_cassys_layout_are_imported_verified_and_restored(
+    tmp_path: Path, cluster1: LocalCluster, session1: Session, moto: ObjectServer
+) -> None:
+    """A bucket as Scalar's Cassy leaves it: a real node snapshot and incremental files in
+    its key layout, no manifests; plus a node whose Data.db was cut short."""
+    spec = cluster1.spec(1)
+    keyspace = f"fromcassy{os.getpid()}"
+    session1.execute(
+        f"CREATE KEYSPACE {keyspace} WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )
+    client = s3_client(moto)
+    cluster_id = f"{cluster1.cluster_name}-{uuid.uuid4()}"
+    snapshot_id = str(uuid.uuid4())
+    try:
+        expected = _write_as_cassy(client, cluster1, session1, keyspace, cluster_id, snapshot_id)
+        config = server_toml(
+            tmp_path, [cluster1], storage=storage_table("s3", moto, uri="s3://backups/cassy")
+        )
+        imported = _cli("import", "--server-config", str(config))
+        assert imported.returncode == 1, imported.stdout + imported.stderr  # the damaged node
+        lines = imported.stdout.splitlines()
+        assert any(line.startswith("imported") and spec.address in line for line in lines)
+        assert any(line.startswith("refused") and "127.0.0.250" in line for line in lines)
+        again = _cli("import", "--server-config", str(config), "--cluster-id", cluster_id)
+        assert any(line.startswith("already ours") for line in again.stdout.splitlines())
+
+        server = ServerProcess(config, tmp_path / "server.log").start()
+        try:
+            with CassyClient(server.address, timeout_s=120) as cassy:
+                rows = cassy.list_backups(cluster_id=cluster_id, target_ip=spec.address)
+                assert {(r.backup_type.name, r.status.name) for r in rows} == {
+                    ("NODE_SNAPSHOT", "COMPLETED"),
+                    ("NODE_INCREMENTAL", "COMPLETED"),
+                }
+                verified = _cli(
+                    "verify", snapshot_id, "--server", server.address,
+                    "--server-config", str(config), "--json",
+                )  # fmt: skip
+                nodes = {n["node_ip"]: n for n in json.loads(verified.stdout)["nodes"]}
+                assert nodes[spec.address]["problems"] == []
+                cluster1.stop(1)
+                try:
+                    wipe(spec)
+                    backup = Backup(cluster_id, snapshot_id, keyspace, expected, expected, expected)
+                    statuses = restore_and_start(
+                        cassy, cluster1, session1, backup, snapshot_only=False
+                    )
+                finally:
+                    if not cluster1.running()[spec.name]:
+                        cluster1.start(1)
+                        wait_for_session(session1)
+            assert statuses == {spec.address: "COMPLETED"}
+            assert checksum_on(spec.address, keyspace) == expected
+        finally:
+            server.stop()
+    finally:
+        wait_for_session(session1)
+        session1.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+
+
+def _write_as_cassy(  # noqa: PLR0917 (the bucket's facts)
+    client: Any,
+    cluster1: LocalCluster,
+    session1: Session,
+    keyspace: str,
+    cluster_id: str,
+    snapshot_id: str,
+) -> tuple[int, str]:
+    """A node snapshot (all keyspaces) and an incremental, uploaded in Cassy's layout with
+    no manifest, and a second node whose Data.db is cut short; the rows' checksum at the
+    incremental."""
+    spec = cluster1.spec(1)
+    write_rows(session1, keyspace, 0, 200)
+    cluster1.nodetool(1, "snapshot", "-t", snapshot_id)
+    for backups in spec.data_dir.glob(f"{keyspace}/*/backups"):
+        for path in backups.iterdir():  # Cassy removes them: the snapshot covers them
+            path.unlink()
+    write_rows(session1, keyspace, 200, 100)
+    cluster1.nodetool(1, "flush", keyspace)
+    expected = table_checksum(session1, keyspace)
+    write_rows(session1, keyspace, 300, 50)  # after the last backup: must not come back
+
+    node_prefix = f"cassy/node-backup/{cluster_id}/{snapshot_id}/{spec.address}/"
+    sent = [
+        *spec.data_dir.glob(f"*/*/snapshots/{snapshot_id}/**/*"),
+        *spec.data_dir.glob(f"{keyspace}/*/backups/*"),
+    ]
+    for path in sent:
+        if path.is_file():
+            key = node_prefix + path.relative_to(spec.data_dir).as_posix()
+            client.upload_file(str(path), "backups", key)
+    data = next(p for p in sent if p.name.endswith("Data.db") and keyspace in str(p))
+    damaged = f"cassy/node-backup/{cluster_id}/{snapshot_id}/127.0.0.250/"
+    for path in data.parent.iterdir():
+        if path.is_file() and path.name.startswith(data.name.removesuffix("Data.db")):
+            body = path.read_bytes()
+            body = body[: len(body) // 2] if path == data else body
+            relative = path.relative_to(spec.data_dir).as_posix()
+            client.put_object(Bucket="backups", Key=damaged + relative, Body=body)
+    return expected

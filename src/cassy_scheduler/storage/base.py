@@ -23,14 +23,15 @@ class Leftovers:
 
 @dataclass(frozen=True)
 class ObjectInfo:
-    """A stored object: its key, its size in bytes and, when known, its SHA-256 (hex) and
-    the store's ETag, which changes whenever the object is written again (None where a
-    backend has none: a file system)."""
+    """A stored object: its key, its size in bytes and, when known, its SHA-256 (hex), the
+    store's ETag, which changes whenever the object is written again (None where a backend
+    has none: a file system), and when it was last written (a Unix time; listings give it)."""
 
     key: str
     size: int
     sha256: str | None = None
     etag: str | None = None
+    modified: float | None = None
 
 
 class Storage(ABC):

@@ -152,7 +152,7 @@ class FilesystemStorage(Storage):
         root = self._base.joinpath(*directory.split("/")) if directory else self._base
         key_root = f"{directory}/" if directory else ""
         found = sorted(_walk(root, key_root, prefix))
-        return (ObjectInfo(key=key, size=size) for key, size in found)
+        return (ObjectInfo(key=key, size=size, modified=modified) for key, size, modified in found)
 
     def delete(self, key: str) -> None:
         path = self.path_of(key)
@@ -278,8 +278,8 @@ def _read_chunks(source: BinaryIO, size: int) -> Iterator[bytes]:
             yield chunk
 
 
-def _walk(directory: Path, key_root: str, prefix: str) -> Iterator[tuple[str, int]]:
-    """Yield (key, size) of regular files below `directory` whose key starts with `prefix`."""
+def _walk(directory: Path, key_root: str, prefix: str) -> Iterator[tuple[str, int, float]]:
+    """Yield (key, size, mtime) of regular files below `directory` whose key starts with `prefix`."""
     try:
         entries = list(os.scandir(directory))
     except (FileNotFoundError, NotADirectoryError):
@@ -294,6 +294,7 @@ def _walk(directory: Path, key_root: str, prefix: str) -> Iterator[tuple[str, in
                 if below.startswith(prefix) or prefix.startswith(below):
                     yield from _walk(Path(entry.path), below, prefix)
             elif entry.is_file() and key.startswith(prefix):
-                yield key, entry.stat().st_size
+                status = entry.stat()
+                yield key, status.st_size, status.st_mtime
         except FileNotFoundError:
             continue  # removed while listing

@@ -241,7 +241,12 @@ class ObjectStorage(Storage):
         directory = prefix.rpartition("/")[0]
         with self._errors("listing", prefix or "(all)"):
             found = [
-                ObjectInfo(key=meta["path"], size=meta["size"], etag=meta["e_tag"])
+                ObjectInfo(
+                    key=meta["path"],
+                    size=meta["size"],
+                    etag=meta["e_tag"],
+                    modified=meta["last_modified"].timestamp(),
+                )
                 for batch in obstore.list(self._store, prefix=directory or None)
                 for meta in batch
                 if meta["path"].startswith(prefix)
