@@ -279,7 +279,7 @@ def _read_chunks(source: BinaryIO, size: int) -> Iterator[bytes]:
 
 
 def _walk(directory: Path, key_root: str, prefix: str) -> Iterator[tuple[str, int, float]]:
-    """Yield (key, size, mtime) of regular files below `directory` whose key starts with `prefix`."""
+    """(key, size, mtime) of each regular file below `directory` whose key starts with `prefix`."""
     try:
         entries = list(os.scandir(directory))
     except (FileNotFoundError, NotADirectoryError):
