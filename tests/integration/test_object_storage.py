@@ -21,6 +21,7 @@ import pytest
 from cassandra.cluster import Session
 
 from cassy_scheduler.client import CassyClient
+from cassy_scheduler.protocol.types import BackupType
 from cassy_scheduler.storage import StorageError, open_storage
 from cassy_scheduler.storage.errors import WriteCancelledError
 from cassy_scheduler.storage.objectstore import ObjectStorage
@@ -30,6 +31,7 @@ from tests.integration.test_restore_helpers import (
     checksum_on,
     table_checksum,
     wait_for_session,
+    wait_until,
     wipe,
     write_rows,
 )
@@ -436,3 +438,72 @@ def _write_as_cassy(  # noqa: PLR0917 (the bucket's facts)
             relative = path.relative_to(spec.data_dir).as_posix()
             client.put_object(Bucket="backups", Key=damaged + relative, Body=body)
     return expected
+
+
+@pytest.mark.cassandra
+def test_a_server_stopped_or_killed_mid_upload_leaves_no_completed_row_nor_manifest(
+    tmp_path: Path, cluster1: LocalCluster, session1: Session, moto: ObjectServer
+) -> None:
+    """Uploads slowed to 1 MB/s by the server's own max_bandwidth, so that a node's large
+    Data.db is still being sent, part by part, when SIGTERM (and then SIGKILL) comes."""
+    keyspace = f"midupload{os.getpid()}"
+    session1.execute(
+        f"CREATE KEYSPACE {keyspace} WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )
+    session1.execute(
+        f"CREATE TABLE {keyspace}.blobs (k int PRIMARY KEY, v blob) "
+        "WITH compression = {'enabled': false}"
+    )
+    insert = session1.prepare(f"INSERT INTO {keyspace}.blobs (k, v) VALUES (?, ?)")
+    for k in range(800):
+        session1.execute(insert, (k, os.urandom(16_000)))  # 12.8 MB: three parts
+    client = s3_client(moto)
+    table = storage_table("s3", moto, uri="s3://backups/midupload", max_bandwidth="1MB/s")
+    config = server_toml(tmp_path, [cluster1], storage=table)
+    server = ServerProcess(config, tmp_path / "server.log").start()
+    try:
+        for stop in ("SIGTERM", "SIGKILL"):
+            with CassyClient(server.address, timeout_s=120) as cassy:
+                registered = cassy.register_cluster(cluster1.addresses[0])
+                ack = cassy.take_backup(registered.cluster_id, BackupType.NODE_SNAPSHOT)
+            wait_until(
+                lambda: bool(
+                    client.list_multipart_uploads(Bucket="backups", Prefix="midupload/").get(
+                        "Uploads"
+                    )
+                ),
+                "a multipart upload in progress",
+                timeout_s=120,
+            )
+            if stop == "SIGTERM":
+                assert server.stop() == 0  # shutdown_grace 5 s, then cancelled between parts
+                left = client.list_multipart_uploads(Bucket="backups", Prefix="midupload/")
+                assert left.get("Uploads", []) == []  # aborted, not left billing
+            else:
+                server.kill()
+            server.start()
+            with CassyClient(server.address, timeout_s=120) as cassy:
+                rows = [
+                    r
+                    for r in cassy.list_backups(snapshot_id=ack.snapshot_id)
+                    if r.created_at_ms == ack.created_at_ms
+                ]
+            assert rows and {r.status.name for r in rows} == {"FAILED"}, rows
+            manifests = [
+                item["Key"]
+                for item in client.list_objects_v2(Bucket="backups", Prefix="midupload/").get(
+                    "Contents", []
+                )
+                if ack.snapshot_id in item["Key"] and "/upload-manifests/" in item["Key"]
+            ]
+            assert manifests == []
+        for upload in client.list_multipart_uploads(Bucket="backups", Prefix="midupload/").get(
+            "Uploads", []
+        ):  # the killed server's: the bucket's lifecycle rule removes these (docs/storage.md)
+            client.abort_multipart_upload(
+                Bucket="backups", Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+    finally:
+        server.stop()
+        session1.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
