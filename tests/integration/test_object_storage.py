@@ -19,9 +19,12 @@ from typing import Any
 
 import pytest
 from cassandra.cluster import Session
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cassy_scheduler.client import CassyClient
 from cassy_scheduler.protocol.types import BackupType
+from cassy_scheduler.server.settings import load_server_settings
 from cassy_scheduler.storage import StorageError, open_storage
 from cassy_scheduler.storage.errors import WriteCancelledError
 from cassy_scheduler.storage.objectstore import ObjectStorage
@@ -44,9 +47,12 @@ from tools.peers.objectservers import (
     S3_SECRET_KEY,
     ObjectServer,
     azure_container,
+    gcs_create_bucket,
+    gcs_upload,
     s3_client,
     s3_create_bucket,
     start_azurite,
+    start_fake_gcs,
     start_moto,
 )
 
@@ -216,13 +222,13 @@ def test_every_object_carries_its_sha256_and_multipart_ones_are_bound_by_etag(
 
 
 def test_serve_refuses_a_missing_bucket_and_refused_credentials_at_start(
-    tmp_path: Path, cluster1: LocalCluster, moto: ObjectServer, azurite: ObjectServer
+    tmp_path: Path, moto: ObjectServer, azurite: ObjectServer
 ) -> None:
     (tmp_path / "missing").mkdir()
     (tmp_path / "refused").mkdir()
     missing = server_toml(
         tmp_path / "missing",
-        [cluster1],
+        [],
         storage=storage_table("s3", moto, uri="s3://no-such-bucket/x"),
     )
     started = _cli("serve", "--config", str(missing))
@@ -233,9 +239,7 @@ def test_serve_refuses_a_missing_bucket_and_refused_credentials_at_start(
     wrong_key = "d3Jvbmcta2V5LW5vdC1henVyaXRlcw=="
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CASSY_TEST_AZ_KEY", wrong_key)
-        refused = server_toml(
-            tmp_path / "refused", [cluster1], storage=storage_table("az", azurite)
-        )
+        refused = server_toml(tmp_path / "refused", [], storage=storage_table("az", azurite))
         started = _cli("serve", "--config", str(refused))
     assert started.returncode == 1
     assert "403" in started.stderr
@@ -507,3 +511,62 @@ def test_a_server_stopped_or_killed_mid_upload_leaves_no_completed_row_nor_manif
     finally:
         server.stop()
         session1.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+
+
+@pytest.fixture(scope="module")
+def fake_gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectServer]:
+    server = start_fake_gcs(tmp_path_factory.mktemp("fake-gcs"))
+    try:
+        gcs_create_bucket(server, "backups")
+        yield server
+    finally:
+        server.stop()
+
+
+def test_google_cloud_storage_is_read_with_a_service_account_key(
+    tmp_path: Path, fake_gcs: ObjectServer
+) -> None:
+    """fake-gcs-server takes no XML API writes, so objects go in through its JSON API and
+    everything a restore and `verify` do is done through gs://: list, stat, fetch, hash,
+    delete, with a service account's key from service_account_file (obstore signs its own
+    JWT with it: no token endpoint is asked)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    account = tmp_path / "gcs-key.json"
+    account.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "private_key_id": "test",
+                "private_key": pem,
+                "client_email": "backups@test.iam.gserviceaccount.com",
+                "token_uri": "https://oauth2.googleapis.com/token",
+            }
+        )
+    )
+    table = (
+        '[storage]\nuri = "gs://backups/cassandra"\n'
+        f'endpoint = "{fake_gcs.endpoint}"\nservice_account_file = "{account}"\n'
+    )
+    config = server_toml(tmp_path, [], storage=table)
+    storage = open_storage(load_server_settings(config).storage)
+    data = {
+        f"node-backup/c/s/127.0.0.1/ks/t/nb-{n}-big-Data.db": os.urandom(n << 20)
+        for n in (1, 9, 20)
+    }
+    for name, body in data.items():
+        gcs_upload(fake_gcs, "backups", f"cassandra/{name}", body)
+    listed = {info.key: info for info in storage.list("node-backup/c/")}
+    assert {key: info.size for key, info in listed.items()} == {k: len(v) for k, v in data.items()}
+    for name, body in data.items():
+        digest = hashlib.sha256(body).hexdigest()
+        assert storage.stat(name).etag == listed[name].etag  # type: ignore[union-attr]
+        fetched = storage.get_file(name, tmp_path / "fetched")  # 20 MiB: ranged GETs
+        assert fetched.sha256 == digest == storage.sha256(name)
+        assert (tmp_path / "fetched").read_bytes() == body
+    storage.delete(next(iter(data)))
+    assert storage.stat(next(iter(data))) is None

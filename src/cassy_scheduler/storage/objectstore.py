@@ -121,7 +121,7 @@ class ObjectStorage(Storage):
                 attributes={**self._class, SHA256_METADATA: digest},
                 use_multipart=False,
             )
-        return ObjectInfo(key=key, size=len(data), sha256=digest, etag=result["e_tag"])
+        return ObjectInfo(key=key, size=len(data), sha256=digest, etag=_etag(result["e_tag"]))
 
     def _put_parts(self, key: str, source: Any, cancelled: Callable[[], bool]) -> ObjectInfo:
         """A multipart upload fed chunk by chunk, hashed on the way; any failure, or a cancel
@@ -212,7 +212,7 @@ class ObjectStorage(Storage):
             key=key,
             size=meta["size"],
             sha256=stored if isinstance(stored, str) and _is_sha256(stored) else None,
-            etag=meta["e_tag"],
+            etag=_etag(meta["e_tag"]),
         )
 
     def sha256(self, key: str) -> str:
@@ -244,7 +244,7 @@ class ObjectStorage(Storage):
                 ObjectInfo(
                     key=meta["path"],
                     size=meta["size"],
-                    etag=meta["e_tag"],
+                    etag=_etag(meta["e_tag"]),
                     modified=meta["last_modified"].timestamp(),
                 )
                 for batch in obstore.list(self._store, prefix=directory or None)
@@ -270,7 +270,7 @@ class ObjectStorage(Storage):
                 attributes={**self._class, SHA256_METADATA: digest},
                 use_multipart=False,
             )
-        return ObjectInfo(key=key, size=len(data), sha256=digest, etag=result["e_tag"])
+        return ObjectInfo(key=key, size=len(data), sha256=digest, etag=_etag(result["e_tag"]))
 
     def get_bytes(self, key: str) -> bytes:
         validate_key(key)
@@ -347,6 +347,14 @@ def scrub(text: str, secrets: Sequence[str]) -> str:
         if len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
+
+
+def _etag(value: str | None) -> str | None:
+    """An ETag as one form: some stores quote it in one answer and not in another (GCS's
+    HEAD and LIST), and a weak one is marked W/."""
+    if value is None:
+        return None
+    return value.removeprefix("W/").strip('"')
 
 
 def _is_sha256(value: str) -> bool:
