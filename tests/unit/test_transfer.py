@@ -565,3 +565,65 @@ def test_a_storage_that_cannot_copy_sends_the_files(
         earlier=[first.manifest],
     )  # fmt: skip
     assert (second.files_copied, second.files_sent) == (0, 6)
+
+
+class EtagStorage(RecordingStorage):
+    """Like an object store: every write gives the object a new ETag, which stat reports;
+    `metadata` decides whether stat also reports the SHA-256 (a single-PUT object's)."""
+
+    def __init__(self, base: Path, *, metadata: bool) -> None:
+        super().__init__(base)
+        self.metadata = metadata
+        self.etags: dict[str, str] = {}
+        self._sha: dict[str, str] = {}
+        self._writes = 0
+
+    def put_file(
+        self,
+        key: str,
+        local_path: Path,
+        *,
+        sync: bool = True,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> ObjectInfo:
+        info = super().put_file(key, local_path, sync=sync, cancelled=cancelled)
+        self._writes += 1
+        self.etags[key] = f"etag-{self._writes}"
+        assert info.sha256 is not None
+        self._sha[key] = info.sha256
+        return replace(info, etag=self.etags[key])
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        info = super().stat(key)
+        if info is None:
+            return None
+        sha = self._sha.get(key) if self.metadata else None
+        return replace(info, etag=self.etags.get(key), sha256=sha)
+
+    def rewrite(self, key: str) -> None:
+        """Another writer replaced the object with one of the same size: a new ETag."""
+        self._writes += 1
+        self.etags[key] = f"etag-{self._writes}"
+
+
+@pytest.mark.parametrize("metadata", [False, True])
+def test_on_an_object_store_the_manifest_is_trusted_only_for_the_same_etag(
+    tmp_path: Path, data_dir: Path, local_hashes: list[Path], metadata: bool
+) -> None:
+    storage = EtagStorage(tmp_path / "store", metadata=metadata)
+    files = _files(data_dir)
+    first = upload_files(storage, PREFIX, files, _identity(1))
+    assert {e.etag for e in first.manifest.files} == set(storage.etags.values())
+
+    second = upload_files(storage, PREFIX, files, _identity(2, BackupType.NODE_INCREMENTAL))
+    assert second.files_skipped == 6 and storage.hashed == [] and local_hashes == []
+
+    rewritten = first.manifest.files[0].key
+    storage.rewrite(rewritten)
+    third = upload_files(storage, PREFIX, files, _identity(3, BackupType.NODE_INCREMENTAL))
+    assert third.files_skipped == 6
+    assert len(local_hashes) == 1  # the one whose object changed is hashed locally
+    # and compared with the object: its metadata's SHA-256, else its content, read back
+    assert storage.hashed == ([] if metadata else [rewritten])
+    entry = next(e for e in third.manifest.files if e.key == rewritten)
+    assert entry.etag == storage.etags[rewritten]
