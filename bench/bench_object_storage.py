@@ -137,6 +137,18 @@ def _curl_limit(endpoint: str, files: list[Path], prefix: str) -> float:
     started = time.perf_counter()
     queue = list(files)
     running: list[subprocess.Popen[bytes]] = []
+    try:
+        _put_all(endpoint, queue, running, prefix)
+    finally:
+        for process in running:  # a failed one stops the rest
+            process.kill()
+            process.wait()
+    return time.perf_counter() - started
+
+
+def _put_all(
+    endpoint: str, queue: list[Path], running: list[subprocess.Popen[bytes]], prefix: str
+) -> None:
     while queue or running:
         while queue and len(running) < 8:
             path = queue.pop(0)
@@ -159,7 +171,6 @@ def _curl_limit(endpoint: str, files: list[Path], prefix: str) -> float:
                     raise RuntimeError(f"curl failed with {process.returncode}")
                 running.remove(process)
         time.sleep(0.005)
-    return time.perf_counter() - started
 
 
 def _clear(server: ObjectServer, prefix: str) -> None:
@@ -256,7 +267,7 @@ def _unchanged(server: ObjectServer, files: list[Path]) -> None:
         f"second snapshot of unchanged files: {again.bytes_sent} data bytes sent, "
         f"{again.files_copied} files copied server-side "
         f"({again.bytes_copied / (1 << 20):.0f} MiB), "
-        f"{seconds:.2f} s; requests: 1 HEAD + 1 COPY + 1 HEAD per file, 1 LIST + 1 PUT for "
+        f"{seconds:.2f} s; requests: 3 HEAD + 1 COPY per file, 1 LIST + 1 PUT for "
         f"the manifest (Cassy's layout re-sends all {sum(p.stat().st_size for p in files)} bytes)"
     )
     _clear(server, "node/")

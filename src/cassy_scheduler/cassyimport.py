@@ -11,7 +11,11 @@ one for the snapshot's files, one for the incremental files (`backups/`) if any.
 are the rows added to the server's metadata, COMPLETED, with the cluster when the server
 does not know it. A node whose files fail the check gets neither manifest nor row.
 
-Importing again changes nothing: prefixes with a manifest, and rows that exist, are left.
+Importing again changes nothing: prefixes with a manifest, and rows that exist, are left
+(rows an import cut short did not write are added from the manifests). A node prefix the
+server itself has a row for but no manifest (its own upload, never finished) is not Cassy's
+and is left out. A cluster the server does not know is recorded with every node and
+keyspace its files show, those of a node whose files fail the check included.
 """
 
 from __future__ import annotations
@@ -20,14 +24,13 @@ import hashlib
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from cassy_scheduler.node.datadir import BACKUPS_DIR
-from cassy_scheduler.node.manifest import BackupIdentity, Manifest, ManifestEntry
+from cassy_scheduler.node.manifest import BackupIdentity, Manifest, ManifestEntry, find_manifests
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
 from cassy_scheduler.server.metadata import SqliteMetadataStore
-from cassy_scheduler.server.rows import HistoryKey
 from cassy_scheduler.storage.base import ObjectInfo, Storage
 from cassy_scheduler.storage.layout import (
     CLUSTER_BACKUP_ROOT,
@@ -35,7 +38,7 @@ from cassy_scheduler.storage.layout import (
     NODE_BACKUP_ROOT,
     manifest_key,
 )
-from cassy_scheduler.verify import verify_node_by_digests
+from cassy_scheduler.verify import VerifyError, verify_node_by_digests
 
 _log = logging.getLogger(__name__)
 
@@ -58,8 +61,7 @@ class NodeImport:
     outcome: str  # "imported", "already ours" or "refused"
     detail: str = ""
     incremental_files: int = 0
-    uploads: tuple[tuple[BackupType, int], ...] = ()  # the manifests written: type, created_at
-    keyspaces: tuple[str, ...] = ()  # of the files, for a cluster the server does not know
+    uploads: tuple[tuple[BackupType, int], ...] = ()  # its manifests: type, created_at
 
     @property
     def ok(self) -> bool:
@@ -67,10 +69,16 @@ class NodeImport:
 
 
 @dataclass
+class _Cluster:
+    nodes: set[str] = field(default_factory=set)
+    keyspaces: set[str] = field(default_factory=set)
+
+
+@dataclass
 class _Group:
     snapshot: list[ObjectInfo] = field(default_factory=list)
     incremental: list[ObjectInfo] = field(default_factory=list)
-    has_manifest: bool = False
+    has_snapshot_manifest: bool = False  # written last by an import, and by every snapshot
 
 
 def import_cassy_backups(
@@ -86,14 +94,31 @@ def import_cassy_backups(
     checked, hashed, given manifests and rows. `data_dir` is recorded for a cluster the
     server does not know (its nodes' data directory). `dry_run` checks and reports only."""
     groups = _groups(storage, cluster_id)
+    clusters = _clusters(groups)
     results = []
     for (root, cluster, snapshot, node), group in sorted(groups.items()):
+        rows = metadata.list_backups(cluster_id=cluster, target_ip=node, snapshot_id=snapshot)
+        if rows and not group.has_snapshot_manifest:
+            continue  # the server's own snapshot, never finished: not Cassy's
         result = _import_node(storage, root, cluster, snapshot, node, group, dry_run)
+        if not dry_run and result.ok:  # at once: an import cut short resumes where it was
+            _record(metadata, result, clusters[cluster], data_dir)
         results.append(result)
         progress(result)
-    if not dry_run:
-        _record(metadata, [r for r in results if r.outcome == "imported"], data_dir)
     return results
+
+
+def _clusters(groups: dict[tuple[str, str, str, str], _Group]) -> dict[str, _Cluster]:
+    """Each cluster's nodes and keyspaces, as far as its stored files tell, for a cluster
+    the server does not know: a node whose files fail the check is still one of its nodes."""
+    clusters: dict[str, _Cluster] = defaultdict(_Cluster)
+    for (root, cluster, snapshot, node), group in groups.items():
+        prefix = f"{root}/{cluster}/{snapshot}/{node}/"
+        clusters[cluster].nodes.add(node)
+        clusters[cluster].keyspaces.update(
+            info.key[len(prefix) :].split("/", 1)[0] for info in group.snapshot
+        )
+    return clusters
 
 
 def _groups(storage: Storage, cluster_id: str | None) -> dict[tuple[str, str, str, str], _Group]:
@@ -108,7 +133,8 @@ def _groups(storage: Storage, cluster_id: str | None) -> dict[tuple[str, str, st
             _, cluster, snapshot, node, path = parts
             group = groups[(root, cluster, snapshot, node)]
             if path.startswith(f"{MANIFEST_DIRECTORY}/"):
-                group.has_manifest = True
+                if path.endswith(("-node_snapshot.json", "-cluster_snapshot.json")):
+                    group.has_snapshot_manifest = True
             elif path.split("/")[2:3] == [BACKUPS_DIR]:
                 group.incremental.append(info)
             else:
@@ -128,7 +154,6 @@ def _import_node(  # noqa: PLR0917 (one node's facts)
     files = group.snapshot + group.incremental
     size = sum(info.size for info in files)
     prefix = f"{root}/{cluster}/{snapshot}/{node}/"
-    keyspaces = tuple(sorted({info.key[len(prefix) :].split("/", 1)[0] for info in files}))
 
     def result(
         outcome: str, detail: str = "", uploads: tuple[tuple[BackupType, int], ...] = ()
@@ -144,12 +169,18 @@ def _import_node(  # noqa: PLR0917 (one node's facts)
             detail,
             len(group.incremental),
             uploads,
-            keyspaces,
         )
 
-    if group.has_manifest:
-        return result("already ours")
-    report = verify_node_by_digests(storage, prefix, node, snapshot)
+    if group.has_snapshot_manifest:  # rows missing (an import cut short) come from these
+        uploads = tuple(
+            (m.identity.backup_type, m.identity.created_at_ms)
+            for m in find_manifests(storage, prefix)
+        )
+        return result("already ours", uploads=uploads)
+    try:
+        report = verify_node_by_digests(storage, prefix, node, snapshot)
+    except VerifyError as exc:
+        return result("refused", str(exc))
     if not report.ok:
         return result("refused", "; ".join(problem.detail for problem in report.problems[:3]))
     if dry_run:
@@ -158,11 +189,8 @@ def _import_node(  # noqa: PLR0917 (one node's facts)
         BackupType.CLUSTER_SNAPSHOT if root == CLUSTER_BACKUP_ROOT else BackupType.NODE_SNAPSHOT
     )
     snapshot_at = _ms(min(_when(info) for info in group.snapshot))
-    _write_manifest(
-        storage, prefix, group.snapshot, cluster, snapshot, node, backup_type, snapshot_at
-    )
-    uploads = [(backup_type, snapshot_at)]
-    if group.incremental:
+    written = []
+    if group.incremental:  # first: the snapshot's manifest, last, says the node is imported
         incremental_at = max(snapshot_at + 1, _ms(max(_when(i) for i in group.incremental)))
         _write_manifest(
             storage,
@@ -174,14 +202,18 @@ def _import_node(  # noqa: PLR0917 (one node's facts)
             BackupType.NODE_INCREMENTAL,
             incremental_at,
         )
-        uploads.append((BackupType.NODE_INCREMENTAL, incremental_at))
+        written.append((BackupType.NODE_INCREMENTAL, incremental_at))
+    _write_manifest(
+        storage, prefix, group.snapshot, cluster, snapshot, node, backup_type, snapshot_at
+    )
+    written.insert(0, (backup_type, snapshot_at))
     _log.info(
         "imported a node's backup written by Cassy prefix=%s files=%d bytes=%d",
         prefix,
         len(files),
         size,
     )
-    return result("imported", uploads=tuple(uploads))
+    return result("imported", uploads=tuple(written))
 
 
 def _write_manifest(  # noqa: PLR0917 (one upload's facts)
@@ -217,42 +249,34 @@ def _entry(storage: Storage, prefix: str, info: ObjectInfo) -> ManifestEntry:
     )
 
 
-def _record(metadata: SqliteMetadataStore, imported: Sequence[NodeImport], data_dir: str) -> None:
-    """The cluster (when new) and a COMPLETED row per node, per upload."""
-    by_cluster: dict[str, list[NodeImport]] = defaultdict(list)
-    for node in imported:
-        by_cluster[node.cluster_id].append(node)
-    for cluster_id, nodes in by_cluster.items():
-        if metadata.get_cluster(cluster_id) is None:
-            match = _CASSY_CLUSTER_ID.fullmatch(cluster_id)
-            metadata.add_cluster(
-                cluster_id=cluster_id,
-                cluster_name=match.group("name") if match else cluster_id,
-                target_ips=sorted({n.node_ip for n in nodes}),
-                keyspaces=sorted({keyspace for n in nodes for keyspace in n.keyspaces}),
-                data_dir=data_dir,
-            )
-    for node in imported:
-        _add_rows(metadata, node)
-
-
-def _add_rows(metadata: SqliteMetadataStore, node: NodeImport) -> None:
+def _record(
+    metadata: SqliteMetadataStore, node: NodeImport, cluster: _Cluster, data_dir: str
+) -> None:
+    """The cluster (when the server does not know it) and a COMPLETED row per upload of the
+    node that it has no row for."""
+    if metadata.get_cluster(node.cluster_id) is None:
+        match = _CASSY_CLUSTER_ID.fullmatch(node.cluster_id)
+        metadata.add_cluster(
+            cluster_id=node.cluster_id,
+            cluster_name=match.group("name") if match else node.cluster_id,
+            target_ips=sorted(cluster.nodes),
+            keyspaces=sorted(cluster.keyspaces - {MANIFEST_DIRECTORY}),
+            data_dir=data_dir,
+        )
     existing = {
         (row.snapshot_id, row.created_at)
         for row in metadata.list_backups(cluster_id=node.cluster_id, target_ip=node.node_ip)
     }
     for backup_type, created_at in node.uploads:
-        if (node.snapshot_id, created_at) in existing:
-            continue
-        metadata.insert_backups(
-            cluster_id=node.cluster_id,
-            target_ips=[node.node_ip],
-            snapshot_id=node.snapshot_id,
-            backup_type=backup_type,
-            created_at=created_at,
-        )
-        key = HistoryKey(node.cluster_id, node.node_ip, node.snapshot_id, created_at)
-        metadata.update_backup_status(key, OperationStatus.COMPLETED)
+        if (node.snapshot_id, created_at) not in existing:
+            metadata.insert_backups(
+                cluster_id=node.cluster_id,
+                target_ips=[node.node_ip],
+                snapshot_id=node.snapshot_id,
+                backup_type=backup_type,
+                created_at=created_at,
+                status=OperationStatus.COMPLETED,
+            )
 
 
 def _when(info: ObjectInfo) -> float:

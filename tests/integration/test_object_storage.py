@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cassy_scheduler.client import CassyClient
-from cassy_scheduler.protocol.types import BackupType
+from cassy_scheduler.protocol.types import BackupType, RestoreType
 from cassy_scheduler.server.settings import load_server_settings
 from cassy_scheduler.storage import StorageError, open_storage
 from cassy_scheduler.storage.errors import WriteCancelledError
@@ -32,13 +32,15 @@ from cassy_scheduler.storage.options import StorageOptions
 from tests.faultproxy import FaultProxy
 from tests.integration.test_restore_helpers import (
     checksum_on,
+    restore_keys,
     table_checksum,
     wait_for_session,
+    wait_restore,
     wait_until,
     wipe,
     write_rows,
 )
-from tests.integration.test_restore_node import Backup, make_backup, restore_and_start
+from tests.integration.test_restore_node import make_backup, restore_and_start
 from tests.serverproc import ServerProcess, server_toml
 from tools.localcluster import LocalCluster
 from tools.peers.objectservers import (
@@ -385,10 +387,16 @@ def test_backups_written_in_cassys_layout_are_imported_verified_and_restored(
                 cluster1.stop(1)
                 try:
                     wipe(spec)
-                    backup = Backup(cluster_id, snapshot_id, keyspace, expected, expected, expected)
-                    statuses = restore_and_start(
-                        cassy, cluster1, session1, backup, snapshot_only=False
+                    # The damaged node is one of the cluster's nodes; this one is restored.
+                    cluster = cassy.list_clusters(cluster_id)[0]
+                    assert sorted(cluster.target_ips) == sorted([spec.address, "127.0.0.250"])
+                    before = restore_keys(cassy, cluster_id, snapshot_id)
+                    cassy.restore_backup(
+                        cluster_id, snapshot_id, RestoreType.NODE, target_ips=[spec.address]
                     )
+                    statuses = wait_restore(cassy, cluster_id, snapshot_id, before)
+                    cluster1.start(1)
+                    wait_for_session(session1)
                 finally:
                     if not cluster1.running()[spec.name]:
                         cluster1.start(1)

@@ -235,8 +235,9 @@ def _upload_one(  # noqa: PLR0917 (one file's facts)
                 and _same_local_file(known, size, identity)
             ):
                 _log.debug("unchanged since its manifest, skipped key=%s size=%d", key, size)
+                # The manifest's ETag: where it had none, none is claimed now either.
                 entry = ManifestEntry(
-                    relative, key, size, known.sha256, **identity, etag=existing.etag
+                    relative, key, size, known.sha256, **identity, etag=known.etag
                 )
                 return _FileOutcome(entry, _How.SKIPPED)
             local_sha256 = _sha256_of(local.path)
@@ -302,11 +303,15 @@ def _copy_earlier(  # noqa: PLR0917 (one file's facts)
         sha256 = local_sha256 or _sha256_of(local.path)
         if sha256 != reusable.sha256:
             return None
+    if reusable.etag is not None:  # an object store: the source must be the object described
+        source = storage.stat(reusable.key)
+        if source is None or source.etag != reusable.etag:
+            return None  # written again or removed since that manifest: send the file
     try:
         copied = storage.copy(reusable.key, key)
     except ObjectNotFoundError:  # pruned since: send it
         return None
-    if copied is None or copied.size != reusable.size:
+    if copied is None or copied.size != reusable.size or copied.sha256 not in (None, sha256):
         return None
     _log.debug("stored from an earlier upload key=%s from=%s", key, reusable.key)
     return sha256, copied.etag

@@ -151,8 +151,10 @@ class SqliteMetadataStore:
         snapshot_id: str,
         backup_type: BackupType,
         created_at: int | None = None,
+        status: OperationStatus = OperationStatus.INITIALIZED,
     ) -> list[BackupRecord]:
-        """One INITIALIZED row per node, all sharing one `created_at` (now, unless given)."""
+        """One row per node, all sharing one `created_at` (now, unless given), INITIALIZED
+        unless told (an imported backup's rows are COMPLETED from the start)."""
         stamp = self._now_ms() if created_at is None else created_at
         records = [
             BackupRecord(
@@ -162,7 +164,7 @@ class SqliteMetadataStore:
                 created_at=stamp,
                 updated_at=stamp,
                 backup_type=backup_type,
-                status=OperationStatus.INITIALIZED,
+                status=status,
             )
             for ip in target_ips
         ]

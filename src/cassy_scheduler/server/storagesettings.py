@@ -13,7 +13,9 @@ from cassy_scheduler.configfile.locate import line_of
 from cassy_scheduler.configfile.secrets import Secret
 from cassy_scheduler.server.settingsfile import StorageTable
 from cassy_scheduler.storage import UnsupportedStorageError, open_storage
-from cassy_scheduler.storage.options import StorageOptions
+from cassy_scheduler.storage.options import MIN_PART_SIZE, StorageOptions
+
+MAX_PART_SIZE = 512 << 20
 
 #: Each credential key of the table: the providers it serves and obstore's name for it.
 _CREDENTIALS = {
@@ -61,6 +63,19 @@ def storage_options(
     if table.kms_key_id is not None and table.encryption != "kms":
         problems.append(
             problem("kms_key_id", "a KMS key without SSE-KMS", 'add encryption = "kms"')
+        )
+    if not MIN_PART_SIZE <= table.part_size <= MAX_PART_SIZE:
+        problems.append(
+            problem(
+                "part_size",
+                f"{table.part_size} bytes is outside 5 MiB to 512 MiB (object stores refuse "
+                "smaller parts; a file up to part_size is held in memory, 4 files at once)",
+                'write e.g. part_size = "16MiB"',
+            )
+        )
+    if table.max_bandwidth is not None and table.max_bandwidth < 1:
+        problems.append(
+            problem("max_bandwidth", "a rate of zero", 'remove it, or write e.g. "200MB/s"')
         )
     if table.endpoint is not None and not table.endpoint.startswith(("http://", "https://")):
         problems.append(

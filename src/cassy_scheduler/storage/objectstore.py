@@ -52,6 +52,8 @@ x-ms-meta-sha256, x-goog-meta-sha256)."""
 _READ_CHUNK = 1 << 20
 _RANGE_SIZE = 8 << 20
 """Bytes per ranged GET of a large object: `concurrency` of them are in flight at once."""
+_MAX_PARTS = 9_000
+"""Parts per multipart upload at most: S3 and GCS take 10,000; a margin for a file that grows."""
 
 
 class ObjectStorage(Storage):
@@ -128,12 +130,15 @@ class ObjectStorage(Storage):
         between chunks, leaves the writer's context with an error, which aborts the upload."""
         digest = hashlib.sha256()
         size = 0
+        total = os.fstat(source.fileno()).st_size
+        # Object stores take at most 10,000 parts: a huge file gets larger ones.
+        part_size = max(self._part_size, -(-total // _MAX_PARTS))
         with self._errors("storing", key):
             writer = obstore.open_writer(
                 self._store,
                 key,
                 attributes=self._class or None,
-                buffer_size=self._part_size,
+                buffer_size=part_size,
                 max_concurrency=self._concurrency,
             )
             with writer:
@@ -165,7 +170,13 @@ class ObjectStorage(Storage):
         digest = hashlib.sha256()
         size = 0
         try:
-            with open(local_path, "wb", buffering=0) as out:
+            out = open(local_path, "wb", buffering=0)  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise StorageError(
+                f"{exc.strerror or exc}: cannot write {str(local_path)!r} to fetch {key!r} into"
+            ) from exc
+        try:
+            with out:
                 for chunk in self._pieces(key, info.size):
                     digest.update(chunk)
                     _write_all(out, memoryview(chunk))
@@ -175,7 +186,7 @@ class ObjectStorage(Storage):
         except BaseException as exc:
             with suppress(FileNotFoundError):
                 local_path.unlink()
-            if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+            if isinstance(exc, OSError):
                 raise StorageError(
                     f"{exc.strerror or exc}: writing {key!r} to {str(local_path)!r} failed"
                 ) from exc
@@ -186,16 +197,16 @@ class ObjectStorage(Storage):
         """The object's bytes in order: one streamed GET for a small object, ranged GETs
         `concurrency` at a time for a large one (memory: concurrency times 8 MiB)."""
         if size <= 2 * _RANGE_SIZE:
-            yield from self.chunks(key)
+            yield from self._streamed(key)
             return
         batch = _RANGE_SIZE * self._concurrency
         for offset in range(0, size, batch):
             starts = list(range(offset, min(offset + batch, size), _RANGE_SIZE))
             ends = [min(start + _RANGE_SIZE, size) for start in starts]
+            self._bandwidth.take(ends[-1] - starts[0])  # before asking: the rate holds
             with self._errors("reading", key):
                 parts = obstore.get_ranges(self._store, key, starts=starts, ends=ends)
             for part in parts:
-                self._bandwidth.take(len(part))
                 yield bytes(part)
 
     def stat(self, key: str) -> ObjectInfo | None:
@@ -223,7 +234,13 @@ class ObjectStorage(Storage):
         return digest.hexdigest()
 
     def chunks(self, key: str) -> Iterator[bytes]:
-        validate_key(key)
+        """A large object in ranges, so no request outlasts the client's timeout."""
+        info = self.stat(key)
+        if info is None:
+            raise ObjectNotFoundError(f"object {key!r} not found in {self.uri}")
+        return self._pieces(key, info.size)
+
+    def _streamed(self, key: str) -> Iterator[bytes]:
         with self._errors("reading", key):
             result = obstore.get(self._store, key)
         return self._stream(key, result)
@@ -281,9 +298,13 @@ class ObjectStorage(Storage):
 
     def copy(self, source_key: str, target_key: str) -> ObjectInfo | None:
         """A server-side copy (metadata kept): no byte crosses the wire. A provider that
-        refuses it (S3 copies at most 5 GB in one request) gets the file uploaded instead."""
+        refuses it (S3 copies at most 5 GB in one request) gets the file uploaded instead, as
+        does a store with a storage class (a copy request cannot carry one: S3 would store the
+        copy as STANDARD)."""
         validate_key(source_key)
         validate_key(target_key)
+        if self._class:
+            return None
         try:
             obstore.copy(self._store, source_key, target_key)
         except (NotFoundError, FileNotFoundError) as exc:

@@ -24,8 +24,8 @@ _FIXES = (
     (
         (
             "AccessDenied",
-            "403",
-            "401",
+            " 403 ",
+            " 401 ",
             "InvalidAccessKeyId",
             "SignatureDoesNotMatch",
             "AuthenticationFailed",
@@ -72,7 +72,10 @@ def probe(storage: Storage) -> None:
 
 
 def _with_fix(message: str) -> str:
+    """The first fix whose words are in the store's part of `message` (after the probe's key,
+    whose random name could hold any digits)."""
+    reason = message.rpartition(" failed: ")[2]
     for words, fix in _FIXES:
-        if any(word in message for word in words):
+        if any(word in f" {reason} " for word in words):
             return f"{message}; {fix}"
     return message

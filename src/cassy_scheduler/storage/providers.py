@@ -9,16 +9,16 @@ connections are retried with exponential backoff and jitter, per request (so per
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
+from obstore.exceptions import BaseError
 from obstore.store import AzureStore, GCSStore, S3Store
 
 from cassy_scheduler.storage.bandwidth import BandwidthLimit
 from cassy_scheduler.storage.errors import UnsupportedStorageError
-from cassy_scheduler.storage.objectstore import ObjectStorage
+from cassy_scheduler.storage.objectstore import ObjectStorage, provider_reason, scrub
 from cassy_scheduler.storage.options import MIN_PART_SIZE, StorageOptions
 
 if TYPE_CHECKING:
@@ -72,14 +72,16 @@ def open_object_storage(options: StorageOptions) -> ObjectStorage:
     client: ClientConfig = {**_CLIENT}
     if options.endpoint is not None and options.endpoint.startswith("http://"):
         client["allow_http"] = True
-    if scheme == "s3":
-        store = _s3(bucket, prefix, options, client)
-    elif scheme == "az":
-        store = _azure(bucket, prefix, options, client)
-    elif scheme == "gs":
-        store = _gcs(bucket, prefix, options, client)
-    else:
+    openers = {"s3": _s3, "az": _azure, "gs": _gcs}
+    if scheme not in openers:
         raise UnsupportedStorageError(f"storage URI {options.uri!r}: no object store {scheme!r}")
+    try:
+        store = openers[scheme](bucket, prefix, options, client)
+    except BaseError as exc:  # a key or option the provider's client refuses
+        reason = scrub(provider_reason(exc), tuple(options.credentials.values()))
+        raise UnsupportedStorageError(
+            f"storage {options.uri!r} cannot be opened: {reason}"
+        ) from None
     return ObjectStorage(
         store,
         options.uri,
@@ -140,13 +142,3 @@ def _gcs(bucket: str, prefix: str | None, options: StorageOptions, client: Clien
         client_options=client,
         retry_config=_retries(options),
     )
-
-
-def _is_loopback(endpoint: str) -> bool:
-    host = urlsplit(endpoint).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
