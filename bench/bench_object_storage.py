@@ -129,6 +129,7 @@ def _run_child(*args: str) -> dict[str, float]:
     if done.returncode != 0:
         raise RuntimeError(f"{args[0]} failed:\n{done.stderr[-3000:]}")
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"    {args[0]:<10} {args[3]:<14} {result['seconds']:6.2f} s", flush=True)
     return result
 
 

@@ -468,11 +468,11 @@ def test_a_server_stopped_or_killed_mid_upload_leaves_no_completed_row_nor_manif
         "WITH compression = {'enabled': false}"
     )
     insert = session1.prepare(f"INSERT INTO {keyspace}.blobs (k, v) VALUES (?, ?)")
-    for k in range(800):
-        session1.execute(insert, (k, os.urandom(16_000)))  # 12.8 MB: three parts
+    for k in range(440):
+        session1.execute(insert, (k, os.urandom(16_000)))  # 7 MB: two parts
     client = s3_client(moto)
     table = storage_table("s3", moto, uri="s3://backups/midupload", max_bandwidth="1MB/s")
-    config = server_toml(tmp_path, [cluster1], storage=table)
+    config = server_toml(tmp_path, [cluster1], storage=table, resident=True)
     server = ServerProcess(config, tmp_path / "server.log").start()
     try:
         for stop in ("SIGTERM", "SIGKILL"):
