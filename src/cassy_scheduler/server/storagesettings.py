@@ -70,7 +70,7 @@ def storage_options(
                 "part_size",
                 f"{table.part_size} bytes is outside 5 MiB to 512 MiB (object stores refuse "
                 "smaller parts; a file up to part_size is held in memory, 4 files at once)",
-                'write e.g. part_size = "16MiB"',
+                'write e.g. part_size = "8MiB"',
             )
         )
     if table.max_bandwidth is not None and table.max_bandwidth < 1:

@@ -179,7 +179,7 @@ class ObjectStorage(Storage):
             with out:
                 for chunk in self._pieces(key, info.size):
                     digest.update(chunk)
-                    _write_all(out, memoryview(chunk))
+                    _write_all(out, chunk)
                     size += len(chunk)
                 if sync:
                     os.fsync(out.fileno())
@@ -193,11 +193,11 @@ class ObjectStorage(Storage):
             raise
         return ObjectInfo(key=key, size=size, sha256=digest.hexdigest(), etag=info.etag)
 
-    def _pieces(self, key: str, size: int) -> Iterator[bytes]:
+    def _pieces(self, key: str, size: int) -> Iterator[memoryview]:
         """The object's bytes in order: one streamed GET for a small object, ranged GETs
         `concurrency` at a time for a large one (memory: concurrency times 8 MiB)."""
         if size <= 2 * _RANGE_SIZE:
-            yield from self._streamed(key)
+            yield from (memoryview(chunk) for chunk in self._streamed(key))
             return
         batch = _RANGE_SIZE * self._concurrency
         for offset in range(0, size, batch):
@@ -207,7 +207,7 @@ class ObjectStorage(Storage):
             with self._errors("reading", key):
                 parts = obstore.get_ranges(self._store, key, starts=starts, ends=ends)
             for part in parts:
-                yield bytes(part)
+                yield memoryview(part)  # no copy: the fetched buffer itself
 
     def stat(self, key: str) -> ObjectInfo | None:
         validate_key(key)
@@ -238,7 +238,7 @@ class ObjectStorage(Storage):
         info = self.stat(key)
         if info is None:
             raise ObjectNotFoundError(f"object {key!r} not found in {self.uri}")
-        return self._pieces(key, info.size)
+        return map(bytes, self._pieces(key, info.size))
 
     def _streamed(self, key: str) -> Iterator[bytes]:
         with self._errors("reading", key):

@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-DEFAULT_PART_SIZE = 16 << 20
-"""16 MiB: a file up to this size is one PUT (its SHA-256 then rides in the object's metadata
-too); larger files go as multipart uploads of parts this size."""
+DEFAULT_PART_SIZE = 8 << 20
+"""8 MiB: a file up to this size is one PUT (its SHA-256 then rides in the object's metadata
+too); larger files go as multipart uploads of parts this size. Memory in flight is about
+4 files x concurrency x part_size."""
 MIN_PART_SIZE = 5 << 20
 """S3's smallest part (but the last): a smaller part_size would fail at the second part."""
-DEFAULT_CONCURRENCY = 8
+DEFAULT_CONCURRENCY = 4
 """Requests in flight per file being sent or fetched (parts, ranges)."""
 DEFAULT_RETRY_TIMEOUT_S = 180.0
 """How long one request is retried (throttled, 5xx, reset) before its node's backup fails."""

@@ -44,7 +44,7 @@ def _retries(options: StorageOptions) -> RetryConfig:
 
 
 _CLIENT: ClientConfig = {"connect_timeout": "10s", "timeout": "300s"}
-"""A request may take 5 minutes (a 16 MiB part on a slow, throttled link), a connection 10 s."""
+"""A request may take 5 minutes (a part on a slow, throttled link), a connection 10 s."""
 
 _ENCRYPTION = {"s3": "AES256", "kms": "aws:kms"}
 
@@ -66,7 +66,7 @@ def open_object_storage(options: StorageOptions) -> ObjectStorage:
     if options.part_size < MIN_PART_SIZE:
         raise UnsupportedStorageError(
             f"part_size {options.part_size} bytes is below the 5 MiB object stores accept "
-            'for a part: write part_size = "16MiB" or more'
+            'for a part: write part_size = "8MiB" or more'
         )
     prefix = parts.path.strip("/") or None
     client: ClientConfig = {**_CLIENT}
