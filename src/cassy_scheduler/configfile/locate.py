@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import tomllib
+from dataclasses import dataclass
+
+from cassy_scheduler.configfile.errors import ConfigProblem
 
 KeyPath = tuple[str, ...]
 _BARE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
@@ -156,3 +159,16 @@ def _skip_container(text: str, pos: int, closer: str) -> int:
             pos = _skip_value(text, _skip_spaces(text, pos + 1))
         else:
             pos = _skip_value(text, pos)
+
+
+@dataclass(frozen=True)
+class TableProblems:
+    """Builds problems for keys of one table, each pinned to the key's line."""
+
+    file: str
+    lines: dict[KeyPath, int]
+    table: str
+
+    def __call__(self, key: str, message: str, hint: str) -> ConfigProblem:
+        where = (self.table, key)
+        return ConfigProblem(self.file, line_of(self.lines, where), ".".join(where), message, hint)

@@ -8,13 +8,12 @@ first backup.
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
 from pathlib import Path
 
 from cassandra.auth import PlainTextAuthProvider
 
 from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem
-from cassy_scheduler.configfile.locate import line_of
+from cassy_scheduler.configfile.locate import TableProblems
 from cassy_scheduler.configfile.secrets import Secret
 from cassy_scheduler.node.discovery import CqlAccess
 from cassy_scheduler.server.settingsfile import CassandraTable, NodesTable
@@ -26,7 +25,7 @@ _PASSWORD_HINT = (
 
 
 def _cql_password(
-    table: CassandraTable, base: Path, problem: _ProblemAt
+    table: CassandraTable, base: Path, problem: TableProblems
 ) -> tuple[str | None, list[ConfigProblem]]:
     """The password from password_env or password_file, read now so a bad one stops the start."""
     if table.password is not None:
@@ -68,7 +67,7 @@ def _cql_password(
 
 
 def _cql_tls(
-    table: CassandraTable, base: Path, problem: _ProblemAt
+    table: CassandraTable, base: Path, problem: TableProblems
 ) -> tuple[ssl.SSLContext | None, list[ConfigProblem]]:
     """An SSL context verifying the nodes' certificates against ca_file; None without it."""
     client = {"cert_file": table.cert_file, "key_file": table.key_file}
@@ -115,18 +114,6 @@ def _cql_tls(
     return context, []
 
 
-@dataclass(frozen=True)
-class _ProblemAt:
-    """Builds problems for keys of the [cassandra] table, pinned to their lines."""
-
-    file: str
-    lines: dict[tuple[str, ...], int]
-
-    def __call__(self, key: str, message: str, hint: str) -> ConfigProblem:
-        where = ("cassandra", key)
-        return ConfigProblem(self.file, line_of(self.lines, where), ".".join(where), message, hint)
-
-
 def cql_access(
     nodes: NodesTable,
     table: CassandraTable | None,
@@ -136,7 +123,7 @@ def cql_access(
     """How to open CQL to the nodes; without a [cassandra] table, as before: no auth, no TLS."""
     if table is None:
         return CqlAccess(port=nodes.cql_port, config=str(path.resolve())), []
-    problem = _ProblemAt(str(path), lines)
+    problem = TableProblems(str(path), lines, "cassandra")
     password, problems = _cql_password(table, path.parent, problem)
     context, tls_problems = _cql_tls(table, path.parent, problem)
     problems += tls_problems

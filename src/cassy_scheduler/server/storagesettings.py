@@ -4,12 +4,11 @@ variable stops the start with the key to fix, not the first backup at 00:30."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
 from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem
-from cassy_scheduler.configfile.locate import line_of
+from cassy_scheduler.configfile.locate import TableProblems
 from cassy_scheduler.configfile.secrets import Secret
 from cassy_scheduler.server.settingsfile import StorageTable
 from cassy_scheduler.storage import UnsupportedStorageError, open_storage
@@ -37,21 +36,11 @@ _PROVIDER_OPTIONS = {
 _EXAMPLE = 'uri = "file:///var/backups/cassandra" (or "s3://BUCKET/PREFIX", "az://...", "gs://...")'
 
 
-@dataclass(frozen=True)
-class _ProblemAt:
-    file: str
-    lines: dict[tuple[str, ...], int]
-
-    def __call__(self, key: str, message: str, hint: str) -> ConfigProblem:
-        where = ("storage", key)
-        return ConfigProblem(self.file, line_of(self.lines, where), ".".join(where), message, hint)
-
-
 def storage_options(
     table: StorageTable, path: Path, lines: dict[tuple[str, ...], int]
 ) -> tuple[StorageOptions, list[ConfigProblem]]:
     """The table's terms, with every problem pinned to its key's line."""
-    problem = _ProblemAt(str(path), lines)
+    problem = TableProblems(str(path), lines, "storage")
     scheme = table.uri.partition("://")[0].lower()
     problems = _misplaced(table, scheme, problem)
     credentials, credential_problems = _credentials(table, scheme, path.parent, problem)
@@ -108,7 +97,7 @@ def storage_options(
     return options, problems
 
 
-def _misplaced(table: StorageTable, scheme: str, problem: _ProblemAt) -> list[ConfigProblem]:
+def _misplaced(table: StorageTable, scheme: str, problem: TableProblems) -> list[ConfigProblem]:
     """Options the URI's provider would ignore: an operator who set them expects an effect."""
     problems = []
     object_store = scheme in ("s3", "az", "gs")
@@ -124,7 +113,7 @@ def _misplaced(table: StorageTable, scheme: str, problem: _ProblemAt) -> list[Co
 
 
 def _credentials(
-    table: StorageTable, scheme: str, base: Path, problem: _ProblemAt
+    table: StorageTable, scheme: str, base: Path, problem: TableProblems
 ) -> tuple[dict[str, str], list[ConfigProblem]]:
     """obstore's credential keys, read from their `*_env` / `*_file` keys."""
     found: dict[str, str] = {}

@@ -20,7 +20,6 @@ from typing import BinaryIO, TypeVar
 from cassy_scheduler.durable import fsync_directory, sync_files
 from cassy_scheduler.storage.base import Leftovers, ObjectInfo, Storage
 from cassy_scheduler.storage.errors import (
-    LocalFileNotFoundError,
     ObjectNotFoundError,
     StorageError,
 )
@@ -30,7 +29,7 @@ from cassy_scheduler.storage.keys import (
     validate_key,
     validate_prefix,
 )
-from cassy_scheduler.storage.streams import DEFAULT_BUFFER_SIZE, copy_file_and_hash
+from cassy_scheduler.storage.streams import DEFAULT_BUFFER_SIZE, copy_file_and_hash, open_source
 
 _log = logging.getLogger(__name__)
 
@@ -84,18 +83,7 @@ class FilesystemStorage(Storage):
     ) -> ObjectInfo:
         """The kernel copies the file in one go: `cancelled` is not polled."""
         target = self.path_of(key)
-        try:
-            source = open(local_path, "rb", buffering=0)  # noqa: SIM115 - closed below
-        except FileNotFoundError as exc:
-            raise LocalFileNotFoundError(
-                f"cannot store {key!r}: local file {str(local_path)!r} does not exist "
-                "(was it removed after it was listed?)"
-            ) from exc
-        except OSError as exc:
-            raise StorageError(
-                f"{exc.strerror or exc}: cannot read local file {str(local_path)!r} to store "
-                f"{key!r}"
-            ) from exc
+        source = open_source(key, local_path)
         with source:
             copied = self._write_atomically(
                 target,

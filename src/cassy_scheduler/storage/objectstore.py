@@ -32,13 +32,13 @@ from obstore.exceptions import NotFoundError
 from cassy_scheduler.storage.bandwidth import BandwidthLimit, Unlimited
 from cassy_scheduler.storage.base import ObjectInfo, Storage
 from cassy_scheduler.storage.errors import (
-    LocalFileNotFoundError,
     ObjectNotFoundError,
     StorageError,
     WriteCancelledError,
 )
 from cassy_scheduler.storage.keys import validate_key, validate_prefix
 from cassy_scheduler.storage.options import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
+from cassy_scheduler.storage.streams import open_source
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
@@ -91,18 +91,7 @@ class ObjectStorage(Storage):
         cancelled: Callable[[], bool] = lambda: False,
     ) -> ObjectInfo:
         validate_key(key)
-        try:
-            source = open(local_path, "rb", buffering=0)  # noqa: SIM115 - closed below
-        except FileNotFoundError as exc:
-            raise LocalFileNotFoundError(
-                f"cannot store {key!r}: local file {str(local_path)!r} does not exist "
-                "(was it removed after it was listed?)"
-            ) from exc
-        except OSError as exc:
-            raise StorageError(
-                f"{exc.strerror or exc}: cannot read local file {str(local_path)!r} to store "
-                f"{key!r}"
-            ) from exc
+        source = open_source(key, local_path)
         with source:
             size = os.fstat(source.fileno()).st_size
             if size <= self._part_size:
@@ -112,7 +101,10 @@ class ObjectStorage(Storage):
     def _put_whole(self, key: str, source: Any) -> ObjectInfo:
         """One PUT, its SHA-256 in the metadata: the file is read into memory once (at most
         a part's size), hashed, then sent."""
-        data = source.read()
+        return self.put_bytes(key, source.read())
+
+    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
+        validate_key(key)
         digest = hashlib.sha256(data).hexdigest()
         self._bandwidth.take(len(data))
         with self._errors("storing", key):
@@ -274,20 +266,6 @@ class ObjectStorage(Storage):
         validate_key(key)
         with suppress(ObjectNotFoundError), self._errors("deleting", key):
             obstore.delete(self._store, key)
-
-    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
-        validate_key(key)
-        digest = hashlib.sha256(data).hexdigest()
-        self._bandwidth.take(len(data))
-        with self._errors("storing", key):
-            result = obstore.put(
-                self._store,
-                key,
-                data,
-                attributes={**self._class, SHA256_METADATA: digest},
-                use_multipart=False,
-            )
-        return ObjectInfo(key=key, size=len(data), sha256=digest, etag=_etag(result["e_tag"]))
 
     def get_bytes(self, key: str) -> bytes:
         validate_key(key)

@@ -9,8 +9,9 @@ connections are retried with exponential backoff and jitter, per request (so per
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from obstore.exceptions import BaseError
@@ -22,7 +23,7 @@ from cassy_scheduler.storage.objectstore import ObjectStorage, provider_reason, 
 from cassy_scheduler.storage.options import MIN_PART_SIZE, StorageOptions
 
 if TYPE_CHECKING:
-    from obstore.store import AzureConfig, ClientConfig, GCSConfig, RetryConfig, S3Config
+    from obstore.store import ClientConfig, RetryConfig
 
 OBJECT_SCHEMES = ("s3", "az", "gs")
 
@@ -72,11 +73,17 @@ def open_object_storage(options: StorageOptions) -> ObjectStorage:
     client: ClientConfig = {**_CLIENT}
     if options.endpoint is not None and options.endpoint.startswith("http://"):
         client["allow_http"] = True
-    openers = {"s3": _s3, "az": _azure, "gs": _gcs}
-    if scheme not in openers:
+    if scheme not in _STORES:
         raise UnsupportedStorageError(f"storage URI {options.uri!r}: no object store {scheme!r}")
+    store_class, config_of = _STORES[scheme]
     try:
-        store = openers[scheme](bucket, prefix, options, client)
+        store = store_class(
+            bucket,
+            prefix=prefix,
+            config=config_of(options),
+            client_options=client,
+            retry_config=_retries(options),
+        )
     except BaseError as exc:  # a key or option the provider's client refuses
         reason = scrub(provider_reason(exc), tuple(options.credentials.values()))
         raise UnsupportedStorageError(
@@ -93,7 +100,7 @@ def open_object_storage(options: StorageOptions) -> ObjectStorage:
     )
 
 
-def _s3(bucket: str, prefix: str | None, options: StorageOptions, client: ClientConfig) -> Any:
+def _s3(options: StorageOptions) -> dict[str, Any]:
     config: dict[str, Any] = dict(options.credentials)
     if options.endpoint is not None:
         config["endpoint"] = options.endpoint
@@ -105,40 +112,28 @@ def _s3(bucket: str, prefix: str | None, options: StorageOptions, client: Client
         config["server_side_encryption"] = _ENCRYPTION[options.encryption]
     if options.kms_key_id is not None:
         config["sse_kms_key_id"] = options.kms_key_id
-    return S3Store(
-        bucket,
-        prefix=prefix,
-        config=cast("S3Config", config),
-        client_options=client,
-        retry_config=_retries(options),
-    )
+    return config
 
 
-def _azure(
-    container: str, prefix: str | None, options: StorageOptions, client: ClientConfig
-) -> Any:
+def _azure(options: StorageOptions) -> dict[str, Any]:
     config: dict[str, Any] = dict(options.credentials)
     if options.account is not None:
         config["account_name"] = options.account
     if options.endpoint is not None:
         config["endpoint"] = options.endpoint
-    return AzureStore(
-        container,
-        prefix=prefix,
-        config=cast("AzureConfig", config),
-        client_options=client,
-        retry_config=_retries(options),
-    )
+    return config
 
 
-def _gcs(bucket: str, prefix: str | None, options: StorageOptions, client: ClientConfig) -> Any:
+def _gcs(options: StorageOptions) -> dict[str, Any]:
     config: dict[str, Any] = dict(options.credentials)
     if options.endpoint is not None:
         config["base_url"] = options.endpoint
-    return GCSStore(
-        bucket,
-        prefix=prefix,
-        config=cast("GCSConfig", config),
-        client_options=client,
-        retry_config=_retries(options),
-    )
+    return config
+
+
+#: Each scheme's store and the obstore config (its own key names) it is given.
+_STORES: dict[str, tuple[Any, Callable[[StorageOptions], dict[str, Any]]]] = {
+    "s3": (S3Store, _s3),
+    "az": (AzureStore, _azure),
+    "gs": (GCSStore, _gcs),
+}

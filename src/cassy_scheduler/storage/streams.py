@@ -8,7 +8,11 @@ import hashlib
 import os
 import threading
 from dataclasses import dataclass
+from io import FileIO
+from pathlib import Path
 from typing import Protocol
+
+from cassy_scheduler.storage.errors import LocalFileNotFoundError, StorageError
 
 DEFAULT_BUFFER_SIZE = 1 << 20
 """1 MiB: large enough that per-call overhead vanishes, small enough to bound memory per copy."""
@@ -24,6 +28,22 @@ class Writer(Protocol):
     """A binary stream that reports how many bytes each write took."""
 
     def write(self, data: memoryview, /) -> int | None: ...
+
+
+def open_source(key: str, local_path: Path) -> FileIO:
+    """The local file to be stored under `key`, opened unbuffered; a missing one raises
+    LocalFileNotFoundError (it was removed after it was listed), another fault StorageError."""
+    try:
+        return open(local_path, "rb", buffering=0)
+    except FileNotFoundError as exc:
+        raise LocalFileNotFoundError(
+            f"cannot store {key!r}: local file {str(local_path)!r} does not exist "
+            "(was it removed after it was listed?)"
+        ) from exc
+    except OSError as exc:
+        raise StorageError(
+            f"{exc.strerror or exc}: cannot read local file {str(local_path)!r} to store {key!r}"
+        ) from exc
 
 
 @dataclass(frozen=True)
