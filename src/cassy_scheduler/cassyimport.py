@@ -28,10 +28,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from cassy_scheduler.node.datadir import BACKUPS_DIR
-from cassy_scheduler.node.manifest import BackupIdentity, Manifest, ManifestEntry, find_manifests
+from cassy_scheduler.node.manifest import (
+    BackupIdentity,
+    Manifest,
+    ManifestEntry,
+    ManifestError,
+    find_manifests,
+)
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
 from cassy_scheduler.server.metadata import SqliteMetadataStore
 from cassy_scheduler.storage.base import ObjectInfo, Storage
+from cassy_scheduler.storage.errors import StorageError
 from cassy_scheduler.storage.layout import (
     CLUSTER_BACKUP_ROOT,
     MANIFEST_DIRECTORY,
@@ -58,7 +65,7 @@ class NodeImport:
     node_ip: str
     files: int
     bytes: int
-    outcome: str  # "imported", "already ours" or "refused"
+    outcome: str  # "imported", "already ours", "skipped" (the server's own) or "refused"
     detail: str = ""
     incremental_files: int = 0
     uploads: tuple[tuple[BackupType, int], ...] = ()  # its manifests: type, created_at
@@ -97,12 +104,14 @@ def import_cassy_backups(
     clusters = _clusters(groups)
     results = []
     for (root, cluster, snapshot, node), group in sorted(groups.items()):
-        rows = metadata.list_backups(cluster_id=cluster, target_ip=node, snapshot_id=snapshot)
-        if rows and not group.has_snapshot_manifest:
-            continue  # the server's own snapshot, never finished: not Cassy's
-        result = _import_node(storage, root, cluster, snapshot, node, group, dry_run)
+        rows = {
+            row.created_at
+            for row in metadata.list_backups(cluster_id=cluster, target_ip=node)
+            if row.snapshot_id == snapshot
+        }
+        result = _import_node(storage, root, cluster, snapshot, node, group, rows, dry_run)
         if not dry_run and result.ok:  # at once: an import cut short resumes where it was
-            _record(metadata, result, clusters[cluster], data_dir)
+            _record(metadata, result, clusters[cluster], data_dir, rows)
         results.append(result)
         progress(result)
     return results
@@ -116,7 +125,9 @@ def _clusters(groups: dict[tuple[str, str, str, str], _Group]) -> dict[str, _Clu
         prefix = f"{root}/{cluster}/{snapshot}/{node}/"
         clusters[cluster].nodes.add(node)
         clusters[cluster].keyspaces.update(
-            info.key[len(prefix) :].split("/", 1)[0] for info in group.snapshot
+            path.split("/", 1)[0]
+            for info in group.snapshot
+            if "/" in (path := info.key[len(prefix) :])
         )
     return clusters
 
@@ -149,8 +160,10 @@ def _import_node(  # noqa: PLR0917 (one node's facts)
     snapshot: str,
     node: str,
     group: _Group,
+    rows: set[int],
     dry_run: bool,
 ) -> NodeImport:
+    """`rows` are the created_at of the server's rows for this node's snapshot."""
     files = group.snapshot + group.incremental
     size = sum(info.size for info in files)
     prefix = f"{root}/{cluster}/{snapshot}/{node}/"
@@ -171,11 +184,16 @@ def _import_node(  # noqa: PLR0917 (one node's facts)
             uploads,
         )
 
-    if group.has_snapshot_manifest:  # rows missing (an import cut short) come from these
-        uploads = tuple(
-            (m.identity.backup_type, m.identity.created_at_ms)
-            for m in find_manifests(storage, prefix)
-        )
+    if rows and not group.has_snapshot_manifest:
+        return result("skipped", "the server's own snapshot, never finished: not Cassy's")
+    if group.has_snapshot_manifest:
+        if rows:
+            return result("already ours")
+        try:  # an import cut short before its rows: they come from its manifests
+            manifests = find_manifests(storage, prefix)
+        except (ManifestError, StorageError) as exc:
+            return result("refused", str(exc))
+        uploads = tuple((m.identity.backup_type, m.identity.created_at_ms) for m in manifests)
         return result("already ours", uploads=uploads)
     try:
         report = verify_node_by_digests(storage, prefix, node, snapshot)
@@ -250,7 +268,11 @@ def _entry(storage: Storage, prefix: str, info: ObjectInfo) -> ManifestEntry:
 
 
 def _record(
-    metadata: SqliteMetadataStore, node: NodeImport, cluster: _Cluster, data_dir: str
+    metadata: SqliteMetadataStore,
+    node: NodeImport,
+    cluster: _Cluster,
+    data_dir: str,
+    rows: set[int],
 ) -> None:
     """The cluster (when the server does not know it) and a COMPLETED row per upload of the
     node that it has no row for."""
@@ -260,15 +282,11 @@ def _record(
             cluster_id=node.cluster_id,
             cluster_name=match.group("name") if match else node.cluster_id,
             target_ips=sorted(cluster.nodes),
-            keyspaces=sorted(cluster.keyspaces - {MANIFEST_DIRECTORY}),
+            keyspaces=sorted(cluster.keyspaces),
             data_dir=data_dir,
         )
-    existing = {
-        (row.snapshot_id, row.created_at)
-        for row in metadata.list_backups(cluster_id=node.cluster_id, target_ip=node.node_ip)
-    }
     for backup_type, created_at in node.uploads:
-        if (node.snapshot_id, created_at) not in existing:
+        if created_at not in rows:
             metadata.insert_backups(
                 cluster_id=node.cluster_id,
                 target_ips=[node.node_ip],

@@ -12,6 +12,7 @@ from cassy_scheduler.configfile.locate import TableProblems
 from cassy_scheduler.configfile.secrets import Secret
 from cassy_scheduler.server.settingsfile import StorageTable
 from cassy_scheduler.storage import UnsupportedStorageError, open_storage
+from cassy_scheduler.storage.errors import StorageOptionRefusedError
 from cassy_scheduler.storage.options import MIN_PART_SIZE, StorageOptions
 
 MAX_PART_SIZE = 512 << 20
@@ -92,6 +93,15 @@ def storage_options(
     if not problems:
         try:
             open_storage(options)
+        except StorageOptionRefusedError as exc:  # not the URI: a value of another key
+            problems.append(
+                problem(
+                    "uri",
+                    str(exc),
+                    "check the values of this table's other keys and the credentials they "
+                    "name (a key's format, the region, the account)",
+                )
+            )
         except UnsupportedStorageError as exc:
             problems.append(problem("uri", str(exc), _EXAMPLE))
     return options, problems

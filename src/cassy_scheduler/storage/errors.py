@@ -23,6 +23,11 @@ class UnsupportedStorageError(StorageError, ValueError):
     """A storage URI names a scheme or form that no backend handles."""
 
 
+class StorageOptionRefusedError(UnsupportedStorageError):
+    """The provider's client refused an option or a credential of the table (a malformed
+    key, an unknown region); the message carries its reason."""
+
+
 class WriteCancelledError(StorageError):
     """A write stopped because its caller asked (a server out of shutdown grace); nothing
     was left under the key."""

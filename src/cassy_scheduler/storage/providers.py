@@ -18,7 +18,7 @@ from obstore.exceptions import BaseError
 from obstore.store import AzureStore, GCSStore, S3Store
 
 from cassy_scheduler.storage.bandwidth import BandwidthLimit
-from cassy_scheduler.storage.errors import UnsupportedStorageError
+from cassy_scheduler.storage.errors import StorageOptionRefusedError, UnsupportedStorageError
 from cassy_scheduler.storage.objectstore import ObjectStorage, provider_reason, scrub
 from cassy_scheduler.storage.options import MIN_PART_SIZE, StorageOptions
 
@@ -86,7 +86,7 @@ def open_object_storage(options: StorageOptions) -> ObjectStorage:
         )
     except BaseError as exc:  # a key or option the provider's client refuses
         reason = scrub(provider_reason(exc), tuple(options.credentials.values()))
-        raise UnsupportedStorageError(
+        raise StorageOptionRefusedError(
             f"storage {options.uri!r} cannot be opened: {reason}"
         ) from None
     return ObjectStorage(
