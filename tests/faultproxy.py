@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import random
 import socket
-import threading
 from contextlib import suppress
+
+from tests.tcpproxy import TcpProxy
 
 _SLOW_DOWN = (
     b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnection: close\r\n"
@@ -22,7 +23,7 @@ _BODY = (
 )
 
 
-class FaultProxy:
+class FaultProxy(TcpProxy):
     def __init__(
         self,
         target: tuple[str, int],
@@ -31,39 +32,16 @@ class FaultProxy:
         reset: float = 0.0,
         seed: int = 7,
     ) -> None:
-        self.target = target
         self.slow_down = slow_down
         self.reset = reset
         self.refuse_puts = False
         self.counts = {"passed": 0, "slow_down": 0, "reset": 0}
         self._random = random.Random(seed)
-        self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._open: list[socket.socket] = []
-        self._closed = threading.Event()
-        threading.Thread(target=self._accept, name="fault-proxy", daemon=True).start()
+        super().__init__(target)
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-
-    def close(self) -> None:
-        self._closed.set()
-        with suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        with self._lock:
-            for sock in self._open:
-                with suppress(OSError):
-                    sock.close()
-
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+        return f"http://127.0.0.1:{self.port}"
 
     def _choose(self, head: bytes) -> str:
         with self._lock:
@@ -91,24 +69,13 @@ class FaultProxy:
             with suppress(OSError):
                 client.sendall(_SLOW_DOWN % (len(_BODY), _BODY))
             client.close()
-            return
-        if fate == "reset":
+        elif fate == "reset":
             client.setsockopt(
                 socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
             )
             client.close()  # linger 0: the peer sees a reset, mid-request
-            return
-        try:
-            upstream = socket.create_connection(self.target, timeout=30)
-        except OSError:
-            client.close()
-            return
-        upstream.settimeout(None)
-        with self._lock:
-            self._open += [client, upstream]
-        upstream.sendall(head)
-        threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
-        _pump(client, upstream)
+        else:
+            self._pass_on(client, head)
 
 
 def _read_head(client: socket.socket) -> bytes | None:
@@ -123,15 +90,3 @@ def _read_head(client: socket.socket) -> bytes | None:
             return None
         data += chunk
     return data
-
-
-def _pump(source: socket.socket, target: socket.socket) -> None:
-    try:
-        while chunk := source.recv(1 << 16):
-            target.sendall(chunk)
-    except OSError:
-        pass
-    finally:
-        for sock in (source, target):
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)

@@ -50,6 +50,10 @@ class TcpProxy:
             client.close()
             return
         time.sleep(self.delay_s)
+        self._pass_on(client)
+
+    def _pass_on(self, client: socket.socket, received: bytes = b"") -> None:
+        """Connect `client` to the target, sending first what was `received` from it."""
         try:
             upstream = socket.create_connection(self.target, timeout=10)
         except OSError:
@@ -58,6 +62,8 @@ class TcpProxy:
         upstream.settimeout(None)
         with self._lock:
             self._open += [client, upstream]
+        with suppress(OSError):
+            upstream.sendall(received)
         for source, sink in ((client, upstream), (upstream, client)):
             threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
 

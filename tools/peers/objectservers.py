@@ -111,18 +111,15 @@ def azurite_bin(root: Path | None = None) -> Path:
         raise RuntimeError("npm is not on PATH; install Node.js to run Azurite")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".install-") as work:
-        done = subprocess.run(
+        staged = Path(work) / "azurite"  # renamed into place whole, once npm succeeded
+        staged.mkdir()
+        _run(
             [npm, "install", "--no-audit", "--no-fund", f"azurite@{AZURITE_VERSION}"],
-            cwd=work,
-            capture_output=True,
-            text=True,
-            check=False,
+            what=f"npm install azurite@{AZURITE_VERSION}",
+            cwd=staged,
             timeout=900,
         )
-        if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
-            raise RuntimeError(f"npm install azurite@{AZURITE_VERSION} failed:\n{tail}")
-        Path(work).rename(target)
+        staged.rename(target)
     return binary
 
 
@@ -205,27 +202,41 @@ def azure_container(server: ObjectServer, container: str) -> Any:
 
 def gcs_create_bucket(server: ObjectServer, bucket: str) -> None:
     body = json.dumps({"name": bucket}).encode()
-    request = urllib.request.Request(
-        f"{server.endpoint}/storage/v1/b?project=test",
-        data=body,
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30):
-        pass
+    _post(f"{server.endpoint}/storage/v1/b?project=test", body, "application/json")
 
 
 def gcs_upload(server: ObjectServer, bucket: str, name: str, data: bytes) -> None:
     """One object through the JSON API's media upload."""
     query = urllib.parse.urlencode({"uploadType": "media", "name": name})
+    url = f"{server.endpoint}/upload/storage/v1/b/{bucket}/o?{query}"
+    _post(url, data, "application/octet-stream")
+
+
+def _post(url: str, body: bytes, content_type: str) -> None:
     request = urllib.request.Request(
-        f"{server.endpoint}/upload/storage/v1/b/{bucket}/o?{query}",
-        data=data,
-        headers={"Content-Type": "application/octet-stream"},
-        method="POST",
+        url, data=body, headers={"Content-Type": content_type}, method="POST"
     )
     with urllib.request.urlopen(request, timeout=60):
         pass
+
+
+def _run(
+    command: list[str],
+    *,
+    what: str,
+    timeout: float,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    error: type[RuntimeError] = RuntimeError,
+) -> str:
+    """Run an install or build step; its stdout, or `error` with the output's last lines."""
+    done = subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=timeout
+    )
+    if done.returncode != 0:
+        tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
+        raise error(f"{what} failed:\n{tail}")
+    return done.stdout
 
 
 def seaweedfs_bin(root: Path | None = None) -> Path:
@@ -241,35 +252,28 @@ def seaweedfs_bin(root: Path | None = None) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     module = f"github.com/seaweedfs/seaweedfs@{SEAWEEDFS_VERSION}"
     env = {**os.environ, "GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
-    fetched = subprocess.run(
+    fetched = _run(
         [go, "mod", "download", "-json", module],
-        capture_output=True,
-        text=True,
-        check=False,
+        what=f"go mod download {module}",
         env=env,
         timeout=1800,
+        error=GoToolError,
     )
-    if fetched.returncode != 0:
-        raise GoToolError(f"go mod download {module} failed:\n{fetched.stdout[-2000:]}")
-    source = Path(json.loads(fetched.stdout)["Dir"])
+    source = Path(json.loads(fetched)["Dir"])
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".build-") as work:
         tree = Path(work) / "src"
         shutil.copytree(source, tree)
         for path in [tree, *tree.rglob("*")]:
             with suppress(OSError):
                 path.chmod(path.stat().st_mode | 0o200)
-        built = subprocess.run(
+        _run(
             [go, "build", "-o", str(Path(work) / "weed"), "./weed"],
+            what="go build of SeaweedFS",
             cwd=tree,
-            capture_output=True,
-            text=True,
-            check=False,
             env=env,
             timeout=3600,
+            error=GoToolError,
         )
-        if built.returncode != 0:
-            tail = "\n".join((built.stdout + built.stderr).splitlines()[-20:])
-            raise GoToolError(f"go build of SeaweedFS failed:\n{tail}")
         (Path(work) / "weed").rename(target)
     return target
 

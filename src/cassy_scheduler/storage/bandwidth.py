@@ -47,7 +47,5 @@ class BandwidthLimit:
 class Unlimited:
     """No limit: the default."""
 
-    bytes_per_second = None
-
     def take(self, count: int) -> None:
         return None

@@ -95,14 +95,9 @@ class ObjectStorage(Storage):
         source = open_source(key, local_path)
         with source:
             size = os.fstat(source.fileno()).st_size
-            if size <= self._part_size:
-                return self._put_whole(key, source)
+            if size <= self._part_size:  # one PUT, its SHA-256 in the metadata
+                return self.put_bytes(key, source.read())
             return self._put_parts(key, source, cancelled)
-
-    def _put_whole(self, key: str, source: Any) -> ObjectInfo:
-        """One PUT, its SHA-256 in the metadata: the file is read into memory once (at most
-        a part's size), hashed, then sent."""
-        return self.put_bytes(key, source.read())
 
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
         validate_key(key)
@@ -190,7 +185,7 @@ class ObjectStorage(Storage):
         """The object's bytes in order: one streamed GET for a small object, ranged GETs
         `concurrency` at a time for a large one (memory: concurrency times 8 MiB)."""
         if size <= 2 * _RANGE_SIZE:
-            yield from (memoryview(chunk) for chunk in self._streamed(key))
+            yield from self._streamed(key)
             return
         batch = _RANGE_SIZE * self._concurrency
         for offset in range(0, size, batch):
@@ -243,16 +238,12 @@ class ObjectStorage(Storage):
             raise ObjectNotFoundError(f"object {key!r} not found in {self.uri}")
         return map(bytes, self._pieces(key, info.size))
 
-    def _streamed(self, key: str) -> Iterator[bytes]:
+    def _streamed(self, key: str) -> Iterator[memoryview]:
+        """A small object in one GET, in the pieces it arrives in."""
         with self._errors("reading", key):
-            result = obstore.get(self._store, key)
-        return self._stream(key, result)
-
-    def _stream(self, key: str, result: Any) -> Iterator[bytes]:
-        with self._errors("reading", key):
-            for chunk in result.stream(min_chunk_size=_READ_CHUNK):
+            for chunk in obstore.get(self._store, key).stream(min_chunk_size=_READ_CHUNK):
                 self._bandwidth.take(len(chunk))
-                yield bytes(chunk)
+                yield memoryview(chunk)
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Object stores list by whole path segments: the listing is of the prefix's

@@ -7,13 +7,12 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from contextlib import suppress
 
 from cassy_scheduler.storage.base import Storage
 from cassy_scheduler.storage.errors import StorageError, StorageProbeError
-from cassy_scheduler.storage.filesystem import FilesystemStorage
 
-PROBE_DIRECTORY = "cassy-scheduler-probe"
+PROBE_PREFIX = "cassy-scheduler-probe-"
+"""At the top of the store, so the probe leaves no directory behind on a file system."""
 
 #: Words in a store's reason, and what to do about them; the first that matches is told.
 _FIXES = (
@@ -49,7 +48,7 @@ _FIXES = (
 def probe(storage: Storage) -> None:
     """Raise StorageProbeError, with the store's reason and a fix, unless a small object
     can be written, read back and deleted."""
-    key = f"{PROBE_DIRECTORY}/{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
+    key = f"{PROBE_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
     data = b"cassy-scheduler storage probe\n"
     try:
         storage.put_bytes(key, data)
@@ -57,9 +56,6 @@ def probe(storage: Storage) -> None:
             back = storage.get_bytes(key)
         finally:
             storage.delete(key)
-            if isinstance(storage, FilesystemStorage):
-                with suppress(OSError):
-                    (storage.base / PROBE_DIRECTORY).rmdir()
     except StorageError as exc:
         raise StorageProbeError(
             _with_fix(f"storage {storage.uri} refused a test write: {exc}")
