@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from cassy_scheduler.node.sshtarget import SshTarget
+
 _log = logging.getLogger(__name__)
 
 DEFAULT_JMX_HOST = "127.0.0.1"
@@ -72,6 +74,7 @@ class NodeEndpoint:
     jmx_host: str = DEFAULT_JMX_HOST
     jmx_port: int = DEFAULT_JMX_PORT
     data_dir: Path | None = None
+    ssh: SshTarget | None = None  # set: the node's host is reached over SSH
 
 
 class NodeExecutor(Protocol):

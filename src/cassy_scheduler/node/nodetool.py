@@ -113,6 +113,10 @@ class Nodetool:
     def _run(self, *args: str, timeout_s: float | None = None) -> str:
         return self._executor.run(self._endpoint, args, timeout_s or self._timeout_s)
 
+    def run(self, args: Sequence[str]) -> str:
+        """Any command, its output as nodetool printed it (the node program runs these)."""
+        return self._run(*args)
+
     def flush(self, keyspaces: Sequence[str] = ()) -> None:
         """Flush the keyspaces' memtables, in one nodetool call whatever their number.
 

@@ -29,6 +29,7 @@ from cassy_scheduler.durable import fsync_directory, sync_files
 from cassy_scheduler.node.datadir import BACKUPS_DIR, SNAPSHOTS_DIR
 from cassy_scheduler.node.executor import NodeError
 from cassy_scheduler.node.manifest import Manifest
+from cassy_scheduler.node.progress import Progress, Tally
 from cassy_scheduler.protocol.types import BackupType
 from cassy_scheduler.storage import ObjectNotFoundError, Storage, StorageError
 
@@ -279,6 +280,7 @@ def restore_files(
     *,
     workers: int = DEFAULT_WORKERS,
     cancelled: Callable[[], bool] = lambda: False,
+    progress: Progress | None = None,
 ) -> PlacementResult:
     """Download, check and place `plan` on the node; on any failure the data dir is unchanged.
 
@@ -288,7 +290,7 @@ def restore_files(
     staging = staging_directory(dirs, tag)
     _prepare_staging(dirs, staging, plan.total_size)
     try:
-        stage_files(storage, plan, staging, workers=workers, cancelled=cancelled)
+        stage_files(storage, plan, staging, workers=workers, cancelled=cancelled, progress=progress)
         if cancelled():
             raise RestoreCancelledError("the restore was stopped before its files were moved")
         _refuse_occupied(dirs)
@@ -344,6 +346,7 @@ def stage_files(
     *,
     workers: int = DEFAULT_WORKERS,
     cancelled: Callable[[], bool] = lambda: False,
+    progress: Progress | None = None,
 ) -> None:
     """Download every planned file to `staging/<target>` and check it; the first bad one
     stops the rest and raises StoredFileError naming it."""
@@ -352,11 +355,13 @@ def stage_files(
     for directory in sorted({str(Path(f.target).parent) for f in plan.files}):
         (staging / directory).mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
+    tally = Tally(progress)
 
     def fetch(planned: PlannedFile) -> None:
         if stop.is_set() or cancelled():
             return
         _fetch_one(storage, planned, staging / planned.target)
+        tally.add(planned.size)
 
     if workers == 1:
         for planned in plan.files:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from cassy_scheduler.node.datadir import sstable_key
 from cassy_scheduler.node.manifest import BackupIdentity, Manifest, ManifestEntry, find_manifests
+from cassy_scheduler.node.progress import Progress, Tally
 from cassy_scheduler.storage.base import ObjectInfo, Storage
 from cassy_scheduler.storage.errors import (
     LocalFileNotFoundError,
@@ -92,6 +93,7 @@ def upload_files(
     workers: int = DEFAULT_WORKERS,
     cancelled: Callable[[], bool] = lambda: False,
     earlier: Sequence[Manifest] = (),
+    progress: Progress | None = None,
 ) -> UploadResult:
     """Store `files` under `prefix`, then the manifest; return what was sent and skipped.
 
@@ -112,7 +114,7 @@ def upload_files(
     size and SHA-256 (or, unread, by its unchanged local identity), is stored by
     `storage.copy` (a hard link on a file system) instead of being sent again. Files are
     written without waiting for the disk, and all of them are made durable at once before
-    the manifest is written.
+    the manifest is written. `progress` hears of every file done.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -120,6 +122,7 @@ def upload_files(
     jobs = _plan(prefix, files)
     known = _known_entries(storage, prefix) if jobs else {}
     reusable = _reusable_entries(earlier, prefix) if jobs else {}
+    tally = Tally(progress)
 
     def upload(job: _Job) -> _FileOutcome:
         if cancelled():
@@ -127,7 +130,9 @@ def upload_files(
         key, relative, _ = job
         name = sstable_key(relative)
         earlier_entry = None if name is None else reusable.get(name)
-        return _upload_one(storage, *job, known.get(key), earlier_entry, cancelled)
+        outcome = _upload_one(storage, *job, known.get(key), earlier_entry, cancelled)
+        tally.add(outcome.entry.size)
+        return outcome
 
     outcomes = list(_run(jobs, upload, workers))
     # Every key, skipped ones too: an earlier attempt that failed may have left them written

@@ -26,6 +26,7 @@ from cassy_scheduler.addresses import is_loopback
 from cassy_scheduler.node.discovery import discover_cluster
 from cassy_scheduler.node.executor import LocalExecutor, NodeExecutor
 from cassy_scheduler.node.residentnodetool import ResidentExecutor
+from cassy_scheduler.node.sshnode import SshExecutor, SshNodes
 from cassy_scheduler.privatefiles import private_file
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
 from cassy_scheduler.protocol.types import BUILTIN_SERVER_HEALTH_NAME
@@ -88,24 +89,28 @@ def _listen(server: grpc.Server, settings: ServerSettings) -> int:
 
 def start_server(settings: ServerSettings) -> RunningServer:
     """Open metadata and storage, recover from a previous crash, and start listening."""
-    executor = _executor(settings)
+    storage = open_storage(settings.storage)
+    ssh = SshNodes(storage, settings.storage) if settings.uses_ssh else None
+    local = _executor(settings)
+    executor: NodeExecutor = local if ssh is None else SshExecutor(ssh, local)
     try:
-        return _start_with(settings, executor)
+        return _start_with(settings, storage, executor, ssh)
     except BaseException:
         executor.stop_running()  # a resident nodetool JVM must not outlive a failed start
         raise
 
 
-def _start_with(settings: ServerSettings, executor: NodeExecutor) -> RunningServer:
+def _start_with(
+    settings: ServerSettings, storage: Storage, executor: NodeExecutor, ssh: SshNodes | None
+) -> RunningServer:
     metadata = _open_metadata(settings)
-    storage = open_storage(settings.storage)
     try:
         probe(storage)  # before listening: a refusal now, not at the first backup
     except StorageProbeError:
         metadata.close()
         raise
     writes_since = _write_clock(storage)  # before any write of this process
-    operations, restores = _operations(settings, metadata, storage, executor)
+    operations, restores = _operations(settings, metadata, storage, executor, ssh)
     discover = partial(
         discover_cluster,
         executor=executor,
@@ -163,12 +168,14 @@ def _operations(
     metadata: SqliteMetadataStore,
     storage: Storage,
     executor: NodeExecutor,
+    ssh: SshNodes | None,
 ) -> tuple[BackupOperations, RestoreOperations]:
     nodes = NodeAccess(
         executor=executor,
         endpoint=settings.endpoint,
         cql=settings.cql,
         nodetool_timeout_s=settings.nodetool_timeout_seconds,
+        ssh=ssh,
     )
     operations = BackupOperations(
         metadata,

@@ -15,12 +15,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import wait
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from cassy_scheduler.clock import SYSTEM_CLOCK, Clock
-from cassy_scheduler.node.datadir import snapshot_files
 from cassy_scheduler.node.discovery import unanswering_nodes
 from cassy_scheduler.node.liveness import LivenessUnknownError, cassandra_running
 from cassy_scheduler.node.manifest import BackupIdentity
+from cassy_scheduler.node.work import NodeFacts
 from cassy_scheduler.protocol.pause_report import PauseReport
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
 from cassy_scheduler.server.applications import AppInstance, ApplicationsError
@@ -192,6 +193,8 @@ class BackupOperations:
 
     def _jmx_listens(self, node: str) -> bool:
         endpoint = self._nodes.endpoint(node)
+        if endpoint.ssh is not None:
+            return True  # its JMX listens on its own host: the node program reaches it
         try:
             return cassandra_running([(endpoint.jmx_host, endpoint.jmx_port)], 5.0)
         except LivenessUnknownError:
@@ -251,8 +254,8 @@ class BackupOperations:
             # Its incremental-backup files stay in place: they belong to the node snapshot
             # that incrementals extend, so a cluster can take all three kinds of backup.
             node = prepared[key.target_ip]
-            taken = snapshot_files(node.data_dir, started.snapshot_id, node.keyspaces)
-            return lambda: self._work.upload(started.identity(node.address), taken)
+            facts = NodeFacts(str(node.data_dir), node.keyspaces, ())
+            return lambda: self._work.run("upload", started.identity(node.address), facts)
 
         self.jobs.each_node(keys, upload)
         self._dump_metadata()
@@ -263,10 +266,8 @@ class BackupOperations:
         """Before pausing anyone: each node's data dir and keyspaces, old snapshots gone."""
 
         def prepare(node: str) -> PreparedNode:
-            data_dir = self._work.data_dir(node)
-            keyspaces = tuple(self._work.present_keyspaces(cluster, data_dir, node))
-            self._work.clear_earlier_snapshots(node, data_dir)
-            return PreparedNode(node, data_dir, keyspaces)
+            facts = self._work.prepare(cluster, node, clear=True)
+            return PreparedNode(node, Path(facts.data_dir), facts.keyspaces)
 
         futures = {node: self.jobs.pool.submit(prepare, node) for node in nodes}
         wait(futures.values())

@@ -1,9 +1,11 @@
-"""The backup work on one node: snapshot it, or collect its incremental files, and upload.
+"""The backup work on one node, as the server decides it: what the node's side then does.
 
 A node snapshot first clears the snapshots this server took there earlier, snapshots every
 registered keyspace the node still has, uploads the files (manifest last) and deletes the
 incremental-backup files the snapshot covers. An incremental flushes and uploads the files of
-each table's backups/ directory. Each returns a summary for the log.
+each table's backups/ directory. The server decides from its records (which snapshots are
+its own, which earlier uploads can be copied) and the node's side (node/side.py: in this
+process, or over SSH) does the work where the files are. Each returns a summary for the log.
 """
 
 from __future__ import annotations
@@ -13,20 +15,10 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cassy_scheduler.node.datadir import (
-    DataFile,
-    backup_files,
-    covered_backup_files,
-    delete_files,
-    keyspace_dirs,
-    remove_snapshot,
-    snapshot_files,
-    snapshot_tags,
-)
 from cassy_scheduler.node.discovery import live_keyspaces, node_data_dir
 from cassy_scheduler.node.executor import DiscoveryError
 from cassy_scheduler.node.manifest import BackupIdentity, Manifest, find_manifests
-from cassy_scheduler.node.transfer import LocalFile, upload_files
+from cassy_scheduler.node.work import BackupAction, BackupOrder, NodeFacts
 from cassy_scheduler.protocol.types import OperationStatus
 from cassy_scheduler.server.errors import PreconditionError
 from cassy_scheduler.server.nodejobs import NodeAccess
@@ -59,64 +51,65 @@ class NodeBackups:
         self._data_dirs: dict[str, Path] = {}
 
     def snapshot(self, cluster: ClusterRecord, identity: BackupIdentity) -> str:
-        node = identity.node_ip
-        data_dir = self.data_dir(node)
-        keyspaces = self.present_keyspaces(cluster, data_dir, node)
-        before = backup_files(data_dir, keyspaces)
-        self.clear_earlier_snapshots(node, data_dir)
-        self._nodes.nodetool(node).snapshot(identity.snapshot_id, keyspaces)
-        taken = snapshot_files(data_dir, identity.snapshot_id, keyspaces)
-        summary = self.upload(identity, taken)
-        covered = covered_backup_files(before, backup_files(data_dir, keyspaces), taken)
-        delete_files(covered)
-        return f"{summary} incremental_files_cleared={len(covered)}"
+        prepared = self.prepare(cluster, identity.node_ip, clear=False)
+        return self.run(
+            "snapshot",
+            identity,
+            prepared,
+            remove=self.earlier_snapshots(identity.node_ip, prepared),
+        )
 
     def incremental(self, cluster: ClusterRecord, identity: BackupIdentity) -> str:
-        node = identity.node_ip
-        data_dir = self.data_dir(node)
         # The node-local `system` keyspace is Cassandra's own bookkeeping, rewritten all the
         # time (sstable activity, compaction history); the snapshot carries what a restore
         # needs from it (host id, tokens), so incrementals leave it out.
-        keyspaces = [
-            ks
-            for ks in self.present_keyspaces(cluster, data_dir, node)
-            if ks != NODE_LOCAL_KEYSPACE
-        ]
-        self._nodes.nodetool(node).flush(keyspaces)
-        return self.upload(identity, backup_files(data_dir, keyspaces))
+        prepared = self.prepare(cluster, identity.node_ip, clear=False)
+        keyspaces = tuple(ks for ks in prepared.keyspaces if ks != NODE_LOCAL_KEYSPACE)
+        return self.run("incremental", identity, NodeFacts(prepared.data_dir, keyspaces, ()))
 
-    def clear_earlier_snapshots(self, node: str, data_dir: Path) -> None:
-        """Remove the snapshots this server took earlier on the node (uploaded, they only hold
-        disk space), under any registration of its cluster, from every keyspace (a dropped
-        or unregistered one too); snapshots anyone else took, an operator's `pre-upgrade` one
-        included, stay. (Scalar's Cassy clears every one.) Removed from the data directory
-        directly: no nodetool JVM for it."""
-        for tag in sorted(snapshot_tags(data_dir, keyspace_dirs(data_dir))):
-            ours = any(
-                row.target_ip == node for row in self._metadata.list_backups(snapshot_id=tag)
-            )
-            if ours:
-                remove_snapshot(data_dir, tag)
+    def prepare(self, cluster: ClusterRecord, node: str, *, clear: bool) -> NodeFacts:
+        """The node's data dir and the registered keyspaces it still has; with `clear`, the
+        snapshots this server took there earlier are removed now (before a cluster-wide cut)."""
+        data_dir = self.data_dir(node)
+        facts = self._nodes.side(node, self._storage).facts(data_dir, cluster.keyspaces)
+        keyspaces = self.present_keyspaces(cluster, facts, node)
+        if clear:
+            ours = self.earlier_snapshots(node, facts)
+            self._nodes.side(node, self._storage).remove_snapshots(data_dir, ours)
+        return NodeFacts(facts.data_dir, tuple(keyspaces), facts.snapshot_tags)
+
+    def run(
+        self,
+        action: BackupAction,
+        identity: BackupIdentity,
+        facts: NodeFacts,
+        *,
+        remove: Sequence[str] = (),
+    ) -> str:
+        """Have the node's side carry out the backup; its summary for the log."""
+        order = BackupOrder(
+            action=action,
+            identity=identity,
+            data_dir=facts.data_dir,
+            keyspaces=facts.keyspaces,
+            remove_snapshots=tuple(remove),
+            earlier=tuple(self.earlier_uploads(identity)) if action != "incremental" else (),
+        )
+        done = self._nodes.side(identity.node_ip, self._storage).back_up(order, self._cancelled)
+        return done.summary()
+
+    def earlier_snapshots(self, node: str, facts: NodeFacts) -> list[str]:
+        """The snapshots this server took earlier on the node (uploaded, they only hold disk
+        space), under any registration of its cluster, from every keyspace (a dropped or
+        unregistered one too); snapshots anyone else took, an operator's `pre-upgrade` one
+        included, stay. (Scalar's Cassy clears every one.)"""
+        ours = []
+        for tag in facts.snapshot_tags:
+            if any(row.target_ip == node for row in self._metadata.list_backups(snapshot_id=tag)):
+                ours.append(tag)
             else:
                 log.info("snapshot kept, not taken by this server node=%s tag=%s", node, tag)
-
-    def upload(self, identity: BackupIdentity, files: Sequence[DataFile]) -> str:
-        prefix = backup_prefix(
-            identity.backup_type, identity.cluster_id, identity.snapshot_id, identity.node_ip
-        )
-        result = upload_files(
-            self._storage,
-            prefix,
-            [LocalFile(f.path, f.relative) for f in files],
-            identity,
-            cancelled=self._cancelled,
-            earlier=self.earlier_uploads(identity) if identity.backup_type.is_snapshot else (),
-        )
-        return (
-            f"files_sent={result.files_sent} bytes_sent={result.bytes_sent} "
-            f"files_copied={result.files_copied} bytes_copied={result.bytes_copied} "
-            f"files_skipped={result.files_skipped} manifest={result.manifest_key}"
-        )
+        return ours
 
     def earlier_uploads(self, identity: BackupIdentity) -> list[Manifest]:
         """The uploads of the node's newest completed snapshot before this one, with its
@@ -145,20 +138,21 @@ class NodeBackups:
             log.warning("earlier uploads not readable prefix=%s error=%s", prefix, exc)
             return []
 
-    def present_keyspaces(self, cluster: ClusterRecord, data_dir: Path, node: str) -> list[str]:
+    def present_keyspaces(self, cluster: ClusterRecord, facts: NodeFacts, node: str) -> list[str]:
         """Registered keyspaces that still exist on the node; a dropped one is only logged."""
         try:
             schema = live_keyspaces(node, self._nodes.cql, _CQL_TIMEOUT_S)
         except DiscoveryError as exc:  # the directories alone still tell most of it
             log.warning("schema not readable, using directories node=%s reason=%s", node, exc)
             schema = set(cluster.keyspaces)
-        present = [ks for ks in cluster.keyspaces if ks in schema and (data_dir / ks).is_dir()]
+        on_disk = set(facts.keyspaces)
+        present = [ks for ks in cluster.keyspaces if ks in schema and ks in on_disk]
         missing = sorted(set(cluster.keyspaces) - set(present))
         if missing:
             log.warning("registered keyspaces absent node=%s keyspaces=%s", node, ",".join(missing))
         if not present:
             raise PreconditionError(
-                f"none of the registered keyspaces exists under {data_dir}: "
+                f"none of the registered keyspaces exists under {facts.data_dir}: "
                 "register the cluster again"
             )
         return present

@@ -21,6 +21,8 @@ from cassy_scheduler.clock import SYSTEM_CLOCK, Clock, epoch_ms
 from cassy_scheduler.node.discovery import CqlAccess
 from cassy_scheduler.node.executor import NodeEndpoint, NodeExecutor
 from cassy_scheduler.node.nodetool import Nodetool
+from cassy_scheduler.node.side import LocalSide, NodeSide
+from cassy_scheduler.node.sshnode import SshNodes
 from cassy_scheduler.protocol.types import OperationStatus
 from cassy_scheduler.server.errors import (
     SERVER_STOPPED,
@@ -30,6 +32,7 @@ from cassy_scheduler.server.errors import (
 )
 from cassy_scheduler.server.reservations import NodeReservations
 from cassy_scheduler.server.rows import HistoryKey
+from cassy_scheduler.storage.base import Storage
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +51,19 @@ class NodeAccess:
     cql: CqlAccess = field(default_factory=CqlAccess)
     nodetool_timeout_s: float = 1800.0
     reservations: NodeReservations = field(default_factory=NodeReservations)
+    ssh: SshNodes | None = None  # set when some nodes are reached over SSH
 
     def nodetool(self, address: str) -> Nodetool:
         return Nodetool(self.executor, self.endpoint(address), self.nodetool_timeout_s)
+
+    def side(self, address: str, storage: Storage) -> NodeSide:
+        """Where the node's work runs: in this process, or on its host over SSH."""
+        endpoint = self.endpoint(address)
+        if endpoint.ssh is None:
+            return LocalSide(endpoint, storage, self.nodetool(address))
+        if self.ssh is None:
+            raise AssertionError(f"{address} is reached over SSH but no SSH nodes were set up")
+        return self.ssh.side(endpoint, self.nodetool_timeout_s)
 
 
 class NodeJobs:

@@ -17,15 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cassy_scheduler.clock import SYSTEM_CLOCK, Clock
-from cassy_scheduler.node.liveness import LivenessUnknownError, cassandra_running
+from cassy_scheduler.node.executor import NodeError
 from cassy_scheduler.node.manifest import find_manifests
-from cassy_scheduler.node.placement import (
-    NodeDirectories,
-    occupied_directories,
-    plan_restore,
-    remove_leftover_staging,
-    restore_files,
-)
+from cassy_scheduler.node.placement import NodeDirectories, plan_restore
+from cassy_scheduler.node.work import RestoreOrder
 from cassy_scheduler.protocol.types import BackupType, RestoreType
 from cassy_scheduler.server.errors import NodesNotRestorableError
 from cassy_scheduler.server.nodejobs import NodeAccess, NodeJobs, shut_down
@@ -37,10 +32,10 @@ from cassy_scheduler.storage.layout import backup_prefix
 
 log = logging.getLogger(__name__)
 
-_RUNNING_CHECK_TIMEOUT_S = 10.0
 
-DirectoriesOf = Callable[[str, ClusterRecord], NodeDirectories]
-"""A node's directories, given its address and its cluster (whose data_dir is the default)."""
+DirectoriesOf = Callable[[str, ClusterRecord], NodeDirectories | None]
+"""A node's directories, given its address and its cluster (whose data_dir is the default);
+None: the node's own cassandra.yaml says, read on its host."""
 
 
 @dataclass(frozen=True)
@@ -154,12 +149,8 @@ class RestoreOperations:
         return started
 
     def _check_restorable(self, cluster: ClusterRecord, nodes: Sequence[str]) -> None:
-        """Every node stopped, with empty directories, readable from here; else refuse all."""
-        if not self._nodes.executor.is_local():
-            raise NodesNotRestorableError(
-                "restores need the nodes' directories on this host, and this server reaches "
-                "nodes remotely: run the server on the node's host"
-            )
+        """Every node stopped, with empty directories (each asked where it lives); else
+        refuse all."""
         with ThreadPoolExecutor(min(len(nodes), 8), thread_name_prefix="restore-check") as pool:
             found = list(pool.map(lambda node: self._why_not(cluster, node), nodes))
         problems = [f"{node}: {why}" for node, why in zip(nodes, found, strict=True) if why]
@@ -169,36 +160,25 @@ class RestoreOperations:
             )
 
     def _why_not(self, cluster: ClusterRecord, node: str) -> str | None:
-        endpoint = self._nodes.endpoint(node)
-        ports = [(endpoint.jmx_host, endpoint.jmx_port), (node, self._nodes.cql.port)]
+        side = self._nodes.side(node, self._storage)
         try:
-            running = cassandra_running(ports, _RUNNING_CHECK_TIMEOUT_S)
-        except LivenessUnknownError as exc:
-            return f"{exc}; make sure Cassandra is stopped there"
-        if running:
-            return "Cassandra is running (its JMX or CQL port answers): stop it first"
-        problems = occupied_directories(self._directories(node, cluster))
-        if problems:
-            return "; ".join(problems) + ": empty them first"
-        return None
+            return side.restore_problems(self._directories(node, cluster), self._nodes.cql.port)
+        except NodeError as exc:
+            return f"cannot check it ({exc})"
 
     # ------------------------------------------------------------- background
     def _place(self, cluster: ClusterRecord, started: StartedRestore, node: str) -> str:
-        dirs = self._directories(node, cluster)
-        for leftover in remove_leftover_staging(dirs):
-            log.warning("removed a staging directory left by an earlier restore path=%s", leftover)
         prefix = backup_prefix(started.snapshot_type, cluster.cluster_id, started.snapshot_id, node)
         manifests = find_manifests(self._storage, prefix)
         plan = plan_restore(manifests, started.snapshot_id, snapshot_only=started.snapshot_only)
-        began = time.monotonic()
-        placed = restore_files(
-            self._storage,
+        order = RestoreOrder(
             plan,
-            dirs,
+            self._directories(node, cluster),
             f"{started.snapshot_id}-{started.created_at_ms}",
             workers=self._download_workers,
-            cancelled=self.jobs.stopping.is_set,
         )
+        began = time.monotonic()
+        placed = self._nodes.side(node, self._storage).restore(order, self.jobs.stopping.is_set)
         return (
             f"files={placed.files} bytes={placed.bytes} keyspaces={len(placed.keyspaces)} "
             f"uploads={','.join(plan.manifests)} seconds={time.monotonic() - began:.1f}"
@@ -213,13 +193,16 @@ def node_directories(settings: ServerSettings) -> DirectoriesOf:
     """A node's directories as configured, else Cassandra's layout beside its data dir.
 
     A stopped node cannot be asked for its data dir, so an unconfigured one is the
-    cluster's, as registered.
+    cluster's, as registered; a node reached over SSH reads its own cassandra.yaml instead.
     """
 
-    def directories(node: str, cluster: ClusterRecord) -> NodeDirectories:
+    def directories(node: str, cluster: ClusterRecord) -> NodeDirectories | None:
         paths = settings.paths(node)
+        endpoint = settings.endpoint(node)
+        if endpoint.ssh is not None and endpoint.data_dir is None:
+            return None
         return NodeDirectories.beside(
-            settings.endpoint(node).data_dir or Path(cluster.data_dir),
+            endpoint.data_dir or Path(cluster.data_dir),
             commitlog_dir=paths.commitlog_dir,
             hints_dir=paths.hints_dir,
             saved_caches_dir=paths.saved_caches_dir,

@@ -21,6 +21,12 @@ backups, and how to reach each Cassandra node.
     classpath = "/usr/share/cassandra/lib/*:/usr/share/cassandra/apache-cassandra.jar"
     java = "java"                 # a JDK's java, 11 or newer (it compiles a small helper)
 
+    [nodes.ssh]                   # optional: nodes on other hosts (executor = "ssh", or a
+    user = "cassy"                # host's own [nodes.hosts."IP".ssh]); docs/ssh.md
+    key_file = "/etc/cassy-scheduler/id_ed25519"
+    known_hosts = "/etc/cassy-scheduler/known_hosts"
+    sudo_user = "cassandra"       # optional: the node program runs as Cassandra's user
+
     [nodes.hosts."10.0.0.1"]      # optional, per node
     jmx_host = "127.0.0.1"
     jmx_port = 7199
@@ -48,7 +54,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -57,6 +63,7 @@ from cassy_scheduler.configfile.locate import line_of
 from cassy_scheduler.node.discovery import CqlAccess
 from cassy_scheduler.node.executor import NodeEndpoint
 from cassy_scheduler.node.nodetooljvm import NodetoolJvm
+from cassy_scheduler.node.sshtarget import SshTarget
 from cassy_scheduler.server.applications import AppInstance, ApplicationsConfig
 from cassy_scheduler.server.cqlsettings import cql_access
 from cassy_scheduler.server.dns import DnsServer
@@ -68,6 +75,7 @@ from cassy_scheduler.server.settingsfile import (
     TlsTable,
     read_file,
 )
+from cassy_scheduler.server.sshsettings import ssh_target
 from cassy_scheduler.server.storagesettings import storage_options
 from cassy_scheduler.storage.options import StorageOptions
 
@@ -116,6 +124,7 @@ class ServerSettings:
     )
     applications: ApplicationsConfig | None = None  # None: no cluster-wide snapshots
     nodetool_jvm: NodetoolJvm | None = None  # None: a `nodetool` process per command
+    ssh: SshTarget | None = None  # set: nodes without their own table are reached over SSH
     deprecations: tuple[ConfigProblem, ...] = ()  # keys still read, with what to write now
 
     @property
@@ -135,7 +144,12 @@ class ServerSettings:
         configured = self.hosts.get(address)
         if configured is not None:
             return configured
-        return NodeEndpoint(address=address, jmx_host=address, jmx_port=self.jmx_port)
+        ssh = None if self.ssh is None else replace(self.ssh, host=self.ssh.host or address)
+        return NodeEndpoint(address=address, jmx_host=address, jmx_port=self.jmx_port, ssh=ssh)
+
+    @property
+    def uses_ssh(self) -> bool:
+        return self.ssh is not None or any(e.ssh is not None for e in self.hosts.values())
 
     def paths(self, address: str) -> HostPaths:
         """The node's configured directories besides the data dir (defaults when none)."""
@@ -146,7 +160,9 @@ def load_server_settings(path: Path) -> ServerSettings:
     """Read server.toml; every problem names the file, the line and the key."""
     parsed = read_file(path)
     file, lines, tables = str(path), parsed.lines, parsed.tables
-    hosts, host_paths, problems = _hosts(tables.nodes, file, lines)
+    hosts, host_paths, problems = _hosts(tables.nodes, path.parent, file, lines)
+    ssh, ssh_problems = ssh_target(tables.nodes, None, path.parent, file, lines)
+    problems += ssh_problems
     storage, storage_problems = storage_options(tables.storage, path, lines)
     problems += storage_problems
     applications, application_problems = _applications(tables.applications, lines, file)
@@ -173,6 +189,7 @@ def load_server_settings(path: Path) -> ServerSettings:
         host_paths=MappingProxyType(host_paths),
         tls=_tls(tables.server.tls, base, lines, file),
         applications=applications,
+        ssh=ssh,
         deprecations=tuple(parsed.notes),
     )
 
@@ -192,7 +209,7 @@ def _nodetool_jvm(table: NodetoolJvmTable | None, base: Path) -> NodetoolJvm | N
 
 
 def _hosts(
-    nodes: NodesTable, file: str, lines: dict[tuple[str, ...], int]
+    nodes: NodesTable, base: Path, file: str, lines: dict[tuple[str, ...], int]
 ) -> tuple[dict[str, NodeEndpoint], dict[str, HostPaths], list[ConfigProblem]]:
     """Each [nodes.hosts."<ip>"] table: how to reach the node and where its directories are."""
     hosts: dict[str, NodeEndpoint] = {}
@@ -212,11 +229,14 @@ def _hosts(
                 )
             )
             continue
+        ssh, ssh_problems = ssh_target(nodes, address, base, file, lines)
+        problems += ssh_problems
         hosts[address] = NodeEndpoint(
             address=address,
             jmx_host=table.jmx_host or address,
             jmx_port=table.jmx_port or nodes.jmx_port,
             data_dir=Path(table.data_dir) if table.data_dir else None,
+            ssh=ssh,
         )
         directories = (
             table.commitlog_dir,

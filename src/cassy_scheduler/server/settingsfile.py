@@ -86,7 +86,26 @@ class StorageTable(_Table):
     sas_token: str | None = None
 
 
+class SshTable(_Table):
+    """[nodes.ssh] (every node's defaults) or [nodes.hosts."IP".ssh] (that node's)."""
+
+    host: str | None = Field(default=None, min_length=1)  # default: the node's address
+    port: int = Field(default=22, ge=1, le=65535)
+    user: str | None = Field(default=None, min_length=1)
+    key_file: str | None = Field(default=None, min_length=1)  # else the agent, ~/.ssh keys
+    known_hosts: str | None = Field(default=None, min_length=1)  # else ~/.ssh/known_hosts
+    connect_timeout: PositiveDuration = timedelta(seconds=10)
+    keepalive: PositiveDuration = timedelta(seconds=15)
+    idle_timeout: PositiveDuration = timedelta(seconds=120)
+    sudo_user: str | None = Field(default=None, min_length=1)
+    program: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=lambda: ["cassy-scheduler"], min_length=1
+    )
+    max_bandwidth: Rate | None = None  # each node's uploads; default [storage]'s
+
+
 class HostTable(_Table):
+    ssh: SshTable | None = None  # set: this node's host is reached over SSH
     jmx_host: str | None = None
     jmx_port: int | None = Field(default=None, ge=1, le=65535)
     data_dir: str | None = None
@@ -104,7 +123,8 @@ class NodetoolJvmTable(_Table):
 
 
 class NodesTable(_Table):
-    executor: Literal["local"] = "local"
+    executor: Literal["local", "ssh"] = "local"  # ssh: every node over SSH ([nodes.ssh])
+    ssh: SshTable | None = None
     nodetool: list[str] = Field(default_factory=lambda: ["nodetool"], min_length=1)
     nodetool_jvm: NodetoolJvmTable | None = None  # set: one resident JVM runs every command
     jmx_port: int = Field(default=7199, ge=1, le=65535)

@@ -6,11 +6,14 @@ swapped by the base URI alone.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from cassy_scheduler.storage.streams import Reader, copy_and_hash
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,15 @@ class Storage(ABC):
         many files then wait for the disk once, at the end. A backend that sends a file in
         pieces polls `cancelled` between them and raises WriteCancelledError, leaving
         nothing under the key."""
+
+    def put_stream(self, key: str, source: Reader, *, sync: bool = True) -> ObjectInfo:
+        """Store what `source` yields until its end under `key`, as put_file does; a source
+        that raises leaves nothing under the key. This default keeps the bytes in a
+        temporary local file first; a backend that can write a stream directly does so."""
+        with tempfile.NamedTemporaryFile(prefix="cassy-stream-") as spool:
+            copy_and_hash(source, spool)
+            spool.flush()
+            return self.put_file(key, Path(spool.name), sync=sync)
 
     @abstractmethod
     def get_file(self, key: str, local_path: Path, *, sync: bool = True) -> ObjectInfo:

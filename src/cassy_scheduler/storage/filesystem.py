@@ -29,7 +29,13 @@ from cassy_scheduler.storage.keys import (
     validate_key,
     validate_prefix,
 )
-from cassy_scheduler.storage.streams import DEFAULT_BUFFER_SIZE, copy_file_and_hash, open_source
+from cassy_scheduler.storage.streams import (
+    DEFAULT_BUFFER_SIZE,
+    Reader,
+    copy_and_hash,
+    copy_file_and_hash,
+    open_source,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -92,6 +98,16 @@ class FilesystemStorage(Storage):
                 sync=sync,
             )
         _log.debug("stored key=%s size=%d source=%s", key, copied.size, local_path)
+        return ObjectInfo(key=key, size=copied.size, sha256=copied.sha256)
+
+    def put_stream(self, key: str, source: Reader, *, sync: bool = True) -> ObjectInfo:
+        copied = self._write_atomically(
+            self.path_of(key),
+            key,
+            lambda out: copy_and_hash(source, out, self._buffer_size),
+            sync=sync,
+        )
+        _log.debug("stored key=%s size=%d from a stream", key, copied.size)
         return ObjectInfo(key=key, size=copied.size, sha256=copied.sha256)
 
     def get_file(self, key: str, local_path: Path, *, sync: bool = True) -> ObjectInfo:

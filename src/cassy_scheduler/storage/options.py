@@ -50,3 +50,16 @@ class StorageOptions:
     @property
     def scheme(self) -> str:
         return self.uri.partition("://")[0].lower()
+
+    def to_document(self) -> dict[str, object]:
+        """Every field as JSON data, credentials included: for a node program's request,
+        which travels on its SSH session's input (never on a command line or in a log)."""
+        document = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        document["credentials"] = dict(self.credentials)
+        return document
+
+    @classmethod
+    def from_document(cls, document: dict[str, object]) -> StorageOptions:
+        values = {k: v for k, v in document.items() if k in cls.__dataclass_fields__}
+        values["credentials"] = MappingProxyType(dict(document.get("credentials") or {}))  # type: ignore[call-overload]
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,213 @@
+"""One run of the node program on a remote host: the request sent, its events read to the end.
+
+Each operation opens its own channel on the host's SSH connection and runs
+`cassy-scheduler node OP --protocol 1` there. The node program answers with progress events,
+storage calls (answered from the server's storage when it has no direct route to storage)
+and, last, one result or one error. A session that ends without either, or that stays silent
+past the target's idle timeout (the program speaks at least every few seconds), fails its
+node with the reason; the remote program sees its session end and stops by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import paramiko
+
+from cassy_scheduler import version as installed_version
+from cassy_scheduler.node.executor import NodeError, NodetoolError
+from cassy_scheduler.node.progress import Progress
+from cassy_scheduler.node.ssh import SshConnections, SshError
+from cassy_scheduler.node.sshtarget import SshTarget
+from cassy_scheduler.node.storagechannel import serve_call
+from cassy_scheduler.node.wire import PROTOCOL_VERSION, Message, PeerGoneError, Wire, WireError
+from cassy_scheduler.storage.base import Storage
+
+_log = logging.getLogger(__name__)
+
+_POLL_S = 0.5
+_STDERR_KEPT = 4000
+_NOT_FOUND_EXIT = 127
+
+
+class NodeProgramError(NodeError):
+    """The node program reported that its work failed; the message is its reason."""
+
+
+class SessionLostError(SshError):
+    """The SSH session ended, or fell silent, before the node program said how it went."""
+
+
+class RemoteCancelledError(NodeError):
+    """The server stopped waiting (it is shutting down); the remote program was told to stop."""
+
+
+def install_hint(target: SshTarget) -> str:
+    return (
+        f"install it there with `pip install 'cassy-scheduler=={installed_version()}'` (the "
+        "server's version), or set program in [nodes.ssh] to its full path"
+    )
+
+
+def run_remote(
+    connections: SshConnections,
+    target: SshTarget,
+    op: str,
+    request: Message,
+    *,
+    storage: Storage | None = None,
+    cancelled: Callable[[], bool] = lambda: False,
+    progress: Progress | None = None,
+) -> Message:
+    """Run `op` on the target's host and return its result message."""
+    channel = connections.open_channel(target, ["node", op, "--protocol", str(PROTOCOL_VERSION)])
+    session = _Session(channel, target, op, storage)
+    try:
+        session.wire.send(request)
+        return session.wait(cancelled, progress)
+    except PeerGoneError as exc:
+        raise session.lost(str(exc)) from None
+    finally:
+        session.close()
+
+
+class _Session:
+    def __init__(
+        self, channel: paramiko.Channel, target: SshTarget, op: str, storage: Storage | None
+    ) -> None:
+        self.channel = channel
+        self.target = target
+        self.op = op
+        self.storage = storage
+        self.wire = Wire(channel.makefile("rb"), channel.makefile_stdin("wb"))
+        self.events: queue.Queue[Message] = queue.Queue()
+        self.heard = time.monotonic()
+        self.stderr = bytearray()
+        self._reader = threading.Thread(target=self._read, name=f"ssh-{op}", daemon=True)
+        self._errors = threading.Thread(target=self._read_stderr, name="ssh-stderr", daemon=True)
+        self._reader.start()
+        self._errors.start()
+
+    def _receive(self) -> tuple[Message, bytes | None]:
+        message, data = self.wire.receive()
+        self.heard = time.monotonic()
+        return message, data
+
+    def _read(self) -> None:
+        try:
+            while True:
+                message, data = self._receive()
+                if "storage" in message:
+                    self._serve(message, data)
+                else:
+                    self.events.put(message)
+        except (PeerGoneError, WireError) as exc:
+            self.events.put({"event": "gone", "reason": str(exc)})
+        except Exception as exc:  # a bug must end the wait, not leave it to the idle timeout
+            _log.exception("reading the node program's messages failed")
+            self.events.put({"event": "gone", "reason": f"{type(exc).__name__}: {exc}"})
+
+    def _serve(self, message: Message, data: bytes | None) -> None:
+        if self.storage is None:
+            self.wire.send({"error": {"kind": "storage", "message": "no storage for this call"}})
+            return
+        serve_call(self.storage, message, data, self.wire, self._receive)
+
+    def _read_stderr(self) -> None:
+        while True:
+            try:
+                part = self.channel.recv_stderr(4096)
+            except OSError:
+                return
+            if not part:
+                return
+            self.stderr += part
+            del self.stderr[:-_STDERR_KEPT]
+
+    def wait(self, cancelled: Callable[[], bool], progress: Progress | None) -> Message:
+        while True:
+            try:
+                event = self.events.get(timeout=_POLL_S)
+            except queue.Empty:
+                if cancelled():
+                    raise RemoteCancelledError(
+                        f"{self.op} on {self.target.where} stopped: the server is stopping"
+                    ) from None
+                silent = time.monotonic() - self.heard
+                if silent > self.target.idle_timeout_s:
+                    raise SessionLostError(
+                        f"the node program on {self.target.where} said nothing for "
+                        f"{silent:.0f} s during {self.op}: its host or the network is gone; "
+                        "the node is failed (idle_timeout in [nodes.ssh] sets how long to wait)"
+                    ) from None
+                continue
+            kind = event.get("event")
+            if kind == "progress" and progress is not None:
+                progress(int(event.get("files", 0)), int(event.get("bytes", 0)))
+            elif kind == "result":
+                return event
+            elif kind == "error":
+                raise self.failure(event)
+            elif kind == "gone":
+                raise self.lost(str(event.get("reason")))
+
+    def failure(self, event: Message) -> NodeError:
+        message = str(event.get("message") or "(no reason given)")
+        if event.get("kind") == "nodetool":
+            return NodetoolError(
+                str(event.get("address") or self.target.host),
+                tuple(event.get("args") or ()),
+                event.get("exit_code"),
+                str(event.get("output") or message),
+            )
+        return NodeProgramError(message)
+
+    def lost(self, reason: str) -> NodeError:
+        """Why the session ended without a result: the program missing, too old, or gone."""
+        exit_status = self._exit_status()
+        said = self.stderr.decode(errors="replace").strip()
+        program = self.target.program[0]
+        if exit_status == _NOT_FOUND_EXIT:
+            return NodeProgramError(
+                f"the node program {program!r} is not installed on {self.target.where} "
+                f"({said or 'command not found'}): {install_hint(self.target)}"
+            )
+        if exit_status == 2 and "No such command" in said:
+            return NodeProgramError(
+                f"the cassy-scheduler on {self.target.where} has no `node` command (an older "
+                f"version): {install_hint(self.target)}"
+            )
+        tail = f"; it said: {said[-600:]}" if said else ""
+        status = f", exit status {exit_status}" if exit_status is not None else ""
+        return SessionLostError(
+            f"the SSH session to {self.target.where} ended during {self.op} before the node "
+            f"program finished ({reason}{status}){tail}"
+        )
+
+    def _exit_status(self) -> int | None:
+        deadline = time.monotonic() + 2.0
+        while not self.channel.exit_status_ready():
+            if time.monotonic() > deadline or self.channel.closed:
+                break
+            time.sleep(0.05)
+        if self.channel.exit_status_ready():
+            status = self.channel.recv_exit_status()
+            return None if status == -1 else status
+        return None
+
+    def close(self) -> None:
+        self.channel.close()
+        self._reader.join(5.0)
+        self._errors.join(1.0)
+
+
+def result_field(result: Message, name: str) -> Any:
+    """A field of a result message; its absence means a program of another version."""
+    if name not in result:
+        raise NodeProgramError(f"the node program's result has no {name!r}: another version?")
+    return result[name]

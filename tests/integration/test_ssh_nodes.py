@@ -1,0 +1,368 @@
+"""A cluster whose nodes the server reaches only over SSH, end to end.
+
+Each node of the local 3-node cluster gets its own OpenSSH sshd on its loopback address,
+and the server's config names the nodes by SSH alone: no data directory, no JMX port. So
+every nodetool call, every file read and every byte stored goes through `cassy-scheduler
+node` on the node's "host". With S3 storage the data goes from each node straight to the
+store (the server's own I/O stays under 1 % of the backup); with `file://` storage it comes
+to the server through the SSH sessions. A session killed mid-upload fails that node alone
+with the reason; a changed host key refuses the node; a missing program names the install.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cassandra.cluster import Session
+from cassandra.concurrent import execute_concurrent_with_args
+
+from cassy_scheduler.client import CassyClient
+from cassy_scheduler.protocol.types import BackupType, RestoreType
+from cassy_scheduler.storage import open_storage
+from cassy_scheduler.verify import verify_snapshot
+from tests.integration.test_object_storage import _ENV, options_of, storage_table
+from tests.integration.test_restore_helpers import (
+    checksum_on,
+    identity,
+    restore_keys,
+    staging_leftovers,
+    wait_for_session,
+    wait_restore,
+    wait_until,
+    wipe,
+)
+from tests.integration.test_restore_node import make_backup
+from tests.integration.test_server_backup import finish_all
+from tests.serverproc import NODETOOL, ServerProcess
+from tools.localcluster import LocalCluster
+from tools.peers.objectservers import ObjectServer, s3_client, s3_create_bucket, start_moto
+from tools.peers.sshd import NODE_PROGRAM, SshHosts, free_port, keygen
+
+pytestmark = [pytest.mark.ssh, pytest.mark.three_nodes, pytest.mark.object_storage]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _credentials() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in _ENV.items():
+            patch.setenv(name, value)
+        yield
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectServer]:
+    server = start_moto(tmp_path_factory.mktemp("moto"), sys.executable)
+    try:
+        s3_create_bucket(server, "backups")
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory: pytest.TempPathFactory, cluster3: LocalCluster) -> Iterator[SshHosts]:
+    """An sshd per node, on the node's address and one port, with the node's settings."""
+    ssh = SshHosts(tmp_path_factory.mktemp("ssh"))
+    port = free_port(cluster3.specs[0].address)
+    try:
+        for spec in cluster3.specs:
+            ssh.start(
+                spec.address,
+                {
+                    "CASSY_NODE_JMX_HOST": "127.0.0.1",
+                    "CASSY_NODE_JMX_PORT": str(spec.jmx_port),
+                    "CASSY_NODE_NODETOOL": str(NODETOOL),
+                    "CASSY_NODE_CASSANDRA_YAML": str(spec.conf_dir / "cassandra.yaml"),
+                },
+                port=port,
+            )
+        yield ssh
+    finally:
+        ssh.stop()
+
+
+def ssh_server_toml(
+    work: Path, hosts: SshHosts, storage: str, *, ssh: str = "", extra: str = ""
+) -> Path:
+    """A server config naming no node: every node is reached over SSH ([nodes.ssh])."""
+    port = next(iter(hosts.servers.values())).port
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "server.toml"
+    path.write_text(
+        f"""[server]
+host = "127.0.0.1"
+port = 0
+shutdown_grace = "5s"
+
+[metadata]
+path = "metadata.db"
+
+{storage}
+[nodes]
+executor = "ssh"
+nodetool_timeout = "5m"
+
+[nodes.ssh]
+port = {port}
+user = "root"
+key_file = "{hosts.client_key}"
+known_hosts = "{hosts.known_hosts}"
+program = ["{NODE_PROGRAM}"]
+idle_timeout = "30s"
+{ssh}{extra}"""
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def ssh_server(
+    tmp_path_factory: pytest.TempPathFactory, hosts: SshHosts, moto: ObjectServer
+) -> Iterator[ServerProcess]:
+    work = tmp_path_factory.mktemp("ssh-server")
+    config = ssh_server_toml(work, hosts, storage_table("s3", moto))
+    server = ServerProcess(config, work / "server.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _io(pid: int) -> int:
+    """Bytes the process read and wrote through any file, pipe or socket (rchar + wchar)."""
+    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(fields["rchar"]) + int(fields["wchar"])
+
+
+def _blob_rows(session: Session, keyspace: str, count: int, size: int) -> None:
+    session.execute(f"CREATE TABLE IF NOT EXISTS {keyspace}.blobs (k int PRIMARY KEY, v blob)")
+    insert = session.prepare(f"INSERT INTO {keyspace}.blobs (k, v) VALUES (?, ?)")
+    rows = [(k, random.randbytes(size)) for k in range(count)]
+    execute_concurrent_with_args(session, insert, rows, concurrency=32)
+
+
+def _keyspace(session: Session, name: str) -> str:
+    session.execute(
+        f"CREATE KEYSPACE IF NOT EXISTS {name} WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 3}"
+    )
+    return name
+
+
+def test_each_node_sends_its_backup_straight_to_s3_and_the_server_moves_under_one_percent(
+    ssh_server: ServerProcess, session3: Session, cluster3: LocalCluster, moto: ObjectServer
+) -> None:
+    keyspace = _keyspace(session3, f"sshbulk{os.getpid()}")
+    _blob_rows(session3, keyspace, 2000, 8192)  # 16 MB on each node (RF 3)
+    assert ssh_server.proc is not None
+    with CassyClient(ssh_server.address, timeout_s=120) as client:
+        registered = client.register_cluster(cluster3.addresses[0])
+        assert sorted(registered.target_ips) == sorted(cluster3.addresses)
+        before = _io(ssh_server.proc.pid)
+        ack = client.take_backup(registered.cluster_id, BackupType.NODE_SNAPSHOT)
+        statuses = finish_all(client, ack)
+        moved = _io(ssh_server.proc.pid) - before
+        assert statuses == dict.fromkeys(cluster3.addresses, "COMPLETED"), statuses
+        storage = open_storage(options_of("s3", moto))
+        report = verify_snapshot(storage, registered.cluster_id, ack.snapshot_id)
+        assert report.ok and len(report.nodes) == 3, report
+        stored = sum(
+            info.size
+            for info in storage.list(f"node-backup/{registered.cluster_id}/{ack.snapshot_id}/")
+        )
+        assert stored > 3 * 16_000_000
+        assert moved < stored / 100, (moved, stored)
+
+        incremental = client.take_backup(
+            registered.cluster_id, BackupType.NODE_INCREMENTAL, ack.snapshot_id
+        )
+        assert finish_all(client, incremental) == dict.fromkeys(cluster3.addresses, "COMPLETED")
+    log = ssh_server.output()
+    assert "files_sent=" in log
+    for secret in _ENV.values():
+        assert secret not in log
+    session3.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+
+
+def test_one_node_then_every_node_restored_over_ssh(
+    ssh_server: ServerProcess, cluster3: LocalCluster, session3: Session
+) -> None:
+    """From the server's config alone (no paths): each node program reads its own
+    cassandra.yaml, stages, checks and moves the files; rows and identities come back."""
+    keyspace = _keyspace(session3, f"sshrestore{os.getpid()}")
+    with CassyClient(ssh_server.address, timeout_s=120) as client:
+        backup = make_backup(client, cluster3, session3, keyspace)
+        numbers = [spec.number for spec in cluster3.specs]
+        identities = {n: identity(cluster3, n) for n in numbers}
+
+        one = cluster3.specs[0]
+        cluster3.stop(one.number)
+        try:
+            wipe(one)
+            before = restore_keys(client, backup.cluster_id, backup.snapshot_id)
+            client.restore_backup(
+                backup.cluster_id, backup.snapshot_id, RestoreType.NODE, [one.address]
+            )
+            alone = wait_restore(client, backup.cluster_id, backup.snapshot_id, before)
+        finally:
+            cluster3.start(one.number)
+        assert alone == {one.address: "COMPLETED"}
+        assert identity(cluster3, one.number) == identities[one.number]
+
+        for n in numbers:
+            cluster3.stop(n)
+        try:
+            for spec in cluster3.specs:
+                wipe(spec)
+            before = restore_keys(client, backup.cluster_id, backup.snapshot_id)
+            client.restore_backup(backup.cluster_id, backup.snapshot_id, RestoreType.NODE)
+            statuses = wait_restore(client, backup.cluster_id, backup.snapshot_id, before)
+        finally:
+            cluster3.start_all(timeout=420)
+            wait_for_session(session3)
+    assert statuses == dict.fromkeys(cluster3.addresses, "COMPLETED")
+    for spec in cluster3.specs:
+        assert staging_leftovers(spec) == []
+        assert checksum_on(spec.address, keyspace) == backup.at_incremental, spec.address
+    assert {n: identity(cluster3, n) for n in numbers} == identities
+    session3.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+
+
+def _node_programs(hosts: SshHosts, address: str) -> list[int]:
+    """PIDs of node programs running under the sshd of `address` (any depth)."""
+    root = hosts.servers[address].process.pid
+    parents: dict[int, int] = {}
+    commands: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(stat[1])
+                commands[int(entry.name)] = (entry / "cmdline").read_bytes().decode()
+            except OSError:
+                continue
+
+    def under(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == root:
+                return True
+        return False
+
+    return [p for p, c in commands.items() if "node\0backup" in c and under(p)]
+
+
+def test_an_ssh_session_killed_mid_upload_fails_that_node_alone_and_leaves_nothing(
+    tmp_path: Path,
+    hosts: SshHosts,
+    moto: ObjectServer,
+    cluster3: LocalCluster,
+    session3: Session,
+) -> None:
+    keyspace = _keyspace(session3, f"sshkill{os.getpid()}")
+    _blob_rows(session3, keyspace, 1000, 8192)
+    slow = cluster3.specs[1].address
+    config = ssh_server_toml(
+        tmp_path,
+        hosts,
+        storage_table("s3", moto, uri="s3://backups/killed"),
+        extra=f'\n[nodes.hosts."{slow}".ssh]\nmax_bandwidth = "1MB/s"\n',
+    )
+    server = ServerProcess(config, tmp_path / "server.log").start()
+    try:
+        with CassyClient(server.address, timeout_s=120) as client:
+            registered = client.register_cluster(cluster3.addresses[0])
+            ack = client.take_backup(registered.cluster_id, BackupType.NODE_SNAPSHOT)
+            wait_until(lambda: bool(_node_programs(hosts, slow)), "the slow node's upload")
+            time.sleep(3)  # well into its 8 MB at 1 MB/s
+            for pid in hosts.servers[slow].sessions():
+                os.kill(pid, signal.SIGKILL)
+            statuses = finish_all(client, ack, timeout_s=120)
+            rows = {r.target_ip: r for r in client.list_backups(snapshot_id=ack.snapshot_id)}
+        assert statuses[slow] == "FAILED", statuses
+        assert "SSH session" in rows[slow].reason and slow in rows[slow].reason, rows[slow].reason
+        assert [s for n, s in statuses.items() if n != slow] == ["COMPLETED", "COMPLETED"]
+        wait_until(lambda: not _node_programs(hosts, slow), "the node program to stop", 60)
+        bucket = s3_client(moto)
+        prefix = f"killed/node-backup/{registered.cluster_id}/{ack.snapshot_id}/{slow}/"
+        listed = bucket.list_objects_v2(Bucket="backups", Prefix=prefix + "upload-manifests/")
+        assert listed.get("KeyCount", 0) == 0
+        uploads = bucket.list_multipart_uploads(Bucket="backups", Prefix="killed/")
+        assert uploads.get("Uploads", []) == []
+    finally:
+        server.stop()
+        session3.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+
+
+def test_file_storage_gets_every_byte_through_the_ssh_sessions(
+    tmp_path: Path, hosts: SshHosts, cluster3: LocalCluster, session3: Session
+) -> None:
+    keyspace = _keyspace(session3, f"sshfile{os.getpid()}")
+    _blob_rows(session3, keyspace, 300, 4096)
+    storage_dir = tmp_path / "storage"
+    config = ssh_server_toml(tmp_path, hosts, f'[storage]\nuri = "{storage_dir.as_uri()}"\n')
+    server = ServerProcess(config, tmp_path / "server.log").start()
+    try:
+        with CassyClient(server.address, timeout_s=120) as client:
+            registered = client.register_cluster(cluster3.addresses[0])
+            ack = client.take_backup(registered.cluster_id, BackupType.NODE_SNAPSHOT)
+            assert finish_all(client, ack) == dict.fromkeys(cluster3.addresses, "COMPLETED")
+        report = verify_snapshot(
+            open_storage(storage_dir.as_uri()), registered.cluster_id, ack.snapshot_id
+        )
+        assert report.ok and len(report.nodes) == 3, report
+    finally:
+        server.stop()
+        session3.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+
+
+def test_a_changed_host_key_or_a_missing_program_refuses_the_node_with_the_fix(
+    tmp_path: Path, hosts: SshHosts, moto: ObjectServer, cluster3: LocalCluster
+) -> None:
+    first, second = cluster3.specs[0], cluster3.specs[1]
+    impostor = keygen(tmp_path / "impostor").with_suffix(".pub").read_text().split()
+    port = hosts.servers[first.address].port
+    known = tmp_path / "known_hosts"
+    lines = hosts.known_hosts.read_text().splitlines()
+    known.write_text(
+        "\n".join(
+            f"[{first.address}]:{port} {impostor[0]} {impostor[1]}"
+            if line.startswith(f"[{first.address}]")
+            else line
+            for line in lines
+        )
+        + "\n"
+    )
+    config = ssh_server_toml(
+        tmp_path,
+        hosts,
+        storage_table("s3", moto, uri="s3://backups/refused"),
+        extra=(
+            f'\n[nodes.hosts."{first.address}".ssh]\nknown_hosts = "{known}"\n'
+            f'\n[nodes.hosts."{second.address}".ssh]\nprogram = ["/opt/none/cassy-scheduler"]\n'
+        ),
+    )
+    server = ServerProcess(config, tmp_path / "server.log").start()
+    try:
+        with CassyClient(server.address, timeout_s=120) as client:
+            registered = client.register_cluster(cluster3.specs[2].address)
+            ack = client.take_backup(registered.cluster_id, BackupType.NODE_SNAPSHOT)
+            statuses = finish_all(client, ack)
+            rows = {r.target_ip: r for r in client.list_backups(snapshot_id=ack.snapshot_id)}
+    finally:
+        server.stop()
+    assert statuses[cluster3.specs[2].address] == "COMPLETED"
+    changed = rows[first.address].reason
+    assert statuses[first.address] == "FAILED" and "CHANGED" in changed, changed
+    assert changed.count("SHA256:") == 2 and "ssh-keygen" in changed
+    missing = rows[second.address].reason
+    assert statuses[second.address] == "FAILED" and "not installed" in missing, missing
+    assert "pip install" in missing
+    assert json.dumps(changed)  # a reason is plain text
