@@ -259,13 +259,25 @@ def _node_programs(hosts: SshHosts, address: str) -> list[int]:
     return [p for p, c in commands.items() if "node\0backup" in c and under(p)]
 
 
-def test_an_ssh_session_killed_mid_upload_fails_that_node_alone_and_leaves_nothing(
+def _nothing_left_of(moto: ObjectServer, cluster_id: str, snapshot_id: str, node: str) -> None:
+    """No manifest of the node's upload, and no multipart upload left open."""
+    bucket = s3_client(moto)
+    prefix = f"killed/node-backup/{cluster_id}/{snapshot_id}/{node}/upload-manifests/"
+    assert bucket.list_objects_v2(Bucket="backups", Prefix=prefix).get("KeyCount", 0) == 0
+    uploads = bucket.list_multipart_uploads(Bucket="backups", Prefix="killed/")
+    assert uploads.get("Uploads", []) == []
+
+
+def test_a_lost_session_or_a_killed_server_fails_the_node_and_leaves_nothing(
     tmp_path: Path,
     hosts: SshHosts,
     moto: ObjectServer,
     cluster3: LocalCluster,
     session3: Session,
 ) -> None:
+    """sshd's session processes killed mid-upload: that node FAILED with the reason, the
+    others COMPLETED, its program stopped. Then the server itself SIGKILLed mid-upload: the
+    node programs stop, and the restarted server records the rows FAILED."""
     keyspace = _keyspace(session3, f"sshkill{os.getpid()}")
     _blob_rows(session3, keyspace, 1000, 8192)
     slow = cluster3.specs[1].address
@@ -286,16 +298,28 @@ def test_an_ssh_session_killed_mid_upload_fails_that_node_alone_and_leaves_nothi
                 os.kill(pid, signal.SIGKILL)
             statuses = finish_all(client, ack, timeout_s=120)
             rows = {r.target_ip: r for r in client.list_backups(snapshot_id=ack.snapshot_id)}
-        assert statuses[slow] == "FAILED", statuses
-        assert "SSH session" in rows[slow].reason and slow in rows[slow].reason, rows[slow].reason
-        assert [s for n, s in statuses.items() if n != slow] == ["COMPLETED", "COMPLETED"]
-        wait_until(lambda: not _node_programs(hosts, slow), "the node program to stop", 60)
-        bucket = s3_client(moto)
-        prefix = f"killed/node-backup/{registered.cluster_id}/{ack.snapshot_id}/{slow}/"
-        listed = bucket.list_objects_v2(Bucket="backups", Prefix=prefix + "upload-manifests/")
-        assert listed.get("KeyCount", 0) == 0
-        uploads = bucket.list_multipart_uploads(Bucket="backups", Prefix="killed/")
-        assert uploads.get("Uploads", []) == []
+            assert statuses[slow] == "FAILED", statuses
+            reason = rows[slow].reason
+            assert "SSH session" in reason and slow in reason, reason
+            assert [s for n, s in statuses.items() if n != slow] == ["COMPLETED", "COMPLETED"]
+            wait_until(lambda: not _node_programs(hosts, slow), "the node program to stop", 60)
+            _nothing_left_of(moto, registered.cluster_id, ack.snapshot_id, slow)
+
+            again = client.take_backup(registered.cluster_id, BackupType.NODE_SNAPSHOT)
+            wait_until(lambda: bool(_node_programs(hosts, slow)), "the slow node's upload")
+            time.sleep(2)
+        server.kill()
+        wait_until(
+            lambda: not any(_node_programs(hosts, a) for a in cluster3.addresses),
+            "every node program to stop after the server died",
+            60,
+        )
+        server = ServerProcess(config, tmp_path / "server.log").start()
+        with CassyClient(server.address, timeout_s=120) as client:
+            rows = {r.target_ip: r for r in client.list_backups(snapshot_id=again.snapshot_id)}
+        assert rows[slow].status.name == "FAILED", rows[slow]
+        assert all(r.status.is_final for r in rows.values()), rows
+        _nothing_left_of(moto, registered.cluster_id, again.snapshot_id, slow)
     finally:
         server.stop()
         session3.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
