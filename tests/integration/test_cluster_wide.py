@@ -296,7 +296,7 @@ def test_cluster_wide_snapshot_of_some_nodes_is_refused(
 @pytest.mark.parametrize(
     "fault",
     [
-        (SLOW_APP, ["--pause-delay", "60"], "got no answer within 3s"),
+        (SLOW_APP, ["--pause-delay", "10"], "got no answer within 3s"),
         (REFUSING_APP, ["--refuse-pause"], "UNAVAILABLE: this instance refuses to pause"),
     ],
     ids=["pause-times-out", "pause-refused"],

@@ -160,7 +160,7 @@ class _Session:
         message = str(event.get("message") or "(no reason given)")
         if event.get("kind") == "nodetool":
             return NodetoolError(
-                str(event.get("address") or self.target.host),
+                self.target.host,  # the program's own address is its JMX host: localhost
                 tuple(event.get("args") or ()),
                 event.get("exit_code"),
                 str(event.get("output") or message),

@@ -11,6 +11,7 @@ server; with `file://` storage they come through the session (node/storagechanne
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,6 +38,8 @@ from cassy_scheduler.node.work import (
 )
 from cassy_scheduler.storage.base import Storage
 from cassy_scheduler.storage.options import StorageOptions
+
+_log = logging.getLogger(__name__)
 
 
 class SshNodes:
@@ -179,6 +182,12 @@ class RemoteSide:
             progress=ProgressLog("restore", self._address),
             with_storage=True,
         )
+        for leftover in result.get("leftovers", ()):
+            _log.warning(
+                "removed a staging directory left by an earlier restore node=%s path=%s",
+                self._address,
+                leftover,
+            )
         return PlacementResult(
             int(result_field(result, "files")),
             int(result_field(result, "bytes")),

@@ -32,6 +32,16 @@ def ssh_target(
     merged = defaults.model_copy(update=own.model_dump(exclude_unset=True) if own else {})
     where = ("nodes", "ssh") if own is None else ("nodes", "hosts", str(address), "ssh")
     problems: list[ConfigProblem] = []
+    if nodes.ssh is not None and nodes.ssh.host is not None and address is None:
+        problems.append(
+            ConfigProblem(
+                file,
+                line_of(lines, ("nodes", "ssh", "host")),
+                "nodes.ssh.host",
+                "would send every node to one host",
+                'set it per node: [nodes.hosts."10.0.0.1".ssh] host = "db1.internal"',
+            )
+        )
 
     def readable(key: str, value: str | None) -> Path | None:
         if value is None:
