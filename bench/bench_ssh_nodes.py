@@ -7,7 +7,8 @@ every node program sends its files to SeaweedFS's S3 gateway itself. In turns, B
 (default 5) pairs, each run against a fresh server and a fresh prefix (so every byte is
 sent):
 - ours:     one TakeBackup of all three nodes, until every node is COMPLETED
-- baseline: each node alone (TakeBackup with that node as target), the slowest of the three
+- baseline: each node alone (TakeBackup with that node as target), the slowest of the three;
+            and the three alone added up (what one node after another would take)
 Also printed: the server's CPU seconds per GB backed up, and the node side's (the node
 programs, their sshd sessions and the nodetool JVMs they ran).
 """
@@ -163,6 +164,7 @@ def main() -> None:
                 hosts.start(spec.address, environment, port=port)
             bench = Bench(work, cluster, hosts, s3)
             together, alone = Runs("3 nodes at once over SSH"), Runs("slowest node alone")
+            in_a_row = Runs("the 3 nodes one after another")
             all_runs: list[Run] = []
             for _ in range(pairs):
                 run = bench.backup([])
@@ -170,9 +172,10 @@ def main() -> None:
                 together.seconds.append(run.seconds)
                 singles = [bench.backup([address]) for address in cluster.addresses]
                 alone.seconds.append(max(single.seconds for single in singles))
-            report(
-                "3-node snapshot over SSH to S3 (request -> every node COMPLETED)", together, alone
-            )
+                in_a_row.seconds.append(sum(single.seconds for single in singles))
+            title = "3-node snapshot over SSH to S3 (request -> every node COMPLETED)"
+            report(title, together, alone)
+            report("the same, against each node alone in turn, added up", together, in_a_row)
             gigabytes = [run.stored / 1e9 for run in all_runs]
             server = sorted(r.server_cpu / g for r, g in zip(all_runs, gigabytes, strict=True))
             nodes = sorted(r.node_cpu / g for r, g in zip(all_runs, gigabytes, strict=True))

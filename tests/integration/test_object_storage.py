@@ -146,7 +146,7 @@ def provider(request: pytest.FixtureRequest) -> tuple[str, ObjectServer]:
 
 
 @pytest.mark.cassandra
-def test_a_node_backed_up_to_object_storage_is_verified_and_restored_from_it(
+def test_a_node_backed_up_to_object_storage_is_verified_and_for_s3_restored_from_it(
     tmp_path: Path,
     cluster1: LocalCluster,
     session1: Session,
@@ -182,18 +182,19 @@ def test_a_node_backed_up_to_object_storage_is_verified_and_restored_from_it(
             assert verified.returncode == 0, verified.stdout + verified.stderr
             assert json.loads(verified.stdout)["ok"] is True
 
-            cluster1.stop(1)
-            try:
-                wipe(spec)
-                statuses = restore_and_start(
-                    client, cluster1, session1, backup, snapshot_only=False
-                )
-            finally:
-                if not cluster1.running()[spec.name]:
-                    cluster1.start(1)
-                    wait_for_session(session1)
-        assert statuses == {spec.address: "COMPLETED"}
-        assert checksum_on(spec.address, keyspace) == backup.at_incremental
+            if name == "s3":  # restores read through the same obstore code for every store
+                cluster1.stop(1)
+                try:
+                    wipe(spec)
+                    statuses = restore_and_start(
+                        client, cluster1, session1, backup, snapshot_only=False
+                    )
+                finally:
+                    if not cluster1.running()[spec.name]:
+                        cluster1.start(1)
+                        wait_for_session(session1)
+                assert statuses == {spec.address: "COMPLETED"}
+                assert checksum_on(spec.address, keyspace) == backup.at_incremental
         log = server.output()
         for secret in _ENV.values():
             assert secret not in log

@@ -3,6 +3,7 @@ from a real filesystem store, the program's refusals, orders as JSON, cassandra.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -14,10 +15,12 @@ from typing import BinaryIO
 
 import pytest
 
+from cassy_scheduler.node import program
 from cassy_scheduler.node.cassandrayaml import CassandraYamlError, node_directories
 from cassy_scheduler.node.manifest import BackupIdentity, Manifest, ManifestEntry
 from cassy_scheduler.node.placement import NodeDirectories, PlannedFile, RestorePlan
 from cassy_scheduler.node.program import run_program
+from cassy_scheduler.node.remote import run_remote
 from cassy_scheduler.node.sshtarget import SshTarget
 from cassy_scheduler.node.storagechannel import ChannelStorage, reply_queue, serve_call
 from cassy_scheduler.node.wire import PROTOCOL_VERSION, PeerGoneError, Wire, WireError
@@ -230,3 +233,75 @@ def test_the_nodes_directories_come_from_its_cassandra_yaml(tmp_path: Path) -> N
     )
     with pytest.raises(CassandraYamlError, match="CASSY_NODE_CASSANDRA_YAML"):
         node_directories(tmp_path / "missing.yaml")
+
+
+class _PipeChannel:
+    """An SSH channel stand-in made of two pipes, with the real node program on the far end
+    (in a thread): what remote.py reads and writes is the program's own stdout and stdin."""
+
+    def __init__(self, op: str) -> None:
+        node_in, self._to_node = _pipe()
+        self._from_node, node_out = _pipe()
+        self.status: int | None = None
+        self.closed = False
+
+        def program() -> None:
+            self.status = run_program(op, PROTOCOL_VERSION, node_in, node_out)
+            node_out.close()
+
+        threading.Thread(target=program, daemon=True).start()
+
+    def makefile(self, mode: str) -> BinaryIO:
+        return self._from_node
+
+    def makefile_stdin(self, mode: str) -> BinaryIO:
+        return self._to_node
+
+    def recv_stderr(self, size: int) -> bytes:
+        return b""
+
+    def exit_status_ready(self) -> bool:
+        return self.status is not None
+
+    def recv_exit_status(self) -> int:
+        return -1 if self.status is None else self.status
+
+    def shutdown_write(self) -> None:
+        self._to_node.close()
+
+    def close(self) -> None:
+        self.closed = True
+        for stream in (self._to_node, self._from_node):
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+class _Connections:
+    def open_channel(self, target: SshTarget, arguments: list[str]) -> _PipeChannel:
+        return _PipeChannel(arguments[1])
+
+
+def test_a_file_storage_upload_through_the_session_survives_heartbeats_between_its_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(program, "HEARTBEAT_S", 0.001)  # an event between every two chunks
+    table = tmp_path / "data" / "ks" / ("t-" + "0" * 32) / "snapshots" / "s1"
+    table.mkdir(parents=True)
+    (table / "nb-1-big-Data.db").write_bytes(os.urandom(5 << 20))
+    (table / "manifest.json").write_text("{}")
+    identity = BackupIdentity("c", "s1", "10.0.0.1", BackupType.NODE_SNAPSHOT, 5)
+    order = BackupOrder("upload", identity, str(tmp_path / "data"), ("ks",), workers=2)
+    store = FilesystemStorage(tmp_path / "store", durable=False)
+    heard: list[tuple[int, int]] = []
+    result = run_remote(
+        _Connections(),  # type: ignore[arg-type]
+        SshTarget("10.0.0.1"),
+        "backup",
+        {"order": order.to_message(), "storage": {"channel": store.uri}},
+        storage=store,
+        progress=lambda files, done: heard.append((files, done)),
+    )
+    done = BackupDone.from_message(result)
+    assert done.files_sent == 2 and done.bytes_sent == (5 << 20) + 2
+    stored = store.get_bytes(done.manifest_key)
+    assert b"nb-1-big-Data.db" in stored and heard

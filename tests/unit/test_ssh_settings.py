@@ -15,7 +15,7 @@ def load(tmp_path: Path, nodes: str) -> ServerSettings:
     (tmp_path / "id_ed25519").write_text("key")
     (tmp_path / "known_hosts").write_text("")
     path = tmp_path / "server.toml"
-    path.write_text('[storage]\nuri = "file:///var/backups"\n\n' + nodes)
+    path.write_text('[storage]\nuri = "s3://backups/cassandra"\n\n' + nodes)
     return load_server_settings(path)
 
 
@@ -59,3 +59,40 @@ def test_a_mistyped_key_gets_the_close_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as refused:
         load(tmp_path, '[nodes]\nexecutor = "ssh"\n\n[nodes.ssh]\nknownhosts = "x"\n')
     assert 'did you mean "known_hosts"' in str(refused.value)
+
+
+def test_jmx_settings_of_the_file_and_an_environment_reach_the_program(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path,
+        '[nodes]\nexecutor = "ssh"\njmx_port = 7299\n\n[nodes.ssh]\n'
+        'environment = { CASSY_NODE_NODETOOL = "/opt/cassandra/bin/nodetool" }\n\n'
+        '[nodes.hosts."10.0.0.2"]\njmx_port = 7399\n',
+    )
+    first, second = settings.endpoint("10.0.0.1").ssh, settings.endpoint("10.0.0.2").ssh
+    assert first is not None and second is not None
+    assert dict(first.environment) == {
+        "CASSY_NODE_JMX_PORT": "7299",
+        "CASSY_NODE_NODETOOL": "/opt/cassandra/bin/nodetool",
+    }
+    assert dict(second.environment)["CASSY_NODE_JMX_PORT"] == "7399"
+
+
+def test_unknown_settings_one_host_for_all_and_pacing_a_directory_are_refused(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load(
+            tmp_path,
+            '[nodes]\nexecutor = "ssh"\n\n[nodes.ssh]\nhost = "one"\n'
+            'environment = { PATH = "/tmp" }\n',
+        )
+    text = str(refused.value)
+    assert "nodes.ssh.host" in text and "every node to one host" in text
+    assert "not a node setting: PATH" in text
+    path = tmp_path / "file.toml"
+    path.write_text(
+        '[storage]\nuri = "file:///var/backups"\n\n[nodes.hosts."10.0.0.1".ssh]\n'
+        'max_bandwidth = "1MB/s"\n'
+    )
+    with pytest.raises(ConfigError, match="paces object storage only"):
+        load_server_settings(path)

@@ -73,6 +73,7 @@ class Sshd:
     host_key: Path
     process: subprocess.Popen[bytes]
     log: Path
+    command: list[str] = field(default_factory=list)
 
     def known_hosts_line(self) -> str:
         key = self.host_key.with_suffix(".pub").read_text().split()
@@ -90,6 +91,19 @@ class Sshd:
                     found.append(int(entry.name))
         return found
 
+    def restart(self) -> None:
+        """Start it again as it was (a host back from a reboot: same key, same port)."""
+        self.stop()
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        _wait_listening(self)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             with suppress(ProcessLookupError):
@@ -100,6 +114,20 @@ class Sshd:
                 with suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
+
+
+def _wait_listening(server: Sshd) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"sshd exited at start:\n{server.log.read_text()[-2000:]}")
+        try:
+            with socket.create_connection((server.address, server.port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"sshd did not listen on {server.address}:{server.port}")
 
 
 @dataclass
@@ -140,33 +168,21 @@ class SshHosts:
             "LogLevel INFO\n" + (f"SetEnv {settings}\n" if settings else "")
         )
         log = home / "sshd.log"
+        command = [str(sshd), "-D", "-e", "-f", str(config)]
         with log.open("ab") as out:
             process = subprocess.Popen(
-                [str(sshd), "-D", "-e", "-f", str(config)],
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        server = Sshd(address, port, host_key, process, log)
+        server = Sshd(address, port, host_key, process, log, command)
         self.servers[address] = server
-        self._wait_listening(server)
+        _wait_listening(server)
         with self.known_hosts.open("a") as out:
             out.write(server.known_hosts_line())
         return server
-
-    def _wait_listening(self, server: Sshd) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                raise RuntimeError(f"sshd exited at start:\n{server.log.read_text()[-2000:]}")
-            try:
-                with socket.create_connection((server.address, server.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        server.stop()
-        raise RuntimeError(f"sshd did not listen on {server.address}:{server.port}")
 
     def stop(self) -> None:
         for server in self.servers.values():

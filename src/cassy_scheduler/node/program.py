@@ -28,6 +28,7 @@ from cassy_scheduler import version as installed_version
 from cassy_scheduler.node.datadir import remove_snapshot
 from cassy_scheduler.node.executor import LocalExecutor, NodeEndpoint, NodetoolError
 from cassy_scheduler.node.nodetool import Nodetool
+from cassy_scheduler.node.sshtarget import SETTINGS
 from cassy_scheduler.node.storagechannel import ChannelStorage, reply_queue
 from cassy_scheduler.node.wire import PROTOCOL_VERSION, Message, PeerGoneError, Wire, WireError
 from cassy_scheduler.node.work import (
@@ -68,6 +69,7 @@ class _Session:
         self._counts = (0, 0)
         self._sent_at = 0.0
         self._lock = threading.Lock()
+        self._executors: list[LocalExecutor] = []
 
     def listen(self) -> None:
         """After the request: everything else that arrives is a storage answer."""
@@ -81,7 +83,23 @@ class _Session:
         except (PeerGoneError, WireError):
             pass
         self.ended.set()
+        with self._lock:
+            executors = list(self._executors)
+        for executor in executors:  # a nodetool on a hung JMX must not outlive the session
+            executor.stop_running()
         self._put(None)  # type: ignore[arg-type]
+
+    def nodetool(self, timeout_s: float) -> Nodetool:
+        """nodetool against this host's Cassandra, a process per command, killed when the
+        session ends."""
+        host, port = _local_jmx()
+        executor = LocalExecutor(shlex.split(os.environ.get("CASSY_NODE_NODETOOL", "nodetool")))
+        with self._lock:
+            self._executors.append(executor)
+        if self.ended.is_set():
+            executor.stop_running()
+        endpoint = NodeEndpoint(address=host, jmx_host=host, jmx_port=port)
+        return Nodetool(executor, endpoint, timeout_s)
 
     def _beat(self) -> None:
         while not self.ended.wait(HEARTBEAT_S):
@@ -123,6 +141,7 @@ def run_program(op: str, protocol: int, reader: BinaryIO, writer: BinaryIO) -> i
         if op not in OPERATIONS:
             raise _RefusedError("protocol", f"unknown operation {op!r}: versions differ")
         request, _ = session.wire.receive()
+        _take_settings(request.get("environment") or {})
         session.listen()
         result = _HANDLERS[op](session, request)
         session.wire.send({"event": "result", **result})
@@ -146,6 +165,16 @@ def run_program(op: str, protocol: int, reader: BinaryIO, writer: BinaryIO) -> i
     except Exception as exc:  # told to the server, if it still listens
         _log.debug("node operation failed", exc_info=True)
         return _send_error(session, {"kind": type(exc).__name__, "message": _reason(exc)})
+
+
+def _take_settings(environment: dict[str, Any]) -> None:
+    unknown = sorted(set(environment) - SETTINGS)
+    if unknown:
+        raise _RefusedError(
+            "settings",
+            f"not a node setting: {', '.join(unknown)}; known: {', '.join(sorted(SETTINGS))}",
+        )
+    os.environ.update({name: str(value) for name, value in environment.items()})
 
 
 def _reason(exc: BaseException) -> str:
@@ -177,21 +206,13 @@ def _local_jmx() -> tuple[str, int]:
     )
 
 
-def _nodetool(timeout_s: float) -> Nodetool:
-    """nodetool against this host's Cassandra, a process per command."""
-    host, port = _local_jmx()
-    command = shlex.split(os.environ.get("CASSY_NODE_NODETOOL", "nodetool"))
-    endpoint = NodeEndpoint(address=host, jmx_host=host, jmx_port=port)
-    return Nodetool(LocalExecutor(command), endpoint, timeout_s)
-
-
 def _hello(session: _Session, request: Message) -> Message:
     return {"protocol": PROTOCOL_VERSION, "version": installed_version()}
 
 
 def _run_nodetool(session: _Session, request: Message) -> Message:
     timeout_s = float(request.get("timeout_s", 1800))
-    return {"output": _nodetool(timeout_s).run([str(a) for a in request["args"]])}
+    return {"output": session.nodetool(timeout_s).run([str(a) for a in request["args"]])}
 
 
 def _facts(session: _Session, request: Message) -> Message:
@@ -213,7 +234,7 @@ def _backup(session: _Session, request: Message) -> Message:
     done = back_up(
         order,
         session.storage(request["storage"]),
-        _nodetool(float(request.get("nodetool_timeout_s", 1800))),
+        session.nodetool(float(request.get("nodetool_timeout_s", 1800))),
         cancelled=session.ended.is_set,
         progress=session.progress,
     )

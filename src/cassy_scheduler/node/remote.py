@@ -10,6 +10,7 @@ node with the reason; the remote program sees its session end and stops by itsel
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -31,6 +32,7 @@ from cassy_scheduler.storage.base import Storage
 _log = logging.getLogger(__name__)
 
 _POLL_S = 0.5
+_LAST_WORD_S = 4.0  # a cancelled program's own result or error, awaited this long
 _STDERR_KEPT = 4000
 _NOT_FOUND_EXIT = 127
 
@@ -68,10 +70,11 @@ def run_remote(
     channel = connections.open_channel(target, ["node", op, "--protocol", str(PROTOCOL_VERSION)])
     session = _Session(channel, target, op, storage)
     try:
-        session.wire.send(request)
+        try:
+            session.wire.send(request)
+        except PeerGoneError as exc:  # it may have refused before reading: say why
+            raise session.refusal_or_lost(str(exc)) from None
         return session.wait(cancelled, progress)
-    except PeerGoneError as exc:
-        raise session.lost(str(exc)) from None
     finally:
         session.close()
 
@@ -87,6 +90,7 @@ class _Session:
         self.wire = Wire(channel.makefile("rb"), channel.makefile_stdin("wb"))
         self.events: queue.Queue[Message] = queue.Queue()
         self.heard = time.monotonic()
+        self.busy = False
         self.stderr = bytearray()
         self._reader = threading.Thread(target=self._read, name=f"ssh-{op}", daemon=True)
         self._errors = threading.Thread(target=self._read_stderr, name="ssh-stderr", daemon=True)
@@ -97,6 +101,15 @@ class _Session:
         message, data = self.wire.receive()
         self.heard = time.monotonic()
         return message, data
+
+    def _receive_storage(self) -> tuple[Message, bytes | None]:
+        """The next message of a storage call in progress: the program's events (its
+        heartbeat, progress of other files) may come between a file's chunks."""
+        while True:
+            message, data = self._receive()
+            if "event" not in message:
+                return message, data
+            self.events.put(message)
 
     def _read(self) -> None:
         try:
@@ -116,7 +129,12 @@ class _Session:
         if self.storage is None:
             self.wire.send({"error": {"kind": "storage", "message": "no storage for this call"}})
             return
-        serve_call(self.storage, message, data, self.wire, self._receive)
+        self.busy = True  # the server is working for the node: its silence is ours
+        try:
+            serve_call(self.storage, message, data, self.wire, self._receive_storage)
+        finally:
+            self.heard = time.monotonic()
+            self.busy = False
 
     def _read_stderr(self) -> None:
         while True:
@@ -130,16 +148,25 @@ class _Session:
             del self.stderr[:-_STDERR_KEPT]
 
     def wait(self, cancelled: Callable[[], bool], progress: Progress | None) -> Message:
+        """The program's result; when `cancelled`, its input is closed (it stops at its next
+        step) and its own last word is still awaited a while, so a node that finished
+        anyway is recorded as it ended."""
+        stop_by: float | None = None
         while True:
             try:
                 event = self.events.get(timeout=_POLL_S)
             except queue.Empty:
-                if cancelled():
+                now = time.monotonic()
+                if stop_by is None and cancelled():
+                    with contextlib.suppress(OSError, EOFError):
+                        self.channel.shutdown_write()
+                    stop_by = now + _LAST_WORD_S
+                if stop_by is not None and now > stop_by:
                     raise RemoteCancelledError(
                         f"{self.op} on {self.target.where} stopped: the server is stopping"
                     ) from None
-                silent = time.monotonic() - self.heard
-                if silent > self.target.idle_timeout_s:
+                silent = now - self.heard
+                if not self.busy and silent > self.target.idle_timeout_s:
                     raise SessionLostError(
                         f"the node program on {self.target.where} said nothing for "
                         f"{silent:.0f} s during {self.op}: its host or the network is gone; "
@@ -166,6 +193,20 @@ class _Session:
                 str(event.get("output") or message),
             )
         return NodeProgramError(message)
+
+    def refusal_or_lost(self, reason: str) -> NodeError:
+        """The program's own error if it sent one before its input closed, else lost."""
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            try:
+                event = self.events.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if event.get("event") == "error":
+                return self.failure(event)
+            if event.get("event") == "gone":
+                break
+        return self.lost(reason)
 
     def lost(self, reason: str) -> NodeError:
         """Why the session ended without a result: the program missing, too old, or gone."""

@@ -79,7 +79,8 @@ class SshConnections:
             channel = transport.open_session(timeout=target.connect_timeout_s)
             channel.exec_command(target.command_line(arguments))
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            self.forget(target)
+            if transport is None or not transport.is_active():
+                self.forget(target)  # only a dead connection: others may share a live one
             raise SshError(
                 f"cannot start the node program on {target.where}: {exc or type(exc).__name__}"
             ) from exc

@@ -67,6 +67,8 @@ class SshNodes:
         with_storage: bool = False,
     ) -> Message:
         self._check_program(target)
+        if target.environment:
+            request = {**request, "environment": dict(target.environment)}
         try:
             return run_remote(
                 self.connections,

@@ -7,6 +7,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+SETTINGS = frozenset(
+    {
+        "CASSY_NODE_JMX_HOST",
+        "CASSY_NODE_JMX_PORT",
+        "CASSY_NODE_NODETOOL",
+        "CASSY_NODE_CASSANDRA_YAML",
+        "CASSANDRA_CONF",
+        "CASSANDRA_HOME",
+    }
+)
+"""The variables a server may set for its node programs ([nodes.ssh] environment): sent
+with each request, they survive `sudo`, which drops the login's own environment."""
+
 
 @dataclass(frozen=True)
 class SshTarget:
@@ -23,6 +36,7 @@ class SshTarget:
     sudo_user: str | None = None  # run the node program as this user (sudo -n -u)
     program: tuple[str, ...] = ("cassy-scheduler",)
     max_bandwidth: int | None = None  # bytes/s for this node's uploads; None: [storage]'s
+    environment: tuple[tuple[str, str], ...] = ()  # node settings sent with each request
 
     @property
     def where(self) -> str:

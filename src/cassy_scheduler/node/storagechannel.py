@@ -37,6 +37,7 @@ _ERRORS: dict[str, type[StorageError]] = {
 """Which error a refused call raises on the node, by the kind the server gives."""
 
 Reply = tuple[Message, bytes | None]
+_QUEUED_REPLIES = 16  # answers (chunks of up to 1 MiB) waiting to be taken
 
 
 def _kind_of(exc: StorageError) -> str:
@@ -115,10 +116,13 @@ class ChannelStorage(Storage):
             self._wire.send({"storage": "put", "key": key, "sync": sync})
             while True:
                 if cancelled():
-                    self._wire.send({"storage": "abort"})
-                    self._answer_after_abort()
+                    self._abort()
                     raise WriteCancelledError(f"upload of {key!r} was cancelled")
-                count = source.readinto(buffer)
+                try:
+                    count = source.readinto(buffer)
+                except OSError:
+                    self._abort()  # the server must not wait for the rest
+                    raise
                 if not count:
                     break
                 chunk = view[:count]
@@ -129,7 +133,9 @@ class ChannelStorage(Storage):
             message, _ = self._answer()
         return info_of(message["info"])
 
-    def _answer_after_abort(self) -> None:
+    def _abort(self) -> None:
+        """End a `put` without storing it: the server drops what it got and answers."""
+        self._wire.send({"storage": "abort"})
         with suppress(StorageError):
             self._answer()
 
@@ -139,19 +145,35 @@ class ChannelStorage(Storage):
         with self._lock:
             self._wire.send({"storage": "get", "key": key})
             self._answer()  # the object exists: its chunks follow
-            with open(local_path, "wb") as out:
+            try:
+                out = open(local_path, "wb")  # noqa: SIM115 (closed below, or on error)
+            except OSError:
+                self._skip_to_end()
+                raise
+            with out:
                 while True:
                     message, data = self._answer()
                     if message.get("end"):
                         break
                     chunk = data or b""
                     digest.update(chunk)
-                    out.write(chunk)
+                    try:
+                        out.write(chunk)
+                    except OSError:
+                        self._skip_to_end()  # the next call must not read these chunks
+                        raise
                     size += len(chunk)
                 out.flush()
                 if sync:
                     os.fsync(out.fileno())
         return ObjectInfo(key=key, size=size, sha256=digest.hexdigest())
+
+    def _skip_to_end(self) -> None:
+        """Read a download's remaining answers up to its end (or the server's error)."""
+        while True:
+            message, _ = self._replies()
+            if message.get("end") or "error" in message:
+                return
 
     def stat(self, key: str) -> ObjectInfo | None:
         message, _ = self._call("stat", key=key)
@@ -194,7 +216,8 @@ class ChannelStorage(Storage):
 def reply_queue() -> tuple[Callable[[Reply], None], Callable[[], Reply]]:
     """A hand-over from the program's reader thread to ChannelStorage: put, and take (which
     raises PeerGoneError once the reader saw the end of the session)."""
-    replies: queue.Queue[Reply | None] = queue.Queue()
+    # Bounded: a download arrives no faster than it is written, by SSH's flow control.
+    replies: queue.Queue[Reply | None] = queue.Queue(maxsize=_QUEUED_REPLIES)
 
     def put(reply: Reply | None) -> None:
         replies.put(reply)

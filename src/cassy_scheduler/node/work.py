@@ -251,6 +251,12 @@ def back_up(
         files = snapshot_files(data_dir, identity.snapshot_id, keyspaces)
     else:
         files = snapshot_files(data_dir, identity.snapshot_id, keyspaces)
+    if order.action != "incremental" and not files:
+        raise FileNotFoundError(
+            f"snapshot {identity.snapshot_id} has no files under {data_dir}: is nodetool "
+            "reaching this node's own Cassandra (CASSY_NODE_JMX_PORT), and is that its data "
+            "directory? Nothing was stored"
+        )
     prefix = backup_prefix(
         identity.backup_type, identity.cluster_id, identity.snapshot_id, identity.node_ip
     )

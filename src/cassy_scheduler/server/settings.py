@@ -169,6 +169,7 @@ def load_server_settings(path: Path) -> ServerSettings:
     problems += application_problems
     cql, cql_problems = cql_access(tables.nodes, tables.cassandra, path, lines)
     problems += cql_problems
+    problems += _rates_without_a_store(storage, hosts, ssh, file, lines)
     if problems:
         raise ConfigError(problems)
     base = path.parent
@@ -246,6 +247,38 @@ def _hosts(
         )
         host_paths[address] = HostPaths(*(Path(value) if value else None for value in directories))
     return hosts, host_paths, problems
+
+
+def _rates_without_a_store(
+    storage: StorageOptions,
+    hosts: dict[str, NodeEndpoint],
+    ssh: SshTarget | None,
+    file: str,
+    lines: dict[tuple[str, ...], int],
+) -> list[ConfigProblem]:
+    """A node's max_bandwidth paces object-store transfers; with file:// it would do nothing."""
+    if storage.scheme != "file":
+        return []
+    places: list[tuple[str, ...]] = (
+        [("nodes", "ssh")] if ssh is not None and ssh.max_bandwidth is not None else []
+    )
+    places += [
+        ("nodes", "hosts", address, "ssh")
+        for address, endpoint in hosts.items()
+        if endpoint.ssh is not None
+        and endpoint.ssh.max_bandwidth is not None
+        and (ssh is None or endpoint.ssh.max_bandwidth != ssh.max_bandwidth)
+    ]
+    return [
+        ConfigProblem(
+            file,
+            line_of(lines, (*where, "max_bandwidth")),
+            ".".join((*where, "max_bandwidth")),
+            "paces object storage only, and [storage] is a directory",
+            "remove it",
+        )
+        for where in places
+    ]
 
 
 def _tls(

@@ -102,6 +102,9 @@ class SshTable(_Table):
         default_factory=lambda: ["cassy-scheduler"], min_length=1
     )
     max_bandwidth: Rate | None = None  # each node's uploads; default [storage]'s
+    # The node program's settings (CASSY_NODE_JMX_PORT, ...), sent with each request: they
+    # reach it through sudo, which drops the login's own environment.
+    environment: dict[str, str] = Field(default_factory=dict)
 
 
 class HostTable(_Table):

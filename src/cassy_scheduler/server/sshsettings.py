@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cassy_scheduler.configfile.errors import ConfigProblem
 from cassy_scheduler.configfile.locate import line_of
-from cassy_scheduler.node.sshtarget import SshTarget
+from cassy_scheduler.node.sshtarget import SETTINGS, SshTarget
 from cassy_scheduler.server.settingsfile import NodesTable, SshTable
 
 
@@ -25,21 +25,27 @@ def ssh_target(
 ) -> tuple[SshTarget | None, list[ConfigProblem]]:
     """The node's target (`address` None: the defaults every unlisted node gets), or None
     when that node is not reached over SSH."""
+    problems = _host_of_all(nodes, file, lines) if address is None else []
     own = None if address is None else nodes.hosts[address].ssh
     if own is None and nodes.executor != "ssh":
-        return None, []
+        return None, problems
     defaults = nodes.ssh or SshTable()
     merged = defaults.model_copy(update=own.model_dump(exclude_unset=True) if own else {})
     where = ("nodes", "ssh") if own is None else ("nodes", "hosts", str(address), "ssh")
-    problems: list[ConfigProblem] = []
-    if nodes.ssh is not None and nodes.ssh.host is not None and address is None:
+    environment = {**_jmx_settings(nodes, address), **defaults.environment}
+    if own is not None:
+        environment.update(own.environment)
+    unknown = sorted(set(environment) - SETTINGS)
+    if unknown:
+        mine = own is not None and bool(set(own.environment) & set(unknown))
+        source = where if mine else ("nodes", "ssh")
         problems.append(
             ConfigProblem(
                 file,
-                line_of(lines, ("nodes", "ssh", "host")),
-                "nodes.ssh.host",
-                "would send every node to one host",
-                'set it per node: [nodes.hosts."10.0.0.1".ssh] host = "db1.internal"',
+                line_of(lines, (*source, "environment")),
+                ".".join((*source, "environment")),
+                f"not a node setting: {', '.join(unknown)}",
+                "known: " + ", ".join(sorted(SETTINGS)),
             )
         )
 
@@ -72,5 +78,38 @@ def ssh_target(
         sudo_user=merged.sudo_user,
         program=tuple(merged.program),
         max_bandwidth=merged.max_bandwidth,
+        environment=tuple(sorted(environment.items())),
     )
     return target, problems
+
+
+def _host_of_all(
+    nodes: NodesTable, file: str, lines: dict[tuple[str, ...], int]
+) -> list[ConfigProblem]:
+    """`host` in [nodes.ssh] would send every node to one host."""
+    if nodes.ssh is None or nodes.ssh.host is None:
+        return []
+    return [
+        ConfigProblem(
+            file,
+            line_of(lines, ("nodes", "ssh", "host")),
+            "nodes.ssh.host",
+            "would send every node to one host",
+            'set it per node: [nodes.hosts."10.0.0.1".ssh] host = "db1.internal"',
+        )
+    ]
+
+
+def _jmx_settings(nodes: NodesTable, address: str | None) -> dict[str, str]:
+    """The JMX address and port the file sets for the node (its own table's, else
+    [nodes]' jmx_port when written), for its program: unset, the node's host decides."""
+    host = None if address is None else nodes.hosts[address]
+    settings = {}
+    port = host.jmx_port if host is not None and host.jmx_port is not None else None
+    if port is None and "jmx_port" in nodes.model_fields_set:
+        port = nodes.jmx_port
+    if port is not None:
+        settings["CASSY_NODE_JMX_PORT"] = str(port)
+    if host is not None and host.jmx_host is not None:
+        settings["CASSY_NODE_JMX_HOST"] = host.jmx_host
+    return settings

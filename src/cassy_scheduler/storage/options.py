@@ -41,7 +41,7 @@ class StorageOptions:
     account: str | None = None  # Azure's storage account
     concurrency: int = DEFAULT_CONCURRENCY
     part_size: int = DEFAULT_PART_SIZE
-    max_bandwidth: int | None = None  # bytes per second, for the whole server
+    max_bandwidth: int | None = None  # bytes/s for every transfer of one process together
     retry_timeout_s: float = DEFAULT_RETRY_TIMEOUT_S
     credentials: MappingProxyType[str, str] = field(
         default_factory=lambda: MappingProxyType({}), repr=False
