@@ -26,7 +26,7 @@ from bench.data import fill
 from cassy_scheduler.client import CassyClient
 from cassy_scheduler.outcome import wait_for_backup
 from cassy_scheduler.protocol.types import BackupType
-from tests.serverproc import NODETOOL, ServerProcess
+from tests.serverproc import NODETOOL, ServerProcess, server_head
 from tools.localcluster import LocalCluster
 from tools.peers.objectservers import (
     S3_ACCESS_KEY,
@@ -35,7 +35,7 @@ from tools.peers.objectservers import (
     s3_create_bucket,
     start_seaweedfs,
 )
-from tools.peers.sshd import NODE_PROGRAM, SshHosts, free_port
+from tools.peers.sshd import SshHosts, free_port
 
 OCTET = 61
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -65,35 +65,14 @@ class Bench:
         self.runs = 0
 
     def _config(self, work: Path, prefix: str) -> Path:
-        port = next(iter(self.hosts.servers.values())).port
         work.mkdir(parents=True)
         path = work / "server.toml"
-        path.write_text(
-            f"""[server]
-host = "127.0.0.1"
-port = 0
-
-[metadata]
-path = "metadata.db"
-
-[storage]
-uri = "s3://bench/{prefix}"
-endpoint = "{self.s3.endpoint}"
-region = "us-east-1"
-access_key_id_env = "BENCH_S3_KEY"
-secret_access_key_env = "BENCH_S3_SECRET"
-
-[nodes]
-executor = "ssh"
-
-[nodes.ssh]
-port = {port}
-user = "root"
-key_file = "{self.hosts.client_key}"
-known_hosts = "{self.hosts.known_hosts}"
-program = ["{NODE_PROGRAM}"]
-"""
+        storage = (
+            f'[storage]\nuri = "s3://bench/{prefix}"\nendpoint = "{self.s3.endpoint}"\n'
+            'region = "us-east-1"\naccess_key_id_env = "BENCH_S3_KEY"\n'
+            'secret_access_key_env = "BENCH_S3_SECRET"\n'
         )
+        path.write_text(server_head(storage) + "\n" + self.hosts.nodes_toml())
         return path
 
     def backup(self, targets: list[str]) -> Run:

@@ -28,6 +28,19 @@ def pid_running(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
+def server_head(storage: str) -> str:
+    """[server] on a free loopback port, [metadata] beside the config, and `storage`."""
+    return f"""[server]
+host = "127.0.0.1"
+port = 0
+shutdown_grace = "5s"
+
+[metadata]
+path = "metadata.db"
+
+{storage}"""
+
+
 def server_toml(
     work: Path,
     clusters: list[LocalCluster],
@@ -52,15 +65,8 @@ def server_toml(
     )
     path = work / "server.toml"
     path.write_text(
-        f"""[server]
-host = "127.0.0.1"
-port = 0
-shutdown_grace = "5s"
-
-[metadata]
-path = "metadata.db"
-
-{storage or f'[storage]{chr(10)}uri = "{(work / "storage").as_uri()}"{chr(10)}'}
+        server_head(storage or f'[storage]\nuri = "{(work / "storage").as_uri()}"\n')
+        + f"""
 [nodes]
 nodetool = ["{nodetool}"]
 nodetool_timeout = "5m"

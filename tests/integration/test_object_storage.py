@@ -30,6 +30,7 @@ from cassy_scheduler.storage.errors import WriteCancelledError
 from cassy_scheduler.storage.objectstore import ObjectStorage
 from cassy_scheduler.storage.options import StorageOptions
 from tests.faultproxy import FaultProxy
+from tests.integration.conftest import CREDENTIALS
 from tests.integration.test_restore_helpers import (
     checksum_on,
     restore_keys,
@@ -52,29 +53,11 @@ from tools.peers.objectservers import (
     gcs_create_bucket,
     gcs_upload,
     s3_client,
-    s3_create_bucket,
     start_azurite,
     start_fake_gcs,
-    start_moto,
 )
 
-pytestmark = pytest.mark.object_storage
-
-_ENV = {
-    "CASSY_TEST_S3_KEY": S3_ACCESS_KEY,
-    "CASSY_TEST_S3_SECRET": S3_SECRET_KEY,
-    "CASSY_TEST_AZ_KEY": AZURITE_KEY,
-}
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectServer]:
-    server = start_moto(tmp_path_factory.mktemp("moto"), sys.executable)
-    try:
-        s3_create_bucket(server, "backups")
-        yield server
-    finally:
-        server.stop()
+pytestmark = [pytest.mark.object_storage, pytest.mark.usefixtures("s3_credentials")]
 
 
 @pytest.fixture(scope="module")
@@ -85,15 +68,6 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectServer]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _credentials() -> Iterator[None]:
-    """The servers read their keys from these variables, as the docs tell operators to."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in _ENV.items():
-            patch.setenv(name, value)
-        yield
 
 
 def storage_table(provider: str, server: ObjectServer, **extra: str) -> str:
@@ -196,7 +170,7 @@ def test_a_node_backed_up_to_object_storage_is_verified_and_for_s3_restored_from
                 assert statuses == {spec.address: "COMPLETED"}
                 assert checksum_on(spec.address, keyspace) == backup.at_incremental
         log = server.output()
-        for secret in _ENV.values():
+        for secret in CREDENTIALS.values():
             assert secret not in log
     finally:
         server.stop()

@@ -16,7 +16,6 @@ import json
 import os
 import random
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +28,8 @@ from cassy_scheduler.client import CassyClient
 from cassy_scheduler.protocol.types import BackupType, RestoreType
 from cassy_scheduler.storage import open_storage
 from cassy_scheduler.verify import verify_snapshot
-from tests.integration.test_object_storage import _ENV, options_of, storage_table
+from tests.integration.conftest import CREDENTIALS
+from tests.integration.test_object_storage import options_of, storage_table
 from tests.integration.test_restore_helpers import (
     checksum_on,
     identity,
@@ -42,30 +42,17 @@ from tests.integration.test_restore_helpers import (
 )
 from tests.integration.test_restore_node import make_backup
 from tests.integration.test_server_backup import finish_all
-from tests.serverproc import NODETOOL, ServerProcess
+from tests.serverproc import NODETOOL, ServerProcess, server_head
 from tools.localcluster import LocalCluster
-from tools.peers.objectservers import ObjectServer, s3_client, s3_create_bucket, start_moto
-from tools.peers.sshd import NODE_PROGRAM, SshHosts, free_port, keygen
+from tools.peers.objectservers import ObjectServer, s3_client
+from tools.peers.sshd import SshHosts, free_port, keygen
 
-pytestmark = [pytest.mark.ssh, pytest.mark.three_nodes, pytest.mark.object_storage]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _credentials() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in _ENV.items():
-            patch.setenv(name, value)
-        yield
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectServer]:
-    server = start_moto(tmp_path_factory.mktemp("moto"), sys.executable)
-    try:
-        s3_create_bucket(server, "backups")
-        yield server
-    finally:
-        server.stop()
+pytestmark = [
+    pytest.mark.ssh,
+    pytest.mark.three_nodes,
+    pytest.mark.object_storage,
+    pytest.mark.usefixtures("s3_credentials"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -90,36 +77,11 @@ def hosts(tmp_path_factory: pytest.TempPathFactory, cluster3: LocalCluster) -> I
         ssh.stop()
 
 
-def ssh_server_toml(
-    work: Path, hosts: SshHosts, storage: str, *, ssh: str = "", extra: str = ""
-) -> Path:
+def ssh_server_toml(work: Path, hosts: SshHosts, storage: str, *, extra: str = "") -> Path:
     """A server config naming no node: every node is reached over SSH ([nodes.ssh])."""
-    port = next(iter(hosts.servers.values())).port
     work.mkdir(parents=True, exist_ok=True)
     path = work / "server.toml"
-    path.write_text(
-        f"""[server]
-host = "127.0.0.1"
-port = 0
-shutdown_grace = "5s"
-
-[metadata]
-path = "metadata.db"
-
-{storage}
-[nodes]
-executor = "ssh"
-nodetool_timeout = "5m"
-
-[nodes.ssh]
-port = {port}
-user = "root"
-key_file = "{hosts.client_key}"
-known_hosts = "{hosts.known_hosts}"
-program = ["{NODE_PROGRAM}"]
-idle_timeout = "30s"
-{ssh}{extra}"""
-    )
+    path.write_text(server_head(storage) + "\n" + hosts.nodes_toml(idle_timeout="30s") + extra)
     return path
 
 
@@ -187,7 +149,7 @@ def test_each_node_sends_its_backup_straight_to_s3_and_the_server_moves_under_on
         assert finish_all(client, incremental) == dict.fromkeys(cluster3.addresses, "COMPLETED")
     log = ssh_server.output()
     assert "files_sent=" in log
-    for secret in _ENV.values():
+    for secret in CREDENTIALS.values():
         assert secret not in log
     session3.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
 

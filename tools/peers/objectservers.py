@@ -12,7 +12,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -26,6 +25,7 @@ from typing import Any
 
 from tools.localcluster.artifacts import cache_root
 from tools.peers.gotools import GoTool, GoToolError, installed
+from tools.peers.processes import stop_group
 
 FAKE_GCS = GoTool("github.com/fsouza/fake-gcs-server", "v1.56.1")
 AZURITE_VERSION = "3.37.0"
@@ -58,15 +58,7 @@ class ObjectServer:
     env: dict[str, str] = field(default_factory=dict)  # what a client needs to reach it
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            with suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                with suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
+        stop_group(self.process)
 
 
 def _start(command: list[str], log: Path, port: int, kind: str, endpoint: str) -> ObjectServer:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,9 @@ from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tools.peers.objectservers import free_port
+from tools.peers.processes import stop_group
 
 SSHD = Path("/usr/sbin/sshd")
 NODE_PROGRAM = Path(sys.executable).parent / "cassy-scheduler"
@@ -56,12 +58,6 @@ def keygen(path: Path) -> Path:
         timeout=60,
     )
     return path
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -105,15 +101,7 @@ class Sshd:
         _wait_listening(self)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            with suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                with suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
+        stop_group(self.process)
 
 
 def _wait_listening(server: Sshd) -> None:
@@ -183,6 +171,17 @@ class SshHosts:
         with self.known_hosts.open("a") as out:
             out.write(server.known_hosts_line())
         return server
+
+    def nodes_toml(self, *, idle_timeout: str = "2m") -> str:
+        """The server's [nodes] and [nodes.ssh] tables for these hosts: every node over SSH,
+        logging in with the client key, host keys checked against known_hosts."""
+        port = next(iter(self.servers.values())).port
+        return (
+            '[nodes]\nexecutor = "ssh"\nnodetool_timeout = "5m"\n\n[nodes.ssh]\n'
+            f'port = {port}\nuser = "root"\nkey_file = "{self.client_key}"\n'
+            f'known_hosts = "{self.known_hosts}"\nprogram = ["{NODE_PROGRAM}"]\n'
+            f'idle_timeout = "{idle_timeout}"\n'
+        )
 
     def stop(self) -> None:
         for server in self.servers.values():
