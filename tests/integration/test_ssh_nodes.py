@@ -141,6 +141,7 @@ def test_each_node_sends_its_backup_straight_to_s3_and_the_server_moves_under_on
             for info in storage.list(f"node-backup/{registered.cluster_id}/{ack.snapshot_id}/")
         )
         assert stored > 3 * 16_000_000
+        print(f"server I/O {moved} bytes for {stored} stored ({moved / stored:.3%})")
         assert moved < stored / 100, (moved, stored)
 
         incremental = client.take_backup(

@@ -174,6 +174,20 @@ def test_the_program_says_its_version_and_refuses_another_protocol_or_operation(
     assert code == 1 and "unknown operation" in str(events[-1]["message"])
 
 
+def test_through_sudo_a_request_cannot_name_a_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUDO_USER", "cassy")
+    monkeypatch.setenv("CASSY_NODE_JMX_PORT", "7199")  # restored after: the program sets it
+    code, events = _program("hello", {"environment": {"CASSY_NODE_NODETOOL": "/bin/sh -c id"}})
+    assert code == 1 and "from its own host only" in str(events[-1]["message"])
+    code, events = _program("hello", {"environment": {"CASSY_NODE_JMX_PORT": "7199"}})
+    assert code == 0
+    code, events = _program(
+        "hello",
+        {"environment": {"LD_PRELOAD": "x"}},
+    )
+    assert code == 1
+
+
 def test_facts_of_a_missing_data_directory_are_an_error_with_the_fix(tmp_path: Path) -> None:
     code, events = _program("facts", {"data_dir": str(tmp_path / "nope"), "keyspaces": ["ks"]})
     assert code == 1 and "does not exist on the node" in str(events[-1]["message"])

@@ -61,20 +61,30 @@ def test_a_mistyped_key_gets_the_close_one(tmp_path: Path) -> None:
     assert 'did you mean "known_hosts"' in str(refused.value)
 
 
-def test_jmx_settings_of_the_file_and_an_environment_reach_the_program(tmp_path: Path) -> None:
+def test_a_hosts_jmx_settings_win_over_every_nodes_environment(tmp_path: Path) -> None:
     settings = load(
         tmp_path,
         '[nodes]\nexecutor = "ssh"\njmx_port = 7299\n\n[nodes.ssh]\n'
-        'environment = { CASSY_NODE_NODETOOL = "/opt/cassandra/bin/nodetool" }\n\n'
-        '[nodes.hosts."10.0.0.2"]\njmx_port = 7399\n',
+        'environment = { CASSY_NODE_NODETOOL = "/opt/c/bin/nodetool", '
+        'CASSY_NODE_JMX_PORT = "7100" }\n\n[nodes.hosts."10.0.0.2"]\njmx_port = 7399\n',
     )
     first, second = settings.endpoint("10.0.0.1").ssh, settings.endpoint("10.0.0.2").ssh
     assert first is not None and second is not None
+    # [nodes] jmx_port is the local nodes' default: a remote host is not told it.
     assert dict(first.environment) == {
-        "CASSY_NODE_JMX_PORT": "7299",
-        "CASSY_NODE_NODETOOL": "/opt/cassandra/bin/nodetool",
+        "CASSY_NODE_JMX_PORT": "7100",
+        "CASSY_NODE_NODETOOL": "/opt/c/bin/nodetool",
     }
     assert dict(second.environment)["CASSY_NODE_JMX_PORT"] == "7399"
+
+
+def test_a_jmx_port_that_is_not_one_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is not a port"):
+        load(
+            tmp_path,
+            '[nodes]\nexecutor = "ssh"\n\n[nodes.ssh]\n'
+            'environment = { CASSY_NODE_JMX_PORT = "abc" }\n',
+        )
 
 
 def test_unknown_settings_one_host_for_all_and_pacing_a_directory_are_refused(

@@ -7,8 +7,10 @@ session to the server's storage, restores into place) and writes JSON lines on s
 exactly one `result` or `error`. When its session ends (stdin closes) it stops at the next
 file, aborting any upload in flight, and writes no manifest. The protocol is in docs/ssh.md.
 
-Where the local Cassandra listens comes from this host's environment: CASSY_NODE_JMX_HOST
-(127.0.0.1), CASSY_NODE_JMX_PORT (7199) and CASSY_NODE_NODETOOL (`nodetool`).
+Where the local Cassandra listens: the request's `environment` (the server's settings for
+this node), else this host's own environment, else the defaults: CASSY_NODE_JMX_HOST
+(127.0.0.1), CASSY_NODE_JMX_PORT (7199), CASSY_NODE_NODETOOL (`nodetool`). Run through sudo,
+it takes from a request only settings that name no command (SUDO_SETTINGS).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from cassy_scheduler import version as installed_version
 from cassy_scheduler.node.datadir import remove_snapshot
 from cassy_scheduler.node.executor import LocalExecutor, NodeEndpoint, NodetoolError
 from cassy_scheduler.node.nodetool import Nodetool
-from cassy_scheduler.node.sshtarget import SETTINGS
+from cassy_scheduler.node.sshtarget import SETTINGS, SUDO_SETTINGS
 from cassy_scheduler.node.storagechannel import ChannelStorage, reply_queue
 from cassy_scheduler.node.wire import PROTOCOL_VERSION, Message, PeerGoneError, Wire, WireError
 from cassy_scheduler.node.work import (
@@ -79,15 +81,22 @@ class _Session:
     def _read(self) -> None:
         try:
             while True:
-                self._put(self.wire.receive())
+                message, data = self.wire.receive()
+                if message.get("stop"):  # the server is stopping: end at the next step
+                    self._stop()
+                    continue
+                self._put((message, data))
         except (PeerGoneError, WireError):
             pass
+        self._stop()
+        self._put(None)  # type: ignore[arg-type]
+
+    def _stop(self) -> None:
         self.ended.set()
         with self._lock:
             executors = list(self._executors)
         for executor in executors:  # a nodetool on a hung JMX must not outlive the session
             executor.stop_running()
-        self._put(None)  # type: ignore[arg-type]
 
     def nodetool(self, timeout_s: float) -> Nodetool:
         """nodetool against this host's Cassandra, a process per command, killed when the
@@ -168,6 +177,13 @@ def run_program(op: str, protocol: int, reader: BinaryIO, writer: BinaryIO) -> i
 
 
 def _take_settings(environment: dict[str, Any]) -> None:
+    if os.environ.get("SUDO_USER") and set(environment) - SUDO_SETTINGS:
+        refused = ", ".join(sorted(set(environment) - SUDO_SETTINGS))
+        raise _RefusedError(
+            "settings",
+            f"run through sudo, this program takes {refused} from its own host only (sudoers "
+            "env_keep, or nodetool on sudo's secure_path), not from the server's request",
+        )
     unknown = sorted(set(environment) - SETTINGS)
     if unknown:
         raise _RefusedError(

@@ -32,7 +32,7 @@ from cassy_scheduler.storage.base import Storage
 _log = logging.getLogger(__name__)
 
 _POLL_S = 0.5
-_LAST_WORD_S = 4.0  # a cancelled program's own result or error, awaited this long
+LAST_WORD_S = 4.0  # a cancelled program's own result or error, awaited this long
 _STDERR_KEPT = 4000
 _NOT_FOUND_EXIT = 127
 
@@ -104,12 +104,26 @@ class _Session:
 
     def _receive_storage(self) -> tuple[Message, bytes | None]:
         """The next message of a storage call in progress: the program's events (its
-        heartbeat, progress of other files) may come between a file's chunks."""
+        heartbeat, progress of other files) may come between a file's chunks. Waiting for
+        the node is not the server's own work: the idle timeout counts meanwhile."""
         while True:
-            message, data = self._receive()
+            self.busy = False
+            try:
+                message, data = self._receive()
+            finally:
+                self.busy = True
             if "event" not in message:
                 return message, data
             self.events.put(message)
+
+    def _send_storage(self, message: Message, data: bytes | memoryview | None = None) -> None:
+        """An answer to a storage call; a node that stops taking it is the node's silence."""
+        self.busy = False
+        try:
+            self.wire.send(message, data)
+        finally:
+            self.heard = time.monotonic()
+            self.busy = True
 
     def _read(self) -> None:
         try:
@@ -131,7 +145,7 @@ class _Session:
             return
         self.busy = True  # the server is working for the node: its silence is ours
         try:
-            serve_call(self.storage, message, data, self.wire, self._receive_storage)
+            serve_call(self.storage, message, data, _Answers(self), self._receive_storage)
         finally:
             self.heard = time.monotonic()
             self.busy = False
@@ -152,21 +166,23 @@ class _Session:
         step) and its own last word is still awaited a while, so a node that finished
         anyway is recorded as it ended."""
         stop_by: float | None = None
+        stopped = RemoteCancelledError(
+            f"{self.op} on {self.target.where} stopped: the server is stopping"
+        )
         while True:
             try:
                 event = self.events.get(timeout=_POLL_S)
             except queue.Empty:
                 now = time.monotonic()
                 if stop_by is None and cancelled():
-                    with contextlib.suppress(OSError, EOFError):
-                        self.channel.shutdown_write()
-                    stop_by = now + _LAST_WORD_S
+                    with contextlib.suppress(PeerGoneError):
+                        self.wire.send({"stop": True})  # it stops at its next step
+                    stop_by = now + LAST_WORD_S
                 if stop_by is not None and now > stop_by:
-                    raise RemoteCancelledError(
-                        f"{self.op} on {self.target.where} stopped: the server is stopping"
-                    ) from None
+                    raise stopped from None
+                busy = self.busy  # before `heard`: the reader sets `heard`, then clears busy
                 silent = now - self.heard
-                if not self.busy and silent > self.target.idle_timeout_s:
+                if not busy and silent > self.target.idle_timeout_s:
                     raise SessionLostError(
                         f"the node program on {self.target.where} said nothing for "
                         f"{silent:.0f} s during {self.op}: its host or the network is gone; "
@@ -181,7 +197,7 @@ class _Session:
             elif kind == "error":
                 raise self.failure(event)
             elif kind == "gone":
-                raise self.lost(str(event.get("reason")))
+                raise stopped if stop_by is not None else self.lost(str(event.get("reason")))
 
     def failure(self, event: Message) -> NodeError:
         message = str(event.get("message") or "(no reason given)")
@@ -245,6 +261,16 @@ class _Session:
         self.channel.close()
         self._reader.join(5.0)
         self._errors.join(1.0)
+
+
+class _Answers:
+    """The session's wire as serve_call sees it: sends timed as the node's, not ours."""
+
+    def __init__(self, session: _Session) -> None:
+        self._session = session
+
+    def send(self, message: Message, data: bytes | memoryview | None = None) -> None:
+        self._session._send_storage(message, data)
 
 
 def result_field(result: Message, name: str) -> Any:

@@ -20,6 +20,7 @@ from cassy_scheduler.node.executor import NodeEndpoint, NodeExecutor
 from cassy_scheduler.node.placement import NodeDirectories, PlacementResult
 from cassy_scheduler.node.progress import Progress
 from cassy_scheduler.node.remote import (
+    LAST_WORD_S,
     NodeProgramError,
     install_hint,
     result_field,
@@ -51,6 +52,8 @@ class SshNodes:
         self._options = storage_options
         self._lock = threading.Lock()
         self._checked: set[SshTarget] = set()
+        self._in_flight = 0
+        self._stopping = False
 
     def side(self, endpoint: NodeEndpoint, nodetool_timeout_s: float) -> RemoteSide:
         assert endpoint.ssh is not None
@@ -66,10 +69,14 @@ class SshNodes:
         progress: Progress | None = None,
         with_storage: bool = False,
     ) -> Message:
-        self._check_program(target)
-        if target.environment:
-            request = {**request, "environment": dict(target.environment)}
+        with self._lock:
+            if self._stopping:
+                raise SshError(f"{op} on {target.where} not started: the server is stopping")
+            self._in_flight += 1
         try:
+            self._check_program(target)
+            if target.environment:
+                request = {**request, "environment": dict(target.environment)}
             return run_remote(
                 self.connections,
                 target,
@@ -82,6 +89,9 @@ class SshNodes:
         except SshError:
             self._forget(target)
             raise
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def storage_spec(self, target: SshTarget) -> Message:
         """How the node program reaches storage: the store itself (with the credentials this
@@ -112,8 +122,17 @@ class SshNodes:
             self._checked.discard(target)
 
     def stop(self) -> int:
-        """Close every session: each remote program sees its input end and stops."""
-        return self.connections.close()
+        """Refuse new calls and close every connection (each remote program sees its input
+        end and stops); calls still running first get their program's last word."""
+        with self._lock:
+            self._stopping = True
+            running = self._in_flight
+        if not running:
+            return self.connections.close()
+        closing = threading.Timer(LAST_WORD_S + 0.5, self.connections.close)
+        closing.daemon = True
+        closing.start()
+        return running
 
 
 class RemoteSide:

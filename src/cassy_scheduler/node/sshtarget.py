@@ -19,6 +19,11 @@ SETTINGS = frozenset(
 )
 """The variables a server may set for its node programs ([nodes.ssh] environment): sent
 with each request, they survive `sudo`, which drops the login's own environment."""
+SUDO_SETTINGS = frozenset(
+    {"CASSY_NODE_JMX_HOST", "CASSY_NODE_JMX_PORT", "CASSY_NODE_CASSANDRA_YAML"}
+)
+"""Those a program run through sudo takes from a request: none names a command to run, so
+the sudoers rule keeps confining what the login may run as Cassandra's user."""
 
 
 @dataclass(frozen=True)

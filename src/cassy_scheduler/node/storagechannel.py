@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cassy_scheduler.node.wire import Message, PeerGoneError, Wire, WireError
 from cassy_scheduler.storage.base import ObjectInfo, Storage
@@ -283,8 +283,16 @@ class _ChunkSource:
             )
 
 
+class Sender(Protocol):
+    def send(self, message: Message, data: bytes | memoryview | None = None) -> None: ...
+
+
 def serve_call(
-    storage: Storage, message: Message, data: bytes | None, wire: Wire, receive: Callable[[], Reply]
+    storage: Storage,
+    message: Message,
+    data: bytes | None,
+    wire: Sender,
+    receive: Callable[[], Reply],
 ) -> None:
     """Answer one storage call of a node program from `storage`; a refusal is its answer."""
     op = message["storage"]
@@ -292,6 +300,8 @@ def serve_call(
         _serve(storage, op, message, data, wire, receive)
     except StorageError as exc:
         wire.send({"error": {"kind": _kind_of(exc), "message": str(exc)}})
+    except OSError as exc:  # the server's disk, read outside the backend's own checks
+        wire.send({"error": {"kind": "storage", "message": f"{exc.strerror or exc}: {op}"}})
 
 
 def _serve(  # noqa: PLR0917 (one call's parts)
@@ -299,14 +309,14 @@ def _serve(  # noqa: PLR0917 (one call's parts)
     op: str,
     message: Message,
     data: bytes | None,
-    wire: Wire,
+    wire: Sender,
     receive: Callable[[], Reply],
 ) -> None:
     if op == "put":
         source = _ChunkSource(message["key"], receive)
         try:
             info = storage.put_stream(message["key"], source, sync=bool(message.get("sync")))
-        except StorageError:
+        except (StorageError, OSError):
             while not source.ended:  # the node sends to the end before it reads the answer
                 try:
                     source.readinto(bytearray(DEFAULT_BUFFER_SIZE))

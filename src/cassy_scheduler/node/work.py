@@ -254,7 +254,7 @@ def back_up(
     if order.action != "incremental" and not files:
         raise FileNotFoundError(
             f"snapshot {identity.snapshot_id} has no files under {data_dir}: is nodetool "
-            "reaching this node's own Cassandra (CASSY_NODE_JMX_PORT), and is that its data "
+            "reaching this node's own Cassandra (its JMX port), and is that its data "
             "directory? Nothing was stored"
         )
     prefix = backup_prefix(

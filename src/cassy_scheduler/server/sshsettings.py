@@ -32,9 +32,21 @@ def ssh_target(
     defaults = nodes.ssh or SshTable()
     merged = defaults.model_copy(update=own.model_dump(exclude_unset=True) if own else {})
     where = ("nodes", "ssh") if own is None else ("nodes", "hosts", str(address), "ssh")
-    environment = {**_jmx_settings(nodes, address), **defaults.environment}
+    # Weakest first: every node's, the host's jmx_port / jmx_host, the host's own.
+    environment = {**defaults.environment, **_jmx_settings(nodes, address)}
     if own is not None:
         environment.update(own.environment)
+    port = environment.get("CASSY_NODE_JMX_PORT")
+    if port is not None and not (port.isdigit() and 1 <= int(port) <= 65535):
+        problems.append(
+            ConfigProblem(
+                file,
+                line_of(lines, (*where, "environment")),
+                ".".join((*where, "environment")),
+                f"CASSY_NODE_JMX_PORT {port!r} is not a port",
+                'write a number from 1 to 65535, e.g. CASSY_NODE_JMX_PORT = "7199"',
+            )
+        )
     unknown = sorted(set(environment) - SETTINGS)
     if unknown:
         mine = own is not None and bool(set(own.environment) & set(unknown))
@@ -101,15 +113,12 @@ def _host_of_all(
 
 
 def _jmx_settings(nodes: NodesTable, address: str | None) -> dict[str, str]:
-    """The JMX address and port the file sets for the node (its own table's, else
-    [nodes]' jmx_port when written), for its program: unset, the node's host decides."""
+    """The JMX address and port the node's own table sets, for its program. ([nodes]'
+    jmx_port is the local nodes' default: a remote node's host decides its own.)"""
     host = None if address is None else nodes.hosts[address]
     settings = {}
-    port = host.jmx_port if host is not None and host.jmx_port is not None else None
-    if port is None and "jmx_port" in nodes.model_fields_set:
-        port = nodes.jmx_port
-    if port is not None:
-        settings["CASSY_NODE_JMX_PORT"] = str(port)
+    if host is not None and host.jmx_port is not None:
+        settings["CASSY_NODE_JMX_PORT"] = str(host.jmx_port)
     if host is not None and host.jmx_host is not None:
         settings["CASSY_NODE_JMX_HOST"] = host.jmx_host
     return settings
