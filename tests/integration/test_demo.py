@@ -17,7 +17,7 @@ pytestmark = pytest.mark.cassandra
 
 def test_short_demo_runs_every_job_type_mails_and_stops_what_it_started(tmp_path: Path) -> None:
     demo_dir = tmp_path / "demo"
-    done = run_demo([], demo_dir, 41, {"DEMO_SECONDS": "150"})
+    done = run_demo([], demo_dir, 41, {"DEMO_SECONDS": "110"})
     assert "succeeded job types: cluster-wide, incremental, snapshot" in done.stdout
     # Progress while Cassandra starts and the sample data is written, not silence.
     assert re.search(r"node1 \(127\.0\.0\.\d+\) serves CQL after \d+ s \(1 of 1\)", done.stdout)

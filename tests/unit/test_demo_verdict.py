@@ -46,7 +46,7 @@ def test_a_type_that_failed_with_nothing_in_flight_fails_at_once() -> None:
     assert judge(found) is Verdict.FAIL and found.missing == {"incremental"}
 
 
-def test_short_schedules_start_soon_in_order_and_forty_seconds_apart() -> None:
+def test_short_schedules_start_soon_in_order_and_25_seconds_apart() -> None:
     for start in (T0, T0.replace(minute=59, second=50), T0.replace(second=0)):
         firsts = {
             name: Schedule.parse(expression).next_after(start)
@@ -55,8 +55,8 @@ def test_short_schedules_start_soon_in_order_and_forty_seconds_apart() -> None:
             )
         }
         assert firsts["snapshot"] == start + timedelta(seconds=20)
-        assert firsts["cluster-wide"] == start + timedelta(seconds=60)
-        assert firsts["incremental"] == start + timedelta(seconds=100)
+        assert firsts["cluster-wide"] == start + timedelta(seconds=45)
+        assert firsts["incremental"] == start + timedelta(seconds=70)
         second = Schedule.parse(short_schedules(start)[0]).next_after(firsts["snapshot"])
         assert second - firsts["snapshot"] == timedelta(minutes=2)
 

@@ -56,9 +56,10 @@ nodetool = ["{NODETOOL}"]
 
 #: Schedules of the demo's jobs (snapshot, incremental, cluster-wide).
 NORMAL_SCHEDULES = ("*/2 * * * *", "* * * * *", "*/5 * * * *")
-#: A short run (DEMO_SECONDS): each job every two minutes, 40 seconds apart, the first 20
-#: seconds after the scheduler starts, so that a slow machine finishes one before the next.
-SHORT_OFFSETS_S = (20, 100, 60)
+#: A short run (DEMO_SECONDS): each job every two minutes, 25 seconds apart, the first 20
+#: seconds after the scheduler starts, so that a slow machine finishes one before the next
+#: (a job takes a few seconds; one overlap is routine).
+SHORT_OFFSETS_S = (20, 70, 45)
 
 
 def short_schedules(start: datetime) -> tuple[str, str, str]:
