@@ -32,10 +32,11 @@ from tools.peers.objectservers import (
     S3_ACCESS_KEY,
     S3_SECRET_KEY,
     ObjectServer,
+    free_port,
     s3_create_bucket,
     start_seaweedfs,
 )
-from tools.peers.sshd import SshHosts, free_port
+from tools.peers.sshd import SshHosts
 
 OCTET = 61
 _TICK = os.sysconf("SC_CLK_TCK")

@@ -44,8 +44,8 @@ from tests.integration.test_restore_node import make_backup
 from tests.integration.test_server_backup import finish_all
 from tests.serverproc import NODETOOL, ServerProcess, server_head
 from tools.localcluster import LocalCluster
-from tools.peers.objectservers import ObjectServer, s3_client
-from tools.peers.sshd import SshHosts, free_port, keygen
+from tools.peers.objectservers import ObjectServer, free_port, s3_client
+from tools.peers.sshd import SshHosts, keygen
 
 pytestmark = [
     pytest.mark.ssh,
@@ -104,8 +104,16 @@ def _io(pid: int) -> int:
     return int(fields["rchar"]) + int(fields["wchar"])
 
 
+def _agreed(session: Session) -> None:
+    """Every node has the new schema: just after the cluster restarted, a coordinator may
+    not have it yet when the DDL returns."""
+    control = session.cluster.control_connection
+    assert control is not None and control.wait_for_schema_agreement(wait_time=120)
+
+
 def _blob_rows(session: Session, keyspace: str, count: int, size: int) -> None:
     session.execute(f"CREATE TABLE IF NOT EXISTS {keyspace}.blobs (k int PRIMARY KEY, v blob)")
+    _agreed(session)
     insert = session.prepare(f"INSERT INTO {keyspace}.blobs (k, v) VALUES (?, ?)")
     rows = [(k, random.randbytes(size)) for k in range(count)]
     execute_concurrent_with_args(session, insert, rows, concurrency=32)
@@ -116,6 +124,7 @@ def _keyspace(session: Session, name: str) -> str:
         f"CREATE KEYSPACE IF NOT EXISTS {name} WITH replication = "
         "{'class': 'SimpleStrategy', 'replication_factor': 3}"
     )
+    _agreed(session)
     return name
 
 
@@ -160,45 +169,6 @@ def test_each_node_sends_its_backup_straight_to_s3_and_the_server_moves_under_on
     assert "files_sent=" in log
     for secret in CREDENTIALS.values():
         assert secret not in log
-    session3.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
-
-
-def test_one_node_then_every_node_restored_over_ssh(
-    ssh_server: ServerProcess, cluster3: LocalCluster, session3: Session
-) -> None:
-    """From the server's config alone (no paths): each node program reads its own
-    cassandra.yaml, stages, checks and moves the files; rows and identities come back."""
-    keyspace = _keyspace(session3, f"sshrestore{os.getpid()}")
-    with CassyClient(ssh_server.address, timeout_s=120) as client:
-        backup = make_backup(client, cluster3, session3, keyspace)
-        numbers = [spec.number for spec in cluster3.specs]
-        identities = {n: identity(cluster3, n) for n in numbers}
-
-        one = cluster3.specs[0]
-        for n in numbers:  # one stop for both restores: Cassandra's starts are the slow part
-            cluster3.stop(n)
-        try:
-            for spec in cluster3.specs:
-                wipe(spec)
-            before = restore_keys(client, backup.cluster_id, backup.snapshot_id)
-            client.restore_backup(
-                backup.cluster_id, backup.snapshot_id, RestoreType.NODE, [one.address]
-            )
-            alone = wait_restore(client, backup.cluster_id, backup.snapshot_id, before)
-            assert alone == {one.address: "COMPLETED"}
-            assert any(one.data_dir.iterdir())
-            wipe(one)  # and now every node at once
-            before = restore_keys(client, backup.cluster_id, backup.snapshot_id)
-            client.restore_backup(backup.cluster_id, backup.snapshot_id, RestoreType.NODE)
-            statuses = wait_restore(client, backup.cluster_id, backup.snapshot_id, before)
-        finally:
-            cluster3.start_all(timeout=420)
-            wait_for_session(session3)
-    assert statuses == dict.fromkeys(cluster3.addresses, "COMPLETED")
-    for spec in cluster3.specs:
-        assert staging_leftovers(spec) == []
-        assert checksum_on(spec.address, keyspace) == backup.at_incremental, spec.address
-    assert {n: identity(cluster3, n) for n in numbers} == identities
     session3.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
 
 
@@ -367,3 +337,42 @@ def test_a_changed_host_key_a_missing_program_or_a_host_down_fails_the_node_with
     assert statuses[third.address] == "FAILED" and "cannot connect" in down, down
     assert "sshd listens" in down
     assert json.dumps(changed)  # a reason is plain text
+
+
+def test_one_node_then_every_node_restored_over_ssh(
+    ssh_server: ServerProcess, cluster3: LocalCluster, session3: Session
+) -> None:
+    """From the server's config alone (no paths): each node program reads its own
+    cassandra.yaml, stages, checks and moves the files; rows and identities come back."""
+    keyspace = _keyspace(session3, f"sshrestore{os.getpid()}")
+    with CassyClient(ssh_server.address, timeout_s=120) as client:
+        backup = make_backup(client, cluster3, session3, keyspace)
+        numbers = [spec.number for spec in cluster3.specs]
+        identities = {n: identity(cluster3, n) for n in numbers}
+
+        one = cluster3.specs[0]
+        for n in numbers:  # one stop for both restores: Cassandra's starts are the slow part
+            cluster3.stop(n)
+        try:
+            for spec in cluster3.specs:
+                wipe(spec)
+            before = restore_keys(client, backup.cluster_id, backup.snapshot_id)
+            client.restore_backup(
+                backup.cluster_id, backup.snapshot_id, RestoreType.NODE, [one.address]
+            )
+            alone = wait_restore(client, backup.cluster_id, backup.snapshot_id, before)
+            assert alone == {one.address: "COMPLETED"}
+            assert any(one.data_dir.iterdir())
+            wipe(one)  # and now every node at once
+            before = restore_keys(client, backup.cluster_id, backup.snapshot_id)
+            client.restore_backup(backup.cluster_id, backup.snapshot_id, RestoreType.NODE)
+            statuses = wait_restore(client, backup.cluster_id, backup.snapshot_id, before)
+        finally:
+            cluster3.start_all(timeout=420)
+            wait_for_session(session3)
+    assert statuses == dict.fromkeys(cluster3.addresses, "COMPLETED")
+    for spec in cluster3.specs:
+        assert staging_leftovers(spec) == []
+        assert checksum_on(spec.address, keyspace) == backup.at_incremental, spec.address
+    assert {n: identity(cluster3, n) for n in numbers} == identities
+    session3.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
