@@ -74,9 +74,6 @@ class FixedStatus:
     def __init__(self, output: str) -> None:
         self.output = output
 
-    def is_local(self) -> bool:
-        return True
-
     def stop_running(self) -> int:
         return 0
 

@@ -138,9 +138,6 @@ class RecordingExecutor:
         self.calls: list[tuple[str, ...]] = []
         self.answers = answers or {}
 
-    def is_local(self) -> bool:
-        return True
-
     def stop_running(self) -> int:
         return 0
 

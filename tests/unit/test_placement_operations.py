@@ -33,9 +33,6 @@ DATA = f"{TABLE}/snapshots/{SID}/nb-1-big-Data.db"
 class LocalExecutor:
     """Files on this host; restores never run nodetool."""
 
-    def is_local(self) -> bool:
-        return True
-
     def stop_running(self) -> int:
         return 0
 

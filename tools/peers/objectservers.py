@@ -25,7 +25,7 @@ from typing import Any
 
 from tools.localcluster.artifacts import cache_root
 from tools.peers.gotools import GoTool, GoToolError, installed
-from tools.peers.processes import stop_group
+from tools.peers.processes import spawn, stop_group
 
 FAKE_GCS = GoTool("github.com/fsouza/fake-gcs-server", "v1.56.1")
 AZURITE_VERSION = "3.37.0"
@@ -62,15 +62,7 @@ class ObjectServer:
 
 
 def _start(command: list[str], log: Path, port: int, kind: str, endpoint: str) -> ObjectServer:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn(command, log)
     server = ObjectServer(kind, endpoint, process, log)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

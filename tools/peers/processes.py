@@ -1,4 +1,5 @@
-"""Stopping a peer started in its own session: its whole process group, by the leader's PID."""
+"""Peers started in a session of their own, logging to a file, and stopped as a whole
+process group by the leader's PID."""
 
 from __future__ import annotations
 
@@ -6,6 +7,20 @@ import os
 import signal
 import subprocess
 from contextlib import suppress
+from pathlib import Path
+
+
+def spawn(command: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start `command` in its own session, its output appended to `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def stop_group(process: subprocess.Popen[bytes], timeout: float = 10) -> None:

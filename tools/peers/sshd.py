@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tools.peers.objectservers import free_port
-from tools.peers.processes import stop_group
+from tools.peers.processes import spawn, stop_group
 
 SSHD = Path("/usr/sbin/sshd")
 NODE_PROGRAM = Path(sys.executable).parent / "cassy-scheduler"
@@ -90,14 +90,7 @@ class Sshd:
     def restart(self) -> None:
         """Start it again as it was (a host back from a reboot: same key, same port)."""
         self.stop()
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.command,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = spawn(self.command, self.log)
         _wait_listening(self)
 
     def stop(self) -> None:
@@ -157,15 +150,7 @@ class SshHosts:
         )
         log = home / "sshd.log"
         command = [str(sshd), "-D", "-e", "-f", str(config)]
-        with log.open("ab") as out:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        server = Sshd(address, port, host_key, process, log, command)
+        server = Sshd(address, port, host_key, spawn(command, log), log, command)
         self.servers[address] = server
         _wait_listening(server)
         with self.known_hosts.open("a") as out:

@@ -78,11 +78,9 @@ class NodeEndpoint:
 
 
 class NodeExecutor(Protocol):
-    """Runs nodetool against a node; `is_local` says whether its files are readable here."""
+    """Runs nodetool against a node."""
 
     def run(self, node: NodeEndpoint, args: Sequence[str], timeout_s: float) -> str: ...
-
-    def is_local(self) -> bool: ...
 
     def stop_running(self) -> int:
         """Stop every command still running and refuse new ones; returns how many stopped."""
@@ -126,9 +124,6 @@ class LocalExecutor:
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen[str]] = set()
         self._stopped = False
-
-    def is_local(self) -> bool:
-        return True
 
     def stop_running(self) -> int:
         with self._lock:

@@ -42,9 +42,6 @@ class ResidentExecutor:
         self._failed_start: tuple[float, str] | None = None  # when, and why
         self._stopped = False
 
-    def is_local(self) -> bool:
-        return True
-
     @property
     def pid(self) -> int | None:
         """The JVM's process id while one runs (for logs and tests)."""

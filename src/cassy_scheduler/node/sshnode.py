@@ -232,8 +232,5 @@ class SshExecutor:
         )
         return str(result_field(result, "output"))
 
-    def is_local(self) -> bool:
-        return False
-
     def stop_running(self) -> int:
         return self._local.stop_running() + self._nodes.stop()
