@@ -43,4 +43,31 @@ def run(
             runtime.serve_metrics()
         except MetricsError as exc:
             fail(str(exc), Exit.USAGE)
-        daemon.serve()
+        try:
+            daemon.serve()
+        finally:
+            _hold_signals_while_exiting()
+
+
+def _hold_signals_while_exiting() -> None:
+    """A second SIGTERM while notices and history close must not kill the process.
+
+    `serve` restores the default handlers when it returns, yet the runtime still closes
+    its notifier and journal after it: a signal then would end the process mid-write.
+    """
+    import logging
+    import signal
+    import threading
+    from types import FrameType
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    log = logging.getLogger("cassy_scheduler.scheduling.daemon")
+
+    def already(signum: int, frame: FrameType | None) -> None:
+        log.info(
+            "signal received signal=%s decision='already stopping'", signal.Signals(signum).name
+        )
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, already)
