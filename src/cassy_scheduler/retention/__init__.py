@@ -1,0 +1,1 @@
+"""Retention: which backups a job keeps, and the prune that removes the rest."""
