@@ -1,4 +1,4 @@
-"""Generate the protocol package's stubs from proto/cassy.proto (`make proto` runs this).
+"""Generate the protocol package's stubs from proto/*.proto (`make proto` runs this).
 
 protoc writes `import cassy_pb2`, which only works when the output directory is on sys.path;
 the generated modules live inside a package, so that import is rewritten to a relative one.
@@ -18,6 +18,8 @@ from grpc_tools import protoc  # type: ignore[import-untyped]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROTO_FILE = REPO_ROOT / "proto" / "cassy.proto"
+#: Our own calls (package cassy_scheduler.v1), kept apart so cassy.proto stays Cassy's.
+EXTENSION_FILE = REPO_ROOT / "proto" / "backups.proto"
 OUTPUT_DIR = REPO_ROOT / "src" / "cassy_scheduler" / "protocol" / "generated"
 GENERATED_FILES = (
     "__init__.py",
@@ -25,10 +27,14 @@ GENERATED_FILES = (
     "cassy_pb2.pyi",
     "cassy_pb2_grpc.py",
     "cassy_pb2_grpc.pyi",
+    "backups_pb2.py",
+    "backups_pb2.pyi",
+    "backups_pb2_grpc.py",
+    "backups_pb2_grpc.pyi",
 )
 
-_INIT_TEXT = '"""Code generated from proto/cassy.proto by tools/genproto.py: run `make proto`."""\n'
-_ABSOLUTE_IMPORT = re.compile(r"^import cassy_pb2 as (\w+)$", re.MULTILINE)
+_INIT_TEXT = '"""Code generated from proto/*.proto by tools/genproto.py: run `make proto`."""\n'
+_ABSOLUTE_IMPORT = re.compile(r"^import (cassy_pb2|backups_pb2) as (\w+)$", re.MULTILINE)
 
 
 class GenerationError(RuntimeError):
@@ -68,13 +74,14 @@ def generate(out_dir: Path = OUTPUT_DIR, proto_file: Path = PROTO_FILE) -> list[
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="genproto-") as scratch:
         _run_protoc(proto_file, Path(scratch))
+        _run_protoc(EXTENSION_FILE, Path(scratch))
         written = []
         for name in GENERATED_FILES:
             if name == "__init__.py":
                 text = _INIT_TEXT
             else:
                 raw = (Path(scratch) / name).read_text(encoding="utf-8")
-                text = _ABSOLUTE_IMPORT.sub(r"from . import cassy_pb2 as \1", raw)
+                text = _ABSOLUTE_IMPORT.sub(r"from . import \1 as \2", raw)
             target = out_dir / name
             target.write_text(text, encoding="utf-8", newline="\n")
             written.append(target)

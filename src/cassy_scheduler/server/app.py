@@ -28,10 +28,13 @@ from cassy_scheduler.node.executor import LocalExecutor, NodeExecutor
 from cassy_scheduler.node.residentnodetool import ResidentExecutor
 from cassy_scheduler.node.sshnode import SshExecutor, SshNodes
 from cassy_scheduler.privatefiles import private_file
-from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
+from cassy_scheduler.protocol.generated import backups_pb2_grpc, cassy_pb2, cassy_pb2_grpc
 from cassy_scheduler.protocol.types import BUILTIN_SERVER_HEALTH_NAME
 from cassy_scheduler.server.backup import BackupOperations
+from cassy_scheduler.server.backupsservicer import SERVICE_NAME as BACKUPS_SERVICE
+from cassy_scheduler.server.backupsservicer import BackupsServicer
 from cassy_scheduler.server.clustersnapshot import ClusterWideSetup
+from cassy_scheduler.server.deletion import BackupDeletions
 from cassy_scheduler.server.errors import RESTARTED
 from cassy_scheduler.server.metadata import SqliteMetadataStore
 from cassy_scheduler.server.nodejobs import NodeAccess, shut_down
@@ -118,7 +121,8 @@ def _start_with(
         cql=settings.cql,
     )
     servicer = CassyServicer(metadata, operations, discover, restores=restores)
-    server, health_servicer = _grpc_server(settings, servicer)
+    extension = BackupsServicer(BackupDeletions(metadata, storage))
+    server, health_servicer = _grpc_server(settings, servicer, extension)
     port = _listen(server, settings)
     if port == 0:
         metadata.close()
@@ -196,18 +200,20 @@ def _operations(
 
 
 def _grpc_server(
-    settings: ServerSettings, servicer: CassyServicer
+    settings: ServerSettings, servicer: CassyServicer, extension: BackupsServicer
 ) -> tuple[grpc.Server, health.HealthServicer]:
-    """rpc.Cassy beside gRPC health and server reflection, as Scalar's Cassy serves them."""
+    """rpc.Cassy beside gRPC health and server reflection, as Scalar's Cassy serves them,
+    and our own cassy_scheduler.v1.Backups."""
     server = grpc.server(
         ThreadPoolExecutor(settings.max_workers, thread_name_prefix="rpc"),
         options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
     )
     cassy_pb2_grpc.add_CassyServicer_to_server(servicer, server)
+    backups_pb2_grpc.add_BackupsServicer_to_server(extension, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (SERVICE_NAME, BACKUPS_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     return server, health_servicer
 

@@ -17,7 +17,9 @@ from pathlib import Path
 from cassy_scheduler.clock import SYSTEM_CLOCK, Clock, epoch_ms
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
 from cassy_scheduler.server.rows import (
+    BackupInUseError,
     BackupRecord,
+    BackupSize,
     ClusterRecord,
     DuplicateRecordError,
     HistoryKey,
@@ -28,6 +30,7 @@ from cassy_scheduler.server.rows import (
 from cassy_scheduler.server.sqltables import (
     BACKUPS,
     KEY_MATCH,
+    MIGRATIONS,
     RESTORES,
     SCHEMA,
     SCHEMA_VERSION,
@@ -35,6 +38,7 @@ from cassy_scheduler.server.sqltables import (
     RecordT,
     cluster_record,
     history_filter,
+    integer_of,
     key_values,
     sql_limit,
 )
@@ -217,7 +221,7 @@ class SqliteMetadataStore:
             )
             for ip in target_ips
         ]
-        self._insert(RESTORES, records)
+        self._insert(RESTORES, records, unless_deleting=(cluster_id, snapshot_id))
         return records
 
     def update_restore_status(
@@ -238,6 +242,96 @@ class SqliteMetadataStore:
     ) -> list[RestoreRecord]:
         """Cassy's ListRestoreStatuses: node, else snapshot, else cluster; newest first."""
         return self._list(RESTORES, cluster_id, target_ip, snapshot_id, limit)
+
+    # sizes and deletions
+
+    def record_size(self, key: HistoryKey, files: int, size: int) -> None:
+        """What one node's part of a backup holds: written when it completes, or learnt
+        later from its manifest."""
+        with self._transaction() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO backup_sizes (cluster_id, target_ip, snapshot_id, "
+                "created_at, files, bytes) VALUES (?, ?, ?, ?, ?, ?)",
+                (*key_values(key), files, size),
+            )
+
+    def sizes(self, cluster_id: str) -> dict[HistoryKey, BackupSize]:
+        rows = self._select(
+            "SELECT cluster_id, target_ip, snapshot_id, created_at, files, bytes "
+            "FROM backup_sizes WHERE cluster_id = ?",
+            (cluster_id,),
+        )
+        found: dict[HistoryKey, BackupSize] = {}
+        for cluster, ip, snapshot, created, files, size in rows:
+            key = HistoryKey(str(cluster), str(ip), str(snapshot), integer_of(created))
+            found[key] = BackupSize(integer_of(files), integer_of(size))
+        return found
+
+    def deletions(self, cluster_id: str) -> set[tuple[str, int]]:
+        """(snapshot_id, created_at) of each deletion begun and not finished; created_at 0
+        stands for a snapshot with its incrementals."""
+        rows = self._select(
+            "SELECT snapshot_id, created_at FROM backup_deletions WHERE cluster_id = ?",
+            (cluster_id,),
+        )
+        return {(str(snapshot), integer_of(created)) for snapshot, created in rows}
+
+    def begin_deletion(
+        self, cluster_id: str, snapshot_id: str, created_at: int, reason: str
+    ) -> list[BackupRecord]:
+        """Mark the rows of a deletion FAILED with `reason`, in one transaction with the
+        checks that nothing uses them: no node of them running, no restore of the snapshot
+        unfinished. From here on they prove nothing, so the manifests may go; begun again
+        after a crash, it only re-marks. `created_at` 0: the snapshot with its incrementals."""
+        where, params = _deletion_rows(cluster_id, snapshot_id, created_at)
+        with self._transaction() as connection:
+            busy = connection.execute(
+                f"SELECT COUNT(*) FROM backup_history WHERE {where} AND status IN (?, ?)",
+                (*params, *_UNFINISHED),
+            ).fetchone()[0]
+            if busy:
+                raise BackupInUseError(
+                    f"a backup of snapshot {snapshot_id!r} is still running: wait for it to "
+                    "finish (ListBackups shows it), then delete"
+                )
+            restoring = connection.execute(
+                "SELECT COUNT(*) FROM restore_history WHERE cluster_id = ? AND snapshot_id = ? "
+                "AND status IN (?, ?)",
+                (cluster_id, snapshot_id, *_UNFINISHED),
+            ).fetchone()[0]
+            if restoring:
+                raise BackupInUseError(
+                    f"a restore from snapshot {snapshot_id!r} is running: wait for it to "
+                    "finish (ListRestoreStatuses shows it), then delete"
+                )
+            connection.execute(
+                "INSERT OR IGNORE INTO backup_deletions (cluster_id, snapshot_id, created_at, "
+                "started_at) VALUES (?, ?, ?, ?)",
+                (cluster_id, snapshot_id, created_at, self._now_ms()),
+            )
+            connection.execute(
+                f"UPDATE backup_history SET status = ?, reason = ?, updated_at = ? WHERE {where}",
+                (int(OperationStatus.FAILED), reason, self._now_ms(), *params),
+            )
+            rows = connection.execute(
+                f"SELECT {BACKUPS.columns} FROM backup_history WHERE {where}", params
+            ).fetchall()
+        return [BACKUPS.to_record(row) for row in rows]
+
+    def finish_deletion(self, cluster_id: str, snapshot_id: str, created_at: int) -> int:
+        """Remove the rows of a deletion whose objects are gone; returns how many went."""
+        where, params = _deletion_rows(cluster_id, snapshot_id, created_at)
+        with self._transaction() as connection:
+            removed = connection.execute(
+                f"DELETE FROM backup_history WHERE {where}", params
+            ).rowcount
+            connection.execute(f"DELETE FROM backup_sizes WHERE {where}", params)
+            connection.execute(
+                "DELETE FROM backup_deletions WHERE cluster_id = ? AND snapshot_id = ? "
+                "AND created_at = ?",
+                (cluster_id, snapshot_id, created_at),
+            )
+        return int(removed)
 
     # maintenance
 
@@ -304,12 +398,24 @@ class SqliteMetadataStore:
                 raise MetadataError(f"metadata database {self._path!r}: {exc}") from exc
         return rows
 
-    def _insert(self, table: HistoryTable[RecordT], records: Sequence[RecordT]) -> None:
+    def _insert(
+        self,
+        table: HistoryTable[RecordT],
+        records: Sequence[RecordT],
+        *,
+        unless_deleting: tuple[str, str] | None = None,
+    ) -> None:
         if not records:
             return
         rows = [table.to_row(record) for record in records]
         placeholders = ", ".join("?" * len(rows[0]))
         with self._transaction() as connection:
+            if unless_deleting is not None and _deleting(connection, *unless_deleting):
+                cluster_id, snapshot_id = unless_deleting
+                raise BackupInUseError(
+                    f"snapshot {snapshot_id!r} of cluster {cluster_id!r} is being deleted: "
+                    "restore another snapshot (ListBackups shows them)"
+                )
             try:
                 connection.executemany(
                     f"INSERT INTO {table.name} ({table.columns}) VALUES ({placeholders})", rows
@@ -389,8 +495,37 @@ class SqliteMetadataStore:
                 return
             row = self._connection.execute("SELECT MAX(version) FROM schema_version").fetchone()
             version = row[0] if row else None
+            while version in MIGRATIONS:
+                with self._transaction() as connection:
+                    for statement in MIGRATIONS[version].split(";"):
+                        if statement.strip():
+                            connection.execute(statement)
+                    version += 1
+                    connection.execute(
+                        "INSERT INTO schema_version (version) VALUES (?)", (version,)
+                    )
             if version != SCHEMA_VERSION:
                 raise MetadataError(
                     f"metadata database {self._path!r} has schema version {version}, this "
                     f"server knows only {SCHEMA_VERSION}: use the matching cassy-scheduler"
                 )
+
+
+def _deleting(connection: sqlite3.Connection, cluster_id: str, snapshot_id: str) -> bool:
+    row = connection.execute(
+        "SELECT 1 FROM backup_deletions WHERE cluster_id = ? AND snapshot_id = ? LIMIT 1",
+        (cluster_id, snapshot_id),
+    ).fetchone()
+    return row is not None
+
+
+def _deletion_rows(
+    cluster_id: str, snapshot_id: str, created_at: int
+) -> tuple[str, tuple[object, ...]]:
+    """The rows one deletion removes: every row of the snapshot, or one backup's rows."""
+    if created_at == 0:
+        return "cluster_id = ? AND snapshot_id = ?", (cluster_id, snapshot_id)
+    return (
+        "cluster_id = ? AND snapshot_id = ? AND created_at = ?",
+        (cluster_id, snapshot_id, created_at),
+    )

@@ -22,7 +22,7 @@ from cassy_scheduler.node.work import BackupAction, BackupOrder, NodeFacts
 from cassy_scheduler.protocol.types import OperationStatus
 from cassy_scheduler.server.errors import PreconditionError
 from cassy_scheduler.server.nodejobs import NodeAccess
-from cassy_scheduler.server.rows import ClusterRecord, MetadataStore
+from cassy_scheduler.server.rows import ClusterRecord, HistoryKey, MetadataStore
 from cassy_scheduler.storage import Storage, StorageError
 from cassy_scheduler.storage.layout import backup_prefix
 
@@ -96,6 +96,10 @@ class NodeBackups:
             earlier=tuple(self.earlier_uploads(identity)) if action != "incremental" else (),
         )
         done = self._nodes.side(identity.node_ip, self._storage).back_up(order, self._cancelled)
+        key = HistoryKey(
+            identity.cluster_id, identity.node_ip, identity.snapshot_id, identity.created_at_ms
+        )
+        self._metadata.record_size(key, done.files, done.bytes)
         return done.summary()
 
     def earlier_snapshots(self, node: str, facts: NodeFacts) -> list[str]:

@@ -25,6 +25,10 @@ class RecordNotFoundError(MetadataError, LookupError):
     """The history row or cluster to update does not exist."""
 
 
+class BackupInUseError(MetadataError):
+    """A backup cannot be deleted or restored now: something else uses it."""
+
+
 class DuplicateRecordError(MetadataError):
     """A row with the same key already exists."""
 
@@ -87,6 +91,14 @@ class RestoreRecord:
     @property
     def key(self) -> HistoryKey:
         return HistoryKey(self.cluster_id, self.target_ip, self.snapshot_id, self.created_at)
+
+
+@dataclass(frozen=True)
+class BackupSize:
+    """What one node's part of one backup holds in storage."""
+
+    files: int
+    bytes: int
 
 
 class MetadataStore(Protocol):
@@ -162,6 +174,18 @@ class MetadataStore(Protocol):
     def fail_unfinished_backups(self, reason: str) -> int: ...
 
     def fail_unfinished_restores(self, reason: str) -> int: ...
+
+    def record_size(self, key: HistoryKey, files: int, size: int) -> None: ...
+
+    def sizes(self, cluster_id: str) -> dict[HistoryKey, BackupSize]: ...
+
+    def deletions(self, cluster_id: str) -> set[tuple[str, int]]: ...
+
+    def begin_deletion(
+        self, cluster_id: str, snapshot_id: str, created_at: int, reason: str
+    ) -> list[BackupRecord]: ...
+
+    def finish_deletion(self, cluster_id: str, snapshot_id: str, created_at: int) -> int: ...
 
     def dump_sql(self) -> str: ...
 

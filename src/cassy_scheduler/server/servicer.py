@@ -32,6 +32,7 @@ from cassy_scheduler.server.errors import (
 from cassy_scheduler.server.requests import BackupAsk, RestoreAsk, checked_host
 from cassy_scheduler.server.restore import RestoreOperations
 from cassy_scheduler.server.rows import (
+    BackupInUseError,
     BackupRecord,
     InvalidQueryError,
     MetadataStore,
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 STATUS_OF: dict[type[Exception], grpc.StatusCode] = {
     InvalidRequestError: grpc.StatusCode.INVALID_ARGUMENT,
     InvalidQueryError: grpc.StatusCode.INVALID_ARGUMENT,
+    BackupInUseError: grpc.StatusCode.FAILED_PRECONDITION,
     PreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
     NodesBusyError: grpc.StatusCode.ABORTED,
     NodesNotLiveError: grpc.StatusCode.UNAVAILABLE,
@@ -68,7 +70,7 @@ def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -
 
 
 @contextmanager
-def _answered(context: grpc.ServicerContext) -> Iterator[None]:
+def answered(context: grpc.ServicerContext) -> Iterator[None]:
     """Refusals raised by the work below become the caller's status and message."""
     try:
         yield
@@ -139,7 +141,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
     def RegisterCluster(
         self, request: cassy_pb2.ClusterRegistrationRequest, context: grpc.ServicerContext
     ) -> cassy_pb2.ClusterRegistrationResponse:
-        with _answered(context):
+        with answered(context):
             facts = self._discover(checked_host(request.cassandra_host))
             record = self._metadata.add_cluster(
                 cluster_id=f"{facts.cluster_name}-{uuid.uuid4()}",
@@ -164,7 +166,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
     def ListClusters(
         self, request: cassy_pb2.ClusterListingRequest, context: grpc.ServicerContext
     ) -> cassy_pb2.ClusterListingResponse:
-        with _answered(context):
+        with answered(context):
             _check_limit(request.limit)
             records = self._metadata.list_clusters(request.cluster_id or None, request.limit)
         return cassy_pb2.ClusterListingResponse(
@@ -192,7 +194,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
             request.snapshot_id,
             tuple(request.target_ips),
         )
-        with _answered(context):
+        with answered(context):
             started = self._operations.backup(ask)
         return cassy_pb2.BackupResponse(
             status=_status(OperationStatus.STARTED),
@@ -206,7 +208,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
     def ListBackups(
         self, request: cassy_pb2.BackupListingRequest, context: grpc.ServicerContext
     ) -> cassy_pb2.BackupListingResponse:
-        with _answered(context):
+        with answered(context):
             rows = _history_rows(self._metadata.list_backups, request)
         _send_reasons(rows, context)
         return cassy_pb2.BackupListingResponse(
@@ -235,7 +237,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
             tuple(request.target_ips),
             request.snapshot_only,
         )
-        with _answered(context):
+        with answered(context):
             if self._restores is None:
                 raise NotOfferedError("this server does not restore")
             started = self._restores.restore(ask)
@@ -251,7 +253,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
     def ListRestoreStatuses(
         self, request: cassy_pb2.RestoreStatusListingRequest, context: grpc.ServicerContext
     ) -> cassy_pb2.RestoreStatusListingResponse:
-        with _answered(context):
+        with answered(context):
             rows = _history_rows(self._metadata.list_restores, request)
         _send_reasons(rows, context)
         return cassy_pb2.RestoreStatusListingResponse(

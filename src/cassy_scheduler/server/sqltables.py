@@ -21,7 +21,7 @@ from cassy_scheduler.server.rows import (
     RestoreRecord,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -65,6 +65,31 @@ CREATE INDEX restore_history_by_snapshot ON restore_history (snapshot_id, create
 CREATE INDEX restore_history_by_cluster ON restore_history (cluster_id, created_at);
 CREATE INDEX restore_history_by_status ON restore_history (status);
 """
+
+#: Version 2: what each node's part of a backup holds, and deletions begun (a row here
+#: means the backup's rows no longer prove anything: its manifests may be gone already).
+_SIZES_AND_DELETIONS = """
+CREATE TABLE backup_sizes (
+    cluster_id TEXT NOT NULL,
+    target_ip TEXT NOT NULL,
+    snapshot_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    files INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (cluster_id, target_ip, snapshot_id, created_at)
+);
+CREATE TABLE backup_deletions (
+    cluster_id TEXT NOT NULL,
+    snapshot_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    PRIMARY KEY (cluster_id, snapshot_id, created_at)
+);
+"""
+SCHEMA += _SIZES_AND_DELETIONS
+
+#: What takes a database from the version of the key to the next one.
+MIGRATIONS: dict[int, str] = {1: _SIZES_AND_DELETIONS}
 
 _BACKUP_COLUMNS = (
     "cluster_id, target_ip, snapshot_id, created_at, updated_at, backup_type, status, reason"
@@ -110,8 +135,8 @@ def cluster_record(row: tuple[object, ...]) -> ClusterRecord:
         target_ips=tuple(json.loads(str(target_ips))),
         keyspaces=tuple(json.loads(str(keyspaces))),
         data_dir=str(data_dir),
-        created_at=_integer(created_at),
-        updated_at=_integer(updated_at),
+        created_at=integer_of(created_at),
+        updated_at=integer_of(updated_at),
     )
 
 
@@ -121,10 +146,10 @@ def _backup_record(row: tuple[object, ...]) -> BackupRecord:
         cluster_id=str(cluster_id),
         target_ip=str(target_ip),
         snapshot_id=str(snapshot_id),
-        created_at=_integer(created_at),
-        updated_at=_integer(updated_at),
-        backup_type=BackupType(_integer(kind)),
-        status=OperationStatus(_integer(status)),
+        created_at=integer_of(created_at),
+        updated_at=integer_of(updated_at),
+        backup_type=BackupType(integer_of(kind)),
+        status=OperationStatus(integer_of(status)),
         reason=None if reason is None else str(reason),
     )
 
@@ -145,16 +170,16 @@ def _restore_record(row: tuple[object, ...]) -> RestoreRecord:
         cluster_id=str(cluster_id),
         target_ip=str(target_ip),
         snapshot_id=str(snapshot_id),
-        created_at=_integer(created_at),
-        updated_at=_integer(updated_at),
-        restore_type=RestoreType(_integer(kind)),
+        created_at=integer_of(created_at),
+        updated_at=integer_of(updated_at),
+        restore_type=RestoreType(integer_of(kind)),
         snapshot_only=bool(snapshot_only),
-        status=OperationStatus(_integer(status)),
+        status=OperationStatus(integer_of(status)),
         reason=None if reason is None else str(reason),
     )
 
 
-def _integer(value: object) -> int:
+def integer_of(value: object) -> int:
     if not isinstance(value, int):
         raise MetadataError(f"metadata database holds {value!r} where an integer belongs")
     return value

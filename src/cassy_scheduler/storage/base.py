@@ -101,6 +101,13 @@ class Storage(ABC):
     def delete(self, key: str) -> None:
         """Remove the object; removing an absent object is not an error."""
 
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Remove every object of `keys`, absent ones included, in as few requests as the
+        backend allows (an object store deletes up to a thousand keys per request). This
+        default deletes them one by one."""
+        for key in keys:
+            self.delete(key)
+
     @abstractmethod
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
         """Store a small object held in memory (manifests, dumps)."""

@@ -164,6 +164,19 @@ class FilesystemStorage(Storage):
             path.unlink()
             _log.debug("deleted key=%s", key)
 
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """Unlink each file, then remove the directories this left empty, deepest first,
+        so a pruned backup leaves no empty tree behind."""
+        parents: set[Path] = set()
+        for key in keys:
+            self.delete(key)
+            parents.update(self.path_of(key).parents)
+        root = self._base
+        for directory in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+            if directory != root and root in directory.parents:
+                with suppress(OSError):  # not empty, or gone already
+                    directory.rmdir()
+
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
         target = self.path_of(key)
         self._write_atomically(target, key, lambda out: out.write(data))

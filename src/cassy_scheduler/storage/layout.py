@@ -69,6 +69,17 @@ def _backup_prefix(root: str, cluster_id: str, snapshot_id: str, node_ip: str) -
     )
 
 
+def snapshot_prefixes(cluster_id: str, snapshot_id: str) -> tuple[str, str]:
+    """The prefixes that hold every node's files of a snapshot and its incrementals, in both
+    roots: what deleting the snapshot removes."""
+    cluster = _segment(cluster_id, "cluster id")
+    snapshot = _segment(snapshot_id, "snapshot id")
+    return (
+        f"{NODE_BACKUP_ROOT}/{cluster}/{snapshot}/",
+        f"{CLUSTER_BACKUP_ROOT}/{cluster}/{snapshot}/",
+    )
+
+
 def pause_report_key(cluster_id: str, snapshot_id: str) -> str:
     """Key of a cluster-wide snapshot's pause report, beside its node prefixes."""
     cluster = _segment(cluster_id, "cluster id")

@@ -56,6 +56,9 @@ _RANGE_SIZE = 8 << 20
 _MAX_PARTS = 9_000
 """Parts per multipart upload at most: S3 and GCS take 10,000; a margin for a file that grows."""
 
+_DELETE_BATCH = 1000
+"""Keys per delete_many call to obstore: S3's limit per DeleteObjects request."""
+
 
 class ObjectStorage(Storage):
     """Objects under one bucket (or container) and prefix, the prefix already in `store`."""
@@ -268,6 +271,19 @@ class ObjectStorage(Storage):
         validate_key(key)
         with suppress(ObjectNotFoundError), self._errors("deleting", key):
             obstore.delete(self._store, key)
+
+    def delete_many(self, keys: Sequence[str]) -> None:
+        """obstore batches the keys: S3's DeleteObjects takes a thousand per request, other
+        providers get concurrent single deletes. A batch that fails (a provider may report
+        an absent key) is retried key by key, where absence is no error."""
+        wanted = [validate_key(key) for key in keys]
+        for start in range(0, len(wanted), _DELETE_BATCH):
+            batch = wanted[start : start + _DELETE_BATCH]
+            try:
+                obstore.delete(self._store, batch)
+            except Exception:  # each key again, with its own error
+                for key in batch:
+                    self.delete(key)
 
     def get_bytes(self, key: str) -> bytes:
         validate_key(key)

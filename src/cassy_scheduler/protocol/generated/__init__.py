@@ -1,1 +1,1 @@
-"""Code generated from proto/cassy.proto by tools/genproto.py: run `make proto`."""
+"""Code generated from proto/*.proto by tools/genproto.py: run `make proto`."""
