@@ -19,7 +19,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cassy_scheduler.closing import Closing
 from cassy_scheduler.protocol.echo import echo_text
-from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
+from cassy_scheduler.protocol.generated import (
+    backups_pb2,
+    backups_pb2_grpc,
+    cassy_pb2,
+    cassy_pb2_grpc,
+)
 from cassy_scheduler.protocol.reasons import decode_reasons
 from cassy_scheduler.protocol.types import (
     BUILTIN_SERVER_HEALTH_NAME,
@@ -34,6 +39,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 30.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
+_BACKUPS_CALLS = frozenset({"DescribeBackups", "DeleteBackup"})  # not rpc.Cassy's
 _ResponseT = TypeVar("_ResponseT", bound=Message)
 _EnumT = TypeVar("_EnumT", OperationStatus, BackupType, RestoreType)
 
@@ -185,6 +191,32 @@ class RestoreEntry:
     reason: str | None = None  # why it FAILED; only the built-in server says (protocol/reasons)
 
 
+@dataclass(frozen=True)
+class StoredBackup:
+    """One node's part of one backup as the built-in server's Backups service describes it:
+    what it holds (None: not known) and whether a deletion of it began and did not finish."""
+
+    target_ip: str
+    snapshot_id: str
+    created_at_ms: int
+    backup_type: BackupType
+    status: OperationStatus
+    files: int | None
+    bytes: int | None
+    deleting: bool
+    restoring: bool = False
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    """What DeleteBackup removed (or, in a dry run, would remove)."""
+
+    objects: int
+    bytes: int
+    rows: int
+    dry_run: bool
+
+
 def datetime_from_ms(ms: int) -> datetime:
     """Exact UTC datetime for Cassy's uint64 milliseconds since the epoch."""
     return _EPOCH + timedelta(milliseconds=ms)
@@ -210,6 +242,7 @@ class CassyClient(Closing):
         else:
             self._channel = grpc.secure_channel(address, self._credentials(tls))
         self._stub = cassy_pb2_grpc.CassyStub(self._channel)
+        self._backups = backups_pb2_grpc.BackupsStub(self._channel)
 
     def _credentials(self, tls: TlsConfig) -> Any:
         if (tls.cert_file is None) != (tls.key_file is None):
@@ -405,6 +438,50 @@ class CassyClient(Closing):
             for entry in response.entries
         ]
 
+    # -- the built-in server's own calls (cassy_scheduler.v1.Backups) --
+
+    def describe_backups(
+        self, cluster_id: str, *, timeout_s: float | None = None
+    ) -> list[StoredBackup]:
+        """Every node's part of every backup of the cluster, with its size; UNIMPLEMENTED
+        from a server without the service (Scalar's Cassy)."""
+        call = "DescribeBackups"
+        request = backups_pb2.DescribeBackupsRequest(cluster_id=cluster_id)
+        response = self._call(call, request, backups_pb2.DescribeBackupsResponse, timeout_s)
+        return [
+            StoredBackup(
+                target_ip=entry.target_ip,
+                snapshot_id=entry.snapshot_id,
+                created_at_ms=entry.created_at,
+                backup_type=self._enum(call, BackupType, entry.backup_type),
+                status=self._enum(call, OperationStatus, entry.status),
+                files=entry.files if entry.size_known else None,
+                bytes=entry.bytes if entry.size_known else None,
+                deleting=entry.deleting,
+                restoring=entry.restoring,
+            )
+            for entry in response.entries
+        ]
+
+    def delete_backup(
+        self,
+        cluster_id: str,
+        snapshot_id: str,
+        created_at_ms: int = 0,
+        *,
+        dry_run: bool = False,
+        timeout_s: float | None = None,
+    ) -> DeleteResult:
+        """Delete a snapshot with its incrementals (created_at_ms 0), or a failed incremental."""
+        request = backups_pb2.DeleteBackupRequest(
+            cluster_id=cluster_id,
+            snapshot_id=snapshot_id,
+            created_at=created_at_ms,
+            dry_run=dry_run,
+        )
+        response = self._call("DeleteBackup", request, backups_pb2.DeleteBackupResponse, timeout_s)
+        return DeleteResult(response.objects, response.bytes, response.rows, response.dry_run)
+
     # -- plumbing --
 
     def _call(
@@ -425,7 +502,7 @@ class CassyClient(Closing):
     ) -> tuple[_ResponseT, Any]:
         """The answer and the call's trailing metadata (where the built-in server adds more)."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
-        method = getattr(self._stub, call)
+        method = getattr(self._backups if call in _BACKUPS_CALLS else self._stub, call)
         logger.debug("cassy call=%s address=%s timeout_s=%s", call, self.address, timeout)
         try:
             response, done = method.with_call(request, timeout=timeout)

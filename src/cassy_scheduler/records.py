@@ -45,6 +45,7 @@ class Failure(StrEnum):
     MISSED = "missed"  # due while the scheduler could not run it
     STOPPED = "stopped"  # the scheduler stopped
     LOCAL = "local"  # this machine: state directory, lock files, a bug
+    NOT_DELETED = "not-deleted"  # a prune could not delete some backups it should have
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from cassy_scheduler.notify.staleness import StalenessWatch
 from cassy_scheduler.notify.worker import SenderFactory
 from cassy_scheduler.records import RunObserver
 from cassy_scheduler.scheduling.daemon import Daemon
+from cassy_scheduler.scheduling.prune import Pruner
 from cassy_scheduler.scheduling.reconcile import look_up, settle_found
 from cassy_scheduler.scheduling.runner import Runner
 from cassy_scheduler.scheduling.state import SchedulerState
@@ -85,6 +86,13 @@ class Runtime(Closing):
             self.clock,
             [self.notifier, self.staleness, self.heartbeat, self.metrics, *observers],
         )
+        self.pruner = Pruner(
+            lambda: self.client,
+            self.state.history,
+            self.clock,
+            [self.notifier, self.metrics, *observers],
+            adopt=self.notifier.adopt,
+        )
 
     @property
     def client(self) -> CassyClient:
@@ -101,6 +109,7 @@ class Runtime(Closing):
             on_reload=self._reloaded,
             every_turn=[self.staleness.tick],
             alerts=self.notifier,
+            pruner=self.pruner,
         )
         self.metrics.use_schedule(
             lambda: {name: fire.run_at for name, fire in daemon.next_fires().items()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cassy_scheduler.commands import backup, cassy, check, history, jobs, node, run
+from cassy_scheduler.commands import backup, cassy, check, history, jobs, node, prune, run
 
 
 def add_commands(app: typer.Typer) -> None:
@@ -18,4 +18,5 @@ def add_commands(app: typer.Typer) -> None:
     app.command(name="register")(cassy.register)
     app.command(name="clusters")(cassy.clusters)
     app.command(name="backups")(cassy.backups)
+    app.command(name="prune")(prune.prune)
     app.command(name="node", help=node.HELP)(node.node)

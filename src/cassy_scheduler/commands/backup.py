@@ -93,6 +93,8 @@ def backup(  # noqa: PLR0917 (typer reads options from parameters)
     from cassy_scheduler.statefile import StateError
 
     configure_logging(log_level)
+    if kind is JobType.PRUNE:
+        fail("prune is not a kind of backup: run `cassy-scheduler prune`", BackupExit.USAGE)
     settings = load(config)
     try:
         runtime = Runtime(settings)

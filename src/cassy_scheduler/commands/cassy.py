@@ -20,7 +20,7 @@ from cassy_scheduler.commands.common import (
 from cassy_scheduler.commands.tables import Column, print_table
 
 if TYPE_CHECKING:
-    from cassy_scheduler.client import BackupEntry, Cluster
+    from cassy_scheduler.client import BackupEntry, Cluster, StoredBackup
 
 HELP_CODES = "Exit codes: 0 done, 1 the server refused, 2 config error, 5 server unreachable."
 
@@ -77,15 +77,24 @@ def backups(
     """A cluster's backups, newest first.
 
     One line per request, with every node's status and, from the built-in server, why a
-    node failed (ListBackups).
+    node failed and what each node's part holds in storage (ListBackups, DescribeBackups).
     """
+    from cassy_scheduler.configfile.sizes import format_size
     from cassy_scheduler.runtime import open_client
 
     settings = load(config)
     with server_errors(), open_client(settings.server) as client:
         rows = client.list_backups(cluster_id=cluster_id, limit=limit)
+        sizes = (
+            {
+                (s.target_ip, s.snapshot_id, s.created_at_ms): s
+                for s in client.describe_backups(cluster_id)
+            }
+            if rows and client.is_builtin_server()
+            else {}
+        )
     if as_json:
-        print_json([_row_dict(r) for r in rows])
+        print_json([_row_dict(r, sizes.get(_key(r))) for r in rows])
         return
     if not rows:
         out().print(f"no backups of {cluster_id}")
@@ -98,15 +107,18 @@ def backups(
             when(members[0].created_at),
             members[0].backup_type.name,
             snapshot_id,
+            _total(members, sizes),
             "\n".join(
-                f"{r.target_ip} {r.status.name}" + (f": {r.reason}" if r.reason else "")
+                f"{r.target_ip} {r.status.name}"
+                + (f" {format_size(b)}" if (b := _bytes(sizes.get(_key(r)))) is not None else "")
+                + (f": {r.reason}" if r.reason else "")
                 for r in sorted(members, key=_ip)
             ),
         )
         for (snapshot_id, _), members in groups.items()
     ]
     columns = [Column("created"), Column("type"), Column("snapshot id", shorten=True)]
-    columns.append(Column("nodes", prose=True))
+    columns += [Column("stored"), Column("nodes", prose=True)]
     print_table(out(), columns, table, title=f"backups of {cluster_id}")
 
 
@@ -116,6 +128,24 @@ for _verb in (register, clusters, backups):
 
 def _ip(row: BackupEntry) -> str:
     return row.target_ip
+
+
+def _key(row: BackupEntry) -> tuple[str, str, int]:
+    return (row.target_ip, row.snapshot_id, row.created_at_ms)
+
+
+def _bytes(size: StoredBackup | None) -> int | None:
+    return None if size is None else size.bytes
+
+
+def _total(members: list[BackupEntry], sizes: dict[tuple[str, str, int], StoredBackup]) -> str:
+    """The backup's bytes over its nodes; "-" where the server does not say."""
+    from cassy_scheduler.configfile.sizes import format_size
+
+    known = [_bytes(sizes.get(_key(r))) for r in members]
+    if not known or any(b is None for b in known):
+        return "-"
+    return format_size(sum(b or 0 for b in known))
 
 
 def _print_clusters(found: list[Cluster]) -> None:
@@ -146,8 +176,10 @@ def _cluster_dict(cluster: Cluster) -> dict[str, object]:
     }
 
 
-def _row_dict(row: BackupEntry) -> dict[str, object]:
+def _row_dict(row: BackupEntry, size: StoredBackup | None) -> dict[str, object]:
     return {
+        "files": None if size is None else size.files,
+        "bytes": None if size is None else size.bytes,
         "cluster_id": row.cluster_id,
         "target_ip": row.target_ip,
         "snapshot_id": row.snapshot_id,

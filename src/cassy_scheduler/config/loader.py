@@ -42,6 +42,7 @@ from cassy_scheduler.config.targets import NotifyTarget, NotifyUse, NotifyWhen
 from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem, toml_syntax_problem
 from cassy_scheduler.configfile.locate import KeyPath, key_lines, line_of
 from cassy_scheduler.jobtype import JobType
+from cassy_scheduler.retention.policy import RetentionPolicy
 from cassy_scheduler.timetable import DEFAULT_TIMEZONE, MissedRunPolicy, Schedule, ScheduleError
 from cassy_scheduler.tls import TlsConfig
 
@@ -333,6 +334,7 @@ def _build_job(
             "remove it from this job",
         )
     _check_waits(layers, report)
+    retention = _retention(layers, report, job_type)
     if "notify" in table.model_fields_set:
         _check_notify(report, (*here, "notify"), table.notify, targets)
     if len(report.problems) > before or cluster is None or schedule is None:
@@ -343,8 +345,62 @@ def _build_job(
         cluster=cluster,
         schedule=schedule,
         source=report.location(here),
+        retention=retention,
         **_policy(layers),
     )
+
+
+_RETENTION_KEYS = (
+    "keep_last",
+    "keep_hourly",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "keep_yearly",
+    "keep_within",
+    "min_keep",
+    "failed_grace",
+)
+
+
+def _retention(layers: _Layers, report: _Report, job_type: JobType) -> RetentionPolicy | None:
+    """The job's keep_* rules over [defaults]'; an incremental job has none of its own,
+    since its backups live and die with the snapshot they extend."""
+    own = [k for k in _RETENTION_KEYS if k in layers.job.model_fields_set]
+    if job_type is JobType.INCREMENTAL:
+        if own:
+            report.add(
+                ("jobs", layers.name, own[0]),
+                "an incremental job keeps no backups of its own: its incrementals are kept "
+                "and removed with the snapshot they extend",
+                "put the keep_* rules on the job that takes the snapshots",
+            )
+        return None
+    values = {k: layers.get(k)[0] for k in _RETENTION_KEYS}
+    policy = RetentionPolicy(
+        **{
+            k: v
+            for k, v in values.items()
+            if v is not None and k not in ("min_keep", "failed_grace")
+        },
+        min_keep=values["min_keep"] or 1,
+        failed_grace=values["failed_grace"]
+        if values["failed_grace"] is not None
+        else RetentionPolicy.failed_grace,
+    )
+    within, within_path = layers.get("keep_within")
+    if within is not None:
+        _require_positive(report, within_path, within)
+    if not policy.has_rules:
+        extra = [k for k in ("min_keep", "failed_grace") if k in own]
+        if extra:
+            report.add(
+                layers.get(extra[0])[1],
+                f"{extra[0]} is set but no keep_* rule is, so nothing would ever be pruned",
+                "add a rule such as keep_daily = 7, or remove it",
+            )
+        return None
+    return policy
 
 
 def _policy(layers: _Layers) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from cassy_scheduler.config.targets import NotifyTarget, NotifyUse
 from cassy_scheduler.jobtype import JobType
+from cassy_scheduler.retention.policy import RetentionPolicy
 from cassy_scheduler.timetable import JobTimetable, MissedRunPolicy, Schedule
 from cassy_scheduler.tls import TlsConfig
 
@@ -85,6 +86,7 @@ class JobConfig:
     notify: tuple[NotifyUse, ...] = ()
     alert_after: timedelta | None = None
     heartbeat_url: str | None = None
+    retention: RetentionPolicy | None = None  # None: nothing of this job is ever deleted
 
     @property
     def timetable(self) -> JobTimetable:

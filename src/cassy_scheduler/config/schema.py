@@ -194,6 +194,43 @@ class JobFields(_Table):
     notify: list[Annotated[NotifyUseTable, BeforeValidator(_target_name)]] | None = None
     alert_after: Duration | None = None
     heartbeat_url: str | None = None
+    keep_last: int | None = None
+    keep_hourly: int | None = None
+    keep_daily: int | None = None
+    keep_weekly: int | None = None
+    keep_monthly: int | None = None
+    keep_yearly: int | None = None
+    keep_within: Duration | None = None
+    min_keep: int | None = None
+    failed_grace: Duration | None = None
+
+    @field_validator(
+        "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"
+    )
+    @classmethod
+    def _keep_count(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and not 1 <= value <= 100_000:
+            raise PydanticCustomError(
+                "keep",
+                "{key} must be between 1 and 100000, not {given}",
+                {
+                    "key": info.field_name,
+                    "given": value,
+                    "hint": "leave the key out to turn the rule off, or write e.g. 7",
+                },
+            )
+        return value
+
+    @field_validator("min_keep")
+    @classmethod
+    def _min_keep(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise PydanticCustomError(
+                "min_keep",
+                "min_keep must be 1 or more: a prune never leaves a job without a good backup",
+                {"hint": "write min_keep = 1 (the default) or more"},
+            )
+        return value
 
     @field_validator("heartbeat_url")
     @classmethod

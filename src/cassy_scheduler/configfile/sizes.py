@@ -45,3 +45,13 @@ def parse_rate(text: str) -> int:
         return parse_size(size)
     except SizeError:
         raise SizeError(f'"{text}" is not a rate', RATE_HINT) from None
+
+
+def format_size(count: int) -> str:
+    """A byte count for people, in binary units: 1536 becomes "1.5 KiB"."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover

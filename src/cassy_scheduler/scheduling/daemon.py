@@ -51,6 +51,12 @@ class JobRunner(Protocol):
     ) -> RunResult: ...
 
 
+class JobPruner(Protocol):
+    """What prunes a job with a retention policy after each of its successful backups."""
+
+    def prune(self, job: JobConfig, stop: threading.Event | None = None) -> RunResult: ...
+
+
 class RunRecordIndex(Protocol):
     """The part of the run history the loop reads: when each job last had a run."""
 
@@ -101,8 +107,10 @@ class Daemon:
         on_reload: ConfigListener | None = None,
         every_turn: Sequence[Callable[[datetime], None]] = (),
         alerts: ConfigAlerts | None = None,
+        pruner: JobPruner | None = None,
     ) -> None:
         self._config = config
+        self._pruner = pruner
         self._alerts = alerts
         self._refused = False  # the last reload was refused: say so when one is taken again
         self._runner = runner
@@ -295,7 +303,11 @@ class Daemon:
         return scheduled_for
 
     def _work(self, run: QueuedRun[JobConfig]) -> None:
-        self._runner.run(run.job, run.scheduled_for, self._stop_runs)
+        result = self._runner.run(run.job, run.scheduled_for, self._stop_runs)
+        # In the cluster's queue still: the next backup of the cluster waits for the prune.
+        wanted = result.succeeded and run.job.retention is not None
+        if wanted and self._pruner is not None and not self._stopping:
+            self._pruner.prune(run.job, self._stop_runs)
 
     # -- planning --
 

@@ -177,7 +177,7 @@ class Runner:
         )
         start = RunStart(record.run_id, job.name, job.type, scheduled_for, record.started_at)
         for observer in self._observers:
-            _safely(observer.run_started, start)
+            safely(observer.run_started, start)
         client = self._client
         try:
             outcome, failure, error = self._work(client, progress)
@@ -491,10 +491,10 @@ class Runner:
 
     def _tell_finished(self, result: RunResult) -> None:
         for observer in self._observers:
-            _safely(observer.run_finished, result)
+            safely(observer.run_finished, result)
 
 
-def _safely(callback: Callable[[_T], None], value: _T) -> None:
+def safely(callback: Callable[[_T], None], value: _T) -> None:
     """An observer's failure is logged, never allowed to change the run."""
     try:
         callback(value)

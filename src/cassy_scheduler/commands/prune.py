@@ -1,0 +1,171 @@
+"""`prune`: what each job's retention policy keeps and deletes, previewed or carried out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from cassy_scheduler.commands.common import (
+    Exit,
+    config_option,
+    fail,
+    json_option,
+    load,
+    out,
+    print_json,
+    server_errors,
+    when,
+)
+from cassy_scheduler.commands.tables import Column, print_table
+
+if TYPE_CHECKING:
+    from cassy_scheduler.config.model import JobConfig, SchedulerConfig
+    from cassy_scheduler.scheduling.prune import PruneDone, PrunePlan
+
+
+def prune(
+    config: Path = config_option(),
+    job: str | None = typer.Option(
+        None, "--job", "-j", metavar="NAME", help="Only this job (default: every job with rules)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", "-n", help="Print what would be kept and deleted; delete nothing."
+    ),
+    as_json: bool = json_option(),
+) -> None:
+    """Delete the backups no keep_* rule of a job keeps.
+
+    Prints every backup of each job with KEEP or DELETE and the rule or rail that decided
+    it, and the bytes freed. The newest good backup, min_keep good ones, the snapshot the
+    current incrementals extend, running backups and those a restore reads are never
+    deleted. Each prune (not a dry run) is recorded in the history as the job NAME:prune
+    and notified like a run. Needs the built-in server (Scalar's Cassy has no delete).
+
+    Exit codes: 0 done, 1 a backup could not be deleted or the server refused, 2 config
+    error, 5 server unreachable.
+    """
+    from cassy_scheduler.runtime import Runtime
+    from cassy_scheduler.scheduling import SchedulingError
+    from cassy_scheduler.scheduling.prune import plan_prune
+    from cassy_scheduler.statefile import StateError
+
+    settings = load(config)
+    jobs = _jobs(settings, job)
+    try:
+        runtime = Runtime(settings)
+    except (SchedulingError, StateError) as exc:
+        fail(str(exc), Exit.USAGE)
+    failed = False
+    reports: list[dict[str, object]] = []
+    with runtime, server_errors():
+        if not runtime.client.is_builtin_server():
+            fail(
+                f"the server at {settings.server.address} is not `cassy-scheduler serve`: "
+                "Scalar's Cassy has no call to delete a backup, so prune needs the built-in "
+                "server",
+                Exit.FAILED,
+            )
+        for chosen in jobs:
+            if dry_run:
+                plan = plan_prune(runtime.client, chosen, runtime.clock.now())
+                done = None
+            else:
+                result, done = runtime.pruner.prune_and_report(chosen)
+                failed = failed or not result.succeeded
+                if done is None:
+                    fail(result.error or f"prune of {chosen.name} failed", Exit.FAILED)
+                plan = done.plan
+            if as_json:
+                reports.append(_report(plan, done))
+            else:
+                _print(plan, done)
+    if as_json:
+        print_json(reports)
+    raise typer.Exit(Exit.FAILED if failed else Exit.OK)
+
+
+def _jobs(settings: SchedulerConfig, name: str | None) -> list[JobConfig]:
+    if name is not None:
+        try:
+            chosen = settings.job(name)
+        except KeyError as exc:
+            fail(str(exc.args[0]), Exit.USAGE)
+        if chosen.retention is None:
+            fail(
+                f'job "{name}" has no keep_* rule in {settings.path}: nothing of it is ever '
+                "pruned; add e.g. keep_daily = 7 to it or to [defaults]",
+                Exit.USAGE,
+            )
+        return [chosen]
+    found = [j for j in settings.jobs if j.retention is not None]
+    if not found:
+        fail(
+            f"no job in {settings.path} has a keep_* rule: add e.g. keep_daily = 7 to a job "
+            "or to [defaults]",
+            Exit.USAGE,
+        )
+    return found
+
+
+def _print(plan: PrunePlan, done: PruneDone | None) -> None:
+    from cassy_scheduler.configfile.sizes import format_size
+
+    job = plan.job
+    assert job.retention is not None
+    zone = job.schedule.timezone
+    rows = [
+        (
+            when(d.chain.created_at, zone),
+            d.chain.snapshot_id,
+            d.chain.state.value
+            + (f" +{len(d.chain.incrementals)} incr." if d.chain.incrementals else ""),
+            format_size(d.chain.stored_bytes or 0),
+            d.verdict.name,
+            d.why
+            + (f"; {len(d.incrementals)} failed incremental(s) removed" if d.incrementals else ""),
+        )
+        for d in plan.decisions
+    ]
+    columns = [Column("taken"), Column("snapshot id", shorten=True), Column("state")]
+    columns += [Column("size"), Column("decision"), Column("why", prose=True)]
+    title = f"{job.name} on {plan.cluster_id}: {job.retention.describe()}"
+    if rows:
+        print_table(out(), columns, rows, title=title)
+    else:
+        out().print(f"{title}: no backups")
+    if done is None:
+        out().print(
+            f"dry run: {len(plan.doomed)} to delete, {format_size(plan.bytes_to_free)} to "
+            "free; nothing deleted"
+        )
+    else:
+        out().print(done.summary())
+
+
+def _report(plan: PrunePlan, done: PruneDone | None) -> dict[str, object]:
+    return {
+        "job": plan.job.name,
+        "cluster_id": plan.cluster_id,
+        "dry_run": done is None,
+        "backups": [
+            {
+                "snapshot_id": d.chain.snapshot_id,
+                "created_at": d.chain.created_at,
+                "state": d.chain.state.value,
+                "incrementals": len(d.chain.incrementals),
+                "bytes": d.chain.stored_bytes,
+                "decision": d.verdict.name,
+                "reasons": list(d.reasons),
+            }
+            for d in plan.decisions
+        ],
+        "bytes_to_free": plan.bytes_to_free,
+        "deleted": [
+            {"what": what, "objects": r.objects, "bytes": r.bytes} for what, r in done.deleted
+        ]
+        if done
+        else [],
+        "failed": [{"what": what, "error": why} for what, why in done.failed] if done else [],
+    }
