@@ -1,6 +1,7 @@
 """A TCP proxy on loopback in front of a real port, for tests that need a slow or a refusing
 peer: each new connection waits `delay_s` before it is passed on, or is closed at once while
-`refusing` is set. Connections already passed on are left alone."""
+`refusing` is set. Connections already passed on are left alone, except that while `held`
+is cleared no byte goes either way on any connection (a store that stops answering mid-call)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ class TcpProxy:
         self.target = target
         self.delay_s = 0.0
         self.refusing = False
+        self.flowing = threading.Event()
+        self.flowing.set()
         self._listener = socket.create_server((host, 0))
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -65,13 +68,20 @@ class TcpProxy:
         with suppress(OSError):
             upstream.sendall(received)
         for source, sink in ((client, upstream), (upstream, client)):
-            threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
 
+    def hold(self) -> None:
+        """Stop passing bytes on, in both directions, until `release`."""
+        self.flowing.clear()
 
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    with suppress(OSError):
-        while data := source.recv(65536):
-            sink.sendall(data)
-    for sock in (source, sink):
+    def release(self) -> None:
+        self.flowing.set()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         with suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+            while data := source.recv(65536):
+                self.flowing.wait()
+                sink.sendall(data)
+        for sock in (source, sink):
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)

@@ -79,6 +79,7 @@ class RunResult:
     error: str | None = None
     failure: Failure | None = None
     attempts: int = 0
+    summary: str | None = None  # what a run without nodes did (a prune's counts)
 
     @property
     def succeeded(self) -> bool:
@@ -106,6 +107,7 @@ class RunResult:
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "attempts": self.attempts,
             "error": self.error,
+            "summary": self.summary,
             "nodes": [
                 {"node": n.target_ip, "status": n.status.name, "reason": n.reason}
                 for n in self.nodes

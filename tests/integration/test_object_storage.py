@@ -17,12 +17,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import grpc
 import pytest
 from cassandra.cluster import Session
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from cassy_scheduler.client import CassyClient
+from cassy_scheduler.client import CassyClient, CassyError
 from cassy_scheduler.protocol.types import BackupType, RestoreType
 from cassy_scheduler.server.settings import load_server_settings
 from cassy_scheduler.storage import StorageError, open_storage
@@ -41,8 +42,9 @@ from tests.integration.test_restore_helpers import (
     wipe,
     write_rows,
 )
-from tests.integration.test_restore_node import make_backup, restore_and_start
+from tests.integration.test_restore_node import Backup, make_backup, restore_and_start
 from tests.serverproc import ServerProcess, server_toml
+from tests.tcpproxy import TcpProxy
 from tools.localcluster import LocalCluster
 from tools.peers.objectservers import (
     AZURITE_KEY,
@@ -127,7 +129,11 @@ def test_a_node_backed_up_to_object_storage_is_verified_and_for_s3_restored_from
     provider: tuple[str, ObjectServer],
 ) -> None:
     name, store = provider
-    config = server_toml(tmp_path, [cluster1], storage=storage_table(name, store), resident=True)
+    proxy = TcpProxy(_address(store))  # held to keep a restore running
+    _, _, path = store.endpoint.removeprefix("http://").partition("/")
+    endpoint = f"http://127.0.0.1:{proxy.port}/{path}".rstrip("/")
+    storage = storage_table(name, store, endpoint=endpoint)
+    config = server_toml(tmp_path, [cluster1], storage=storage, resident=True)
     server = ServerProcess(config, tmp_path / "server.log").start()
     keyspace = f"objects_{name}_{os.getpid()}"
     session1.execute(
@@ -160,8 +166,14 @@ def test_a_node_backed_up_to_object_storage_is_verified_and_for_s3_restored_from
                 cluster1.stop(1)
                 try:
                     wipe(spec)
+                    proxy.hold()  # the restore starts, then waits on the store
                     statuses = restore_and_start(
-                        client, cluster1, session1, backup, snapshot_only=False
+                        client,
+                        cluster1,
+                        session1,
+                        backup,
+                        snapshot_only=False,
+                        while_running=lambda: _delete_refused(client, backup, proxy),
                     )
                 finally:
                     if not cluster1.running()[spec.name]:
@@ -173,9 +185,26 @@ def test_a_node_backed_up_to_object_storage_is_verified_and_for_s3_restored_from
         for secret in CREDENTIALS.values():
             assert secret not in log
     finally:
+        proxy.release()
         server.stop()
+        proxy.close()
         wait_for_session(session1)
         session1.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
+
+
+def _delete_refused(client: CassyClient, backup: Backup, proxy: TcpProxy) -> None:
+    """While a restore reads the snapshot, no deletion of it starts, not even a dry run,
+    and the server says the restore is why; then the store answers again."""
+    try:
+        stored = client.describe_backups(backup.cluster_id)
+        assert {b.restoring for b in stored if b.snapshot_id == backup.snapshot_id} == {True}
+        for dry_run in (True, False):
+            with pytest.raises(CassyError) as err:
+                client.delete_backup(backup.cluster_id, backup.snapshot_id, dry_run=dry_run)
+            assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION, err.value
+            assert "a restore from snapshot" in err.value.details
+    finally:
+        proxy.release()
 
 
 def test_every_object_carries_its_sha256_and_multipart_ones_are_bound_by_etag(

@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +107,9 @@ def restore_and_start(
     backup: Backup,
     *,
     snapshot_only: bool,
+    while_running: Callable[[], None] = lambda: None,
 ) -> dict[str, str]:
+    """`while_running` is called once the restore started, before it is waited for."""
     before = restore_keys(client, backup.cluster_id, backup.snapshot_id)
     ack = client.restore_backup(
         backup.cluster_id, backup.snapshot_id, RestoreType.NODE, snapshot_only=snapshot_only
@@ -115,6 +117,7 @@ def restore_and_start(
     assert ack.status.name == "STARTED"
     assert list(ack.target_ips) == cluster.addresses
     assert ack.snapshot_only is snapshot_only
+    while_running()
     statuses = wait_restore(client, backup.cluster_id, backup.snapshot_id, before)
     if set(statuses.values()) == {"COMPLETED"}:
         cluster.start(1)

@@ -74,6 +74,8 @@ def run_subject(result: RunResult, job: JobConfig) -> str:
 
 
 def _detail(result: RunResult) -> str:
+    if result.summary and not result.nodes:
+        return result.summary
     total = len(result.nodes)
     if result.outcome is Outcome.SUCCEEDED:
         return f"{total} of {total} node{'s' if total != 1 else ''} completed"

@@ -100,7 +100,10 @@ class PruneDone:
             f" of {len(self.plan.decisions)} backups"
         )
         if self.failed:
-            text += "; not deleted: " + "; ".join(f"{what}: {why}" for what, why in self.failed)
+            shown = "; ".join(f"{what}: {why}" for what, why in self.failed[:3])
+            more = len(self.failed) - 3
+            text += f"; {len(self.failed)} not deleted: {shown}"
+            text += f"; and {more} more (the log names each)" if more > 0 else ""
         return text
 
 
@@ -173,9 +176,9 @@ def plan_prune(client: PruneClient, job: JobConfig, now: datetime) -> PrunePlan:
 def carry_out(
     client: PruneClient, plan: PrunePlan, stop: threading.Event | None = None
 ) -> PruneDone:
-    """Delete what the plan dooms, oldest first, one chain at a time; a refusal or failure
-    of one is noted and the others go on. Failed incrementals of kept chains lose their
-    records."""
+    """Delete what the plan dooms, oldest first, one chain at a time; a refusal of one is
+    noted and the others go on, but once the server is unreachable the rest are noted as
+    not tried. Failed incrementals of kept chains lose their records."""
     deleted: list[tuple[str, DeleteResult]] = []
     failed: list[tuple[str, str]] = []
     work: list[tuple[str, str, int]] = []
@@ -186,15 +189,20 @@ def carry_out(
         for incremental in decision.incrementals:
             created_ms = epoch_ms(incremental.created_at)
             work.append((f"incremental {sid}@{created_ms}", sid, created_ms))
+    skip: str | None = None
     for what, sid, created_ms in work:
         if stop is not None and stop.is_set():
-            failed.append((what, "the scheduler stopped before deleting it"))
+            skip = "the scheduler stopped before deleting it"
+        if skip is not None:
+            failed.append((what, skip))
             continue
         try:
             result = client.delete_backup(plan.cluster_id, sid, created_ms)
         except CassyError as exc:
             _log.warning("prune could not delete job=%s %s error=%r", plan.job.name, what, str(exc))
             failed.append((what, exc.details or str(exc)))
+            if exc.is_transient:
+                skip = f"not tried: the server became unreachable ({exc.code.name})"
             continue
         _log.info(
             "pruned job=%s cluster_id=%s %s objects=%d bytes=%d",
@@ -245,13 +253,15 @@ class Pruner:
                 RunStart(record.run_id, as_run.name, JobType.PRUNE, now, record.started_at),
             )
         cluster_id: str | None = None
+        summary: str | None = None
         try:
             plan = plan_prune(self._client(), job, now)
             cluster_id = plan.cluster_id
             done = carry_out(self._client(), plan, stop)
             outcome = Outcome.FAILED if done.failed else Outcome.SUCCEEDED
             failure = Failure.NOT_DELETED if done.failed else None
-            error = done.summary() if done.failed else None
+            summary = done.summary()
+            error = summary if done.failed else None
             _log.info("prune finished job=%s %s", job.name, done.summary())
         except ResolveError as exc:
             outcome, failure, error = Outcome.FAILED, exc.failure, str(exc)
@@ -276,6 +286,7 @@ class Pruner:
             error=error,
             failure=failure,
             attempts=1,
+            summary=summary,
         )
         if outcome is not Outcome.SUCCEEDED:
             _log.warning("prune failed job=%s error=%r", job.name, error)

@@ -16,7 +16,6 @@ incremental may have written the same keys again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cassy_scheduler.node.manifest import ManifestError, read_manifest
@@ -105,12 +104,13 @@ class BackupDeletions:
                 + (f" created at {created_at}" if created_at else "")
                 + ": pick one from ListBackups"
             )
+        # Refused before any storage call; begin_deletion checks again, atomically.
+        self._metadata.check_deletable(cluster_id, snapshot_id, created_at)
         if created_at:
             return self._delete_incremental(rows, dry_run=dry_run)
         keys = self._objects(cluster_id, snapshot_id)
         size = sum(info.size for info in keys)
         if dry_run:
-            self._check_unused(rows)
             return Deleted(len(keys), size, len(rows), dry_run=True)
         self._metadata.begin_deletion(cluster_id, snapshot_id, 0, DELETING_REASON)
         log.warning(
@@ -155,7 +155,6 @@ class BackupDeletions:
         present = [s for s in (self._storage.stat(k) for k in manifests) if s is not None]
         size = sum(info.size for info in present)
         if dry_run:
-            self._check_unused(rows)
             return Deleted(len(present), size, len(rows), dry_run=True)
         self._metadata.begin_deletion(
             first.cluster_id, first.snapshot_id, first.created_at, DELETING_REASON
@@ -171,19 +170,6 @@ class BackupDeletions:
         for prefix in snapshot_prefixes(cluster_id, snapshot_id):
             found.extend(self._storage.list(prefix))
         return found
-
-    def _check_unused(self, rows: Iterable[BackupRecord]) -> None:
-        """What begin_deletion would refuse, said for a dry run without marking anything."""
-        listed = list(rows)
-        if any(not r.status.is_final for r in listed):
-            raise PreconditionError(
-                f"a backup of snapshot {listed[0].snapshot_id} is still running: wait for it"
-            )
-        restores = self._metadata.list_restores(snapshot_id=listed[0].snapshot_id)
-        if any(not r.status.is_final for r in restores if r.cluster_id == listed[0].cluster_id):
-            raise PreconditionError(
-                f"a restore from snapshot {listed[0].snapshot_id} is running: wait for it"
-            )
 
     def _size_from_manifest(self, row: BackupRecord) -> BackupSize | None:
         prefix = backup_prefix(row.backup_type, row.cluster_id, row.snapshot_id, row.target_ip)

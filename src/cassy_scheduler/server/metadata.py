@@ -285,25 +285,7 @@ class SqliteMetadataStore:
         after a crash, it only re-marks. `created_at` 0: the snapshot with its incrementals."""
         where, params = _deletion_rows(cluster_id, snapshot_id, created_at)
         with self._transaction() as connection:
-            busy = connection.execute(
-                f"SELECT COUNT(*) FROM backup_history WHERE {where} AND status IN (?, ?)",
-                (*params, *_UNFINISHED),
-            ).fetchone()[0]
-            if busy:
-                raise BackupInUseError(
-                    f"a backup of snapshot {snapshot_id!r} is still running: wait for it to "
-                    "finish (ListBackups shows it), then delete"
-                )
-            restoring = connection.execute(
-                "SELECT COUNT(*) FROM restore_history WHERE cluster_id = ? AND snapshot_id = ? "
-                "AND status IN (?, ?)",
-                (cluster_id, snapshot_id, *_UNFINISHED),
-            ).fetchone()[0]
-            if restoring:
-                raise BackupInUseError(
-                    f"a restore from snapshot {snapshot_id!r} is running: wait for it to "
-                    "finish (ListRestoreStatuses shows it), then delete"
-                )
+            _refuse_if_used(connection, cluster_id, snapshot_id, created_at)
             connection.execute(
                 "INSERT OR IGNORE INTO backup_deletions (cluster_id, snapshot_id, created_at, "
                 "started_at) VALUES (?, ?, ?, ?)",
@@ -317,6 +299,11 @@ class SqliteMetadataStore:
                 f"SELECT {BACKUPS.columns} FROM backup_history WHERE {where}", params
             ).fetchall()
         return [BACKUPS.to_record(row) for row in rows]
+
+    def check_deletable(self, cluster_id: str, snapshot_id: str, created_at: int) -> None:
+        """What begin_deletion would refuse, without marking anything (BackupInUseError)."""
+        with self._lock:
+            _refuse_if_used(self._connection, cluster_id, snapshot_id, created_at)
 
     def finish_deletion(self, cluster_id: str, snapshot_id: str, created_at: int) -> int:
         """Remove the rows of a deletion whose objects are gone; returns how many went."""
@@ -517,6 +504,31 @@ def _deleting(connection: sqlite3.Connection, cluster_id: str, snapshot_id: str)
         (cluster_id, snapshot_id),
     ).fetchone()
     return row is not None
+
+
+def _refuse_if_used(
+    connection: sqlite3.Connection, cluster_id: str, snapshot_id: str, created_at: int
+) -> None:
+    where, params = _deletion_rows(cluster_id, snapshot_id, created_at)
+    busy = connection.execute(
+        f"SELECT COUNT(*) FROM backup_history WHERE {where} AND status IN (?, ?)",
+        (*params, *_UNFINISHED),
+    ).fetchone()[0]
+    if busy:
+        raise BackupInUseError(
+            f"a backup of snapshot {snapshot_id!r} is still running: wait for it to "
+            "finish (ListBackups shows it), then delete"
+        )
+    restoring = connection.execute(
+        "SELECT COUNT(*) FROM restore_history WHERE cluster_id = ? AND snapshot_id = ? "
+        "AND status IN (?, ?)",
+        (cluster_id, snapshot_id, *_UNFINISHED),
+    ).fetchone()[0]
+    if restoring:
+        raise BackupInUseError(
+            f"a restore from snapshot {snapshot_id!r} is running: wait for it to "
+            "finish (ListRestoreStatuses shows it), then delete"
+        )
 
 
 def _deletion_rows(
