@@ -335,6 +335,7 @@ def _build_job(
         )
     _check_waits(layers, report)
     retention = _retention(layers, report, job_type)
+    prune_schedule = _prune_schedule(layers, report, retention)
     if "notify" in table.model_fields_set:
         _check_notify(report, (*here, "notify"), table.notify, targets)
     if len(report.problems) > before or cluster is None or schedule is None:
@@ -346,6 +347,7 @@ def _build_job(
         schedule=schedule,
         source=report.location(here),
         retention=retention,
+        prune_schedule=prune_schedule,
         **_policy(layers),
     )
 
@@ -465,6 +467,28 @@ def _schedule(layers: _Layers, report: _Report) -> Schedule | None:
     expression, path = layers.get("schedule")
     if expression is None:
         report.add(("jobs", layers.name), "the job has no schedule", _EXAMPLES["schedule"])
+        return None
+    zone = layers.value("timezone", fallback=DEFAULT_TIMEZONE)
+    try:
+        return parse_schedule(report.context, expression, zone)
+    except ScheduleError as exc:
+        report.add(path, exc.message, exc.hint)
+        return None
+
+
+def _prune_schedule(
+    layers: _Layers, report: _Report, retention: RetentionPolicy | None
+) -> Schedule | None:
+    expression, path = layers.get("prune_schedule")
+    if expression is None:
+        return None
+    if retention is None:
+        if path[0] == "jobs":  # one in [defaults] is for the jobs with rules
+            report.add(
+                path,
+                "prune_schedule is set but the job has no keep_* rule, so nothing would be pruned",
+                "add a rule such as keep_daily = 7, or remove prune_schedule",
+            )
         return None
     zone = layers.value("timezone", fallback=DEFAULT_TIMEZONE)
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -87,10 +87,28 @@ class JobConfig:
     alert_after: timedelta | None = None
     heartbeat_url: str | None = None
     retention: RetentionPolicy | None = None  # None: nothing of this job is ever deleted
+    prune_schedule: Schedule | None = None  # None: pruned after each successful backup
 
     @property
     def timetable(self) -> JobTimetable:
         return JobTimetable(self.name, self.schedule, self.jitter)
+
+
+PRUNE_SUFFIX = ":prune"
+
+
+def prune_run(job: JobConfig) -> JobConfig:
+    """The job as its prunes are scheduled (on prune_schedule, when it has one), recorded
+    and notified: named NAME:prune (no job can be), its own notify targets, no staleness
+    alert or heartbeat of its own (those watch the backups)."""
+    return replace(
+        job,
+        name=f"{job.name}{PRUNE_SUFFIX}",
+        schedule=job.prune_schedule or job.schedule,
+        jitter=timedelta(0),
+        alert_after=None,
+        heartbeat_url=None,
+    )
 
 
 def default_state_dir() -> Path:

@@ -203,6 +203,7 @@ class JobFields(_Table):
     keep_within: Duration | None = None
     min_keep: int | None = None
     failed_grace: Duration | None = None
+    prune_schedule: str | None = None
 
     @field_validator(
         "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"
@@ -243,7 +244,7 @@ class JobFields(_Table):
             )
         return value
 
-    @field_validator("schedule")
+    @field_validator("schedule", "prune_schedule")
     @classmethod
     def _cron(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:

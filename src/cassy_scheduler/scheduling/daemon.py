@@ -27,7 +27,7 @@ from typing import Protocol
 from cassy_scheduler.clock import Clock
 from cassy_scheduler.config.guards import reload_refusals
 from cassy_scheduler.config.loader import load_config
-from cassy_scheduler.config.model import JobConfig, SchedulerConfig
+from cassy_scheduler.config.model import PRUNE_SUFFIX, JobConfig, SchedulerConfig, prune_run
 from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem
 from cassy_scheduler.records import Failure, RunResult
 from cassy_scheduler.scheduling.queues import ClusterQueues, QueuedRun
@@ -119,7 +119,8 @@ class Daemon:
         self._load = load
         self._on_reload = on_reload
         self._every_turn = tuple(every_turn)
-        self._jobs: dict[str, JobConfig] = {}
+        self._jobs: dict[str, JobConfig] = {}  # what has a timer: jobs and scheduled prunes
+        self._prune_of: dict[str, JobConfig] = {}  # a scheduled prune's name: its job
         self._order: dict[str, int] = {}
         self._timers: dict[str, _Timer] = {}
         self._heap: list[tuple[float, int, _Timer]] = []
@@ -148,17 +149,17 @@ class Daemon:
         """Plan every enabled job, deciding what to do about runs missed while down."""
         now = self._clock.now()
         last = self._history.last_scheduled()
-        self._jobs = {job.name: job for job in self._config.jobs if job.enabled}
+        self._jobs = self._timed(self._config)
         self._order = {job.name: index for index, job in enumerate(self._config.jobs)}
         for job in self._jobs.values():
             self._plan_at_start(job, now, last)
         self._rebuild_heap()
         self._next_poll = now + self._config.runtime.reload_poll
-        disabled = len(self._config.jobs) - len(self._jobs)
+        disabled = sum(1 for job in self._config.jobs if not job.enabled)
         _log.info(
             "scheduler started config=%s jobs=%d disabled=%d server=%s state_dir=%s",
             self._config.path,
-            len(self._jobs),
+            len(self._jobs) - len(self._prune_of),
             disabled,
             self._config.server.address,
             self._config.runtime.state_dir,
@@ -303,11 +304,36 @@ class Daemon:
         return scheduled_for
 
     def _work(self, run: QueuedRun[JobConfig]) -> None:
+        # In the cluster's queue, like its backups: a prune and a backup never overlap.
+        if run.job.name.endswith(PRUNE_SUFFIX):
+            pruned = self._prune_of.get(run.job.name)
+            if pruned is None:  # a reload removed its prune_schedule while it was queued
+                _log.info(
+                    "scheduled prune dropped job=%s reason='no longer scheduled'", run.job.name
+                )
+            elif self._pruner is not None:
+                self._pruner.prune(pruned, self._stop_runs)
+            return
         result = self._runner.run(run.job, run.scheduled_for, self._stop_runs)
-        # In the cluster's queue still: the next backup of the cluster waits for the prune.
-        wanted = result.succeeded and run.job.retention is not None
-        if wanted and self._pruner is not None and not self._stopping:
+        after = run.job.retention is not None and run.job.prune_schedule is None
+        if after and result.succeeded and self._pruner is not None and not self._stopping:
             self._pruner.prune(run.job, self._stop_runs)
+
+    def _timed(self, config: SchedulerConfig) -> dict[str, JobConfig]:
+        """The enabled jobs and, for each with a prune_schedule, its prune as a job of its
+        own (named NAME:prune); notes which is which."""
+        timed: dict[str, JobConfig] = {}
+        prune_of: dict[str, JobConfig] = {}
+        for job in config.jobs:
+            if not job.enabled:
+                continue
+            timed[job.name] = job
+            if job.retention is not None and job.prune_schedule is not None:
+                prune = prune_run(job)
+                timed[prune.name] = prune
+                prune_of[prune.name] = job
+        self._prune_of = prune_of  # one assignment: a worker reads it without a lock
+        return timed
 
     # -- planning --
 
@@ -393,7 +419,7 @@ class Daemon:
 
     def _apply(self, new: SchedulerConfig, now: datetime, why: str) -> None:
         old = self._config
-        new_jobs = {job.name: job for job in new.jobs if job.enabled}
+        new_jobs = self._timed(new)
         self._order = {job.name: index for index, job in enumerate(new.jobs)}
         added = changed = 0
         removed = [name for name in self._jobs if name not in new_jobs]
@@ -436,7 +462,7 @@ class Daemon:
             "config reloaded path=%s trigger=%r jobs=%d added=%d changed=%d removed=%d",
             new.path,
             why,
-            len(new_jobs),
+            len(new_jobs) - len(self._prune_of),
             added,
             changed,
             len(removed),

@@ -13,7 +13,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -24,7 +24,7 @@ from cassy_scheduler.client import (
     datetime_from_ms,
 )
 from cassy_scheduler.clock import Clock, epoch_ms
-from cassy_scheduler.config.model import JobConfig
+from cassy_scheduler.config.model import JobConfig, prune_run
 from cassy_scheduler.configfile.sizes import format_size
 from cassy_scheduler.history import RunHistory
 from cassy_scheduler.jobtype import JobType
@@ -42,8 +42,6 @@ from cassy_scheduler.scheduling.resolve import ClusterDirectory, ResolveError, r
 from cassy_scheduler.scheduling.runner import safely
 
 _log = logging.getLogger(__name__)
-
-PRUNE_SUFFIX = ":prune"
 
 
 class PruneClient(ClusterDirectory, Protocol):
@@ -242,7 +240,7 @@ class Pruner:
     ) -> tuple[RunResult, PruneDone | None]:
         """As `prune`, with what was decided and deleted (None: it stopped before)."""
         done: PruneDone | None = None
-        as_run = prune_job(job)
+        as_run = prune_run(job)
         self._adopt(as_run)  # its notices go where the job's go
         now = self._clock.now()
         record = self._history.start_run(as_run.name, JobType.PRUNE.value, now)
@@ -293,9 +291,3 @@ class Pruner:
         for observer in self._observers:
             safely(observer.run_finished, result)
         return result, done
-
-
-def prune_job(job: JobConfig) -> JobConfig:
-    """The job as its prunes are recorded and notified: its own targets, no staleness alert
-    and no heartbeat of its own (those watch the backups)."""
-    return replace(job, name=f"{job.name}{PRUNE_SUFFIX}", alert_after=None, heartbeat_url=None)

@@ -1,0 +1,166 @@
+"""A prune as the scheduler carries it out, against a fake server: what it asks to delete
+and in which order, where it stops, and how it is recorded and told. The policy itself is
+tested in test_retention_policy.py; the server's side in tests/integration/test_prune.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+
+from cassy_scheduler.client import (
+    CassyFailedPrecondition,
+    CassyUnavailable,
+    DeleteResult,
+    StoredBackup,
+)
+from cassy_scheduler.clock import epoch_ms
+from cassy_scheduler.config.model import JobConfig
+from cassy_scheduler.history import RunHistory
+from cassy_scheduler.notify.render import run_subject
+from cassy_scheduler.protocol.types import BackupType, OperationStatus
+from cassy_scheduler.records import Outcome, RunResult
+from cassy_scheduler.retention.policy import RetentionPolicy, Verdict
+from cassy_scheduler.scheduling.prune import Pruner, carry_out, plan_prune
+from tests.unit.fakes import T0, FakeCassy, FakeClock, make_job
+
+NODES = ("127.0.0.2", "127.0.0.3")
+
+
+@dataclass
+class FakeBackups(FakeCassy):
+    """FakeCassy with the built-in server's Backups service: rows as described, deletions
+    answered from `refusals` (snapshot id: the error) or done."""
+
+    stored: list[StoredBackup] = field(default_factory=list)
+    refusals: dict[str, Exception] = field(default_factory=dict)
+    deleted: list[tuple[str, int]] = field(default_factory=list)
+
+    def describe_backups(
+        self, cluster_id: str, *, timeout_s: float | None = None
+    ) -> list[StoredBackup]:
+        return list(self.stored)
+
+    def delete_backup(
+        self,
+        cluster_id: str,
+        snapshot_id: str,
+        created_at_ms: int = 0,
+        *,
+        dry_run: bool = False,
+        timeout_s: float | None = None,
+    ) -> DeleteResult:
+        refusal = self.refusals.get(snapshot_id)
+        if refusal is not None:
+            raise refusal
+        self.deleted.append((snapshot_id, created_at_ms))
+        return DeleteResult(objects=10, bytes=1000, rows=len(NODES), dry_run=dry_run)
+
+    def backup(
+        self,
+        sid: str,
+        days_ago: float,
+        status: OperationStatus = OperationStatus.COMPLETED,
+        kind: BackupType = BackupType.NODE_SNAPSHOT,
+    ) -> None:
+        ms = epoch_ms(T0 - timedelta(days=days_ago))
+        for node in NODES:
+            self.stored.append(StoredBackup(node, sid, ms, kind, status, 5, 500, False))
+
+
+def server(daily: int = 5, failed: int = 0) -> FakeBackups:
+    fake = FakeBackups(builtin=True)
+    fake.add_cluster("prod", NODES)
+    for day in range(daily):
+        fake.backup(f"good-{day}", day + failed + 0.5)
+    for day in range(failed):
+        fake.backup(f"failed-{day}", day + 0.25, OperationStatus.FAILED)
+    return fake
+
+
+def job(**rules: int) -> JobConfig:
+    return make_job(retention=RetentionPolicy(**rules))
+
+
+def test_medusa_607_a_run_of_failures_deletes_no_good_backup() -> None:
+    """5 good backups, then 5 failed ones, keep_last = 5: every good one stays, and the
+    failed ones stay too while inside failed_grace (they count for nothing)."""
+    fake = server(daily=5, failed=5)
+    plan = plan_prune(fake, job(keep_last=5), T0)
+    assert {d.chain.snapshot_id for d in plan.decisions if d.verdict is Verdict.KEEP} == {
+        *(f"good-{n}" for n in range(5)),
+        *(f"failed-{n}" for n in range(5)),
+    }
+    assert carry_out(fake, plan).deleted == ()
+    assert fake.deleted == []
+
+
+def test_doomed_chains_go_oldest_first_and_each_is_one_call() -> None:
+    fake = server(daily=6)
+    plan = plan_prune(fake, job(keep_last=2), T0)
+    done = carry_out(fake, plan)
+    assert fake.deleted == [(f"good-{n}", 0) for n in (5, 4, 3, 2)]
+    assert done.bytes_freed == 4000
+    assert done.summary() == "2 kept, 4 deleted (3.9 KiB freed) of 6 backups"
+
+
+def test_a_refusal_is_noted_and_the_rest_go_on_but_an_unreachable_server_stops_it() -> None:
+    fake = server(daily=6)
+    refused = CassyFailedPrecondition(
+        "DeleteBackup", "x", grpc.StatusCode.FAILED_PRECONDITION, "a restore is running"
+    )
+    fake.refusals = {
+        "good-5": refused,
+        "good-3": CassyUnavailable("DeleteBackup", "x", grpc.StatusCode.UNAVAILABLE, "gone"),
+    }
+    done = carry_out(fake, plan_prune(fake, job(keep_last=2), T0))
+    assert fake.deleted == [("good-4", 0)]
+    assert [what for what, _ in done.failed] == [
+        "snapshot good-5",
+        "snapshot good-3",
+        "snapshot good-2",
+    ]
+    assert done.failed[0][1] == "a restore is running"
+    assert done.failed[2][1].startswith("not tried: the server became unreachable")
+    assert "3 not deleted" in done.summary()
+
+
+def test_a_long_list_of_failures_is_cut_in_the_summary() -> None:
+    fake = server(daily=10)
+    fake.refusals = {
+        f"good-{n}": CassyFailedPrecondition(
+            "DeleteBackup", "x", grpc.StatusCode.FAILED_PRECONDITION, "busy"
+        )
+        for n in range(10)
+    }
+    done = carry_out(fake, plan_prune(fake, job(keep_last=1), T0))
+    assert done.summary().endswith("; and 6 more (the log names each)")
+
+
+def test_a_prune_is_a_run_in_the_history_and_its_notice_says_what_it_did(tmp_path: Path) -> None:
+    fake = server(daily=4)
+    told: list[RunResult] = []
+
+    class Observer:
+        def run_started(self, start: object) -> None:
+            pass
+
+        def run_finished(self, result: RunResult) -> None:
+            told.append(result)
+
+    the_job = job(keep_last=1)
+    with RunHistory.open(tmp_path / "history.sqlite") as history:
+        pruner = Pruner(lambda: fake, history, FakeClock(T0), [Observer()])
+        result = pruner.prune(the_job)
+        (run,) = history.list_runs()
+    assert (run.job_name, run.job_type, run.outcome) == (
+        "nightly:prune",
+        "prune",
+        Outcome.SUCCEEDED,
+    )
+    assert told == [result]
+    assert run_subject(result, the_job) == (
+        "OK prune prod-1: 1 kept, 3 deleted (2.9 KiB freed) of 4 backups"
+    )
