@@ -1,7 +1,7 @@
 """Prometheus metrics of the scheduler, per job, for dashboards and alerts outside it.
 
-Per job: last success time, last run outcome, last run duration, runs by outcome and the
-next scheduled firing. The registry belongs to one instance, and the endpoint listens on the
+Per job: last success time, last run outcome, last run duration, runs by outcome, the next
+scheduled firing, and for a job with keep_* rules the bytes its backups hold after a prune. The registry belongs to one instance, and the endpoint listens on the
 address [scheduler] metrics_listen names (loopback unless an operator says otherwise).
 """
 
@@ -91,6 +91,12 @@ class SchedulerMetrics:
             ["job"],
             registry=self.registry,
         )
+        self._stored = Gauge(
+            "cassy_scheduler_stored_bytes",
+            "Bytes the built-in server holds for the job's backups, as its last prune left them.",
+            ["job", "cluster_id"],
+            registry=self.registry,
+        )
         self._next = _NextRuns()
         self.registry.register(self._next)
         self._server: WSGIServer | None = None
@@ -123,6 +129,10 @@ class SchedulerMetrics:
             self._duration.labels(job).set(took)
         if result.succeeded and result.finished_at is not None:
             self._last_success.labels(job).set(result.finished_at.timestamp())
+
+    def backups_stored(self, job: str, cluster_id: str, held: int) -> None:
+        """After a prune of `job` (a Pruner's `stored`)."""
+        self._stored.labels(job, cluster_id).set(held)
 
     def _set_outcome(self, job: str, outcome: Outcome) -> None:
         for each in _OUTCOMES:

@@ -16,14 +16,18 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Protocol
 
-from cassy_scheduler.client import CassyError, Cluster
+from cassy_scheduler.client import CassyError, Cluster, StoredBackup, datetime_from_ms
 from cassy_scheduler.config.checks import check_config
-from cassy_scheduler.config.model import JobConfig, SchedulerConfig, WhenNoSnapshot
+from cassy_scheduler.config.model import JobConfig, SchedulerConfig, WhenNoSnapshot, prune_run
+from cassy_scheduler.configfile.sizes import format_size
 from cassy_scheduler.history import RunHistory
 from cassy_scheduler.jobtype import JobType
 from cassy_scheduler.notify.journal import NoticeJournal
 from cassy_scheduler.notify.staleness import assess
+from cassy_scheduler.protocol.types import BackupType
 from cassy_scheduler.records import Outcome
+from cassy_scheduler.retention.policy import State, Verdict
+from cassy_scheduler.scheduling.prune import PruneClient, plan_prune
 from cassy_scheduler.scheduling.resolve import (
     UnknownClusterError,
     find_base_snapshot,
@@ -61,8 +65,9 @@ def worst(findings: Iterable[Finding]) -> Severity:
     return max((f.severity for f in findings), default=Severity.OK)
 
 
-class CheckedServer(BackupService, Protocol):
-    """What `check` asks of a server beyond a run's calls."""
+class CheckedServer(BackupService, PruneClient, Protocol):
+    """What `check` asks of a server beyond a run's calls (and, for jobs with keep_* rules,
+    what the built-in server says it stores)."""
 
     def is_builtin_server(self) -> bool: ...
 
@@ -97,6 +102,8 @@ def preflight(
     for job in config.jobs:
         if job.enabled:
             findings += _job_findings(job, client, resolved)
+            if job.retention is not None and job.name in resolved:
+                findings += _retention_findings(job, client, now, history)
     mixed = _mixed_types(config.jobs, resolved)
     if mixed and not client.is_builtin_server():
         findings += mixed
@@ -179,6 +186,87 @@ def _job_findings(
             )
         )
     return found
+
+
+def _retention_findings(
+    job: JobConfig, client: CheckedServer, now: datetime, history: RunHistory | None
+) -> list[Finding]:
+    """What the job's policy keeps now, and the signs that storage grows faster than the
+    policy explains: prunes that stopped, or incrementals that outgrow their snapshot."""
+    subject = f"jobs.{job.name}"
+    if not client.is_builtin_server():
+        return [
+            Finding(
+                Severity.WARNING,
+                subject,
+                "the job has keep_* rules, but the server is Scalar's Cassy, which has no call "
+                "to delete a backup: its prunes will fail and nothing is removed",
+                "point [server] at `cassy-scheduler serve`, or remove the keep_* rules",
+            )
+        ]
+    try:
+        plan = plan_prune(client, job, now)
+        rows = client.describe_backups(plan.cluster_id)
+    except CassyError as exc:
+        return [Finding(Severity.CRITICAL, subject, f"cannot describe its backups: {exc}")]
+    assert job.retention is not None
+    kept = [d for d in plan.decisions if d.verdict is Verdict.KEEP]
+    stored = sum(d.chain.stored_bytes or 0 for d in plan.decisions)
+    findings = [
+        Finding(
+            Severity.OK,
+            subject,
+            f"{job.retention.describe()}: keeps {len(kept)} of {len(plan.decisions)} backups, "
+            f"{format_size(stored)} stored",
+        )
+    ]
+    good = [d.chain.created_at for d in plan.decisions if d.chain.state is State.GOOD]
+    last_prune = history.last_success(prune_run(job).name) if history is not None else None
+    pruned_at = last_prune.finished_at if last_prune is not None else None
+    if plan.doomed and good and (pruned_at is None or pruned_at < max(good)):
+        findings.append(
+            Finding(
+                Severity.WARNING,
+                subject,
+                f"{len(plan.doomed)} backup(s) ({format_size(plan.bytes_to_free)}) that no rule "
+                "keeps are still stored, and no prune succeeded since the newest backup of "
+                f"{max(good):%Y-%m-%d %H:%M}Z",
+                f"see `cassy-scheduler history --job {prune_run(job).name}`, or run "
+                f"`cassy-scheduler prune -c {job.source.file}`",
+            )
+        )
+    findings += _incremental_growth(job, rows)
+    return findings
+
+
+def _incremental_growth(job: JobConfig, rows: Iterable[StoredBackup]) -> list[Finding]:
+    """Incrementals live as long as the snapshot they extend: when those of the newest
+    chain hold more than the snapshot itself, only a new snapshot lets a prune free them."""
+    snapshot_bytes: dict[str, int] = defaultdict(int)
+    incremental_bytes: dict[str, int] = defaultdict(int)
+    taken: dict[str, int] = {}
+    for row in rows:
+        if row.backup_type is BackupType.NODE_INCREMENTAL:
+            incremental_bytes[row.snapshot_id] += row.bytes or 0
+        elif row.backup_type is job.type.backup_type:
+            snapshot_bytes[row.snapshot_id] += row.bytes or 0
+            taken[row.snapshot_id] = row.created_at_ms
+    if not taken:
+        return []
+    newest = max(taken, key=lambda sid: taken[sid])
+    extra, base = incremental_bytes.get(newest, 0), snapshot_bytes[newest]
+    if not base or extra <= base:
+        return []
+    return [
+        Finding(
+            Severity.WARNING,
+            f"jobs.{job.name}",
+            f"the incrementals since snapshot {newest} of "
+            f"{datetime_from_ms(taken[newest]):%Y-%m-%d %H:%M}Z hold {format_size(extra)}, more "
+            f"than the snapshot itself ({format_size(base)}); they are kept as long as it is",
+            "take snapshots more often, so a prune can free the incrementals of older ones",
+        )
+    ]
 
 
 def _mixed_types(jobs: Iterable[JobConfig], resolved: dict[str, Cluster]) -> list[Finding]:

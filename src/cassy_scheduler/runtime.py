@@ -92,6 +92,7 @@ class Runtime(Closing):
             self.clock,
             [self.notifier, self.metrics, *observers],
             adopt=self.notifier.adopt,
+            stored=self.metrics.backups_stored,
         )
 
     @property

@@ -17,9 +17,12 @@ from cassy_scheduler.client import (
     StoredBackup,
 )
 from cassy_scheduler.clock import epoch_ms
+from cassy_scheduler.config.loader import load_config
 from cassy_scheduler.config.model import JobConfig
 from cassy_scheduler.history import RunHistory
+from cassy_scheduler.metrics import SchedulerMetrics
 from cassy_scheduler.notify.render import run_subject
+from cassy_scheduler.preflight import Severity, preflight
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
 from cassy_scheduler.records import Outcome, RunResult
 from cassy_scheduler.retention.policy import RetentionPolicy, Verdict
@@ -152,7 +155,14 @@ def test_a_prune_is_a_run_in_the_history_and_its_notice_says_what_it_did(tmp_pat
 
     the_job = job(keep_last=1)
     with RunHistory.open(tmp_path / "history.sqlite") as history:
-        pruner = Pruner(lambda: fake, history, FakeClock(T0), [Observer()])
+        held: list[tuple[str, str, int]] = []
+        pruner = Pruner(
+            lambda: fake,
+            history,
+            FakeClock(T0),
+            [Observer()],
+            stored=lambda *told: held.append(told),
+        )
         result = pruner.prune(the_job)
         (run,) = history.list_runs()
     assert (run.job_name, run.job_type, run.outcome) == (
@@ -161,6 +171,71 @@ def test_a_prune_is_a_run_in_the_history_and_its_notice_says_what_it_did(tmp_pat
         Outcome.SUCCEEDED,
     )
     assert told == [result]
+    assert held == [("nightly", "prod-1", 1000)]  # 4 chains of 1000 B, 3 deleted
     assert run_subject(result, the_job) == (
         "OK prune prod-1: 1 kept, 3 deleted (2.9 KiB freed) of 4 backups"
     )
+
+
+# --- what `check` says of a job with rules ------------------------------------------------
+
+RULED = """
+[scheduler]
+state_dir = "state"
+
+[jobs.nightly]
+type = "snapshot"
+cluster_name = "prod"
+schedule = "30 0 * * *"
+keep_last = 2
+"""
+
+
+def retention_findings(
+    tmp_path: Path, fake: FakeBackups, history: RunHistory | None = None
+) -> list[tuple[Severity, str]]:
+    path = tmp_path / "scheduler.toml"
+    path.write_text(RULED, encoding="utf-8")
+    found = preflight(load_config(path), fake, T0, history)
+    return [(f.severity, f.message) for f in found if f.subject == "jobs.nightly"][1:]
+
+
+def test_check_says_what_the_policy_keeps(tmp_path: Path) -> None:
+    (finding,) = retention_findings(tmp_path, server(daily=2))
+    assert finding == (
+        Severity.OK,
+        "keep_last = 2, min_keep = 1: keeps 2 of 2 backups, 2.0 KiB stored",
+    )
+
+
+def test_check_warns_when_no_prune_followed_the_newest_backup(tmp_path: Path) -> None:
+    with RunHistory.open(tmp_path / "history.sqlite") as history:
+        found = retention_findings(tmp_path, server(daily=4), history)
+    assert found[1][0] is Severity.WARNING
+    assert "2 backup(s) (2.0 KiB) that no rule keeps are still stored" in found[1][1]
+
+
+def test_check_warns_when_incrementals_outgrow_their_snapshot(tmp_path: Path) -> None:
+    fake = server(daily=1)
+    for hours in (1, 2, 3):
+        fake.backup("good-0", 0.5 - hours / 24, kind=BackupType.NODE_INCREMENTAL)
+    found = retention_findings(tmp_path, fake)
+    assert found[-1][0] is Severity.WARNING
+    assert "the incrementals since snapshot good-0" in found[-1][1]
+    assert "more than the snapshot itself (1000 B)" in found[-1][1]
+
+
+def test_check_warns_that_scalars_cassy_cannot_prune(tmp_path: Path) -> None:
+    fake = server(daily=1)
+    fake.builtin = False
+    ((severity, message),) = retention_findings(tmp_path, fake)
+    assert severity is Severity.WARNING and "Scalar's Cassy" in message
+
+
+def test_the_metrics_export_the_bytes_each_job_holds() -> None:
+    metrics = SchedulerMetrics()
+    metrics.backups_stored("nightly", "prod-1", 1000)
+    value = metrics.registry.get_sample_value(
+        "cassy_scheduler_stored_bytes", {"job": "nightly", "cluster_id": "prod-1"}
+    )
+    assert value == 1000

@@ -78,6 +78,10 @@ class PrunePlan:
     def bytes_to_free(self) -> int:
         return sum(d.chain.stored_bytes or 0 for d in self.doomed)
 
+    @property
+    def bytes_stored(self) -> int:
+        return sum(d.chain.stored_bytes or 0 for d in self.decisions)
+
 
 @dataclass(frozen=True)
 class PruneDone:
@@ -214,8 +218,13 @@ def carry_out(
     return PruneDone(plan, tuple(deleted), tuple(failed))
 
 
+#: Told after each prune: the job, its cluster id, and the bytes its backups still hold.
+StoredBytes = Callable[[str, str, int], None]
+
+
 class Pruner:
-    """Prunes a job and records it as a run of `NAME:prune`, told to the observers."""
+    """Prunes a job and records it as a run of `NAME:prune`, told to the observers; `stored`
+    hears what the job's backups hold afterwards (for the metrics)."""
 
     def __init__(
         self,
@@ -224,8 +233,10 @@ class Pruner:
         clock: Clock,
         observers: Sequence[RunObserver] = (),
         adopt: Callable[[JobConfig], None] = lambda job: None,
+        stored: StoredBytes = lambda job, cluster_id, held: None,
     ) -> None:
         self._client = client
+        self._stored = stored
         self._history = history
         self._clock = clock
         self._observers = tuple(observers)
@@ -259,6 +270,8 @@ class Pruner:
             outcome = Outcome.FAILED if done.failed else Outcome.SUCCEEDED
             failure = Failure.NOT_DELETED if done.failed else None
             summary = done.summary()
+            held = (job.name, plan.cluster_id, plan.bytes_stored - done.bytes_freed)
+            safely(lambda told: self._stored(*told), held)
             error = summary if done.failed else None
             _log.info("prune finished job=%s %s", job.name, done.summary())
         except ResolveError as exc:
