@@ -1,8 +1,9 @@
 """Prometheus metrics of the scheduler, per job, for dashboards and alerts outside it.
 
 Per job: last success time, last run outcome, last run duration, runs by outcome, the next
-scheduled firing, and for a job with keep_* rules the bytes its backups hold after a prune. The registry belongs to one instance, and the endpoint listens on the
-address [scheduler] metrics_listen names (loopback unless an operator says otherwise).
+scheduled firing, and for a job with keep_* rules the bytes its backups hold after a prune.
+The registry belongs to one instance, and the endpoint listens on the address [scheduler]
+metrics_listen names (loopback unless an operator says otherwise).
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ class Runtime(Closing):
             lambda: self.client,
             self.state.history,
             self.clock,
-            [self.notifier, self.metrics, *observers],
+            observers=[self.notifier, self.metrics, *observers],
             adopt=self.notifier.adopt,
             stored=self.metrics.backups_stored,
         )

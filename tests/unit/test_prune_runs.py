@@ -160,7 +160,7 @@ def test_a_prune_is_a_run_in_the_history_and_its_notice_says_what_it_did(tmp_pat
             lambda: fake,
             history,
             FakeClock(T0),
-            [Observer()],
+            observers=[Observer()],
             stored=lambda *told: held.append(told),
         )
         result = pruner.prune(the_job)

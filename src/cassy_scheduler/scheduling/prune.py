@@ -231,6 +231,7 @@ class Pruner:
         client: Callable[[], PruneClient],
         history: RunHistory,
         clock: Clock,
+        *,
         observers: Sequence[RunObserver] = (),
         adopt: Callable[[JobConfig], None] = lambda job: None,
         stored: StoredBytes = lambda job, cluster_id, held: None,
