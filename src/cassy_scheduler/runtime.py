@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cassy_scheduler.client import CassyClient
 from cassy_scheduler.clock import Clock, SystemClock
@@ -25,7 +25,7 @@ from cassy_scheduler.notify.staleness import StalenessWatch
 from cassy_scheduler.notify.worker import SenderFactory
 from cassy_scheduler.records import RunObserver
 from cassy_scheduler.scheduling.daemon import Daemon
-from cassy_scheduler.scheduling.prune import Pruner
+from cassy_scheduler.scheduling.prune import PruneClient, Pruner
 from cassy_scheduler.scheduling.reconcile import look_up, settle_found
 from cassy_scheduler.scheduling.runner import Runner
 from cassy_scheduler.scheduling.state import SchedulerState
@@ -86,18 +86,23 @@ class Runtime(Closing):
             self.clock,
             [self.notifier, self.staleness, self.heartbeat, self.metrics, *observers],
         )
-        self.pruner = Pruner(
-            lambda: self.client,
-            self.state.history,
-            self.clock,
-            observers=[self.notifier, self.metrics, *observers],
-            adopt=self.notifier.adopt,
-            stored=self.metrics.backups_stored,
-        )
+        self._observers = tuple(observers)
+        self.pruner = self.pruner_for(lambda: self.client)
 
     @property
     def client(self) -> CassyClient:
         return self._clients[-1]
+
+    def pruner_for(self, client: Callable[[], PruneClient]) -> Pruner:
+        """A Pruner asking `client`, recorded, notified and measured like every run."""
+        return Pruner(
+            client,
+            self.state.history,
+            self.clock,
+            observers=[self.notifier, self.metrics, *self._observers],
+            adopt=self.notifier.adopt,
+            stored=self.metrics.backups_stored,
+        )
 
     def daemon(self) -> Daemon:
         self.notify_wait_s = DAEMON_NOTIFY_WAIT_S

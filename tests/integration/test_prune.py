@@ -3,7 +3,8 @@ snapshots (each with an incremental, some failed) is cut to what the policy keep
 same decisions the dry run showed, and every backup left COMPLETED passes `verify`. A prune
 whose server is SIGKILLed mid-deletion, twice, never leaves a backup listed COMPLETED with an
 object missing, and the prune after finishes the work. The daemon prunes after a backup, and
-the prune is a run in the history, notified like one.
+the prune is a run in the history, notified like one. Behind a server that answers only
+rpc.Cassy, as Scalar's does, prune deletes from the storage itself.
 
 The month is made from one real backup of the test cluster (its test keyspace's files), copied
 under dated snapshot ids with dated manifests and rows: the server cannot tell them from
@@ -35,6 +36,7 @@ from cassy_scheduler.storage import Storage, open_storage
 from cassy_scheduler.storage.layout import backup_prefix, manifest_key
 from cassy_scheduler.storage.options import StorageOptions
 from cassy_scheduler.verify import verify_snapshot
+from tests.cassyfront import CassyFront
 from tests.integration.test_object_storage import _address, options_of, storage_table
 from tests.integration.test_restore_node import make_backup
 from tests.integration.test_scheduler_helpers import (
@@ -437,3 +439,40 @@ def test_the_daemon_prunes_after_each_backup_and_records_and_notifies_the_prune(
     left = stored_snapshots(target, source.cluster.cluster_id)
     assert len(left) == 3 + 1  # three good ones and the failed one inside its grace
     assert moment <= datetime.now(UTC)
+
+
+def test_behind_scalars_cassy_prune_deletes_from_its_storage_and_its_rows_stay(
+    tmp_path: Path, source: Source
+) -> None:
+    """A server that answers only rpc.Cassy (as Scalar's does) over a month in Cassy's
+    layout (no manifests): `prune --storage` deletes what the policy does not keep from the
+    storage itself; Cassy's ListBackups still lists every row, and the next prune counts
+    the deleted backups for nothing."""
+    storage = tmp_path / "storage"
+    target = open_storage(StorageOptions(uri=storage.as_uri()))
+    now = datetime.now(UTC)
+    seeded = seed_month(source, target, tmp_path / "metadata.db", now)
+    for manifest in [i.key for i in target.list("node-backup/") if "/upload-manifests/" in i.key]:
+        target.delete(manifest)  # Cassy writes none
+    server = ServerProcess(server_toml(tmp_path, []), tmp_path / "server.log").start()
+    front = CassyFront(server.address)
+    cluster_id = source.cluster.cluster_id
+    try:
+        config = scheduler_config(tmp_path / "sched", front.address, source.cluster)
+        code, _, output = prune(config)
+        assert code == 2 and "is Scalar's Cassy" in output and "--storage URI" in output
+        code, report, output = prune(config, "--storage", storage.as_uri())
+        assert code == 0, output
+        keep = expected_kept(seeded, now)
+        assert {sid for sid, v in decisions(report).items() if v == "KEEP"} == keep
+        assert stored_snapshots(target, cluster_id) == keep
+        with CassyClient(front.address) as client:
+            assert not client.is_builtin_server()
+            listed = {r.snapshot_id for r in client.list_backups(cluster_id=cluster_id)}
+        assert listed == {s.snapshot_id for s in seeded}  # Cassy's rows stay
+        text = cli("prune", "-c", str(config), "--storage", storage.as_uri())
+        assert text.returncode == 0, text.stdout + text.stderr
+        assert "0 deleted" in text.stdout and "still lists the deleted backups" in text.stdout
+    finally:
+        front.close()
+        server.stop()

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the verbs import what they run when they run (see cli.py)
     from rich.text import Text
 
     from cassy_scheduler.config.model import SchedulerConfig
+    from cassy_scheduler.storage import Storage
 
 CONFIG_ENV = "CASSY_SCHEDULER_CONFIG"
 
@@ -85,6 +86,30 @@ def load(path: Path) -> SchedulerConfig:
 def fail(message: str, code: int) -> NoReturn:
     err().print(styled(("error:", "bold red"), f" {message}"))
     raise typer.Exit(code)
+
+
+def storage_from(uri: str | None, server_config: Path | None, needed_for: str) -> Storage:
+    """The storage named by --storage URI (the provider's own endpoint and credential
+    chain) or by the built-in server's config (its whole [storage] table: endpoint,
+    credentials); a usage error naming both when neither is given."""
+    from cassy_scheduler.storage import StorageError, open_storage
+    from cassy_scheduler.storage.options import StorageOptions
+
+    where: str | StorageOptions | None = uri
+    if uri is None and server_config is not None:
+        from cassy_scheduler.configfile.errors import ConfigError
+        from cassy_scheduler.server.settings import load_server_settings
+
+        try:
+            where = load_server_settings(server_config).storage
+        except ConfigError as exc:
+            fail(str(exc), Exit.USAGE)
+    if where is None:
+        fail(f"{needed_for}: give --storage URI or --server-config FILE", Exit.USAGE)
+    try:
+        return open_storage(where)
+    except StorageError as exc:
+        fail(str(exc), Exit.USAGE)
 
 
 @contextmanager

@@ -16,22 +16,39 @@ from cassy_scheduler.commands.common import (
     out,
     print_json,
     server_errors,
+    storage_from,
     when,
 )
 from cassy_scheduler.commands.tables import Column, print_table
 
 if TYPE_CHECKING:
+    from cassy_scheduler.cassyprune import CassyStorageBackups
+    from cassy_scheduler.client import CassyClient
     from cassy_scheduler.config.model import JobConfig, SchedulerConfig
-    from cassy_scheduler.scheduling.prune import PruneDone, PrunePlan
+    from cassy_scheduler.scheduling.prune import PruneClient, PruneDone, PrunePlan
 
 
-def prune(
+def prune(  # noqa: PLR0917 (typer reads options from parameters)
     config: Path = config_option(),
     job: str | None = typer.Option(
         None, "--job", "-j", metavar="NAME", help="Only this job (default: every job with rules)."
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", "-n", help="Print what would be kept and deleted; delete nothing."
+    ),
+    storage_uri: str | None = typer.Option(
+        None,
+        "--storage",
+        metavar="URI",
+        help="Against Scalar's Cassy: the storage it writes to (its key layout), deleted "
+        "from directly, e.g. s3://bucket/prefix.",
+    ),
+    server_config: Path | None = typer.Option(
+        None,
+        "--server-config",
+        metavar="FILE",
+        help="Against Scalar's Cassy: a built-in server config whose [storage] table "
+        "(endpoint, credentials) names that storage.",
     ),
     as_json: bool = json_option(),
 ) -> None:
@@ -41,7 +58,9 @@ def prune(
     it, and the bytes freed. The newest good backup, min_keep good ones, the snapshot the
     current incrementals extend, running backups and those a restore reads are never
     deleted. Each prune (not a dry run) is recorded in the history as the job NAME:prune
-    and notified like a run. Needs the built-in server (Scalar's Cassy has no delete).
+    and notified like a run. The built-in server deletes through its Backups service;
+    Scalar's Cassy has no delete, so against it prune deletes from its storage (--storage
+    or --server-config), and Cassy's ListBackups still lists the deleted backups.
 
     Exit codes: 0 done, 1 a backup could not be deleted or the server refused, 2 config
     error, 5 server unreachable.
@@ -60,19 +79,24 @@ def prune(
     failed = False
     reports: list[dict[str, object]] = []
     with runtime, server_errors():
-        if not runtime.client.is_builtin_server():
+        client: PruneClient = runtime.client
+        pruner = runtime.pruner
+        behind_cassy = not runtime.client.is_builtin_server()
+        if behind_cassy:
+            backups = _cassy_storage(runtime.client, storage_uri, server_config, settings)
+            client, pruner = backups, runtime.pruner_for(lambda: backups)
+        elif storage_uri is not None or server_config is not None:
             fail(
-                f"the server at {settings.server.address} is not `cassy-scheduler serve`: "
-                "Scalar's Cassy has no call to delete a backup, so prune needs the built-in "
-                "server",
-                Exit.FAILED,
+                f"the server at {settings.server.address} is `cassy-scheduler serve`, which "
+                "deletes its own backups: leave out --storage and --server-config",
+                Exit.USAGE,
             )
         for chosen in jobs:
             if dry_run:
-                plan = plan_prune(runtime.client, chosen, runtime.clock.now())
+                plan = plan_prune(client, chosen, runtime.clock.now())
                 done = None
             else:
-                result, done = runtime.pruner.prune_and_report(chosen)
+                result, done = pruner.prune_and_report(chosen)
                 failed = failed or not result.succeeded
                 if done is None:
                     fail(result.error or f"prune of {chosen.name} failed", Exit.FAILED)
@@ -83,7 +107,25 @@ def prune(
                 _print(plan, done)
     if as_json:
         print_json(reports)
+    elif behind_cassy:
+        from cassy_scheduler.cassyprune import ROWS_STAY
+
+        out().print(f"note: {ROWS_STAY}")
     raise typer.Exit(Exit.FAILED if failed else Exit.OK)
+
+
+def _cassy_storage(
+    client: CassyClient, uri: str | None, server_config: Path | None, settings: SchedulerConfig
+) -> CassyStorageBackups:
+    from cassy_scheduler.cassyprune import CassyStorageBackups
+
+    storage = storage_from(
+        uri,
+        server_config,
+        f"the server at {settings.server.address} is Scalar's Cassy, which has no call to "
+        "delete a backup, so prune deletes from the storage it writes to",
+    )
+    return CassyStorageBackups(client, storage)
 
 
 def _jobs(settings: SchedulerConfig, name: str | None) -> list[JobConfig]:

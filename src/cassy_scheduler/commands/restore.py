@@ -24,6 +24,7 @@ from cassy_scheduler.commands.common import (
     out,
     print_json,
     server_errors,
+    storage_from,
     when,
 )
 from cassy_scheduler.commands.tables import Column, print_table
@@ -31,7 +32,6 @@ from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreT
 
 if TYPE_CHECKING:
     from cassy_scheduler.client import BackupEntry, CassyClient, RestoreEntry
-    from cassy_scheduler.storage import Storage
     from cassy_scheduler.verify import NodeReport, VerifyReport
 
 SERVER_ENV = "CASSY_SERVER"
@@ -281,7 +281,11 @@ def verify(  # noqa: PLR0917 (typer reads options from parameters)
     """
     from cassy_scheduler.verify import VerifyError, verify_snapshot
 
-    storage = _storage(storage_uri, server_config)
+    storage = storage_from(
+        storage_uri,
+        server_config,
+        "verify reads storage itself (Cassy's API does not serve stored files)",
+    )
     with server_errors(), _client(server, config) as client:
         rows = client.list_backups(snapshot_id=snapshot_id)
     facts = _snapshot_facts(rows, snapshot_id, cluster_id)
@@ -302,33 +306,6 @@ def verify(  # noqa: PLR0917 (typer reads options from parameters)
         _print_report(report)
     if not report.ok:
         raise typer.Exit(RestoreExit.FAILED)
-
-
-def _storage(uri: str | None, server_config: Path | None) -> Storage:
-    """The server's whole [storage] table (endpoint, credentials) from its config, else a
-    bare URI with the provider's own endpoint and credential chain."""
-    from cassy_scheduler.storage import StorageError, open_storage
-    from cassy_scheduler.storage.options import StorageOptions
-
-    where: str | StorageOptions | None = uri
-    if uri is None and server_config is not None:
-        from cassy_scheduler.configfile.errors import ConfigError
-        from cassy_scheduler.server.settings import load_server_settings
-
-        try:
-            where = load_server_settings(server_config).storage
-        except ConfigError as exc:
-            fail(str(exc), RestoreExit.USAGE)
-    if where is None:
-        fail(
-            "verify reads storage itself (Cassy's API does not serve stored files): give "
-            "--storage URI or --server-config FILE",
-            RestoreExit.USAGE,
-        )
-    try:
-        return open_storage(where)
-    except StorageError as exc:
-        fail(str(exc), RestoreExit.USAGE)
 
 
 @dataclass(frozen=True)
