@@ -1,6 +1,7 @@
 """grpcurl against the built-in server, as Cassy's users run it: every reply's JSON has the
 proto's own field names (cluster_id, not clusterId) and Cassy's value types (uint64 times as
-strings, statuses by name), so scripts that parse grpcurl's output keep working.
+strings, statuses by name), so scripts that parse grpcurl's output keep working; our own
+Backups service beside it follows the same conventions.
 
 grpcurl is the real program, built from the Go module proxy into the cache by the set-up.
 """
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from cassy_scheduler.protocol.generated import cassy_pb2
+from cassy_scheduler.protocol.generated import backups_pb2, cassy_pb2
 from tests.serverproc import ServerProcess
 from tools.localcluster import LocalCluster
 from tools.peers.gotools import GRPCURL, installed
@@ -24,6 +25,8 @@ from tools.peers.gotools import GRPCURL, installed
 pytestmark = pytest.mark.cassandra
 
 MESSAGES = cassy_pb2.DESCRIPTOR.message_types_by_name
+BACKUP_MESSAGES = backups_pb2.DESCRIPTOR.message_types_by_name
+BACKUPS = "cassy_scheduler.v1.Backups"
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +48,7 @@ class Grpcurl:
                 "-d",
                 "@",  # the body from stdin: a command-line argument holds 128 KiB at most
                 self.address,
-                f"rpc.Cassy/{method}",
+                method if "/" in method else f"rpc.Cassy/{method}",
             ],
             input=json.dumps(body),
             capture_output=True,
@@ -123,6 +126,27 @@ def test_every_reply_has_cassys_field_names_and_types(cli: Grpcurl, cluster1: Lo
     )
     assert_shape(MESSAGES["RestoreStatusListingResponse"], restores)
     assert restores == {"cluster_id": cluster_id}  # no restores yet: only the id, as Cassy
+
+    # Our own service beside Cassy's, found by reflection, in the same JSON conventions.
+    described = cli.call(f"{BACKUPS}/DescribeBackups", {"cluster_id": cluster_id})
+    assert_shape(BACKUP_MESSAGES["DescribeBackupsResponse"], described)
+    ours = [e for e in described["entries"] if e["snapshot_id"] == taken["snapshot_id"]]
+    assert len(ours) == len(rows) and all(e["status"] == "COMPLETED" for e in ours)
+    assert all(e["size_known"] and int(e["bytes"]) > 0 for e in ours)
+    preview = cli.call(
+        f"{BACKUPS}/DeleteBackup",
+        {"cluster_id": cluster_id, "snapshot_id": taken["snapshot_id"], "dry_run": True},
+    )
+    assert_shape(BACKUP_MESSAGES["DeleteBackupResponse"], preview)
+    assert preview["dry_run"] is True and int(preview["objects"]) > 0
+    listed_services = subprocess.run(
+        [str(cli.program), "-plaintext", cli.address, "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.split()
+    assert {"rpc.Cassy", BACKUPS} <= set(listed_services)
 
 
 def test_refusals_read_as_grpcurl_prints_them(cli: Grpcurl, cluster1: LocalCluster) -> None:

@@ -13,7 +13,7 @@ import grpc
 
 from cassy_scheduler.protocol.generated import backups_pb2, backups_pb2_grpc
 from cassy_scheduler.server.deletion import BackupDeletions
-from cassy_scheduler.server.servicer import answered
+from cassy_scheduler.server.servicer import answered, wire_status
 from cassy_scheduler.storage.errors import StorageError
 
 SERVICE_NAME = backups_pb2.DESCRIPTOR.services_by_name["Backups"].full_name
@@ -37,7 +37,7 @@ class BackupsServicer(backups_pb2_grpc.BackupsServicer):
                     created_at=d.row.created_at,
                     backup_type=int(d.row.backup_type),
                     target_ip=d.row.target_ip,
-                    status=int(d.row.status),
+                    status=wire_status(d.row.status),
                     size_known=d.size is not None,
                     files=d.size.files if d.size else 0,
                     bytes=d.size.bytes if d.size else 0,

@@ -117,7 +117,7 @@ def _send_reasons(
         context.set_trailing_metadata(((REASONS_KEY, reasons),))
 
 
-def _status(status: OperationStatus) -> cassy_pb2.OperationStatus.ValueType:
+def wire_status(status: OperationStatus) -> cassy_pb2.OperationStatus.ValueType:
     return cassy_pb2.OperationStatus.Value(status.name)
 
 
@@ -197,7 +197,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
         with answered(context):
             started = self._operations.backup(ask)
         return cassy_pb2.BackupResponse(
-            status=_status(OperationStatus.STARTED),
+            status=wire_status(OperationStatus.STARTED),
             cluster_id=started.cluster_id,
             target_ips=started.targets,
             snapshot_id=started.snapshot_id,
@@ -220,7 +220,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
                     created_at=r.created_at,
                     updated_at=r.updated_at,
                     backup_type=int(r.backup_type),
-                    status=_status(r.status),
+                    status=wire_status(r.status),
                 )
                 for r in rows
             ]
@@ -242,7 +242,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
                 raise NotOfferedError("this server does not restore")
             started = self._restores.restore(ask)
         return cassy_pb2.RestoreResponse(
-            status=_status(OperationStatus.STARTED),
+            status=wire_status(OperationStatus.STARTED),
             cluster_id=started.cluster_id,
             target_ips=started.targets,
             snapshot_id=started.snapshot_id,
@@ -265,7 +265,7 @@ class CassyServicer(cassy_pb2_grpc.CassyServicer):
                     created_at=r.created_at,
                     updated_at=r.updated_at,
                     restore_type=int(r.restore_type),
-                    status=_status(r.status),
+                    status=wire_status(r.status),
                 )
                 for r in rows
             ],

@@ -22,25 +22,26 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from . import cassy_pb2 as cassy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rbackups.proto\x12\x12\x63\x61ssy_scheduler.v1\",\n\x16\x44\x65scribeBackupsRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\"\xc9\x01\n\x0f\x44\x65scribedBackup\x12\x13\n\x0bsnapshot_id\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\x04\x12\x13\n\x0b\x62\x61\x63kup_type\x18\x03 \x01(\r\x12\x11\n\ttarget_ip\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\r\x12\x12\n\nsize_known\x18\x06 \x01(\x08\x12\r\n\x05\x66iles\x18\x07 \x01(\x04\x12\r\n\x05\x62ytes\x18\x08 \x01(\x04\x12\x10\n\x08\x64\x65leting\x18\t \x01(\x08\x12\x11\n\trestoring\x18\n \x01(\x08\"O\n\x17\x44\x65scribeBackupsResponse\x12\x34\n\x07\x65ntries\x18\x01 \x03(\x0b\x32#.cassy_scheduler.v1.DescribedBackup\"c\n\x13\x44\x65leteBackupRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x12\n\ncreated_at\x18\x03 \x01(\x04\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\"U\n\x14\x44\x65leteBackupResponse\x12\x0f\n\x07objects\x18\x01 \x01(\x04\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\x12\x0c\n\x04rows\x18\x03 \x01(\r\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\x32\xd8\x01\n\x07\x42\x61\x63kups\x12j\n\x0f\x44\x65scribeBackups\x12*.cassy_scheduler.v1.DescribeBackupsRequest\x1a+.cassy_scheduler.v1.DescribeBackupsResponse\x12\x61\n\x0c\x44\x65leteBackup\x12\'.cassy_scheduler.v1.DeleteBackupRequest\x1a(.cassy_scheduler.v1.DeleteBackupResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rbackups.proto\x12\x12\x63\x61ssy_scheduler.v1\x1a\x0b\x63\x61ssy.proto\",\n\x16\x44\x65scribeBackupsRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\"\xdf\x01\n\x0f\x44\x65scribedBackup\x12\x13\n\x0bsnapshot_id\x18\x01 \x01(\t\x12\x12\n\ncreated_at\x18\x02 \x01(\x04\x12\x13\n\x0b\x62\x61\x63kup_type\x18\x03 \x01(\r\x12\x11\n\ttarget_ip\x18\x04 \x01(\t\x12$\n\x06status\x18\x05 \x01(\x0e\x32\x14.rpc.OperationStatus\x12\x12\n\nsize_known\x18\x06 \x01(\x08\x12\r\n\x05\x66iles\x18\x07 \x01(\x04\x12\r\n\x05\x62ytes\x18\x08 \x01(\x04\x12\x10\n\x08\x64\x65leting\x18\t \x01(\x08\x12\x11\n\trestoring\x18\n \x01(\x08\"O\n\x17\x44\x65scribeBackupsResponse\x12\x34\n\x07\x65ntries\x18\x01 \x03(\x0b\x32#.cassy_scheduler.v1.DescribedBackup\"c\n\x13\x44\x65leteBackupRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\x12\x12\n\ncreated_at\x18\x03 \x01(\x04\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\"U\n\x14\x44\x65leteBackupResponse\x12\x0f\n\x07objects\x18\x01 \x01(\x04\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\x12\x0c\n\x04rows\x18\x03 \x01(\r\x12\x0f\n\x07\x64ry_run\x18\x04 \x01(\x08\x32\xd8\x01\n\x07\x42\x61\x63kups\x12j\n\x0f\x44\x65scribeBackups\x12*.cassy_scheduler.v1.DescribeBackupsRequest\x1a+.cassy_scheduler.v1.DescribeBackupsResponse\x12\x61\n\x0c\x44\x65leteBackup\x12\'.cassy_scheduler.v1.DeleteBackupRequest\x1a(.cassy_scheduler.v1.DeleteBackupResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'backups_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DESCRIBEBACKUPSREQUEST']._serialized_start=37
-  _globals['_DESCRIBEBACKUPSREQUEST']._serialized_end=81
-  _globals['_DESCRIBEDBACKUP']._serialized_start=84
-  _globals['_DESCRIBEDBACKUP']._serialized_end=285
-  _globals['_DESCRIBEBACKUPSRESPONSE']._serialized_start=287
-  _globals['_DESCRIBEBACKUPSRESPONSE']._serialized_end=366
-  _globals['_DELETEBACKUPREQUEST']._serialized_start=368
-  _globals['_DELETEBACKUPREQUEST']._serialized_end=467
-  _globals['_DELETEBACKUPRESPONSE']._serialized_start=469
-  _globals['_DELETEBACKUPRESPONSE']._serialized_end=554
-  _globals['_BACKUPS']._serialized_start=557
-  _globals['_BACKUPS']._serialized_end=773
+  _globals['_DESCRIBEBACKUPSREQUEST']._serialized_start=50
+  _globals['_DESCRIBEBACKUPSREQUEST']._serialized_end=94
+  _globals['_DESCRIBEDBACKUP']._serialized_start=97
+  _globals['_DESCRIBEDBACKUP']._serialized_end=320
+  _globals['_DESCRIBEBACKUPSRESPONSE']._serialized_start=322
+  _globals['_DESCRIBEBACKUPSRESPONSE']._serialized_end=401
+  _globals['_DELETEBACKUPREQUEST']._serialized_start=403
+  _globals['_DELETEBACKUPREQUEST']._serialized_end=502
+  _globals['_DELETEBACKUPRESPONSE']._serialized_start=504
+  _globals['_DELETEBACKUPRESPONSE']._serialized_end=589
+  _globals['_BACKUPS']._serialized_start=592
+  _globals['_BACKUPS']._serialized_end=808
 # @@protoc_insertion_point(module_scope)

@@ -12,6 +12,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 import builtins as _builtins
+from . import cassy_pb2 as _cassy_pb2
 import sys
 import typing as _typing
 
@@ -60,8 +61,8 @@ class DescribedBackup(_message.Message):
     """ms since the epoch, as in rpc.Cassy"""
     backup_type: _builtins.int
     target_ip: _builtins.str
-    status: _builtins.int
-    """rpc.OperationStatus"""
+    status: _cassy_pb2.OperationStatus.ValueType
+    """by name, as in rpc.Cassy"""
     size_known: _builtins.bool
     files: _builtins.int
     bytes: _builtins.int
@@ -76,7 +77,7 @@ class DescribedBackup(_message.Message):
         created_at: _builtins.int = ...,
         backup_type: _builtins.int = ...,
         target_ip: _builtins.str = ...,
-        status: _builtins.int = ...,
+        status: _cassy_pb2.OperationStatus.ValueType = ...,
         size_known: _builtins.bool = ...,
         files: _builtins.int = ...,
         bytes: _builtins.int = ...,
