@@ -364,3 +364,35 @@ def test_many_threads_can_write_and_read_at_once(store: SqliteMetadataStore) -> 
     rows = store.list_backups(cluster_id="c")
     assert len(rows) == threads_count * requests_each * len(NODES)
     assert {r.status for r in rows} == {OperationStatus.COMPLETED}
+
+
+def test_a_version_1_database_is_migrated_in_place_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "metadata.db"
+    store = SqliteMetadataStore(path)
+    store.insert_backups(
+        cluster_id="c",
+        target_ips=["127.0.0.2"],
+        snapshot_id="s",
+        backup_type=BackupType.NODE_SNAPSHOT,
+        created_at=1000,
+        status=OperationStatus.COMPLETED,
+    )
+    store.close()
+    with sqlite3.connect(path) as old:  # as a server of schema version 1 left it
+        old.execute("DROP TABLE backup_sizes")
+        old.execute("DROP TABLE backup_deletions")
+        old.execute("DELETE FROM schema_version")
+        old.execute("INSERT INTO schema_version (version) VALUES (1)")
+    old.close()
+    store = SqliteMetadataStore(path)
+    try:
+        assert [r.snapshot_id for r in store.list_backups(cluster_id="c")] == ["s"]
+        store.record_size(store.list_backups(cluster_id="c")[0].key, 3, 300)
+        assert list(store.sizes("c").values())[0].bytes == 300
+        assert store.deletions("c") == set()
+    finally:
+        store.close()
+    with sqlite3.connect(path) as done:
+        versions = [v for (v,) in done.execute("SELECT version FROM schema_version")]
+    done.close()
+    assert max(versions) == 2

@@ -64,12 +64,14 @@ def kept(decisions: dict[str, Decision]) -> list[str]:
 def newest_of_buckets(
     times: Sequence[datetime], key: Callable[[datetime], Hashable], n: int
 ) -> set[str]:
-    """Independent oracle: the newest instant of each bucket, then the n most recent of those."""
+    """Independent oracle: the newest instant of each bucket, then the n most recent of those;
+    with fewer than n buckets, the oldest instant too (restic 0.17's rule)."""
     newest: dict[Hashable, datetime] = {}
     for t in times:
         if key(t) not in newest or t > newest[key(t)]:
             newest[key(t)] = t
-    return {sid(t) for t in sorted(newest.values(), reverse=True)[:n]}
+    chosen = {sid(t) for t in sorted(newest.values(), reverse=True)[:n]}
+    return chosen | {sid(min(times))} if len(newest) < n else chosen
 
 
 ORACLE_KEYS: dict[str, Callable[[datetime], Hashable]] = {
@@ -116,7 +118,7 @@ def test_each_rule_alone_keeps_what_an_independent_oracle_says(
     decisions = run([good(t) for t in times], policy)
     assert set(kept(decisions)) == expected
     for i in expected:
-        assert f"keep_{rule}" in decisions[i].reasons
+        assert any(r.startswith(f"keep_{rule}") for r in decisions[i].reasons)
 
 
 @pytest.mark.parametrize(
@@ -136,7 +138,8 @@ def test_each_rule_alone_keeps_what_an_independent_oracle_says(
             RetentionPolicy(keep_monthly=3),
             ["2026-12-31T18:00Z", "2026-11-30T18:00Z", "2026-10-31T18:00Z"],
         ),
-        (RetentionPolicy(keep_yearly=5), ["2026-12-31T18:00Z"]),  # only one year has backups
+        # only one year has backups: the rule is unfilled, so the oldest stays too
+        (RetentionPolicy(keep_yearly=5), ["2026-12-31T18:00Z", "2026-01-01T00:00Z"]),
         # strictly newer than newest - 1d: 2026-12-30T18:00 itself is out
         (
             RetentionPolicy(keep_within=DAY),
@@ -168,13 +171,16 @@ def test_iso_week_53_of_2026_spans_the_new_year() -> None:
     [
         # W53 is one bucket across the new year: its newest is 2027-01-03, nothing of 12-28..01-02
         (RetentionPolicy(keep_weekly=2), ["2027-01-08T12:00Z", "2027-01-03T12:00Z"]),
-        # only three weeks have backups: W52, W53 and 2027-W01
+        # only three weeks have backups: W52, W53 and 2027-W01, and the oldest stays too
         (
             RetentionPolicy(keep_weekly=10),
-            ["2027-01-08T12:00Z", "2027-01-03T12:00Z", "2026-12-27T12:00Z"],
+            ["2027-01-08T12:00Z", "2027-01-03T12:00Z", "2026-12-27T12:00Z", "2026-12-25T12:00Z"],
         ),
         (RetentionPolicy(keep_yearly=2), ["2027-01-08T12:00Z", "2026-12-31T12:00Z"]),
-        (RetentionPolicy(keep_monthly=5), ["2027-01-08T12:00Z", "2026-12-31T12:00Z"]),
+        (
+            RetentionPolicy(keep_monthly=5),
+            ["2027-01-08T12:00Z", "2026-12-31T12:00Z", "2026-12-25T12:00Z"],
+        ),
     ],
 )
 def test_year_boundary(policy: RetentionPolicy, expected: list[str]) -> None:
@@ -428,4 +434,15 @@ def test_no_rule_keeps_an_incomplete_chain_even_the_newest(age: timedelta) -> No
         "keep_last",
         "keep_daily",
         "the newest good backup",
+    )
+
+
+def test_a_rule_not_yet_filled_keeps_the_oldest_too_and_says_so() -> None:
+    """restic 0.17: ten daily backups under keep_monthly = 12 keep the newest and the oldest,
+    so a young job's first backup is there to become the monthly one."""
+    times = every(datetime(2026, 3, 1, 3, tzinfo=UTC), datetime(2026, 3, 10, 4, tzinfo=UTC), DAY)
+    decisions = run([good(t) for t in times], RetentionPolicy(keep_monthly=12))
+    assert kept(decisions) == ["2026-03-10T03:00Z", "2026-03-01T03:00Z"]
+    assert decisions[sid(times[0])].reasons == (
+        "keep_monthly (the oldest, while the rule is unfilled)",
     )

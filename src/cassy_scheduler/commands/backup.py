@@ -1,4 +1,6 @@
-"""`backup`: one backup now, waited for on every node, for system cron and for people."""
+"""`backup`: one backup now, waited for on every node, for system cron and for people. A job
+with keep_* rules (and no prune_schedule) is pruned after a successful backup, as the daemon
+does, so cron lines keep the storage in check too."""
 
 from __future__ import annotations
 
@@ -145,6 +147,8 @@ def _run_with_signals(runtime: Runtime, job: JobConfig) -> RunResult:
     def work() -> None:
         try:
             results.append(runtime.runner.run(job, runtime.clock.now(), stop))
+            if results[0].succeeded and job.retention is not None and job.prune_schedule is None:
+                runtime.pruner.prune(job, stop)  # as the daemon does: its own run and notice
         except (SchedulingError, StateError) as exc:  # the state files, not the backup
             errors.append(exc)
 

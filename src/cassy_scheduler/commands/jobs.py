@@ -83,7 +83,9 @@ def crontab(
     """Crontab lines that run the configured jobs from system cron.
 
     For system cron instead of the daemon.
-    Each line runs `backup TYPE --job NAME`, so cron runs share the daemon's history and locks.
+    Each line runs `backup TYPE --job NAME`, so cron runs share the daemon's history and locks;
+    a job with keep_* rules is pruned after each successful backup, or by a `prune` line on
+    its prune_schedule.
     Cron has no seconds field and no jitter; a job in a timezone other than UTC gets a
     CRON_TZ line, which cronie honours and Debian's cron ignores.
     """
@@ -115,6 +117,12 @@ def crontab(
             f"--job {shlex.quote(job.name)}"
         )
         lines.append(("# " if disabled else "") + line)
+        if job.retention is not None and job.prune_schedule is not None:
+            lines.append(f"# {job.name}: pruned on its prune_schedule")
+            prune = f"{program} prune --config {path} --job {shlex.quote(job.name)}"
+            lines.append(
+                ("# " if disabled else "") + f"{job.prune_schedule.minute_expression} {prune}"
+            )
     typer.echo("\n".join(lines))
 
 

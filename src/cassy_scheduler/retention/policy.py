@@ -10,7 +10,9 @@ walks them newest first (restic's semantics):
 - keep_hourly/daily/weekly/monthly/yearly N: the newest chain of each of the N most recent
   hours (days, ISO weeks, months, years) that have one, in the policy's time zone;
 - keep_within D: every chain taken less than D before the newest good one (not before now:
-  a scheduler that stopped for a month must not come back to an empty bucket).
+  a scheduler that stopped for a month must not come back to an empty bucket);
+- a calendar rule that finds fewer buckets than it may keep also keeps the oldest good chain
+  (restic 0.17's rule), so a young job's first backup ages into the monthly or yearly one.
 A chain kept by any rule stays. Then the rails, which no rule can overrule:
 - the newest good chain stays, and so do the newest good ones up to `min_keep`;
 - a chain the cluster's current incrementals extend stays;
@@ -189,6 +191,10 @@ def _by_rules(good: Sequence[Chain], policy: RetentionPolicy, zone: tzinfo) -> d
                 count -= 1
                 if count == 0:
                     break
+        if count and good:  # restic 0.17: a rule not yet filled keeps the oldest too
+            _add(
+                kept[good[-1].snapshot_id], f"keep_{name} (the oldest, while the rule is unfilled)"
+            )
     if policy.keep_within is not None and good:
         since = good[0].created_at - policy.keep_within
         for chain in good:
