@@ -388,7 +388,7 @@ def test_a_version_1_database_is_migrated_in_place_and_keeps_its_rows(tmp_path: 
     try:
         assert [r.snapshot_id for r in store.list_backups(cluster_id="c")] == ["s"]
         store.record_size(store.list_backups(cluster_id="c")[0].key, 3, 300)
-        assert list(store.sizes("c").values())[0].bytes == 300
+        assert next(iter(store.sizes("c").values())).bytes == 300
         assert store.deletions("c") == set()
     finally:
         store.close()
