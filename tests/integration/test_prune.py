@@ -312,6 +312,13 @@ def test_a_month_is_pruned_to_what_the_policy_keeps_and_every_kept_backup_verifi
         assert verified == {s.snapshot_id for s in seeded if s.good} & keep
         (run,) = runs(config)
         assert run.job_name == "nightly:prune" and run.outcome.value == "succeeded"
+        listed = cli("backups", source.cluster.cluster_id, "-c", str(config), "--json")
+        assert listed.returncode == 0, listed.stderr
+        sizes = {
+            (r["snapshot_id"], r["backup_type"]): r["bytes"] for r in json.loads(listed.stdout)
+        }
+        expected_bytes = sum(e.size for e in source.snapshot.files)
+        assert {sizes[(sid, "NODE_SNAPSHOT")] for sid in verified} == {expected_bytes}
 
         code, again, output = prune(config)  # nothing more to do
         assert code == 0 and not again[0]["deleted"], output
@@ -396,7 +403,7 @@ def test_the_daemon_prunes_after_each_backup_and_records_and_notifies_the_prune(
         "import os, sys; open(sys.argv[1], 'a').write("
         "os.environ['CASSY_JOB'] + ' ' + os.environ['CASSY_SUBJECT'] + chr(10))"
     )
-    moment, line = instant(15)
+    moment, line = instant(7)
     (tmp_path / "sched").mkdir()
     config = write_config(
         tmp_path / "sched",
