@@ -163,7 +163,7 @@ def _print(plan: PrunePlan, done: PruneDone | None) -> None:
             d.chain.snapshot_id,
             d.chain.state.value
             + (f" +{len(d.chain.incrementals)} incr." if d.chain.incrementals else ""),
-            format_size(d.chain.stored_bytes or 0),
+            "-" if d.chain.stored_bytes is None else format_size(d.chain.stored_bytes),
             d.verdict.name,
             d.why
             + (f"; {len(d.incrementals)} failed incremental(s) removed" if d.incrementals else ""),

@@ -146,10 +146,17 @@ def chains_of(
                     for ms, rows in sorted(extensions, key=lambda item: item[0])
                 ),
                 restoring=snapshot_id in in_restore,
-                stored_bytes=sum(row.bytes or 0 for row in everything),
+                stored_bytes=_known_bytes(everything),
             )
         )
     return chains, (newest[1] if newest else None)
+
+
+def _known_bytes(rows: Sequence[StoredBackup]) -> int | None:
+    """What the rows hold as far as the server knows (None: it knows of none, as for a
+    failed upload whose objects nobody counted)."""
+    known = [row.bytes for row in rows if row.bytes is not None]
+    return sum(known) if known else None
 
 
 def _state(rows: Sequence[StoredBackup]) -> State:
