@@ -269,13 +269,18 @@ class CassyClient(Closing):
 
     def is_builtin_server(self, *, timeout_s: float | None = None) -> bool:
         """Whether this is `cassy-scheduler serve`; anything else (Scalar's Cassy) is treated
-        by Cassy's rules. Asked through the standard health service, so Cassy's API is unchanged."""
+        by Cassy's rules. Asked through the standard health service, so Cassy's API is unchanged.
+        A server that cannot be reached is neither: CassyUnavailable (or DeadlineExceeded),
+        never a guess that could send a caller down Cassy's paths."""
         stub = health_pb2_grpc.HealthStub(self._channel)
         request = health_pb2.HealthCheckRequest(service=BUILTIN_SERVER_HEALTH_NAME)
         try:
             reply = stub.Check(request, timeout=self.timeout_s if timeout_s is None else timeout_s)
-        except grpc.RpcError:
-            return False
+        except grpc.RpcError as exc:
+            code = exc.code()
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise _error_class(code)("Check", self.address, code, exc.details() or "") from exc
+            return False  # no health service, or not ours: Scalar's Cassy
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
     # -- calls --

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
@@ -103,13 +103,21 @@ def preflight(
         if job.enabled:
             findings += _job_findings(job, client, resolved)
             if job.retention is not None and job.name in resolved:
-                findings += _retention_findings(job, client, now, history)
+                findings += _retention_findings(job, client, now, history, config.jobs)
     mixed = _mixed_types(config.jobs, resolved)
-    if mixed and not client.is_builtin_server():
+    if mixed and not _is_builtin(client):
         findings += mixed
     if history is not None:
         findings += _recent_runs(config.jobs, history, journal, now)
     return findings
+
+
+def _is_builtin(client: CheckedServer) -> bool:
+    """Unreachable counts as Scalar's Cassy here: its rules are the stricter ones."""
+    try:
+        return client.is_builtin_server()
+    except CassyError:
+        return False
 
 
 def _state_dir(path: Path) -> Finding:
@@ -189,23 +197,28 @@ def _job_findings(
 
 
 def _retention_findings(
-    job: JobConfig, client: CheckedServer, now: datetime, history: RunHistory | None
+    job: JobConfig,
+    client: CheckedServer,
+    now: datetime,
+    history: RunHistory | None,
+    config_jobs: Sequence[JobConfig],
 ) -> list[Finding]:
     """What the job's policy keeps now, and the signs that storage grows faster than the
     policy explains: prunes that stopped, or incrementals that outgrow their snapshot."""
     subject = f"jobs.{job.name}"
-    if not client.is_builtin_server():
-        return [
-            Finding(
-                Severity.WARNING,
-                subject,
-                "the job has keep_* rules, but the server is Scalar's Cassy, which has no call "
-                "to delete a backup: its prunes will fail and nothing is removed",
-                "point [server] at `cassy-scheduler serve`, or remove the keep_* rules",
-            )
-        ]
     try:
-        plan = plan_prune(client, job, now)
+        if not client.is_builtin_server():
+            return [
+                Finding(
+                    Severity.WARNING,
+                    subject,
+                    "the job has keep_* rules, but the server is Scalar's Cassy, which has no "
+                    "call to delete a backup: the daemon's prunes of it will fail",
+                    "point [server] at `cassy-scheduler serve`, or prune from cron with "
+                    "`cassy-scheduler prune --storage URI` (docs/retention.md)",
+                )
+            ]
+        plan = plan_prune(client, job, now, config_jobs)
         rows = client.describe_backups(plan.cluster_id)
     except CassyError as exc:
         return [Finding(Severity.CRITICAL, subject, f"cannot describe its backups: {exc}")]

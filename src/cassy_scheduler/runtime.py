@@ -102,6 +102,8 @@ class Runtime(Closing):
             observers=[self.notifier, self.metrics, *self._observers],
             adopt=self.notifier.adopt,
             stored=self.metrics.backups_stored,
+            jobs=lambda: self.config.jobs,
+            locks=self.state.locks,
         )
 
     def daemon(self) -> Daemon:

@@ -163,3 +163,28 @@ def test_an_incremental_alone_goes_only_when_it_failed_and_only_its_record(
     assert (done.objects, done.rows) == (0, 2)  # it wrote no manifest; its two rows go
     assert len(list(storage.list("node-backup/"))) == before
     assert {r.backup_type for r in metadata.list_backups(snapshot_id="snap")} == {SNAPSHOT}
+
+
+def test_an_incremental_failed_on_one_node_loses_that_nodes_record_only(
+    tmp_path: Path, metadata: SqliteMetadataStore
+) -> None:
+    storage = FilesystemStorage(tmp_path / "store", durable=False)
+    chain(storage, metadata)
+    incremental = [r for r in metadata.list_backups(snapshot_id="snap") if r.created_at == 2000]
+    metadata.update_backup_status(incremental[1].key, OperationStatus.FAILED, "disk full")
+    done = BackupDeletions(metadata, storage).delete(CLUSTER, "snap", 2000, dry_run=False)
+    assert done.rows == 1
+    left = [r for r in metadata.list_backups(snapshot_id="snap") if r.created_at == 2000]
+    assert [(r.target_ip, r.status) for r in left] == [
+        (incremental[0].target_ip, OperationStatus.COMPLETED)
+    ]
+    with pytest.raises(PreconditionError, match="completed"):  # nothing failed is left
+        BackupDeletions(metadata, storage).delete(CLUSTER, "snap", 2000, dry_run=False)
+    metadata.insert_backups(  # and a deletion under way takes no new rows
+        cluster_id=CLUSTER, target_ips=NODES, snapshot_id="fresh", backup_type=SNAPSHOT
+    )
+    metadata.begin_deletion(CLUSTER, "snap", 0, DELETING_REASON)
+    with pytest.raises(BackupInUseError, match="is being deleted"):
+        metadata.insert_backups(
+            cluster_id=CLUSTER, target_ips=NODES, snapshot_id="snap", backup_type=INCREMENTAL
+        )

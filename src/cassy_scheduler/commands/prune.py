@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ import typer
 from cassy_scheduler.commands.common import (
     Exit,
     config_option,
+    err,
     fail,
     json_option,
     load,
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from cassy_scheduler.cassyprune import CassyStorageBackups
     from cassy_scheduler.client import CassyClient
     from cassy_scheduler.config.model import JobConfig, SchedulerConfig
-    from cassy_scheduler.scheduling.prune import PruneClient, PruneDone, PrunePlan
+    from cassy_scheduler.scheduling.prune import PruneClient, PruneDone, PrunePlan, Pruner
 
 
 def prune(  # noqa: PLR0917 (typer reads options from parameters)
@@ -67,7 +69,6 @@ def prune(  # noqa: PLR0917 (typer reads options from parameters)
     """
     from cassy_scheduler.runtime import Runtime
     from cassy_scheduler.scheduling import SchedulingError
-    from cassy_scheduler.scheduling.prune import plan_prune
     from cassy_scheduler.statefile import StateError
 
     settings = load(config)
@@ -76,7 +77,7 @@ def prune(  # noqa: PLR0917 (typer reads options from parameters)
         runtime = Runtime(settings)
     except (SchedulingError, StateError) as exc:
         fail(str(exc), Exit.USAGE)
-    failed = False
+    worst = Exit.OK
     reports: list[dict[str, object]] = []
     with runtime, server_errors():
         client: PruneClient = runtime.client
@@ -92,26 +93,52 @@ def prune(  # noqa: PLR0917 (typer reads options from parameters)
                 Exit.USAGE,
             )
         for chosen in jobs:
-            if dry_run:
-                plan = plan_prune(client, chosen, runtime.clock.now())
-                done = None
-            else:
-                result, done = pruner.prune_and_report(chosen)
-                failed = failed or not result.succeeded
-                if done is None:
-                    fail(result.error or f"prune of {chosen.name} failed", Exit.FAILED)
-                plan = done.plan
-            if as_json:
-                reports.append(_report(plan, done))
-            else:
-                _print(plan, done)
+            code, report = _prune_one(chosen, client, pruner, settings, dry_run, as_json)
+            worst = max(worst, code)
+            reports += report
     if as_json:
         print_json(reports)
     elif behind_cassy:
         from cassy_scheduler.cassyprune import ROWS_STAY
 
         out().print(f"note: {ROWS_STAY}")
-    raise typer.Exit(Exit.FAILED if failed else Exit.OK)
+    raise typer.Exit(worst)
+
+
+def _prune_one(  # noqa: PLR0917 (one job's prune and how to show it)
+    job: JobConfig,
+    client: PruneClient,
+    pruner: Pruner,
+    settings: SchedulerConfig,
+    dry_run: bool,
+    as_json: bool,
+) -> tuple[Exit, list[dict[str, object]]]:
+    """One job: its exit code and its report; a job that fails leaves the others to go on.
+    An unreachable server ends the command (exit 5): the other jobs would fail alike."""
+    from cassy_scheduler.records import Failure
+    from cassy_scheduler.scheduling.prune import plan_prune
+    from cassy_scheduler.scheduling.resolve import ResolveError
+
+    code = Exit.OK
+    done: PruneDone | None = None
+    if dry_run:
+        try:
+            plan = plan_prune(client, job, datetime.now(UTC), settings.jobs)
+        except ResolveError as exc:
+            err().print(f"error: prune of {job.name}: {exc}")
+            return Exit.FAILED, []
+    else:
+        result, done = pruner.prune_and_report(job)
+        if not result.succeeded:
+            code = Exit.UNREACHABLE if result.failure is Failure.UNREACHABLE else Exit.FAILED
+        if done is None:
+            err().print(f"error: {result.error or f'prune of {job.name} failed'}")
+            return code, []
+        plan = done.plan
+    if as_json:
+        return code, [_report(plan, done)]
+    _print(plan, done)
+    return code, []
 
 
 def _cassy_storage(

@@ -104,6 +104,7 @@ def prune_run(job: JobConfig) -> JobConfig:
     return replace(
         job,
         name=f"{job.name}{PRUNE_SUFFIX}",
+        type=JobType.PRUNE,
         schedule=job.prune_schedule or job.schedule,
         jitter=timedelta(0),
         alert_after=None,

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from cassy_scheduler.clock import Clock
-from cassy_scheduler.config.model import JobConfig, SchedulerConfig
+from cassy_scheduler.config.model import PRUNE_SUFFIX, JobConfig, SchedulerConfig, prune_run
 from cassy_scheduler.config.targets import NotifyTarget, NotifyWhen
 from cassy_scheduler.configfile.errors import ConfigProblem
 from cassy_scheduler.history import RunHistory
@@ -141,6 +141,8 @@ class Dispatcher:
         for job in config.jobs:
             if job.name == name:
                 return config, job
+            if f"{job.name}{PRUNE_SUFFIX}" == name:  # a prune of it, or a skipped one
+                return config, prune_run(job)
         return config, adopted
 
     def _next_run(self, config: SchedulerConfig, job: JobConfig) -> datetime | None:

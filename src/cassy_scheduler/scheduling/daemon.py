@@ -315,9 +315,12 @@ class Daemon:
                 self._pruner.prune(pruned, self._stop_runs)
             return
         result = self._runner.run(run.job, run.scheduled_for, self._stop_runs)
-        after = run.job.retention is not None and run.job.prune_schedule is None
+        # The rules as they are now: a reload during a long backup may have changed them.
+        job = self._jobs.get(run.job.name)
+        after = job is not None and job.retention is not None and job.prune_schedule is None
         if after and result.succeeded and self._pruner is not None and not self._stopping:
-            self._pruner.prune(run.job, self._stop_runs)
+            assert job is not None
+            self._pruner.prune(job, self._stop_runs)
 
     def _timed(self, config: SchedulerConfig) -> dict[str, JobConfig]:
         """The enabled jobs and, for each with a prune_schedule, its prune as a job of its

@@ -13,7 +13,8 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
@@ -38,10 +39,24 @@ from cassy_scheduler.retention.policy import (
     Verdict,
     decide,
 )
+from cassy_scheduler.scheduling.locks import (
+    LockBusyError,
+    LockError,
+    LockTimeoutError,
+    LockWaitStoppedError,
+    RunLocks,
+)
 from cassy_scheduler.scheduling.resolve import ClusterDirectory, ResolveError, resolve_cluster
 from cassy_scheduler.scheduling.runner import safely
 
 _log = logging.getLogger(__name__)
+
+
+#: A deletion lists and deletes every object of a snapshot, far more than one call's usual
+#: deadline allows on a large one; the server finishes it even if the caller gave up.
+DELETE_DEADLINE_S = 3600.0
+#: Describing reads a manifest for each completed backup whose size is not recorded yet.
+DESCRIBE_DEADLINE_S = 600.0
 
 
 class PruneClient(ClusterDirectory, Protocol):
@@ -169,17 +184,54 @@ def _state(rows: Sequence[StoredBackup]) -> State:
     return State.INCOMPLETE
 
 
-def plan_prune(client: PruneClient, job: JobConfig, now: datetime) -> PrunePlan:
-    """Ask the server what the job's cluster holds and decide; deletes nothing."""
+def plan_prune(
+    client: PruneClient, job: JobConfig, now: datetime, others: Sequence[JobConfig] = ()
+) -> PrunePlan:
+    """Ask the server what the job's cluster holds and decide; deletes nothing, registers
+    nothing.
+
+    The server does not say which job took a backup, so a policy applies to every backup of
+    its kind on its cluster (manual runs and imported ones too). Of `others` (the config's
+    jobs), one taking the same kind of backup of the same cluster keeps what its own rules
+    keep, and one without rules keeps everything: two jobs never prune each other's."""
     if job.retention is None:
         raise ValueError(f"job {job.name} has no retention policy")
-    cluster = resolve_cluster(client, job.cluster).cluster
-    rows = client.describe_backups(cluster.cluster_id)
+    cluster = _cluster_of(client, job)
+    rows = client.describe_backups(cluster, timeout_s=DESCRIBE_DEADLINE_S)
     chains, extended = chains_of(rows, job.type.backup_type)
     decisions = decide(
         chains, job.retention, now=now, zone=job.schedule.timezone, extended=extended
     )
-    return PrunePlan(job, cluster.cluster_id, tuple(decisions))
+    for other in others:
+        if other.name == job.name or other.type is not job.type:
+            continue
+        try:
+            if _cluster_of(client, other) != cluster:
+                continue
+        except ResolveError:  # not registered, so none of these backups is its
+            continue
+        if other.retention is None:
+            keeps = {c.snapshot_id for c in chains}
+            why = f"job {other.name} takes these backups too and has no keep_* rule"
+        else:
+            theirs = decide(
+                chains, other.retention, now=now, zone=other.schedule.timezone, extended=extended
+            )
+            keeps = {d.chain.snapshot_id for d in theirs if d.verdict is Verdict.KEEP}
+            why = f"job {other.name}'s rules keep it"
+        decisions = [
+            replace(d, verdict=Verdict.KEEP, reasons=(why,))
+            if d.verdict is Verdict.DELETE and d.chain.snapshot_id in keeps
+            else d
+            for d in decisions
+        ]
+    return PrunePlan(job, cluster, tuple(decisions))
+
+
+def _cluster_of(client: PruneClient, job: JobConfig) -> str:
+    return resolve_cluster(
+        client, replace(job.cluster, register_if_missing=False)
+    ).cluster.cluster_id
 
 
 def carry_out(
@@ -206,7 +258,9 @@ def carry_out(
             failed.append((what, skip))
             continue
         try:
-            result = client.delete_backup(plan.cluster_id, sid, created_ms)
+            result = client.delete_backup(
+                plan.cluster_id, sid, created_ms, timeout_s=DELETE_DEADLINE_S
+            )
         except CassyError as exc:
             _log.warning("prune could not delete job=%s %s error=%r", plan.job.name, what, str(exc))
             failed.append((what, exc.details or str(exc)))
@@ -223,6 +277,25 @@ def carry_out(
         )
         deleted.append((what, result))
     return PruneDone(plan, tuple(deleted), tuple(failed))
+
+
+def _not_done(
+    exc: LockError | ResolveError | CassyError, job: JobConfig, cluster_id: str | None
+) -> tuple[Outcome, Failure, str]:
+    """How a prune that could not start, or was cut off, ends."""
+    if isinstance(exc, LockBusyError):
+        return Outcome.SKIPPED, Failure.ALREADY_RUNNING, f"a prune of it is still running: {exc}"
+    if isinstance(exc, LockTimeoutError):
+        why = f"another run kept cluster {cluster_id} busy for the whole wait_timeout: {exc}"
+        return Outcome.SKIPPED, Failure.CLUSTER_BUSY, why
+    if isinstance(exc, LockWaitStoppedError):
+        return Outcome.INTERRUPTED, Failure.STOPPED, "the scheduler stopped"
+    if isinstance(exc, LockError):
+        return Outcome.FAILED, Failure.LOCAL, str(exc)
+    if isinstance(exc, ResolveError):
+        return Outcome.FAILED, exc.failure, str(exc)
+    failure = Failure.UNREACHABLE if exc.is_transient else Failure.REFUSED
+    return Outcome.FAILED, failure, f"prune of {job.name} stopped: {exc}"
 
 
 #: Told after each prune: the job, its cluster id, and the bytes its backups still hold.
@@ -242,13 +315,29 @@ class Pruner:
         observers: Sequence[RunObserver] = (),
         adopt: Callable[[JobConfig], None] = lambda job: None,
         stored: StoredBytes = lambda job, cluster_id, held: None,
+        jobs: Callable[[], Sequence[JobConfig]] = tuple,
+        locks: RunLocks | None = None,
     ) -> None:
         self._client = client
+        self._locks = locks
+        self._jobs = jobs
         self._stored = stored
         self._history = history
         self._clock = clock
         self._observers = tuple(observers)
         self._adopt = adopt
+
+    def _job_lock(self, name: str) -> AbstractContextManager[None]:
+        return self._locks.job(name) if self._locks is not None else nullcontext()
+
+    def _cluster_lock(
+        self, cluster_id: str, job: JobConfig, name: str, stop: threading.Event | None
+    ) -> AbstractContextManager[None]:
+        """As a backup does: a prune and a backup of one cluster never overlap, whichever
+        process (daemon, cron line, a person) started them."""
+        if self._locks is None:
+            return nullcontext()
+        return self._locks.cluster(cluster_id, name, job.wait_timeout.total_seconds(), stop)
 
     def prune(self, job: JobConfig, stop: threading.Event | None = None) -> RunResult:
         """Never raises for a failed prune: it ends FAILED, recorded and told."""
@@ -272,21 +361,24 @@ class Pruner:
         cluster_id: str | None = None
         summary: str | None = None
         try:
-            plan = plan_prune(self._client(), job, now)
-            cluster_id = plan.cluster_id
-            done = carry_out(self._client(), plan, stop)
-            outcome = Outcome.FAILED if done.failed else Outcome.SUCCEEDED
-            failure = Failure.NOT_DELETED if done.failed else None
+            client = self._client()
+            with self._job_lock(as_run.name):
+                cluster_id = _cluster_of(client, job)
+                with self._cluster_lock(cluster_id, job, as_run.name, stop):
+                    plan = plan_prune(client, job, now, self._jobs())
+                    done = carry_out(client, plan, stop)
+            outcome, failure = Outcome.SUCCEEDED, None
+            if done.failed:
+                stopped = stop is not None and stop.is_set()
+                outcome = Outcome.INTERRUPTED if stopped else Outcome.FAILED
+                failure = Failure.STOPPED if stopped else Failure.NOT_DELETED
             summary = done.summary()
             held = (job.name, plan.cluster_id, plan.bytes_stored - done.bytes_freed)
             safely(lambda told: self._stored(*told), held)
             error = summary if done.failed else None
             _log.info("prune finished job=%s %s", job.name, done.summary())
-        except ResolveError as exc:
-            outcome, failure, error = Outcome.FAILED, exc.failure, str(exc)
-        except CassyError as exc:
-            failure = Failure.UNREACHABLE if exc.is_transient else Failure.REFUSED
-            outcome, error = Outcome.FAILED, f"prune of {job.name} stopped: {exc}"
+        except (LockError, ResolveError, CassyError) as exc:
+            outcome, failure, error = _not_done(exc, job, cluster_id)
         except Exception as exc:  # a bug must not leave the run open
             _log.exception("prune crashed job=%s", job.name)
             outcome, failure, error = Outcome.FAILED, Failure.LOCAL, f"internal error: {exc!r}"

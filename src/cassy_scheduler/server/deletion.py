@@ -16,6 +16,7 @@ incremental may have written the same keys again.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 from cassy_scheduler.node.manifest import ManifestError, read_manifest
@@ -64,6 +65,8 @@ class BackupDeletions:
     def __init__(self, metadata: MetadataStore, storage: Storage) -> None:
         self._metadata = metadata
         self._storage = storage
+        self._busy: set[tuple[str, str]] = set()  # snapshots being deleted by a call now
+        self._busy_lock = threading.Lock()
 
     def describe(self, cluster_id: str) -> list[Described]:
         """Every row of the cluster, newest first, with its size; a completed row without
@@ -88,6 +91,23 @@ class BackupDeletions:
     def delete(
         self, cluster_id: str, snapshot_id: str, created_at: int, *, dry_run: bool
     ) -> Deleted:
+        if dry_run:
+            return self._delete(cluster_id, snapshot_id, created_at, dry_run=True)
+        with self._busy_lock:
+            if (cluster_id, snapshot_id) in self._busy:
+                raise PreconditionError(
+                    f"snapshot {echo(snapshot_id)} is being deleted by another call: wait for it"
+                )
+            self._busy.add((cluster_id, snapshot_id))
+        try:
+            return self._delete(cluster_id, snapshot_id, created_at, dry_run=False)
+        finally:
+            with self._busy_lock:
+                self._busy.discard((cluster_id, snapshot_id))
+
+    def _delete(
+        self, cluster_id: str, snapshot_id: str, created_at: int, *, dry_run: bool
+    ) -> Deleted:
         self._cluster(cluster_id)
         if not snapshot_id:
             raise InvalidRequestError("snapshot_id must be specified (ListBackups shows them)")
@@ -108,11 +128,13 @@ class BackupDeletions:
         self._metadata.check_deletable(cluster_id, snapshot_id, created_at)
         if created_at:
             return self._delete_incremental(rows, dry_run=dry_run)
+        if dry_run:
+            keys = self._objects(cluster_id, snapshot_id)
+            return Deleted(len(keys), sum(i.size for i in keys), len(rows), dry_run=True)
+        # Marked before listing: nothing written for the snapshot from here on is missed.
+        self._metadata.begin_deletion(cluster_id, snapshot_id, 0, DELETING_REASON)
         keys = self._objects(cluster_id, snapshot_id)
         size = sum(info.size for info in keys)
-        if dry_run:
-            return Deleted(len(keys), size, len(rows), dry_run=True)
-        self._metadata.begin_deletion(cluster_id, snapshot_id, 0, DELETING_REASON)
         log.warning(
             "deleting backup cluster=%s snapshot=%s rows=%d objects=%d bytes=%d",
             cluster_id,
@@ -129,16 +151,17 @@ class BackupDeletions:
         return Deleted(len(keys), size, removed, dry_run=False)
 
     def _delete_incremental(self, rows: list[BackupRecord], *, dry_run: bool) -> Deleted:
+        """The rows of the nodes where an incremental did not complete, and a manifest one
+        of them may have left; the nodes where it completed keep theirs (their files are
+        part of the chain, and go with its snapshot)."""
         first = rows[0]
         if first.backup_type.is_snapshot:
             raise InvalidRequestError(
                 f"{echo(first.snapshot_id)} created at {first.created_at} is a snapshot: it "
                 "goes with its incrementals, so send created_at 0"
             )
-        deleting = (first.snapshot_id, first.created_at) in self._metadata.deletions(
-            first.cluster_id
-        )
-        if not deleting and any(r.status is OperationStatus.COMPLETED for r in rows):
+        failed = [r for r in rows if r.status is not OperationStatus.COMPLETED]
+        if not failed:
             raise PreconditionError(
                 f"the incremental of {first.snapshot_id} created at {first.created_at} "
                 "completed: a completed incremental goes with the snapshot it extends "
@@ -150,19 +173,14 @@ class BackupDeletions:
                 r.backup_type,
                 r.created_at,
             )
-            for r in rows
+            for r in failed
         ]
         present = [s for s in (self._storage.stat(k) for k in manifests) if s is not None]
         size = sum(info.size for info in present)
         if dry_run:
-            return Deleted(len(present), size, len(rows), dry_run=True)
-        self._metadata.begin_deletion(
-            first.cluster_id, first.snapshot_id, first.created_at, DELETING_REASON
-        )
+            return Deleted(len(present), size, len(failed), dry_run=True)
         self._storage.delete_many([info.key for info in present])
-        removed = self._metadata.finish_deletion(
-            first.cluster_id, first.snapshot_id, first.created_at
-        )
+        removed = self._metadata.remove_failed_rows([r.key for r in failed])
         return Deleted(len(present), size, removed, dry_run=False)
 
     def _objects(self, cluster_id: str, snapshot_id: str) -> list[ObjectInfo]:

@@ -172,7 +172,8 @@ class SqliteMetadataStore:
             )
             for ip in target_ips
         ]
-        self._insert(BACKUPS, records)
+        # A deletion removes every row of the snapshot when it ends: none may join it now.
+        self._insert(BACKUPS, records, unless_deleting=(cluster_id, snapshot_id))
         return records
 
     def update_backup_status(
@@ -300,6 +301,23 @@ class SqliteMetadataStore:
             ).fetchall()
         return [BACKUPS.to_record(row) for row in rows]
 
+    def remove_failed_rows(self, keys: Sequence[HistoryKey]) -> int:
+        """Remove these rows (and their sizes) where they ended without completing; a row
+        that completed, or still runs, stays. Returns how many went."""
+        removed = 0
+        final_failures = [
+            int(s) for s in OperationStatus if s.is_final and s is not OperationStatus.COMPLETED
+        ]
+        marks = ", ".join("?" * len(final_failures))
+        with self._transaction() as connection:
+            for key in keys:
+                removed += connection.execute(
+                    f"DELETE FROM backup_history WHERE {KEY_MATCH} AND status IN ({marks})",
+                    (*key_values(key), *final_failures),
+                ).rowcount
+                connection.execute(f"DELETE FROM backup_sizes WHERE {KEY_MATCH}", key_values(key))
+        return removed
+
     def check_deletable(self, cluster_id: str, snapshot_id: str, created_at: int) -> None:
         """What begin_deletion would refuse, without marking anything (BackupInUseError)."""
         with self._lock:
@@ -399,9 +417,14 @@ class SqliteMetadataStore:
         with self._transaction() as connection:
             if unless_deleting is not None and _deleting(connection, *unless_deleting):
                 cluster_id, snapshot_id = unless_deleting
+                instead = (
+                    "restore another snapshot (ListBackups shows them)"
+                    if table is RESTORES
+                    else "extend a newer snapshot, or take one"
+                )
                 raise BackupInUseError(
                     f"snapshot {snapshot_id!r} of cluster {cluster_id!r} is being deleted: "
-                    "restore another snapshot (ListBackups shows them)"
+                    + instead
                 )
             try:
                 connection.executemany(
