@@ -2,17 +2,20 @@
 the objects from the storage Cassy writes to (the key layout ours shares), and Cassy's
 ListBackups goes on listing the rows, COMPLETED.
 
-Since those rows stay, what storage holds decides what a backup is:
-- a node whose row says COMPLETED but whose prefix holds nothing is described FAILED, so a
-  backup deleted earlier (or never stored where this storage points) is never counted good;
-- a snapshot with nothing stored on any node is gone and left out;
+Since those rows stay, what storage holds decides which backups are still there:
+- a snapshot with nothing stored on any node is gone (deleted earlier, or never stored where
+  this storage points) and left out, so it is never counted good again; a node with nothing
+  stored but the others with files is left as Cassy says (a node may hold no data of the
+  registered keyspaces);
 - a deletion writes a marker first, under a root Cassy never reads
   (`cassy-scheduler-deletions/<cluster>/<snapshot>`), then removes the manifests (an
   `import` may have written ours), then every other object, then the marker. A snapshot
   with a marker is described as being deleted, so one cut short is finished by the next
   prune and never taken for whole.
 Failed incrementals are left out: Cassy keeps their rows for ever, and their files (if any)
-share the snapshot's prefix, so there is nothing of their own to delete.
+share the snapshot's prefix, so there is nothing of their own to delete. Cassy cannot refuse
+a restore, so a restore it starts after the check that none runs, and before the deletion
+ends, reads a snapshot going away: prune from cron at an hour no one restores.
 
 This module bridges the two sides (Cassy's client and our storage code) for one command,
 `prune --storage`; neither side imports it.
@@ -94,9 +97,6 @@ class CassyStorageBackups:
             if row.status.is_final and row.snapshot_id not in held | marked:
                 continue  # gone: deleted earlier, or never stored here
             size = sizes.get((row.snapshot_id, row.target_ip))
-            status = row.status
-            if status is OperationStatus.COMPLETED and size is None:
-                status = OperationStatus.FAILED  # its row says whole; storage says otherwise
             own = size if row.backup_type is not BackupType.NODE_INCREMENTAL else None
             described.append(
                 StoredBackup(
@@ -104,7 +104,7 @@ class CassyStorageBackups:
                     snapshot_id=row.snapshot_id,
                     created_at_ms=row.created_at_ms,
                     backup_type=row.backup_type,
-                    status=status,
+                    status=row.status,
                     files=own[0] if own else None,
                     bytes=own[1] if own else None,
                     deleting=row.snapshot_id in marked,
@@ -155,9 +155,9 @@ class CassyStorageBackups:
             len(keys),
             size,
         )
-        manifests = sorted(i.key for i in keys if f"/{MANIFEST_DIRECTORY}/" in i.key)
-        self._storage.delete_many(manifests)
-        self._storage.delete_many([i.key for i in keys if i.key not in set(manifests)])
+        manifests = {i.key for i in keys if f"/{MANIFEST_DIRECTORY}/" in i.key}
+        self._storage.delete_many(sorted(manifests))
+        self._storage.delete_many([i.key for i in keys if i.key not in manifests])
         self._storage.delete(marker)
         return DeleteResult(len(keys), size, 0, dry_run=False)
 

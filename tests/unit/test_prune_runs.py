@@ -4,6 +4,7 @@ tested in test_retention_policy.py; the server's side in tests/integration/test_
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -16,16 +17,17 @@ from cassy_scheduler.client import (
     DeleteResult,
     StoredBackup,
 )
-from cassy_scheduler.clock import epoch_ms
+from cassy_scheduler.clock import SystemClock, epoch_ms
 from cassy_scheduler.config.loader import load_config
-from cassy_scheduler.config.model import JobConfig
+from cassy_scheduler.config.model import ClusterRef, JobConfig
 from cassy_scheduler.history import RunHistory
 from cassy_scheduler.metrics import SchedulerMetrics
 from cassy_scheduler.notify.render import run_subject
 from cassy_scheduler.preflight import Severity, preflight
 from cassy_scheduler.protocol.types import BackupType, OperationStatus
-from cassy_scheduler.records import Outcome, RunResult
+from cassy_scheduler.records import Failure, Outcome, RunResult
 from cassy_scheduler.retention.policy import RetentionPolicy, Verdict
+from cassy_scheduler.scheduling.locks import RunLocks
 from cassy_scheduler.scheduling.prune import Pruner, carry_out, plan_prune
 from tests.unit.fakes import T0, FakeCassy, FakeClock, make_job
 
@@ -239,3 +241,42 @@ def test_the_metrics_export_the_bytes_each_job_holds() -> None:
         "cassy_scheduler_stored_bytes", {"job": "nightly", "cluster_id": "prod-1"}
     )
     assert value == 1000
+
+
+def test_two_jobs_of_one_kind_on_one_cluster_never_prune_each_others_backups() -> None:
+    fake = server(daily=10)
+    daily = make_job("daily", retention=RetentionPolicy(keep_last=2))
+    weekly = make_job("weekly", retention=RetentionPolicy(keep_within=timedelta(days=6)))
+    plain = make_job("plain")  # no rules: keeps everything it could have taken
+    elsewhere = make_job("elsewhere", cluster=ClusterRef(cluster_name="other"))
+    plan = plan_prune(fake, daily, T0, [daily, weekly, elsewhere])
+    kept = {d.chain.snapshot_id: d.reasons for d in plan.decisions if d.verdict is Verdict.KEEP}
+    assert set(kept) == {f"good-{n}" for n in range(6)}  # 2 by its rules, 4 more by weekly's
+    assert kept["good-3"] == ("job weekly's rules keep it",)
+    assert plan_prune(fake, daily, T0, [daily, plain]).doomed == ()
+
+
+def test_the_snapshot_the_incrementals_extend_stays_even_when_it_is_not_good() -> None:
+    fake = server(daily=3)
+    fake.backup("broken", 20, OperationStatus.FAILED)
+    fake.backup("broken", 19.9, kind=BackupType.NODE_INCREMENTAL)  # the newest incremental
+    decisions = {d.chain.snapshot_id: d for d in plan_prune(fake, job(keep_last=1), T0).decisions}
+    assert decisions["broken"].verdict is Verdict.KEEP
+    assert decisions["broken"].reasons == ("the current incrementals extend it",)
+
+
+def test_a_prune_waits_for_the_clusters_lock_and_is_skipped_when_it_stays_held(
+    tmp_path: Path,
+) -> None:
+    fake = server(daily=4)
+    the_job = job(keep_last=1)
+    the_job = dataclasses.replace(the_job, wait_timeout=timedelta(seconds=0.3))
+    with RunHistory.open(tmp_path / "history.sqlite") as history:
+        locks = RunLocks(tmp_path / "locks", SystemClock())
+        pruner = Pruner(lambda: fake, history, FakeClock(T0), locks=locks)
+        with locks.cluster("prod-1", "nightly", 1):  # a backup of the cluster runs
+            result = pruner.prune(the_job)
+        assert (result.outcome, result.failure) == (Outcome.SKIPPED, Failure.CLUSTER_BUSY)
+        assert fake.deleted == []
+        assert pruner.prune(the_job).succeeded  # the cluster is free again
+    assert len(fake.deleted) == 3

@@ -120,9 +120,10 @@ def crontab(
         if job.retention is not None and job.prune_schedule is not None:
             lines.append(f"# {job.name}: pruned on its prune_schedule")
             prune = f"{program} prune --config {path} --job {shlex.quote(job.name)}"
-            lines.append(
-                ("# " if disabled else "") + f"{job.prune_schedule.minute_expression} {prune}"
-            )
+            off = not job.enabled or job.prune_schedule.seconds != (0,)
+            if job.prune_schedule.seconds != (0,):
+                lines.append(f"# {job.name}'s prune_schedule has seconds: cron cannot")
+            lines.append(("# " if off else "") + f"{job.prune_schedule.minute_expression} {prune}")
     typer.echo("\n".join(lines))
 
 

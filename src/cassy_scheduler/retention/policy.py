@@ -15,7 +15,7 @@ walks them newest first (restic's semantics):
   (restic 0.17's rule), so a young job's first backup ages into the monthly or yearly one.
 A chain kept by any rule stays. Then the rails, which no rule can overrule:
 - the newest good chain stays, and so do the newest good ones up to `min_keep`;
-- a chain the cluster's current incrementals extend stays;
+- a chain the cluster's current incrementals extend stays, good or not;
 - a chain with a backup running or a restore reading it is held, whatever else applies;
 - a chain that is not good is neither kept nor counted: it goes once `failed_grace` has
   passed since it was taken (it may still be finishing, or someone may be looking into it);
@@ -168,6 +168,8 @@ def decide(
                 decisions.append(Decision(chain, Verdict.DELETE, ("no rule keeps it",)))
         elif chain.state is State.DELETING:
             decisions.append(Decision(chain, Verdict.DELETE, ("its deletion began earlier",)))
+        elif chain.snapshot_id == extended:  # not good, yet what the incrementals build on
+            decisions.append(Decision(chain, Verdict.KEEP, ("the current incrementals extend it",)))
         else:
             decisions.append(_not_good(chain, policy, now))
     return decisions
@@ -191,10 +193,10 @@ def _by_rules(good: Sequence[Chain], policy: RetentionPolicy, zone: tzinfo) -> d
                 count -= 1
                 if count == 0:
                     break
-        if count and good:  # restic 0.17: a rule not yet filled keeps the oldest too
-            _add(
-                kept[good[-1].snapshot_id], f"keep_{name} (the oldest, while the rule is unfilled)"
-            )
+        oldest = kept[good[-1].snapshot_id] if good else None
+        if count and oldest is not None and f"keep_{name}" not in oldest:
+            # restic 0.17: a rule not yet filled keeps the oldest too
+            oldest.append(f"keep_{name} (the oldest, while the rule is unfilled)")
     if policy.keep_within is not None and good:
         since = good[0].created_at - policy.keep_within
         for chain in good:

@@ -136,14 +136,15 @@ def chains_of(
     in_restore = {
         row.snapshot_id for members in groups.values() for row in members if row.restoring
     }
-    snapshots: dict[str, tuple[int, list[StoredBackup]]] = {}
+    snapshots: dict[str, tuple[int, list[StoredBackup]]] = {}  # one per id, all its rows
     incrementals: dict[str, list[tuple[int, list[StoredBackup]]]] = defaultdict(list)
     for (snapshot_id, created_ms), members in groups.items():
         kind = members[0].backup_type
         if kind is BackupType.NODE_INCREMENTAL:
             incrementals[snapshot_id].append((created_ms, members))
-        elif kind is backup_type:
-            snapshots[snapshot_id] = (created_ms, members)
+        elif kind is backup_type:  # an id twice (an import beside our rows): judged as one
+            earlier, rows_before = snapshots.get(snapshot_id, (created_ms, []))
+            snapshots[snapshot_id] = (min(earlier, created_ms), [*rows_before, *members])
     newest = max(
         ((ms, sid) for sid, items in incrementals.items() for ms, _ in items), default=None
     )
