@@ -468,6 +468,13 @@ def _schedule(layers: _Layers, report: _Report) -> Schedule | None:
     if expression is None:
         report.add(("jobs", layers.name), "the job has no schedule", _EXAMPLES["schedule"])
         return None
+    return _in_job_zone(layers, report, expression, path)
+
+
+def _in_job_zone(
+    layers: _Layers, report: _Report, expression: str, path: KeyPath
+) -> Schedule | None:
+    """A cron expression read in the job's timezone; None (and a problem) when bad."""
     zone = layers.value("timezone", fallback=DEFAULT_TIMEZONE)
     try:
         return parse_schedule(report.context, expression, zone)
@@ -490,12 +497,7 @@ def _prune_schedule(
                 "add a rule such as keep_daily = 7, or remove prune_schedule",
             )
         return None
-    zone = layers.value("timezone", fallback=DEFAULT_TIMEZONE)
-    try:
-        return parse_schedule(report.context, expression, zone)
-    except ScheduleError as exc:
-        report.add(path, exc.message, exc.hint)
-        return None
+    return _in_job_zone(layers, report, expression, path)
 
 
 def _check_waits(layers: _Layers, report: _Report) -> None:
