@@ -93,10 +93,6 @@ class PrunePlan:
     def bytes_to_free(self) -> int:
         return sum(d.chain.stored_bytes or 0 for d in self.doomed)
 
-    @property
-    def bytes_stored(self) -> int:
-        return sum(d.chain.stored_bytes or 0 for d in self.decisions)
-
 
 @dataclass(frozen=True)
 class PruneDone:
@@ -105,10 +101,18 @@ class PruneDone:
     plan: PrunePlan
     deleted: tuple[tuple[str, DeleteResult], ...]
     failed: tuple[tuple[str, str], ...]
+    gone: frozenset[str] = frozenset()  # the snapshot ids deleted whole
 
     @property
     def bytes_freed(self) -> int:
         return sum(result.bytes for _, result in self.deleted)
+
+    @property
+    def bytes_left(self) -> int:
+        """What the job's backups hold now, by the sizes DescribeBackups gave (the objects'
+        own, so it compares with itself from one prune to the next)."""
+        kept = (d for d in self.plan.decisions if d.chain.snapshot_id not in self.gone)
+        return sum(d.chain.stored_bytes or 0 for d in kept)
 
     def summary(self) -> str:
         kept = sum(1 for d in self.plan.decisions if d.verdict is Verdict.KEEP)
@@ -252,6 +256,7 @@ def carry_out(
             created_ms = epoch_ms(incremental.created_at)
             work.append((f"incremental {sid}@{created_ms}", sid, created_ms))
     skip: str | None = None
+    gone: set[str] = set()
     for what, sid, created_ms in work:
         if stop is not None and stop.is_set():
             skip = "the scheduler stopped before deleting it"
@@ -277,7 +282,9 @@ def carry_out(
             result.bytes,
         )
         deleted.append((what, result))
-    return PruneDone(plan, tuple(deleted), tuple(failed))
+        if not created_ms:
+            gone.add(sid)
+    return PruneDone(plan, tuple(deleted), tuple(failed), frozenset(gone))
 
 
 def _not_done(
@@ -374,7 +381,7 @@ class Pruner:
                 outcome = Outcome.INTERRUPTED if stopped else Outcome.FAILED
                 failure = Failure.STOPPED if stopped else Failure.NOT_DELETED
             summary = done.summary()
-            held = (job.name, plan.cluster_id, plan.bytes_stored - done.bytes_freed)
+            held = (job.name, plan.cluster_id, done.bytes_left)
             safely(lambda told: self._stored(*told), held)
             error = summary if done.failed else None
             _log.info("prune finished job=%s %s", job.name, done.summary())
