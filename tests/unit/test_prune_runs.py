@@ -105,10 +105,18 @@ def test_medusa_607_a_run_of_failures_deletes_no_good_backup() -> None:
 def test_doomed_chains_go_oldest_first_and_each_is_one_call() -> None:
     fake = server(daily=6)
     plan = plan_prune(fake, job(keep_last=2), T0)
-    done = carry_out(fake, plan)
+    done = carry_out(fake, plan, workers=1)
     assert fake.deleted == [(f"good-{n}", 0) for n in (5, 4, 3, 2)]
     assert done.bytes_freed == 4000
     assert done.summary() == "2 kept, 4 deleted (3.9 KiB freed) of 6 backups"
+
+
+def test_deletions_run_side_by_side_and_are_reported_in_plan_order() -> None:
+    fake = server(daily=40)
+    done = carry_out(fake, plan_prune(fake, job(keep_last=2), T0), workers=4)
+    assert sorted(fake.deleted) == sorted((f"good-{n}", 0) for n in range(2, 40))
+    assert [what for what, _ in done.deleted] == [f"snapshot good-{n}" for n in range(39, 1, -1)]
+    assert done.gone == frozenset(f"good-{n}" for n in range(2, 40))
 
 
 def test_a_refusal_is_noted_and_the_rest_go_on_but_an_unreachable_server_stops_it() -> None:
@@ -120,7 +128,7 @@ def test_a_refusal_is_noted_and_the_rest_go_on_but_an_unreachable_server_stops_i
         "good-5": refused,
         "good-3": CassyUnavailable("DeleteBackup", "x", grpc.StatusCode.UNAVAILABLE, "gone"),
     }
-    done = carry_out(fake, plan_prune(fake, job(keep_last=2), T0))
+    done = carry_out(fake, plan_prune(fake, job(keep_last=2), T0), workers=1)
     assert fake.deleted == [("good-4", 0)]
     assert [what for what, _ in done.failed] == [
         "snapshot good-5",
