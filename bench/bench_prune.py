@@ -19,24 +19,36 @@ BENCH_PAIRS (default 5) pairs run in turns, A B A B; seeding (many concurrent PU
 timed. Also printed: the untimed dry run's time before each prune (process start,
 DescribeBackups, the decisions), and SeaweedFS's own CPU seconds per 1,000 objects deleted
 on each side, which says whose work bounds the rate on loopback.
+
+Then the same comparison with a round trip: every timed S3 request (the server's that ours
+runs, and the one-by-one listing and deletes) goes through DelayProxy, a loopback TCP relay
+that waits BENCH_PRUNE_LATENCY_MS (default 10) before passing on each chunk the client sends,
+a model of a cloud store's round trip (a body spanning several chunks is delayed once per
+chunk, which only penalizes ours). One by one pays the delay on every object, so this case
+runs at BENCH_PRUNE_LATENCY_BACKUPS (default 20) backups.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 import obstore
 from obstore.store import S3Store
@@ -67,6 +79,7 @@ SEED_CONCURRENCY = 64  # PUTs in flight while seeding: SeaweedFS's rate levels o
 CLUSTER_NAME = "benchprune"
 ISSUE_BACKUPS = 1000
 AIM = 10.0  # the issue's: batched deletes at least this many times the one-by-one rate
+LATENCY_BACKUPS = 20  # the latency case's scale: one by one pays a delay per object
 _COMPONENTS = ("Data.db", "Index.db", "Filter.db", "Statistics.db", "Summary.db", "TOC.txt")
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -242,15 +255,102 @@ class Timed:
     seconds: float
     objects: int
     store_cpu: float  # SeaweedFS's CPU seconds over the timed span
+    chunks: int = 0  # what the delay proxy held back over the timed span, if there is one
+
+
+class DelayProxy:
+    """A threaded TCP relay from a free loopback port to `upstream` that waits `delay`
+    seconds before passing on each chunk (one recv) the client sends; replies pass at once.
+    A model of a cloud store's round trip; a request whose body spans several chunks is
+    delayed once per chunk."""
+
+    def __init__(self, upstream: str, delay: float) -> None:
+        url = urlsplit(upstream)
+        self.upstream = (url.hostname or "127.0.0.1", url.port or 80)
+        self.delay = delay
+        self.chunks = 0
+        self._lock = threading.Lock()
+        self._sockets: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.2)  # so that the accept loop sees `close`
+        self._closed = False
+        self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._spawn(self._accept)
+
+    def _spawn(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            server = socket.create_connection(self.upstream)
+            for sock in (client, server):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            running = [2]  # pumps of this connection; the last to end closes its sockets
+            with self._lock:
+                self._sockets |= {client, server}
+            self._spawn(self._pump, client, server, True, running)
+            self._spawn(self._pump, server, client, False, running)
+
+    def _pump(
+        self, source: socket.socket, sink: socket.socket, delayed: bool, running: list[int]
+    ) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(1 << 20):
+                if delayed:
+                    time.sleep(self.delay)
+                    with self._lock:
+                        self.chunks += 1
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)  # the other way stays open until it ends too
+        with self._lock:
+            running[0] -= 1
+            last = running[0] == 0 and source in self._sockets  # else `close` closes them
+            if last:
+                self._sockets -= {source, sink}
+        if last:
+            source.close()
+            sink.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        with self._lock:
+            sockets, self._sockets = self._sockets, set()
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a pump blocked in recv
+            sock.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
 
 
 class Bench:
-    def __init__(self, work: Path, s3: ObjectServer, backups: int) -> None:
+    """With a `proxy`, every timed request (the server's, the one-by-one deletes and their
+    listing) goes through it; seeding and the checks afterwards go to SeaweedFS directly."""
+
+    def __init__(
+        self, work: Path, s3: ObjectServer, backups: int, proxy: DelayProxy | None = None
+    ) -> None:
         self.work = work
         self.s3 = s3
         self.backups = backups
+        self.proxy = proxy
+        self.via = proxy.endpoint if proxy else s3.endpoint
+        self.tag = "latency-" if proxy else ""  # keeps each case's prefixes its own
         self.turn = 0
         self.dry_runs: list[float] = []
+        self.dry_chunks: list[int] = []
         self.seeding: list[float] = []
 
     def _seed(self, prefix: str, metadata_path: Path | None) -> Seeded:
@@ -259,15 +359,18 @@ class Bench:
         self.seeding.append(time.perf_counter() - started)
         return seeded
 
+    def _chunks(self) -> int:
+        return self.proxy.chunks if self.proxy else 0
+
     def ours(self) -> Timed:
         """A fresh server and database, a dry run (untimed), then the prune, timed."""
         self.turn += 1
         work = self.work / f"ours-{self.turn}"
         work.mkdir(parents=True)
-        prefix = f"ours-{self.turn}"
+        prefix = f"{self.tag}ours-{self.turn}"
         seeded = self._seed(prefix, work / "metadata.db")
         storage = (
-            f'[storage]\nuri = "s3://{BUCKET}/{prefix}"\nendpoint = "{self.s3.endpoint}"\n'
+            f'[storage]\nuri = "s3://{BUCKET}/{prefix}"\nendpoint = "{self.via}"\n'
             'region = "us-east-1"\naccess_key_id_env = "BENCH_S3_KEY"\n'
             'secret_access_key_env = "BENCH_S3_SECRET"\n'
         )
@@ -276,13 +379,15 @@ class Bench:
         try:
             server.start()
             config = _scheduler_toml(work / "sched", server.address)
+            chunks = self._chunks()
             dry, preview = _cli("prune", "-c", str(config), "--json", "--dry-run")
+            self.dry_chunks.append(self._chunks() - chunks)
             if preview.returncode != 0:
                 raise RuntimeError(f"dry run exited {preview.returncode}:\n{preview.stderr}")
             self.dry_runs.append(dry)
-            cpu = _cpu(self.s3.process.pid)
+            cpu, chunks = _cpu(self.s3.process.pid), self._chunks()
             seconds, done = _cli("prune", "-c", str(config), "--json")
-            cpu = _cpu(self.s3.process.pid) - cpu
+            cpu, chunks = _cpu(self.s3.process.pid) - cpu, self._chunks() - chunks
         finally:
             server.stop()
         if done.returncode != 0:
@@ -301,24 +406,24 @@ class Bench:
             metadata.close()
         if {row.snapshot_id for row in rows} != {seeded.snapshot_ids[0]}:
             raise RuntimeError(f"{len(rows)} rows left, not the newest backup's {len(NODES)}")
-        return Timed(seconds, objects, cpu)
+        return Timed(seconds, objects, cpu, chunks)
 
     def baseline(self) -> Timed:
         """The same objects, one DELETE each, from the listing to the last delete."""
-        prefix = f"one-by-one-{self.turn}"
+        prefix = f"{self.tag}one-by-one-{self.turn}"
         seeded = self._seed(prefix, None)
-        storage = open_storage(_options(self.s3.endpoint, prefix))
-        cpu = _cpu(self.s3.process.pid)
+        storage = open_storage(_options(self.via, prefix))
+        cpu, chunks = _cpu(self.s3.process.pid), self._chunks()
         started = time.perf_counter()
         doomed = [key for key in _left(storage, seeded) if not key.startswith(seeded.kept_prefix)]
         for key in doomed:
             storage.delete(key)
         seconds = time.perf_counter() - started
-        cpu = _cpu(self.s3.process.pid) - cpu
+        cpu, chunks = _cpu(self.s3.process.pid) - cpu, self._chunks() - chunks
         if len(doomed) != seeded.doomed_objects:
             raise RuntimeError(f"listed {len(doomed)} objects, not {seeded.doomed_objects}")
-        _check_left(storage, seeded, "one by one")
-        return Timed(seconds, len(doomed), cpu)
+        _check_left(open_storage(_options(self.s3.endpoint, prefix)), seeded, "one by one")
+        return Timed(seconds, len(doomed), cpu, chunks)
 
 
 def _rates(runs: list[Timed]) -> str:
@@ -352,7 +457,93 @@ def _estimate(
     print(
         f"seeding (untimed): {seeding:.0f} objects/s; at this run's rates the issue's "
         f"{ISSUE_BACKUPS:,} backups ({issue:,} objects a run) would take {total / 60:.0f} min "
-        f"for {pairs} pairs",
+        f"for {pairs} pair{'s' if pairs != 1 else ''}",
+        flush=True,
+    )
+
+
+def _in_turns(bench: Bench, pairs: int) -> tuple[Runs, Runs, list[Timed], list[Timed]]:
+    """Ours then one by one, `pairs` times, each run printed as it ends."""
+    mine, theirs = Runs("ours: cassy-scheduler prune"), Runs("deleting one by one")
+    ours_runs: list[Timed] = []
+    base_runs: list[Timed] = []
+    for turn in range(pairs):
+        for side, runs, timed in (
+            ("ours", mine, ours_runs),
+            ("one by one", theirs, base_runs),
+        ):
+            result = bench.ours() if side == "ours" else bench.baseline()
+            runs.seconds.append(result.seconds)
+            timed.append(result)
+            print(
+                f"    pair {turn + 1} {side:<10} {result.seconds:7.2f} s  "
+                f"{result.objects / result.seconds:6.0f} objects/s  (seeded in "
+                f"{bench.seeding[-1]:.1f} s, untimed)",
+                flush=True,
+            )
+    return mine, theirs, ours_runs, base_runs
+
+
+def _latency_case(work: Path, s3: ObjectServer, pairs: int) -> None:
+    """The same comparison with every timed S3 request through a DelayProxy."""
+    delay_ms = float(os.environ.get("BENCH_PRUNE_LATENCY_MS", "10"))
+    backups = int(os.environ.get("BENCH_PRUNE_LATENCY_BACKUPS", str(LATENCY_BACKUPS)))
+    if backups < 2:
+        raise SystemExit("BENCH_PRUNE_LATENCY_BACKUPS must be 2 or more")
+    per_run = backups * len(NODES) * (DATA_FILES + 1)
+    doomed = (backups - 1) * len(NODES) * (DATA_FILES + 1)
+    proxy = DelayProxy(s3.endpoint, delay_ms / 1000)
+    try:
+        print(
+            f"\nwith a round trip: every timed S3 request through a loopback TCP proxy at "
+            f"{proxy.endpoint} that waits {delay_ms:g} ms before passing on each chunk the "
+            "client sends to SeaweedFS (replies pass at once), a model of a cloud object "
+            "store's round trip (BENCH_PRUNE_LATENCY_MS sets it). Both the server that ours "
+            "runs and the one-by-one deletes (and their listing) go through it; seeding and "
+            "the checks afterwards do not. A request whose body spans several chunks is "
+            "delayed once per chunk, which only penalizes ours (its DeleteObjects bodies "
+            "name up to 1,000 keys).",
+            flush=True,
+        )
+        print(
+            f"scale: {backups:,} backups {TIMES} {len(NODES)} nodes {TIMES} "
+            f"{DATA_FILES + 1} objects = {per_run:,} objects a run, keep_last = 1 deletes "
+            f"{doomed:,}: smaller than above because one by one pays the delay on every "
+            f"object (some {delay_ms + 1.2:.0f} ms each, {doomed * (delay_ms + 1.2) / 1000:.0f}"
+            " s a run); BENCH_PRUNE_LATENCY_BACKUPS sets it",
+            flush=True,
+        )
+        bench = Bench(work, s3, backups, proxy)
+        mine, theirs, ours_runs, base_runs = _in_turns(bench, pairs)
+    finally:
+        proxy.close()
+    report(
+        f"prune of {backups - 1:,} of {backups:,} backups ({ours_runs[0].objects:,} objects) "
+        f"on SeaweedFS S3 behind a {delay_ms:g} ms proxy: total time",
+        mine,
+        theirs,
+    )
+    print("  objects deleted per second (ours: prune start to exit; baseline: list + DELETEs)")
+    print(f"  {mine.name:<34} {_rates(ours_runs)}")
+    print(f"  {theirs.name:<34} {_rates(base_runs)}")
+    met = "met" if theirs.median / mine.median >= AIM else "NOT met"
+    print(f"  aim: {AIM:.0f}{TIMES} faster than deleting one by one: {met}")
+    chunks = {
+        name: statistics.median(run.chunks for run in runs)
+        for name, runs in (("ours", ours_runs), ("one by one", base_runs))
+    }
+    print(
+        "  chunks the proxy delayed per run (median): "
+        + ", ".join(
+            f"{name} {count:,.0f} ({count * delay_ms / 1000:.1f} s of delay)"
+            for name, count in chunks.items()
+        )
+    )
+    dry = statistics.median(bench.dry_runs)
+    print(
+        f"  of ours, fixed costs: a dry run (process start, DescribeBackups, decisions) "
+        f"takes {dry:.2f} s ({min(bench.dry_runs):.2f} to {max(bench.dry_runs):.2f}), "
+        f"{statistics.median(bench.dry_chunks):,.0f} chunks through the proxy",
         flush=True,
     )
 
@@ -388,23 +579,7 @@ def main() -> None:
                     flush=True,
                 )
             bench = Bench(work, s3, backups)
-            mine, theirs = Runs("ours: cassy-scheduler prune"), Runs("deleting one by one")
-            ours_runs: list[Timed] = []
-            base_runs: list[Timed] = []
-            for turn in range(pairs):
-                for side, runs, timed in (
-                    ("ours", mine, ours_runs),
-                    ("one by one", theirs, base_runs),
-                ):
-                    result = bench.ours() if side == "ours" else bench.baseline()
-                    runs.seconds.append(result.seconds)
-                    timed.append(result)
-                    print(
-                        f"    pair {turn + 1} {side:<10} {result.seconds:7.2f} s  "
-                        f"{result.objects / result.seconds:6.0f} objects/s  (seeded in "
-                        f"{bench.seeding[-1]:.1f} s, untimed)",
-                        flush=True,
-                    )
+            mine, theirs, ours_runs, base_runs = _in_turns(bench, pairs)
             _estimate(bench, per_run, pairs, ours_runs, base_runs)
             report(
                 f"prune of {backups - 1:,} of {backups:,} backups ({ours_runs[0].objects:,} "
@@ -431,6 +606,7 @@ def main() -> None:
                 f"time): ours {_busy(ours_runs)}, one by one {_busy(base_runs)}",
                 flush=True,
             )
+            _latency_case(work / "latency", s3, pairs)
         finally:
             s3.stop()
 
