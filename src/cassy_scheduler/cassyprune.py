@@ -85,8 +85,9 @@ class CassyStorageBackups:
     def describe_backups(
         self, cluster_id: str, *, timeout_s: float | None = None
     ) -> list[StoredBackup]:
-        rows = self._client.list_backups(cluster_id=cluster_id, timeout_s=timeout_s)
-        restoring = self._restoring(cluster_id, {r.target_ip for r in rows}, timeout_s)
+        # Cassy's listings are quick calls: its client's own deadline, not a deletion's.
+        rows = self._client.list_backups(cluster_id=cluster_id)
+        restoring = self._restoring(cluster_id, {r.target_ip for r in rows})
         sizes, marked = self._guarded(lambda: self._stored(cluster_id))
         held = {sid for sid, _ in sizes}
         described = []
@@ -132,10 +133,10 @@ class CassyStorageBackups:
             )
         rows = [
             r
-            for r in self._client.list_backups(snapshot_id=snapshot_id, timeout_s=timeout_s)
+            for r in self._client.list_backups(snapshot_id=snapshot_id)
             if r.cluster_id == cluster_id
         ]
-        self._refuse_if_used(cluster_id, snapshot_id, rows, timeout_s)
+        self._refuse_if_used(cluster_id, snapshot_id, rows)
         return self._guarded(lambda: self._delete(cluster_id, snapshot_id, dry_run))
 
     def _delete(self, cluster_id: str, snapshot_id: str, dry_run: bool) -> DeleteResult:
@@ -161,16 +162,10 @@ class CassyStorageBackups:
         self._storage.delete(marker)
         return DeleteResult(len(keys), size, 0, dry_run=False)
 
-    def _refuse_if_used(
-        self,
-        cluster_id: str,
-        snapshot_id: str,
-        rows: list[BackupEntry],
-        timeout_s: float | None,
-    ) -> None:
+    def _refuse_if_used(self, cluster_id: str, snapshot_id: str, rows: list[BackupEntry]) -> None:
         if any(not r.status.is_final for r in rows):
             reason = f"a backup of snapshot {snapshot_id} is still running: wait for it"
-        elif snapshot_id in self._restoring(cluster_id, {r.target_ip for r in rows}, timeout_s):
+        elif snapshot_id in self._restoring(cluster_id, {r.target_ip for r in rows}):
             reason = f"a restore from snapshot {snapshot_id} is running: wait for it"
         else:
             return
@@ -178,14 +173,12 @@ class CassyStorageBackups:
             "DeleteBackup", self._storage.uri, grpc.StatusCode.FAILED_PRECONDITION, reason
         )
 
-    def _restoring(self, cluster_id: str, nodes: set[str], timeout_s: float | None) -> set[str]:
+    def _restoring(self, cluster_id: str, nodes: set[str]) -> set[str]:
         """Snapshots a restore of Cassy's is reading now (it lists restores by node)."""
         return {
             r.snapshot_id
             for node in sorted(nodes)
-            for r in self._client.list_restore_statuses(
-                cluster_id, "", target_ip=node, timeout_s=timeout_s
-            )
+            for r in self._client.list_restore_statuses(cluster_id, "", target_ip=node)
             if not r.status.is_final
         }
 

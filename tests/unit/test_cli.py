@@ -288,3 +288,18 @@ def test_run_refuses_to_start_on_a_file_with_no_jobs(tmp_path: Path) -> None:
     path.write_text('[scheduler]\nstate_dir = "state"\n')
     code, output = cli("run", "--config", str(path))
     assert code == 2 and "defines no jobs" in output
+
+
+def test_a_one_shot_backup_of_another_cluster_takes_no_jobs_rules(tmp_path: Path) -> None:
+    path = tmp_path / "scheduler.toml"
+    path.write_text(
+        '[server]\naddress = "127.0.0.1:1"\n'
+        '[jobs.nightly]\ntype = "snapshot"\ncluster_name = "prod"\nschedule = "0 1 * * *"\n'
+        "keep_last = 3\n"
+    )
+    settings = load_config(path)
+    assert one_shot_job(settings, JobType.SNAPSHOT, "prod-b").retention is None
+    assert one_shot_job(settings, JobType.SNAPSHOT, "prod-b", "nightly").retention is None
+    same = one_shot_job(settings, JobType.SNAPSHOT, "prod-1", "nightly", lambda ref: "prod-1")
+    assert same.retention is not None  # its own cluster, named by id: its rules apply
+    assert one_shot_job(settings, JobType.SNAPSHOT, job_name="nightly").retention is not None

@@ -5,6 +5,7 @@ tested in test_retention_policy.py; the server's side in tests/integration/test_
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -288,3 +289,48 @@ def test_a_prune_waits_for_the_clusters_lock_and_is_skipped_when_it_stays_held(
         assert fake.deleted == []
         assert pruner.prune(the_job).succeeded  # the cluster is free again
     assert len(fake.deleted) == 3
+
+
+def test_one_snapshots_deletions_go_one_after_another() -> None:
+    fake = server(daily=12)
+    for n in range(3):  # three failed incrementals on good-9 (kept), past failed_grace
+        fake.backup("good-9", 9.4 - n / 10, OperationStatus.FAILED, BackupType.NODE_INCREMENTAL)
+    in_flight: dict[str, int] = {}
+    real = fake.delete_backup
+
+    def one_at_a_time(
+        cluster_id: str, snapshot_id: str, created_at_ms: int = 0, **_: object
+    ) -> DeleteResult:
+        in_flight[snapshot_id] = in_flight.get(snapshot_id, 0) + 1
+        try:
+            assert in_flight[snapshot_id] == 1, "two deletions of one snapshot at once"
+            time.sleep(0.01)
+            return real(cluster_id, snapshot_id, created_at_ms)
+        finally:
+            in_flight[snapshot_id] -= 1
+
+    fake.delete_backup = one_at_a_time  # type: ignore[method-assign]
+    done = carry_out(fake, plan_prune(fake, job(keep_last=10), T0), workers=4)
+    assert done.failed == ()
+    assert sorted(sid for sid, _ in fake.deleted) == ["good-10", "good-11", *["good-9"] * 3]
+
+
+def test_a_crash_in_one_deletion_loses_no_result_and_stops_the_rest() -> None:
+    fake = server(daily=6)
+    real = fake.delete_backup
+
+    def crash_on_good_4(
+        cluster_id: str, snapshot_id: str, created_at_ms: int = 0, **_: object
+    ) -> DeleteResult:
+        if snapshot_id == "good-4":
+            raise RuntimeError("a bug")
+        return real(cluster_id, snapshot_id, created_at_ms)
+
+    fake.delete_backup = crash_on_good_4  # type: ignore[method-assign]
+    done = carry_out(fake, plan_prune(fake, job(keep_last=2), T0), workers=1)
+    assert [what for what, _ in done.deleted] == ["snapshot good-5"]
+    assert dict(done.failed) == {
+        "snapshot good-4": "internal error: RuntimeError('a bug')",
+        "snapshot good-3": "not tried after an internal error",
+        "snapshot good-2": "not tried after an internal error",
+    }

@@ -96,6 +96,8 @@ def prune(  # noqa: PLR0917 (typer reads options from parameters)
             code, report = _prune_one(chosen, client, pruner, settings, dry_run, as_json)
             worst = max(worst, code)
             reports += report
+            if code is Exit.UNREACHABLE:
+                break  # the other jobs would fail alike
     if as_json:
         print_json(reports)
     elif behind_cassy:
@@ -115,6 +117,7 @@ def _prune_one(  # noqa: PLR0917 (one job's prune and how to show it)
 ) -> tuple[Exit, list[dict[str, object]]]:
     """One job: its exit code and its report; a job that fails leaves the others to go on.
     An unreachable server ends the command (exit 5): the other jobs would fail alike."""
+    from cassy_scheduler.client import CassyError
     from cassy_scheduler.records import Failure
     from cassy_scheduler.scheduling.prune import plan_prune
     from cassy_scheduler.scheduling.resolve import ResolveError
@@ -125,6 +128,11 @@ def _prune_one(  # noqa: PLR0917 (one job's prune and how to show it)
         try:
             plan = plan_prune(client, job, datetime.now(UTC), settings.jobs)
         except ResolveError as exc:
+            err().print(f"error: prune of {job.name}: {exc}")
+            return Exit.FAILED, []
+        except CassyError as exc:
+            if exc.is_transient:
+                raise  # exit 5
             err().print(f"error: prune of {job.name}: {exc}")
             return Exit.FAILED, []
     else:

@@ -52,8 +52,12 @@ def one_shot_job(
             )
         if cluster_id is not None and job.cluster.cluster_id not in (None, cluster_id):
             raise OneShotError(f'job "{job_name}" backs up {job.cluster}, not "{cluster_id}"')
-        if cluster_id is not None:
+        if cluster_id is not None and job.cluster.cluster_id is None:
+            # Its rules are for its own cluster: another one given here is pruned by none.
+            same = resolve(job.cluster) == cluster_id
             job = dataclasses.replace(job, cluster=ClusterRef(cluster_id=cluster_id))
+            if not same:
+                job = dataclasses.replace(job, retention=None, prune_schedule=None)
         return job
     same_type = [j for j in config.jobs if j.type is kind]
     if cluster_id is None:
@@ -83,4 +87,13 @@ def one_shot_job(
             source=SourceLocation(str(config.path), None),
             **{**dict(config.job_defaults), "jitter": timedelta(0)},
         )
-    return dataclasses.replace(template, name=name, type=kind, cluster=cluster, jitter=timedelta(0))
+    # Made up for a cluster no job of this kind backs up: another job's rules do not apply.
+    return dataclasses.replace(
+        template,
+        name=name,
+        type=kind,
+        cluster=cluster,
+        jitter=timedelta(0),
+        retention=None,
+        prune_schedule=None,
+    )

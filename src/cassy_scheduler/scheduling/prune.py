@@ -9,6 +9,7 @@ successful backup of a job with a policy, recorded in the history as the job `NA
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 from collections import defaultdict
@@ -53,11 +54,12 @@ from cassy_scheduler.scheduling.runner import safely
 _log = logging.getLogger(__name__)
 
 
-#: A deletion lists and deletes every object of a snapshot, far more than one call's usual
-#: deadline allows on a large one; the server finishes it even if the caller gave up.
-DELETE_DEADLINE_S = 3600.0
+#: A deletion lists and deletes every object of a snapshot, more than one call's usual
+#: deadline allows on a large one (yet short enough for a stopping scheduler to wait for);
+#: the server finishes it even if the caller gave up, and the next prune sees it done.
+DELETE_DEADLINE_S = 300.0
 #: Describing reads a manifest for each completed backup whose size is not recorded yet.
-DESCRIBE_DEADLINE_S = 600.0
+DESCRIBE_DEADLINE_S = 120.0
 #: Deletions in flight at once: each waits on the store's round trips far more than on CPU.
 DELETE_WORKERS = 4
 
@@ -105,6 +107,7 @@ class PruneDone:
     deleted: tuple[tuple[str, DeleteResult], ...]
     failed: tuple[tuple[str, str], ...]
     gone: frozenset[str] = frozenset()  # the snapshot ids deleted whole
+    unreachable: bool = False  # the server stopped answering on the way
 
     @property
     def bytes_freed(self) -> int:
@@ -213,18 +216,22 @@ def plan_prune(
     for other in others:
         if other.name == job.name or other.type is not job.type:
             continue
+        rules = other.retention
         try:
-            if _cluster_of(client, other) != cluster:
-                continue
-        except ResolveError:  # not registered, so none of these backups is its
-            continue
-        if other.retention is None:
-            keeps = {c.snapshot_id for c in chains}
+            shares = _cluster_of(client, other) == cluster
             why = f"job {other.name} takes these backups too and has no keep_* rule"
+        except ResolveError:
+            # Not registered, so none of these is its, unless it names a host by a name
+            # that could not be looked up now: then it might be this very cluster.
+            shares = _named_host(other)
+            why = f"job {other.name}'s cluster could not be resolved now: it may be this one"
+            rules = None
+        if not shares:
+            continue
+        if rules is None:
+            keeps = {c.snapshot_id for c in chains if c.state is State.GOOD}
         else:
-            theirs = decide(
-                chains, other.retention, now=now, zone=other.schedule.timezone, extended=extended
-            )
+            theirs = decide(chains, rules, now=now, zone=other.schedule.timezone, extended=extended)
             keeps = {d.chain.snapshot_id for d in theirs if d.verdict is Verdict.KEEP}
             why = f"job {other.name}'s rules keep it"
         decisions = [
@@ -234,6 +241,18 @@ def plan_prune(
             for d in decisions
         ]
     return PrunePlan(job, cluster, tuple(decisions))
+
+
+def _named_host(job: JobConfig) -> bool:
+    """The job names its cluster by a host name (looked up in DNS), not an address."""
+    host = job.cluster.cassandra_host
+    if host is None:
+        return False
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return True
+    return False
 
 
 def _cluster_of(client: PruneClient, job: JobConfig) -> str:
@@ -262,6 +281,7 @@ def carry_out(
             created_ms = epoch_ms(incremental.created_at)
             work.append((f"incremental {sid}@{created_ms}", sid, created_ms))
     halted: list[str] = []  # why the rest is not tried; set once, read by every worker
+    unreachable: list[bool] = []
 
     def delete(item: tuple[str, str, int]) -> DeleteResult | str:
         what, sid, created_ms = item
@@ -276,8 +296,13 @@ def carry_out(
         except CassyError as exc:
             _log.warning("prune could not delete job=%s %s error=%r", plan.job.name, what, str(exc))
             if exc.is_transient:
+                unreachable.append(True)
                 halted.append(f"not tried: the server became unreachable ({exc.code.name})")
             return exc.details or str(exc)
+        except Exception as exc:  # a bug: what the others did must still be told
+            _log.exception("prune deletion crashed job=%s %s", plan.job.name, what)
+            halted.append("not tried after an internal error")
+            return f"internal error: {exc!r}"
         _log.info(
             "pruned job=%s cluster_id=%s %s objects=%d bytes=%d",
             plan.job.name,
@@ -288,14 +313,24 @@ def carry_out(
         )
         return result
 
+    # One snapshot's deletions one after another (the server takes one at a time of each),
+    # different snapshots side by side.
+    by_snapshot: dict[str, list[int]] = {}
+    for index, (_, sid, _) in enumerate(work):
+        by_snapshot.setdefault(sid, []).append(index)
+    outcomes: list[DeleteResult | str] = [""] * len(work)
+
+    def delete_all(indexes: list[int]) -> None:
+        for index in indexes:
+            outcomes[index] = delete(work[index])
+
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="prune") as pool:
-        outcomes = list(pool.map(delete, work))
-    deleted = [(w[0], r) for w, r in zip(work, outcomes, strict=True) if not isinstance(r, str)]
-    failed = [(w[0], r) for w, r in zip(work, outcomes, strict=True) if isinstance(r, str)]
-    gone = frozenset(
-        w[1] for w, r in zip(work, outcomes, strict=True) if not isinstance(r, str) and not w[2]
-    )
-    return PruneDone(plan, tuple(deleted), tuple(failed), gone)
+        list(pool.map(delete_all, by_snapshot.values()))
+    pairs = list(zip(work, outcomes, strict=True))
+    deleted = [(w[0], r) for w, r in pairs if not isinstance(r, str)]
+    failed = [(w[0], r) for w, r in pairs if isinstance(r, str)]
+    gone = frozenset(w[1] for w, r in pairs if not isinstance(r, str) and not w[2])
+    return PruneDone(plan, tuple(deleted), tuple(failed), gone, bool(unreachable))
 
 
 def _not_done(
@@ -384,13 +419,20 @@ class Pruner:
             with self._job_lock(as_run.name):
                 cluster_id = _cluster_of(client, job)
                 with self._cluster_lock(cluster_id, job, as_run.name, stop):
-                    plan = plan_prune(client, job, now, self._jobs())
+                    # decided as of now, not as of before the wait for the lock
+                    plan = plan_prune(client, job, self._clock.now(), self._jobs())
                     done = carry_out(client, plan, stop)
             outcome, failure = Outcome.SUCCEEDED, None
             if done.failed:
                 stopped = stop is not None and stop.is_set()
                 outcome = Outcome.INTERRUPTED if stopped else Outcome.FAILED
-                failure = Failure.STOPPED if stopped else Failure.NOT_DELETED
+                failure = (
+                    Failure.STOPPED
+                    if stopped
+                    else Failure.UNREACHABLE
+                    if done.unreachable
+                    else Failure.NOT_DELETED
+                )
             summary = done.summary()
             held = (job.name, plan.cluster_id, done.bytes_left)
             safely(lambda told: self._stored(*told), held)

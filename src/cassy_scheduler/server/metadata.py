@@ -305,15 +305,11 @@ class SqliteMetadataStore:
         """Remove these rows (and their sizes) where they ended without completing; a row
         that completed, or still runs, stays. Returns how many went."""
         removed = 0
-        final_failures = [
-            int(s) for s in OperationStatus if s.is_final and s is not OperationStatus.COMPLETED
-        ]
-        marks = ", ".join("?" * len(final_failures))
         with self._transaction() as connection:
             for key in keys:
                 removed += connection.execute(
-                    f"DELETE FROM backup_history WHERE {KEY_MATCH} AND status IN ({marks})",
-                    (*key_values(key), *final_failures),
+                    f"DELETE FROM backup_history WHERE {KEY_MATCH} AND status NOT IN (?, ?, ?)",
+                    (*key_values(key), int(OperationStatus.COMPLETED), *_UNFINISHED),
                 ).rowcount
                 connection.execute(f"DELETE FROM backup_sizes WHERE {KEY_MATCH}", key_values(key))
         return removed
@@ -523,7 +519,8 @@ class SqliteMetadataStore:
 
 def _deleting(connection: sqlite3.Connection, cluster_id: str, snapshot_id: str) -> bool:
     row = connection.execute(
-        "SELECT 1 FROM backup_deletions WHERE cluster_id = ? AND snapshot_id = ? LIMIT 1",
+        "SELECT 1 FROM backup_deletions WHERE cluster_id = ? AND snapshot_id = ? "
+        "AND created_at = 0 LIMIT 1",
         (cluster_id, snapshot_id),
     ).fetchone()
     return row is not None
