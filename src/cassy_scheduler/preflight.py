@@ -219,7 +219,6 @@ def _retention_findings(
                 )
             ]
         plan = plan_prune(client, job, now, config_jobs)
-        rows = client.describe_backups(plan.cluster_id)
     except CassyError as exc:
         return [Finding(Severity.CRITICAL, subject, f"cannot describe its backups: {exc}")]
     assert job.retention is not None
@@ -248,7 +247,7 @@ def _retention_findings(
                 f"`cassy-scheduler prune -c {job.source.file}`",
             )
         )
-    findings += _incremental_growth(job, rows)
+    findings += _incremental_growth(job, plan.rows)
     return findings
 
 

@@ -84,11 +84,12 @@ class PruneClient(ClusterDirectory, Protocol):
 
 @dataclass(frozen=True)
 class PrunePlan:
-    """A job's chains, each with its decision, newest first."""
+    """A job's chains, each with its decision, newest first, and the rows they came from."""
 
     job: JobConfig
     cluster_id: str
     decisions: tuple[Decision, ...]
+    rows: tuple[StoredBackup, ...] = ()
 
     @property
     def doomed(self) -> tuple[Decision, ...]:
@@ -240,7 +241,7 @@ def plan_prune(
             else d
             for d in decisions
         ]
-    return PrunePlan(job, cluster, tuple(decisions))
+    return PrunePlan(job, cluster, tuple(decisions), tuple(rows))
 
 
 def _named_host(job: JobConfig) -> bool:
