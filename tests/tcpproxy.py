@@ -1,13 +1,15 @@
 """A TCP proxy on loopback in front of a real port, for tests that need a slow or a refusing
 peer: each new connection waits `delay_s` before it is passed on, or is closed at once while
 `refusing` is set. Connections already passed on are left alone, except that while `held`
-is cleared no byte goes either way on any connection (a store that stops answering mid-call)."""
+is cleared no byte goes either way on any connection (a store that stops answering mid-call).
+`hold_at` holds it at a chosen request, so that a test can stop a peer at an exact point."""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
+from collections.abc import Callable
 from contextlib import suppress
 
 
@@ -18,6 +20,9 @@ class TcpProxy:
         self.refusing = False
         self.flowing = threading.Event()
         self.flowing.set()
+        self.held = threading.Event()
+        self._watch: tuple[Callable[[bytes], bool], int] | None = None
+        self._seen = 0
         self._listener = socket.create_server((host, 0))
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -67,21 +72,41 @@ class TcpProxy:
             self._open += [client, upstream]
         with suppress(OSError):
             upstream.sendall(received)
-        for source, sink in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+        for source, sink, outbound in ((client, upstream, True), (upstream, client, False)):
+            threading.Thread(target=self._pipe, args=(source, sink, outbound), daemon=True).start()
 
     def hold(self) -> None:
         """Stop passing bytes on, in both directions, until `release`."""
         self.flowing.clear()
 
+    def hold_at(self, is_request: Callable[[bytes], bool], nth: int) -> None:
+        """Hold, as `hold` does, when the `nth` chunk sent to the target that `is_request`
+        recognises arrives, before it is passed on; `held` is set then."""
+        with self._lock:
+            self._watch, self._seen = (is_request, nth), 0
+            self.held.clear()
+
     def release(self) -> None:
+        with self._lock:
+            self._watch = None
         self.flowing.set()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, outbound: bool) -> None:
         with suppress(OSError):
             while data := source.recv(65536):
+                if outbound:
+                    self._count(data)
                 self.flowing.wait()
                 sink.sendall(data)
         for sock in (source, sink):
             with suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+    def _count(self, data: bytes) -> None:
+        with self._lock:
+            if self._watch is None or not self._watch[0](data):
+                return
+            self._seen += 1
+            if self._seen == self._watch[1]:
+                self.flowing.clear()
+                self.held.set()

@@ -16,9 +16,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from cassy_scheduler.client import CassyClient, CassyError, Cluster
+from cassy_scheduler.client import CassyClient, CassyError, CassyUnavailable, Cluster
 from cassy_scheduler.protocol.generated import cassy_pb2, cassy_pb2_grpc
 from cassy_scheduler.protocol.types import BackupType
+from tests.cassyfront import CassyFront
 from tests.serverproc import ServerProcess
 from tools.localcluster import LocalCluster
 
@@ -249,9 +250,21 @@ def test_the_server_says_it_is_the_builtin_one(client1: CassyClient) -> None:
     assert client1.is_builtin_server()
 
 
-def test_a_server_without_health_is_not_taken_for_the_builtin_one() -> None:
-    with CassyClient("127.0.0.1:9", timeout_s=2) as client:  # nothing listens on discard
-        assert not client.is_builtin_server()
+def test_a_server_without_health_is_not_taken_for_the_builtin_one(server1: ServerProcess) -> None:
+    front = CassyFront(server1.address)  # rpc.Cassy only, as Scalar's Cassy serves
+    try:
+        with CassyClient(front.address, timeout_s=10) as client:
+            assert not client.is_builtin_server()
+            assert client.list_clusters() is not None  # and it is a working Cassy
+    finally:
+        front.close()
+
+
+def test_a_server_that_cannot_be_reached_is_taken_for_neither() -> None:
+    """Not a guess that would send the caller down Scalar's Cassy's paths."""
+    client = CassyClient("127.0.0.1:9", timeout_s=2)  # nothing listens on discard
+    with client, pytest.raises(CassyUnavailable):
+        client.is_builtin_server()
 
 
 def test_a_bad_config_names_file_line_and_field(tmp_path: Path) -> None:
