@@ -19,7 +19,7 @@ from grpc_tools import protoc  # type: ignore[import-untyped]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROTO_FILE = REPO_ROOT / "proto" / "cassy.proto"
 #: Our own calls (package cassy_scheduler.v1), kept apart so cassy.proto stays Cassy's.
-EXTENSION_FILE = REPO_ROOT / "proto" / "backups.proto"
+EXTENSION_FILES = (REPO_ROOT / "proto" / "backups.proto", REPO_ROOT / "proto" / "access.proto")
 OUTPUT_DIR = REPO_ROOT / "src" / "cassy_scheduler" / "protocol" / "generated"
 GENERATED_FILES = (
     "__init__.py",
@@ -31,10 +31,14 @@ GENERATED_FILES = (
     "backups_pb2.pyi",
     "backups_pb2_grpc.py",
     "backups_pb2_grpc.pyi",
+    "access_pb2.py",
+    "access_pb2.pyi",
+    "access_pb2_grpc.py",
+    "access_pb2_grpc.pyi",
 )
 
 _INIT_TEXT = '"""Code generated from proto/*.proto by tools/genproto.py: run `make proto`."""\n'
-_ABSOLUTE_IMPORT = re.compile(r"^import (cassy_pb2|backups_pb2) as (\w+)$", re.MULTILINE)
+_ABSOLUTE_IMPORT = re.compile(r"^import (cassy_pb2|backups_pb2|access_pb2) as (\w+)$", re.MULTILINE)
 
 
 class GenerationError(RuntimeError):
@@ -74,7 +78,8 @@ def generate(out_dir: Path = OUTPUT_DIR, proto_file: Path = PROTO_FILE) -> list[
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="genproto-") as scratch:
         _run_protoc(proto_file, Path(scratch))
-        _run_protoc(EXTENSION_FILE, Path(scratch))
+        for extension in EXTENSION_FILES:
+            _run_protoc(extension, Path(scratch))
         written = []
         for name in GENERATED_FILES:
             if name == "__init__.py":

@@ -88,9 +88,9 @@ _add_scheduler_commands()
 
 
 def _add_restore_commands() -> None:
-    from cassy_scheduler.commands import cassyimport, restore
+    from cassy_scheduler.commands import access, cassyimport, restore
 
-    for verb in (restore.restore, restore.restores, restore.verify):
+    for verb in (restore.restore, restore.restores, restore.verify, access.audit, access.token):
         app.command(name=verb.__name__)(verb)
     app.command(name="import")(cassyimport.import_)
 

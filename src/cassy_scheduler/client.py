@@ -20,6 +20,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from cassy_scheduler.closing import Closing
 from cassy_scheduler.protocol.echo import echo_text
 from cassy_scheduler.protocol.generated import (
+    access_pb2,
+    access_pb2_grpc,
     backups_pb2,
     backups_pb2_grpc,
     cassy_pb2,
@@ -40,6 +42,7 @@ DEFAULT_TIMEOUT_S = 30.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _BACKUPS_CALLS = frozenset({"DescribeBackups", "DeleteBackup"})  # not rpc.Cassy's
+_ACCESS_CALLS = frozenset({"WhoAmI", "ListAudit"})
 _ResponseT = TypeVar("_ResponseT", bound=Message)
 _EnumT = TypeVar("_EnumT", OperationStatus, BackupType, RestoreType)
 
@@ -93,6 +96,18 @@ class CassyAborted(CassyError):  # noqa: N818 (named for the gRPC status)
     hint = "another operation holds those nodes: wait for it to finish, then retry"
 
 
+class CassyUnauthenticated(CassyError):  # noqa: N818 (named for the gRPC status)
+    hint = (
+        "the server admits only known identities: set [server] token_file or token_env to "
+        "this caller's token (or CASSY_SCHEDULER_TOKEN with --server), or use a client "
+        "certificate the server maps to an identity"
+    )
+
+
+class CassyPermissionDenied(CassyError):  # noqa: N818 (named for the gRPC status)
+    hint = "this identity lacks the role the call needs: ask the server's operator for it"
+
+
 class CassyUnimplemented(CassyError):  # noqa: N818 (named for the gRPC status)
     hint = "the server does not offer this call: check the address points at a Cassy server"
 
@@ -109,6 +124,17 @@ class CassyConfigError(CassyError):
     hint = "fix the client's TLS settings"
 
 
+#: Statuses that say nothing of which server answered: the health check raises them.
+_NOT_AN_ANSWER = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+    }
+)
+
+
 def _error_class(code: grpc.StatusCode) -> type[CassyError]:
     classes: dict[grpc.StatusCode, type[CassyError]] = {
         grpc.StatusCode.UNAVAILABLE: CassyUnavailable,
@@ -118,6 +144,8 @@ def _error_class(code: grpc.StatusCode) -> type[CassyError]:
         grpc.StatusCode.FAILED_PRECONDITION: CassyFailedPrecondition,
         grpc.StatusCode.ABORTED: CassyAborted,
         grpc.StatusCode.UNIMPLEMENTED: CassyUnimplemented,
+        grpc.StatusCode.UNAUTHENTICATED: CassyUnauthenticated,
+        grpc.StatusCode.PERMISSION_DENIED: CassyPermissionDenied,
     }
     return classes.get(code, CassyError)
 
@@ -217,6 +245,26 @@ class DeleteResult:
     dry_run: bool
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who the built-in server takes this client for."""
+
+    identity: str  # "" when the server has no access control
+    role: str  # reader, operator or admin
+    access_control: bool
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    identity: str
+    peer: str
+    method: str
+    request: str  # the request's fields as JSON
+    code: str
+    message: str
+
+
 def datetime_from_ms(ms: int) -> datetime:
     """Exact UTC datetime for Cassy's uint64 milliseconds since the epoch."""
     return _EPOCH + timedelta(milliseconds=ms)
@@ -234,15 +282,19 @@ class CassyClient(Closing):
         *,
         tls: TlsConfig | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        token: str | None = None,
     ) -> None:
         self.address = address
         self.timeout_s = timeout_s
+        #: Sent with every call, so the server knows the caller (server/access.py).
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         if tls is None:
             self._channel = grpc.insecure_channel(address)
         else:
             self._channel = grpc.secure_channel(address, self._credentials(tls))
         self._stub = cassy_pb2_grpc.CassyStub(self._channel)
         self._backups = backups_pb2_grpc.BackupsStub(self._channel)
+        self._access = access_pb2_grpc.AccessStub(self._channel)
 
     def _credentials(self, tls: TlsConfig) -> Any:
         if (tls.cert_file is None) != (tls.key_file is None):
@@ -270,15 +322,19 @@ class CassyClient(Closing):
     def is_builtin_server(self, *, timeout_s: float | None = None) -> bool:
         """Whether this is `cassy-scheduler serve`; anything else (Scalar's Cassy) is treated
         by Cassy's rules. Asked through the standard health service, so Cassy's API is unchanged.
-        A server that cannot be reached is neither: CassyUnavailable (or DeadlineExceeded),
-        never a guess that could send a caller down Cassy's paths."""
+        A server that cannot be reached, or refuses this caller, is neither: the call's
+        error, never a guess that could send a caller down Cassy's paths."""
         stub = health_pb2_grpc.HealthStub(self._channel)
         request = health_pb2.HealthCheckRequest(service=BUILTIN_SERVER_HEALTH_NAME)
         try:
-            reply = stub.Check(request, timeout=self.timeout_s if timeout_s is None else timeout_s)
+            reply = stub.Check(
+                request,
+                timeout=self.timeout_s if timeout_s is None else timeout_s,
+                metadata=self._metadata,
+            )
         except grpc.RpcError as exc:
             code = exc.code()
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            if code in _NOT_AN_ANSWER:
                 raise _error_class(code)("Check", self.address, code, exc.details() or "") from exc
             return False  # no health service, or not ours: Scalar's Cassy
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
@@ -487,6 +543,38 @@ class CassyClient(Closing):
         response = self._call("DeleteBackup", request, backups_pb2.DeleteBackupResponse, timeout_s)
         return DeleteResult(response.objects, response.bytes, response.rows, response.dry_run)
 
+    # -- the built-in server's access calls (cassy_scheduler.v1.Access) --
+
+    def who_am_i(self, *, timeout_s: float | None = None) -> Caller:
+        response = self._call(
+            "WhoAmI", access_pb2.WhoAmIRequest(), access_pb2.WhoAmIResponse, timeout_s
+        )
+        return Caller(response.identity, response.role, response.access_control)
+
+    def list_audit(
+        self,
+        *,
+        limit: int = 0,
+        identity: str = "",
+        before_ms: int = 0,
+        timeout_s: float | None = None,
+    ) -> list[AuditEntry]:
+        """The server's record of calls that change something, newest first."""
+        request = access_pb2.ListAuditRequest(limit=limit, identity=identity, before=before_ms)
+        response = self._call("ListAudit", request, access_pb2.ListAuditResponse, timeout_s)
+        return [
+            AuditEntry(
+                at=datetime_from_ms(e.at),
+                identity=e.identity,
+                peer=e.peer,
+                method=e.method,
+                request=e.request,
+                code=e.code,
+                message=e.message,
+            )
+            for e in response.entries
+        ]
+
     # -- plumbing --
 
     def _call(
@@ -507,10 +595,10 @@ class CassyClient(Closing):
     ) -> tuple[_ResponseT, Any]:
         """The answer and the call's trailing metadata (where the built-in server adds more)."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
-        method = getattr(self._backups if call in _BACKUPS_CALLS else self._stub, call)
+        method = getattr(self._stub_for(call), call)
         logger.debug("cassy call=%s address=%s timeout_s=%s", call, self.address, timeout)
         try:
-            response, done = method.with_call(request, timeout=timeout)
+            response, done = method.with_call(request, timeout=timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             code = exc.code()
             details = exc.details() or ""
@@ -530,6 +618,13 @@ class CassyClient(Closing):
                 f"expected {response_type.__name__}, got {type(response).__name__}",
             )
         return response, done.trailing_metadata()
+
+    def _stub_for(self, call: str) -> Any:
+        if call in _BACKUPS_CALLS:
+            return self._backups
+        if call in _ACCESS_CALLS:
+            return self._access
+        return self._stub
 
     def _enum(self, call: str, enum_type: type[_EnumT], value: int) -> _EnumT:
         try:

@@ -16,7 +16,7 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Protocol
 
-from cassy_scheduler.client import CassyError, Cluster, StoredBackup, datetime_from_ms
+from cassy_scheduler.client import Caller, CassyError, Cluster, StoredBackup, datetime_from_ms
 from cassy_scheduler.config.checks import check_config
 from cassy_scheduler.config.model import JobConfig, SchedulerConfig, WhenNoSnapshot, prune_run
 from cassy_scheduler.configfile.sizes import format_size
@@ -71,6 +71,8 @@ class CheckedServer(BackupService, PruneClient, Protocol):
 
     def is_builtin_server(self) -> bool: ...
 
+    def who_am_i(self) -> Caller: ...
+
 
 def preflight(
     config: SchedulerConfig,
@@ -98,6 +100,8 @@ def preflight(
             f"{config.server.address} answers; {len(clusters)} cluster(s) registered",
         )
     )
+    if _is_builtin(client):
+        findings += _access_findings(config, client)
     resolved: dict[str, Cluster] = {}
     for job in config.jobs:
         if job.enabled:
@@ -110,6 +114,48 @@ def preflight(
     if history is not None:
         findings += _recent_runs(config.jobs, history, journal, now)
     return findings
+
+
+#: The built-in server's roles, each allowed all the ones below it may (server/access.py).
+_ROLE_RANK = {"reader": 1, "operator": 2, "admin": 3}
+
+
+def _access_findings(config: SchedulerConfig, client: CheckedServer) -> list[Finding]:
+    """Whether the identity this config calls as may do what its jobs do: back up needs
+    operator, a job's retention (which deletes) admin."""
+    try:
+        caller = client.who_am_i()
+    except CassyError as exc:
+        return [Finding(Severity.CRITICAL, "access", str(exc))]
+    if not caller.access_control:
+        return [Finding(Severity.OK, "access", "the server has no access control")]
+    needs = [
+        (job.name, "admin", "its retention deletes backups")
+        if job.retention is not None
+        else (job.name, "operator", "it takes backups")
+        for job in config.jobs
+        if job.enabled
+    ]
+    have = _ROLE_RANK.get(caller.role, 0)
+    short = [(name, role, why) for name, role, why in needs if _ROLE_RANK[role] > have]
+    if not short:
+        return [
+            Finding(
+                Severity.OK,
+                "access",
+                f"calls as identity {caller.identity!r} (role {caller.role})",
+            )
+        ]
+    return [
+        Finding(
+            Severity.CRITICAL,
+            f"job {name}",
+            f"needs the {role} role ({why}); identity {caller.identity!r} has {caller.role}",
+            f"give {caller.identity!r} the {role} role in the server's [access.identities], "
+            "or set [server] token_file to the token of an identity that has it",
+        )
+        for name, role, why in short
+    ]
 
 
 def _is_builtin(client: CheckedServer) -> bool:

@@ -36,7 +36,10 @@ _log = logging.getLogger(__name__)
 def open_client(server: ServerConfig) -> CassyClient:
     """A client for the configured server; calls time out after call_deadline."""
     return CassyClient(
-        server.address, tls=server.tls, timeout_s=server.call_deadline.total_seconds()
+        server.address,
+        tls=server.tls,
+        timeout_s=server.call_deadline.total_seconds(),
+        token=server.token,
     )
 
 

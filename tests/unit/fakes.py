@@ -15,6 +15,7 @@ import grpc  # type: ignore[import-untyped]
 from cassy_scheduler.client import (
     BackupAck,
     BackupEntry,
+    Caller,
     CassyDeadlineExceeded,
     CassyError,
     CassyFailedPrecondition,
@@ -118,6 +119,9 @@ class FakeCassy:
 
     def is_builtin_server(self) -> bool:
         return self.builtin
+
+    def who_am_i(self) -> Caller:
+        return Caller("", "admin", access_control=False)
 
     def add_cluster(
         self, name: str = "prod", ips: Iterable[str] = ("127.0.0.2",), created_ms: int = 0

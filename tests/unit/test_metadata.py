@@ -13,6 +13,7 @@ from cassy_scheduler.clock import epoch_ms
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
 from cassy_scheduler.server.metadata import SqliteMetadataStore
 from cassy_scheduler.server.rows import (
+    AuditRecord,
     DuplicateRecordError,
     HistoryKey,
     InvalidQueryError,
@@ -366,7 +367,9 @@ def test_many_threads_can_write_and_read_at_once(store: SqliteMetadataStore) -> 
     assert {r.status for r in rows} == {OperationStatus.COMPLETED}
 
 
-def test_a_version_1_database_is_migrated_in_place_and_keeps_its_rows(tmp_path: Path) -> None:
+def test_a_version_1_database_is_migrated_in_place_through_each_version_and_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
     path = tmp_path / "metadata.db"
     store = SqliteMetadataStore(path)
     store.insert_backups(
@@ -381,6 +384,7 @@ def test_a_version_1_database_is_migrated_in_place_and_keeps_its_rows(tmp_path: 
     with sqlite3.connect(path) as old:  # as a server of schema version 1 left it
         old.execute("DROP TABLE backup_sizes")
         old.execute("DROP TABLE backup_deletions")
+        old.execute("DROP TABLE audit_log")
         old.execute("DELETE FROM schema_version")
         old.execute("INSERT INTO schema_version (version) VALUES (1)")
     old.close()
@@ -390,9 +394,24 @@ def test_a_version_1_database_is_migrated_in_place_and_keeps_its_rows(tmp_path: 
         store.record_size(store.list_backups(cluster_id="c")[0].key, 3, 300)
         assert next(iter(store.sizes("c").values())).bytes == 300
         assert store.deletions("c") == set()
+        assert store.audit(10) == []
     finally:
         store.close()
     with sqlite3.connect(path) as done:
         versions = [v for (v,) in done.execute("SELECT version FROM schema_version")]
     done.close()
-    assert max(versions) == 2
+    assert max(versions) == SCHEMA_VERSION == 3
+
+
+def test_the_audit_log_lists_calls_newest_first_by_identity_and_page(tmp_path: Path) -> None:
+    store = SqliteMetadataStore(tmp_path / "metadata.db")
+    try:
+        for at, who in ((1000, "ops"), (2000, "admin"), (3000, "ops")):
+            store.record_call(
+                AuditRecord(at, who, "ipv4:127.0.0.1:5", "/rpc.Cassy/TakeBackup", "{}", "OK", "")
+            )
+        assert [r.at for r in store.audit(10)] == [3000, 2000, 1000]
+        assert [r.at for r in store.audit(10, identity="ops")] == [3000, 1000]
+        assert [r.at for r in store.audit(1, before=3000)] == [2000]
+    finally:
+        store.close()

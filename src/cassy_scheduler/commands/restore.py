@@ -9,6 +9,7 @@ storage URI (--storage), or the server's own config file (--server-config) to us
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from cassy_scheduler.verify import NodeReport, VerifyReport
 
 SERVER_ENV = "CASSY_SERVER"
+#: The caller's token for a server named with --server (a config names its own token_file).
+TOKEN_ENV = "CASSY_SCHEDULER_TOKEN"
 
 
 class RestoreExit(IntEnum):
@@ -51,7 +54,7 @@ EXIT_HELP = (
 )
 
 
-def _server_option() -> Any:
+def server_option() -> Any:
     return typer.Option(
         None,
         "--server",
@@ -63,7 +66,7 @@ def _server_option() -> Any:
     )
 
 
-def _config_option() -> Any:
+def config_option() -> Any:
     return typer.Option(
         None,
         "--config",
@@ -75,11 +78,11 @@ def _config_option() -> Any:
     )
 
 
-def _client(server: str | None, config: Path | None) -> CassyClient:
+def client_for(server: str | None, config: Path | None) -> CassyClient:
     from cassy_scheduler.client import CassyClient
 
     if server:
-        return CassyClient(server, timeout_s=120)
+        return CassyClient(server, timeout_s=120, token=os.environ.get(TOKEN_ENV) or None)
     if config is not None:
         from cassy_scheduler.runtime import open_client
 
@@ -109,8 +112,8 @@ def restore(  # noqa: PLR0917 (typer reads options from parameters)
     timeout: float = typer.Option(
         3600, "--timeout", min=1, metavar="SECONDS", help="Seconds to wait at most."
     ),
-    server: str | None = _server_option(),
-    config: Path | None = _config_option(),
+    server: str | None = server_option(),
+    config: Path | None = config_option(),
     as_json: bool = json_option(),
 ) -> None:
     """Restore a node-level snapshot onto stopped nodes.
@@ -119,7 +122,7 @@ def restore(  # noqa: PLR0917 (typer reads options from parameters)
     empty; the server refuses otherwise and writes nothing. Start the nodes once every node
     says COMPLETED.
     """
-    with server_errors(), _client(server, config) as client:
+    with server_errors(), client_for(server, config) as client:
         before = _row_keys(client.list_restore_statuses(cluster_id, snapshot_id))
         ack = client.restore_backup(
             cluster_id, snapshot_id, RestoreType.NODE, nodes, snapshot_only=snapshot_only
@@ -194,15 +197,15 @@ def restores(  # noqa: PLR0917 (typer reads options from parameters)
     limit: int = typer.Option(
         0, "--limit", min=0, metavar="N", help="At most this many rows (0: all)."
     ),
-    server: str | None = _server_option(),
-    config: Path | None = _config_option(),
+    server: str | None = server_option(),
+    config: Path | None = config_option(),
     as_json: bool = json_option(),
 ) -> None:
     """A snapshot's restores, node by node, newest first.
 
     Each node's status and, from the built-in server, why it failed (ListRestoreStatuses).
     """
-    with server_errors(), _client(server, config) as client:
+    with server_errors(), client_for(server, config) as client:
         rows = client.list_restore_statuses(cluster_id, snapshot_id, node, limit)
     # With a node, Cassy lists that node's restores of every snapshot.
     rows = [r for r in rows if r.snapshot_id == snapshot_id]
@@ -268,8 +271,8 @@ def verify(  # noqa: PLR0917 (typer reads options from parameters)
         metavar="FILE",
         help="The server's TOML config, to read its storage URI.",
     ),
-    server: str | None = _server_option(),
-    config: Path | None = _config_option(),
+    server: str | None = server_option(),
+    config: Path | None = config_option(),
     as_json: bool = json_option(),
 ) -> None:
     """Prove a snapshot restorable, reading its stored files.
@@ -286,7 +289,7 @@ def verify(  # noqa: PLR0917 (typer reads options from parameters)
         server_config,
         "verify reads storage itself (Cassy's API does not serve stored files)",
     )
-    with server_errors(), _client(server, config) as client:
+    with server_errors(), client_for(server, config) as client:
         rows = client.list_backups(snapshot_id=snapshot_id)
     facts = _snapshot_facts(rows, snapshot_id, cluster_id)
     try:

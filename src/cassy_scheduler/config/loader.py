@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from cassy_scheduler.addresses import host_of, is_loopback
 from cassy_scheduler.config.loadtargets import notify_target
 from cassy_scheduler.config.model import (
     ClusterRef,
@@ -35,12 +36,14 @@ from cassy_scheduler.config.schema import (
     NotifyUseTable,
     ScheduleCache,
     SchedulerTable,
+    ServerTable,
     allowed_keys,
     parse_schedule,
 )
 from cassy_scheduler.config.targets import NotifyTarget, NotifyUse, NotifyWhen
 from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem, toml_syntax_problem
 from cassy_scheduler.configfile.locate import KeyPath, key_lines, line_of
+from cassy_scheduler.configfile.secrets import Secret
 from cassy_scheduler.jobtype import JobType
 from cassy_scheduler.retention.policy import RetentionPolicy
 from cassy_scheduler.timetable import DEFAULT_TIMEZONE, MissedRunPolicy, Schedule, ScheduleError
@@ -246,12 +249,53 @@ def _build(
     return SchedulerConfig(
         path=path,
         job_defaults=tuple(_policy(defaults_only).items()),
-        server=ServerConfig(server.address, tls, server.call_deadline),
+        server=ServerConfig(
+            server.address, tls, server.call_deadline, _server_token(server, report, base_dir)
+        ),
         jobs=jobs,
         notify=tuple(targets),
         runtime=_runtime(parsed.scheduler, report, base_dir),
         declared=declared,
     )
+
+
+def _server_token(server: ServerTable, report: _Report, base_dir: Path) -> str | None:
+    """The token from token_file or token_env, read now (a reload reads it again)."""
+    given = [key for key in ("token_file", "token_env") if getattr(server, key)]
+    if not given:
+        return None
+    key = given[-1]
+    if len(given) > 1:
+        report.add(("server", key), "token_file and token_env are both given", "keep one")
+        return None
+    if server.token_env:
+        secret = Secret(f"server.{key}", report.file, env=server.token_env)
+    else:
+        secret = Secret(f"server.{key}", report.file, file=_anchor(base_dir, server.token_file))
+    try:
+        token = secret.resolve().strip()
+    except ConfigError as exc:
+        report.problems.extend(
+            dataclasses.replace(p, line=line_of(report.lines, ("server", key)))
+            for p in exc.problems
+        )
+        return None
+    if not token:
+        report.add(("server", key), "the token is empty", "write this caller's token into it")
+        return None
+    if (
+        server.tls is None
+        and not server.allow_plaintext_token
+        and not is_loopback(host_of(server.address))
+    ):
+        report.add(
+            ("server", key),
+            f"the token would cross the network in plaintext to {server.address}",
+            "configure [server.tls], or set allow_plaintext_token = true when TLS ends in "
+            "a proxy on this host",
+        )
+        return None
+    return token
 
 
 def _runtime(table: SchedulerTable, report: _Report, base_dir: Path) -> RuntimeConfig:

@@ -63,6 +63,7 @@ class ServerConfig:
     address: str = DEFAULT_ADDRESS
     tls: TlsConfig | None = None
     call_deadline: timedelta = timedelta(seconds=30)
+    token: str | None = field(default=None, repr=False)  # read from token_file or token_env
 
 
 @dataclass(frozen=True)

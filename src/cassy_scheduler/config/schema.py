@@ -52,6 +52,10 @@ class ServerTable(_Table):
     address: str = DEFAULT_ADDRESS
     tls: TlsTable | None = None
     call_deadline: Duration = ServerConfig.call_deadline
+    # This caller's token for a server with access control, sent on every call.
+    token_file: str | None = Field(default=None, min_length=1)
+    token_env: str | None = Field(default=None, min_length=1)
+    allow_plaintext_token: bool = False  # send it without TLS beyond loopback
 
     @field_validator("address")
     @classmethod

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -23,19 +24,28 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from cassy_scheduler.addresses import is_loopback
-from cassy_scheduler.node.discovery import discover_cluster
+from cassy_scheduler.node.discovery import ClusterFacts, discover_cluster
 from cassy_scheduler.node.executor import LocalExecutor, NodeExecutor
 from cassy_scheduler.node.residentnodetool import ResidentExecutor
 from cassy_scheduler.node.sshnode import SshExecutor, SshNodes
 from cassy_scheduler.privatefiles import private_file
-from cassy_scheduler.protocol.generated import backups_pb2_grpc, cassy_pb2, cassy_pb2_grpc
+from cassy_scheduler.protocol.generated import (
+    access_pb2_grpc,
+    backups_pb2_grpc,
+    cassy_pb2,
+    cassy_pb2_grpc,
+)
 from cassy_scheduler.protocol.types import BUILTIN_SERVER_HEALTH_NAME
+from cassy_scheduler.server.accessservicer import SERVICE_NAME as ACCESS_SERVICE
+from cassy_scheduler.server.accessservicer import AccessServicer
 from cassy_scheduler.server.backup import BackupOperations
 from cassy_scheduler.server.backupsservicer import SERVICE_NAME as BACKUPS_SERVICE
 from cassy_scheduler.server.backupsservicer import BackupsServicer
 from cassy_scheduler.server.clustersnapshot import ClusterWideSetup
 from cassy_scheduler.server.deletion import BackupDeletions
 from cassy_scheduler.server.errors import RESTARTED
+from cassy_scheduler.server.gate import AccessGate
+from cassy_scheduler.server.hostallow import HostAllowList
 from cassy_scheduler.server.metadata import SqliteMetadataStore
 from cassy_scheduler.server.nodejobs import NodeAccess, shut_down
 from cassy_scheduler.server.restore import RestoreOperations, node_directories
@@ -120,9 +130,18 @@ def _start_with(
         endpoints=settings.endpoint,
         cql=settings.cql,
     )
-    servicer = CassyServicer(metadata, operations, discover, restores=restores)
-    extension = BackupsServicer(BackupDeletions(metadata, storage))
-    server, health_servicer = _grpc_server(settings, servicer, extension)
+    hosts = settings.access.cluster_hosts
+    servicer = CassyServicer(
+        metadata,
+        operations,
+        discover if hosts is None else partial(_discover_allowed, discover, hosts),
+        restores=restores,
+    )
+    extensions = (
+        BackupsServicer(BackupDeletions(metadata, storage)),
+        AccessServicer(settings.access.credentials, metadata),
+    )
+    server, health_servicer = _grpc_server(settings, servicer, extensions, metadata)
     port = _listen(server, settings)
     if port == 0:
         metadata.close()
@@ -199,22 +218,36 @@ def _operations(
     return operations, restores
 
 
+def _discover_allowed(
+    discover: Callable[[str], ClusterFacts], hosts: HostAllowList, host: str
+) -> ClusterFacts:
+    """Discovery that contacts only a listed host, and registers only listed nodes."""
+    hosts.check_host(host)
+    facts = discover(host)
+    hosts.check_nodes(facts.nodes)
+    return facts
+
+
 def _grpc_server(
-    settings: ServerSettings, servicer: CassyServicer, extension: BackupsServicer
+    settings: ServerSettings,
+    servicer: CassyServicer,
+    extensions: tuple[BackupsServicer, AccessServicer],
+    audit: SqliteMetadataStore,
 ) -> tuple[grpc.Server, health.HealthServicer]:
     """rpc.Cassy beside gRPC health and server reflection, as Scalar's Cassy serves them,
-    and our own cassy_scheduler.v1.Backups."""
+    and our own cassy_scheduler.v1 services; every call passes the access gate first."""
     server = grpc.server(
         ThreadPoolExecutor(settings.max_workers, thread_name_prefix="rpc"),
+        interceptors=[AccessGate(settings.access.credentials, audit)],
         options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
     )
     cassy_pb2_grpc.add_CassyServicer_to_server(servicer, server)
-    backups_pb2_grpc.add_BackupsServicer_to_server(extension, server)
+    backups_pb2_grpc.add_BackupsServicer_to_server(extensions[0], server)
+    access_pb2_grpc.add_AccessServicer_to_server(extensions[1], server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, BACKUPS_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    services = (SERVICE_NAME, BACKUPS_SERVICE, ACCESS_SERVICE, health.SERVICE_NAME)
+    reflection.enable_server_reflection((*services, reflection.SERVICE_NAME), server)
     return server, health_servicer
 
 
@@ -229,21 +262,23 @@ def _log_start(settings: ServerSettings, port: int) -> None:
         settings.metadata_path,
     )
     tls = settings.tls
-    if is_loopback(settings.host):
-        pass  # only this host reaches it
-    elif tls is None:
-        log.warning(
-            "the API listens on %s in plaintext, without authentication: anyone who reaches "
-            "the port can register clusters, take backups and restore nodes; listen on "
-            "127.0.0.1, or configure [server.tls] (with client_ca_file for client certificates)",
-            settings.host,
+    credentials = settings.access.credentials
+    if credentials.enabled:
+        log.info(
+            "access control on identities=%d (by token %d, by certificate %d)",
+            len({*credentials.tokens.values(), *credentials.certificates.values()}),
+            len(credentials.tokens),
+            len(credentials.certificates),
         )
-    elif tls.client_ca_file is None:
+    elif is_loopback(settings.host):
+        pass  # only this host reaches it
+    else:
         log.warning(
-            "the API listens on %s over TLS without client certificates: the traffic is "
-            "private, but anyone who reaches the port may call it; set [server.tls] "
-            "client_ca_file to admit only clients with a certificate it signed",
+            "the API listens on %s without access control: anyone who reaches the port can "
+            "register clusters, take backups, restore nodes and delete backups; listen on "
+            "127.0.0.1, or give callers identities in [access.identities]%s",
             settings.host,
+            " and configure [server.tls]" if tls is None else "",
         )
     for note in settings.deprecations:
         log.warning(

@@ -74,3 +74,8 @@ def _os_cause(error: BaseException | None) -> str | None:
         error = error.__cause__ or error.__context__
         seen += 1
     return None
+
+
+class HostNotAllowedError(OperationError):
+    """RegisterCluster named a host (or the cluster reported a node) outside [access]
+    cluster_hosts; nothing was registered."""

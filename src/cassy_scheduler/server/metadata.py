@@ -17,6 +17,7 @@ from pathlib import Path
 from cassy_scheduler.clock import SYSTEM_CLOCK, Clock, epoch_ms
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
 from cassy_scheduler.server.rows import (
+    AuditRecord,
     BackupInUseError,
     BackupRecord,
     BackupSize,
@@ -362,6 +363,43 @@ class SqliteMetadataStore:
                 )
                 changed += cursor.rowcount
         return changed
+
+    # the audit log
+
+    def record_call(self, record: AuditRecord) -> None:
+        with self._transaction() as connection:
+            connection.execute(
+                "INSERT INTO audit_log (at, identity, peer, method, request, code, message) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.at,
+                    record.identity,
+                    record.peer,
+                    record.method,
+                    record.request,
+                    record.code,
+                    record.message,
+                ),
+            )
+
+    def audit(
+        self, limit: int, identity: str | None = None, before: int | None = None
+    ) -> list[AuditRecord]:
+        """Newest first; `before` (ms, exclusive) pages back."""
+        where: list[str] = ["1 = 1"]
+        params: list[object] = []
+        if identity is not None:
+            where.append("identity = ?")
+            params.append(identity)
+        if before is not None:
+            where.append("at < ?")
+            params.append(before)
+        rows = self._select(
+            "SELECT at, identity, peer, method, request, code, message FROM audit_log "
+            f"WHERE {' AND '.join(where)} ORDER BY at DESC, id DESC LIMIT ?",
+            (*params, sql_limit(limit)),
+        )
+        return [AuditRecord(integer_of(at), *(str(v) for v in rest)) for at, *rest in rows]
 
     def dump_sql(self) -> str:
         """The whole database as SQL text (what `sqlite3 db .dump` prints), for backups."""

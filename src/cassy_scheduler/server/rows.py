@@ -94,6 +94,19 @@ class RestoreRecord:
 
 
 @dataclass(frozen=True)
+class AuditRecord:
+    """One call that changes something: who made it, from where, what, and how it ended."""
+
+    at: int  # ms since the epoch
+    identity: str
+    peer: str
+    method: str
+    request: str  # the request's fields as JSON
+    code: str  # the gRPC status's name
+    message: str
+
+
+@dataclass(frozen=True)
 class BackupSize:
     """What one node's part of one backup holds in storage."""
 

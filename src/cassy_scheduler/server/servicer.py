@@ -22,6 +22,7 @@ from cassy_scheduler.protocol.reasons import REASONS_KEY, encode_reasons
 from cassy_scheduler.protocol.types import OperationStatus
 from cassy_scheduler.server.backup import BackupOperations
 from cassy_scheduler.server.errors import (
+    HostNotAllowedError,
     InvalidRequestError,
     NodesBusyError,
     NodesNotLiveError,
@@ -50,6 +51,7 @@ STATUS_OF: dict[type[Exception], grpc.StatusCode] = {
     NodesBusyError: grpc.StatusCode.ABORTED,
     NodesNotLiveError: grpc.StatusCode.UNAVAILABLE,
     DiscoveryError: grpc.StatusCode.UNAVAILABLE,
+    HostNotAllowedError: grpc.StatusCode.PERMISSION_DENIED,
     NotOfferedError: grpc.StatusCode.UNIMPLEMENTED,
 }
 _REFUSALS: tuple[type[Exception], ...] = (*STATUS_OF, OperationError)

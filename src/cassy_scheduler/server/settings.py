@@ -64,6 +64,7 @@ from cassy_scheduler.node.discovery import CqlAccess
 from cassy_scheduler.node.executor import NodeEndpoint
 from cassy_scheduler.node.nodetooljvm import NodetoolJvm
 from cassy_scheduler.node.sshtarget import SshTarget
+from cassy_scheduler.server.accesssettings import AccessSettings, access_settings
 from cassy_scheduler.server.applications import AppInstance, ApplicationsConfig
 from cassy_scheduler.server.cqlsettings import cql_access
 from cassy_scheduler.server.dns import DnsServer
@@ -126,6 +127,7 @@ class ServerSettings:
     nodetool_jvm: NodetoolJvm | None = None  # None: a `nodetool` process per command
     ssh: SshTarget | None = None  # set: nodes without their own table are reached over SSH
     deprecations: tuple[ConfigProblem, ...] = ()  # keys still read, with what to write now
+    access: AccessSettings = field(default_factory=AccessSettings)  # default: no identities
 
     @property
     def address(self) -> str:
@@ -170,6 +172,8 @@ def load_server_settings(path: Path) -> ServerSettings:
     cql, cql_problems = cql_access(tables.nodes, tables.cassandra, path, lines)
     problems += cql_problems
     problems += _rates_without_a_store(storage, hosts, ssh, file, lines)
+    access, access_problems = access_settings(tables.access, tables.server, path, lines)
+    problems += access_problems
     if problems:
         raise ConfigError(problems)
     base = path.parent
@@ -192,6 +196,7 @@ def load_server_settings(path: Path) -> ServerSettings:
         applications=applications,
         ssh=ssh,
         deprecations=tuple(parsed.notes),
+        access=access,
     )
 
 

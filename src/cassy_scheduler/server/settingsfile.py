@@ -158,6 +158,23 @@ class ApplicationsTable(_Table):
     dns_timeout: PositiveDuration = timedelta(seconds=5)
 
 
+class IdentityTable(_Table):
+    """[access.identities.NAME]: one caller, known by a token or a client certificate."""
+
+    role: Literal["reader", "operator", "admin"]
+    token_file: str | None = Field(default=None, min_length=1)
+    token_env: str | None = Field(default=None, min_length=1)
+    token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    cert_name: str | None = Field(default=None, min_length=1)  # the certificate's CN or a SAN
+    token: str | None = None  # only to refuse it with a pointer to token_file
+
+
+class AccessTable(_Table):
+    identities: dict[str, IdentityTable] = Field(default_factory=dict)
+    allow_plaintext_tokens: bool = False  # tokens over plaintext beyond loopback
+    cluster_hosts: list[str] | None = None  # the hosts RegisterCluster may contact
+
+
 class FileTable(_Table):
     server: ServerTable = ServerTable()
     metadata: MetadataTable = MetadataTable()
@@ -165,6 +182,7 @@ class FileTable(_Table):
     nodes: NodesTable = NodesTable()
     cassandra: CassandraTable | None = None
     applications: ApplicationsTable | None = None
+    access: AccessTable = AccessTable()
 
 
 _MAX_SECONDS = 366 * 86_400  # a year: longer is a typo, and timedelta overflows past 1e14
@@ -304,6 +322,12 @@ def _table_at(path: tuple[str, ...]) -> type[BaseModel] | None:
         if model is _HostsPlaceholder:
             model = HostTable
             continue
+        if model is AccessTable and part == "identities":
+            model = _IdentitiesPlaceholder
+            continue
+        if model is _IdentitiesPlaceholder:
+            model = IdentityTable
+            continue
         annotation = model.model_fields[part].annotation if part in model.model_fields else None
         # An optional table (`CassandraTable | None`) is its model too.
         candidates = [annotation, *get_args(annotation)]
@@ -316,6 +340,10 @@ def _table_at(path: tuple[str, ...]) -> type[BaseModel] | None:
 
 class _HostsPlaceholder(_Table):
     """Stands for the [nodes.hosts] table, whose keys are node addresses."""
+
+
+class _IdentitiesPlaceholder(_Table):
+    """Stands for the [access.identities] table, whose keys are identity names."""
 
 
 def _problem_from(

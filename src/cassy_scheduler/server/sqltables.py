@@ -21,7 +21,7 @@ from cassy_scheduler.server.rows import (
     RestoreRecord,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -88,8 +88,24 @@ CREATE TABLE backup_deletions (
 """
 SCHEMA += _SIZES_AND_DELETIONS
 
+#: Version 3: every call that changes something, allowed or refused (server/gate.py).
+_AUDIT = """
+CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    identity TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    method TEXT NOT NULL,
+    request TEXT NOT NULL,
+    code TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX audit_log_by_at ON audit_log (at);
+"""
+SCHEMA += _AUDIT
+
 #: What takes a database from the version of the key to the next one.
-MIGRATIONS: dict[int, str] = {1: _SIZES_AND_DELETIONS}
+MIGRATIONS: dict[int, str] = {1: _SIZES_AND_DELETIONS, 2: _AUDIT}
 
 _BACKUP_COLUMNS = (
     "cluster_id, target_ip, snapshot_id, created_at, updated_at, backup_type, status, reason"
