@@ -90,7 +90,8 @@ _add_scheduler_commands()
 def _add_restore_commands() -> None:
     from cassy_scheduler.commands import access, cassyimport, restore
 
-    for verb in (restore.restore, restore.restores, restore.verify, access.audit, access.token):
+    verbs = (restore.restore, restore.restores, restore.verify, access.audit, access.token)
+    for verb in (*verbs, access.key):
         app.command(name=verb.__name__)(verb)
     app.command(name="import")(cassyimport.import_)
 

@@ -1,5 +1,6 @@
-"""`audit` and `token`: what the built-in server recorded of the calls that change something,
-and a new token for one of its identities (docs/access.md)."""
+"""`audit`, `token` and `key`: what the built-in server recorded of the calls that change
+something, a new token for one of its identities, and a new key for client-side encryption
+(docs/access.md)."""
 
 from __future__ import annotations
 
@@ -88,3 +89,28 @@ def token(
     else:
         out().print(f"token: {new}")
     out().print(f'token_sha256 = "{token_digest(new)}"')
+
+
+def key(
+    write: Path = typer.Option(
+        ..., "--write", metavar="FILE", help="Write the key to FILE (mode 0600); never printed."
+    ),
+) -> None:
+    """A new key-encryption key for [storage.client_encryption], and its id.
+
+    Keep a copy where a lost server cannot take it: without the key, no backup sealed with
+    it can be read, by anyone.
+    """
+    from cassy_scheduler.privatefiles import private_file
+    from cassy_scheduler.storage.envelope import KEY_BYTES, key_id
+
+    if write.exists() and write.stat().st_size:
+        from cassy_scheduler.commands.common import fail
+
+        fail(f"{write} exists: a key is never overwritten (backups sealed with it need it)", 2)
+    new = secrets.token_bytes(KEY_BYTES)
+    private_file(write)
+    write.chmod(0o600)
+    write.write_text(new.hex() + "\n", encoding="utf-8")
+    out().print(f"key written to {write}")
+    out().print(f"key id: {key_id(new)}")

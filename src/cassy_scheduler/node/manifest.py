@@ -15,12 +15,14 @@ from typing import Any
 
 from cassy_scheduler.protocol.types import BackupType
 from cassy_scheduler.storage.base import Storage
+from cassy_scheduler.storage.envelope import MAGIC, DecryptionError
 from cassy_scheduler.storage.errors import ObjectNotFoundError
 from cassy_scheduler.storage.layout import manifest_prefix
 
 _log = logging.getLogger(__name__)
 
 MANIFEST_FORMAT_VERSION = 1
+CIPHER = "AES-256-GCM"
 
 
 class ManifestError(Exception):
@@ -84,6 +86,7 @@ class Manifest:
     prefix: str
     files: tuple[ManifestEntry, ...]
     format_version: int = MANIFEST_FORMAT_VERSION
+    key_id: str | None = None  # the key that sealed its objects (client-side encryption)
 
     @property
     def total_size(self) -> int:
@@ -100,11 +103,20 @@ class Manifest:
             "prefix": self.prefix,
             "files": [e.to_document() for e in self.files],
         }
+        if self.key_id is not None:
+            document["encryption"] = {"cipher": CIPHER, "key_id": self.key_id}
         return json.dumps(document, indent=1) + "\n"
 
     @classmethod
     def from_json(cls, text: str | bytes, *, source: str = "manifest") -> Manifest:
         """Parse and check a manifest; `source` names it in error messages."""
+        raw = text.encode() if isinstance(text, str) else text
+        if raw.startswith(MAGIC):
+            sealed_by = raw[len(MAGIC) : len(MAGIC) + 16].hex()
+            raise ManifestError(
+                f"{source} is encrypted (key {sealed_by}): read it with the server's "
+                "[storage.client_encryption] keys (--server-config FILE)"
+            )
         try:
             document = json.loads(text)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -144,11 +156,16 @@ class Manifest:
                     etag=entry.optional_text("etag"),
                 )
             )
+        encryption = document.get("encryption")
+        key_id = None
+        if encryption is not None:
+            key_id = _Fields(encryption, f"{source} encryption").text("key_id")
         return cls(
             identity=identity,
             prefix=fields.text("prefix"),
             files=tuple(entries),
             format_version=version,
+            key_id=key_id,
         )
 
 
@@ -197,6 +214,8 @@ def read_manifest(storage: Storage, key: str) -> Manifest:
             f"manifest {key!r} not found in {storage.uri}: the upload never completed "
             "or the key is wrong"
         ) from exc
+    except DecryptionError as exc:  # a wrong key, or a manifest altered in storage
+        raise ManifestError(str(exc)) from exc
     return Manifest.from_json(data, source=f"manifest {key!r}")
 
 

@@ -133,7 +133,10 @@ class _Session:
 
     def storage(self, spec: dict[str, Any]) -> Storage:
         if "channel" in spec:
-            return ChannelStorage(self.wire, self.take, str(spec["channel"]))
+            sealed = spec.get("sealed_with")
+            return ChannelStorage(
+                self.wire, self.take, str(spec["channel"]), str(sealed) if sealed else None
+            )
         return open_storage(StorageOptions.from_document(spec["options"]))
 
 

@@ -97,7 +97,7 @@ class SshNodes:
         """How the node program reaches storage: the store itself (with the credentials this
         server read, sent on the session's input), or through the session for `file://`."""
         if self._options.scheme == "file":
-            return {"channel": self._storage.uri}
+            return {"channel": self._storage.uri, "sealed_with": self._storage.sealed_with}
         options = self._options
         if target.max_bandwidth is not None:
             options = dataclasses.replace(options, max_bandwidth=target.max_bandwidth)

@@ -78,15 +78,27 @@ class ChannelStorage(Storage):
     them there); PeerGoneError when the session is gone.
     """
 
-    def __init__(self, wire: Wire, replies: Callable[[], Reply], uri: str) -> None:
+    def __init__(
+        self,
+        wire: Wire,
+        replies: Callable[[], Reply],
+        uri: str,
+        sealed_with: str | None = None,
+    ) -> None:
         self._wire = wire
         self._replies = replies
         self._uri = uri
+        self._sealed_with = sealed_with
         self._lock = threading.Lock()
 
     @property
     def uri(self) -> str:
         return self._uri
+
+    @property
+    def sealed_with(self) -> str | None:
+        """The server seals what it stores for us: its key's id, for the manifest."""
+        return self._sealed_with
 
     def _call(self, op: str, **arguments: Any) -> Reply:
         with self._lock:

@@ -139,7 +139,7 @@ def upload_files(
     # but never flushed (a clean file's fsync costs next to nothing).
     storage.sync([o.entry.key for o in outcomes])
     entries = tuple(sorted((o.entry for o in outcomes), key=lambda e: e.path))
-    manifest = Manifest(identity=identity, prefix=prefix, files=entries)
+    manifest = Manifest(identity=identity, prefix=prefix, files=entries, key_id=storage.sealed_with)
     key = manifest_key(prefix, identity.backup_type, identity.created_at_ms)
     storage.put_bytes(key, manifest.to_json().encode())
     sizes = {how: [o.entry.size for o in outcomes if o.how is how] for how in _How}

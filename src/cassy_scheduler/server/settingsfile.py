@@ -53,6 +53,14 @@ class MetadataTable(_Table):
     path: str = "cassy-metadata.db"
 
 
+class ClientEncryptionTable(_Table):
+    """[storage.client_encryption]: every object sealed before it is stored (docs/access.md)."""
+
+    key_file: str | None = Field(default=None, min_length=1)
+    key_env: str | None = Field(default=None, min_length=1)
+    previous_key_files: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+
+
 class StorageTable(_Table):
     uri: str
     endpoint: str | None = None  # MinIO, Ceph, SeaweedFS, Azurite, a private endpoint
@@ -84,6 +92,7 @@ class StorageTable(_Table):
     session_token: str | None = None
     account_key: str | None = None
     sas_token: str | None = None
+    client_encryption: ClientEncryptionTable | None = None
 
 
 class SshTable(_Table):

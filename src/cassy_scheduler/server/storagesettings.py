@@ -8,10 +8,11 @@ from pathlib import Path
 from types import MappingProxyType
 
 from cassy_scheduler.configfile.errors import ConfigError, ConfigProblem
-from cassy_scheduler.configfile.locate import TableProblems
+from cassy_scheduler.configfile.locate import TableProblems, line_of
 from cassy_scheduler.configfile.secrets import Secret
-from cassy_scheduler.server.settingsfile import StorageTable
+from cassy_scheduler.server.settingsfile import ClientEncryptionTable, StorageTable
 from cassy_scheduler.storage import UnsupportedStorageError, open_storage
+from cassy_scheduler.storage.envelope import parse_key
 from cassy_scheduler.storage.errors import StorageOptionRefusedError
 from cassy_scheduler.storage.options import MIN_PART_SIZE, StorageOptions
 
@@ -44,6 +45,8 @@ def storage_options(
     problem = TableProblems(str(path), lines, "storage")
     scheme = table.uri.partition("://")[0].lower()
     problems = _misplaced(table, scheme, problem)
+    client_keys, key_problems = _client_keys(table.client_encryption, path, lines)
+    problems += key_problems
     credentials, credential_problems = _credentials(table, scheme, path.parent, problem)
     problems += credential_problems
     if table.encryption == "kms" and table.kms_key_id is None:
@@ -89,6 +92,7 @@ def storage_options(
         max_bandwidth=table.max_bandwidth,
         retry_timeout_s=table.retry_timeout.total_seconds(),
         credentials=MappingProxyType(credentials),
+        client_keys=client_keys,
     )
     if not problems:
         try:
@@ -171,3 +175,45 @@ def _credentials(
         else:
             found["service_account"] = str(key_file)
     return found, problems
+
+
+def _client_keys(
+    table: ClientEncryptionTable | None, path: Path, lines: dict[tuple[str, ...], int]
+) -> tuple[tuple[bytes, ...], list[ConfigProblem]]:
+    """The current key (key_file or key_env) and the previous ones, read and checked now:
+    a server that cannot read its key must not start, nor store a byte unsealed."""
+    if table is None:
+        return (), []
+
+    def problem(key: str, message: str, hint: str) -> ConfigProblem:
+        where = ("storage", "client_encryption", key)
+        return ConfigProblem(str(path), line_of(lines, where), ".".join(where), message, hint)
+
+    given = [key for key in ("key_file", "key_env") if getattr(table, key)]
+    if len(given) != 1:
+        message = "key_file and key_env are both given" if given else "no key is given"
+        hint = 'write key_file = "/etc/cassy-scheduler/backup.key" (cassy-scheduler key makes one)'
+        return (), [problem(given[-1] if given else "key_file", message, hint)]
+    sources = [(given[0], table.key_file, table.key_env)]
+    sources += [("previous_key_files", name, None) for name in table.previous_key_files]
+    keys: list[bytes] = []
+    problems: list[ConfigProblem] = []
+    for field_name, file, env in sources:
+        if env is not None:
+            secret = Secret(f"storage.client_encryption.{field_name}", str(path), env=env)
+        else:
+            assert file is not None
+            located = Path(file).expanduser()
+            located = located if located.is_absolute() else path.parent / located
+            secret = Secret(f"storage.client_encryption.{field_name}", str(path), file=located)
+        try:
+            keys.append(parse_key(secret.resolve(), env or str(file)))
+        except ConfigError as exc:
+            problems += [problem(field_name, p.message, p.hint) for p in exc.problems]
+        except ValueError as exc:
+            problems.append(problem(field_name, str(exc), "write the key's 64 hex digits into it"))
+    if len(set(keys)) != len(keys):
+        problems.append(
+            problem("previous_key_files", "a key is listed twice", "list each key once")
+        )
+    return tuple(keys), problems

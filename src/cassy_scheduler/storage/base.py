@@ -48,6 +48,12 @@ class Storage(ABC):
     def uri(self) -> str:
         """The base URI this storage was opened from, for logs and messages."""
 
+    @property
+    def sealed_with(self) -> str | None:
+        """The id of the key that seals what is written here (client-side encryption), or
+        None: objects are stored as given."""
+        return None
+
     @abstractmethod
     def put_file(
         self,
@@ -64,9 +70,12 @@ class Storage(ABC):
         pieces polls `cancelled` between them and raises WriteCancelledError, leaving
         nothing under the key."""
 
-    def put_stream(self, key: str, source: Reader, *, sync: bool = True) -> ObjectInfo:
+    def put_stream(
+        self, key: str, source: Reader, *, sync: bool = True, size: int | None = None
+    ) -> ObjectInfo:
         """Store what `source` yields until its end under `key`, as put_file does; a source
-        that raises leaves nothing under the key. This default keeps the bytes in a
+        that raises leaves nothing under the key. `size`, when the caller knows how long the
+        stream is, lets a backend plan its parts. This default keeps the bytes in a
         temporary local file first; a backend that can write a stream directly does so."""
         with tempfile.NamedTemporaryFile(prefix="cassy-stream-") as spool:
             copy_and_hash(source, spool)

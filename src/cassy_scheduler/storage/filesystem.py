@@ -100,7 +100,9 @@ class FilesystemStorage(Storage):
         _log.debug("stored key=%s size=%d source=%s", key, copied.size, local_path)
         return ObjectInfo(key=key, size=copied.size, sha256=copied.sha256)
 
-    def put_stream(self, key: str, source: Reader, *, sync: bool = True) -> ObjectInfo:
+    def put_stream(
+        self, key: str, source: Reader, *, sync: bool = True, size: int | None = None
+    ) -> ObjectInfo:
         copied = self._write_atomically(
             self.path_of(key),
             key,

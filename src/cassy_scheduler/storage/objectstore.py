@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import logging
 import os
 import re
@@ -39,7 +40,7 @@ from cassy_scheduler.storage.errors import (
 )
 from cassy_scheduler.storage.keys import validate_key, validate_prefix
 from cassy_scheduler.storage.options import DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE
-from cassy_scheduler.storage.streams import open_source
+from cassy_scheduler.storage.streams import Reader, open_source
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
@@ -100,7 +101,8 @@ class ObjectStorage(Storage):
             size = os.fstat(source.fileno()).st_size
             if size <= self._part_size:  # one PUT, its SHA-256 in the metadata
                 return self.put_bytes(key, source.read())
-            return self._put_parts(key, source, cancelled)
+            chunks = iter(lambda: source.read(_READ_CHUNK), b"")
+            return self._put_parts(key, chunks, size, cancelled)
 
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
         validate_key(key)
@@ -116,12 +118,25 @@ class ObjectStorage(Storage):
             )
         return ObjectInfo(key=key, size=len(data), sha256=digest, etag=_etag(result["e_tag"]))
 
-    def _put_parts(self, key: str, source: Any, cancelled: Callable[[], bool]) -> ObjectInfo:
+    def put_stream(
+        self, key: str, source: Reader, *, sync: bool = True, size: int | None = None
+    ) -> ObjectInfo:
+        """Up to part_size in one PUT; longer, a multipart upload fed as the stream is read
+        (parts planned by `size` when given, else part_size: up to 9,000 parts)."""
+        validate_key(key)
+        first = _read_up_to(source, self._part_size + 1)
+        if len(first) <= self._part_size:
+            return self.put_bytes(key, first)
+        pieces = itertools.chain([first], iter(lambda: _read_up_to(source, _READ_CHUNK), b""))
+        return self._put_parts(key, pieces, size or 0, lambda: False)
+
+    def _put_parts(
+        self, key: str, chunks: Iterator[bytes], total: int, cancelled: Callable[[], bool]
+    ) -> ObjectInfo:
         """A multipart upload fed chunk by chunk, hashed on the way; any failure, or a cancel
         between chunks, leaves the writer's context with an error, which aborts the upload."""
         digest = hashlib.sha256()
         size = 0
-        total = os.fstat(source.fileno()).st_size
         # Object stores take at most 10,000 parts: a huge file gets larger ones.
         part_size = max(self._part_size, -(-total // _MAX_PARTS))
         with self._errors("storing", key):
@@ -135,7 +150,7 @@ class ObjectStorage(Storage):
             with writer:
                 # A new buffer per chunk: the writer may keep a reference to what it is given
                 # until its part is sent, so a reused buffer would be overwritten under it.
-                while chunk := source.read(_READ_CHUNK):
+                for chunk in chunks:
                     if cancelled():
                         raise WriteCancelledError(
                             f"storing {key!r} was cancelled after {size} bytes: its "
@@ -382,3 +397,16 @@ def _write_all(target: Any, chunk: memoryview) -> None:
     while chunk:
         written = target.write(chunk)
         chunk = chunk[written:]
+
+
+def _read_up_to(source: Reader, limit: int) -> bytes:
+    """At most `limit` bytes: fewer only at the stream's end."""
+    buffer = bytearray(limit)
+    view = memoryview(buffer)
+    filled = 0
+    while filled < limit:
+        count = source.readinto(view[filled:])  # type: ignore[arg-type]
+        if not count:
+            break
+        filled += count
+    return bytes(view[:filled])

@@ -46,6 +46,9 @@ class StorageOptions:
     credentials: MappingProxyType[str, str] = field(
         default_factory=lambda: MappingProxyType({}), repr=False
     )
+    #: Client-side encryption's key-encryption keys ([storage.client_encryption]): the first
+    #: seals every object written, every one opens; none: objects are stored as they are.
+    client_keys: tuple[bytes, ...] = field(default=(), repr=False)
 
     @property
     def scheme(self) -> str:
@@ -56,10 +59,13 @@ class StorageOptions:
         which travels on its SSH session's input (never on a command line or in a log)."""
         document = {name: getattr(self, name) for name in self.__dataclass_fields__}
         document["credentials"] = dict(self.credentials)
+        document["client_keys"] = [key.hex() for key in self.client_keys]
         return document
 
     @classmethod
     def from_document(cls, document: dict[str, object]) -> StorageOptions:
         values = {k: v for k, v in document.items() if k in cls.__dataclass_fields__}
         values["credentials"] = MappingProxyType(dict(document.get("credentials") or {}))  # type: ignore[call-overload]
+        keys = document.get("client_keys") or []
+        values["client_keys"] = tuple(bytes.fromhex(str(key)) for key in keys)  # type: ignore[attr-defined]
         return cls(**values)  # type: ignore[arg-type]

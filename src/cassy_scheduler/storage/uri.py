@@ -19,6 +19,17 @@ def open_storage(where: str | StorageOptions) -> Storage:
     with the provider's own credential chain. Opening sends no request; obstore is loaded
     only for an object store."""
     options = where if isinstance(where, StorageOptions) else StorageOptions(uri=where)
+    store = _open_plain(options)
+    if not options.client_keys:
+        return store
+    from cassy_scheduler.storage.encrypted import EncryptedStorage  # noqa: PLC0415
+    from cassy_scheduler.storage.envelope import Keyring  # noqa: PLC0415
+
+    current, *previous = options.client_keys
+    return EncryptedStorage(store, Keyring(current, tuple(previous)))
+
+
+def _open_plain(options: StorageOptions) -> Storage:
     uri = options.uri
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
