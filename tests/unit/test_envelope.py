@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from cassy_scheduler.storage.envelope import (
     HEADER,
     DecryptionError,
     Keyring,
-    SealingReader,
+    Sealer,
     UnknownKeyError,
     key_id,
     open_chunks,
@@ -35,7 +36,7 @@ KEYS = Keyring(os.urandom(32))
 SIZES = (0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7)
 
 
-def _read_all(reader: SealingReader) -> bytes:
+def _read_all(reader: Sealer) -> bytes:
     out = bytearray()
     buffer = bytearray(300_001)  # not a divisor of anything in the format
     while count := reader.readinto(buffer):
@@ -51,11 +52,12 @@ def test_sealed_bytes_open_to_the_same_content_and_sizes_follow_from_each_other(
     sealed = seal(data, KEYS)
     assert len(sealed) == stored_size(size) and plaintext_size(len(sealed)) == size
     assert open_sealed(sealed, KEYS, "x") == data
-    reader = SealingReader(io.BytesIO(data), KEYS)
+    reader = Sealer(io.BytesIO(data), KEYS)
     streamed = _read_all(reader)
     assert len(streamed) == stored_size(size) and reader.size == size
-    pieces = [streamed[i : i + 777_777] for i in range(0, len(streamed), 777_777)]
-    assert b"".join(open_chunks(pieces, KEYS, "x")) == data
+    for step in (777_777, 65_536, CHUNK + 16):  # pieces that split chunks, and that do not
+        pieces = [streamed[i : i + step] for i in range(0, len(streamed), step)]
+        assert b"".join(open_chunks(pieces, KEYS, "x")) == data
 
 
 @pytest.mark.parametrize("where", [5, HEADER + 3, -1])
@@ -160,3 +162,16 @@ def test_the_server_reads_its_keys_at_start_and_names_a_bad_one(tmp_path: Path) 
     config.write_text(_SERVER.format(uri=uri) + 'key_file = "short.key"\n')
     with pytest.raises(ConfigError, match="32-byte key"):
         load_server_settings(config)
+
+
+def test_the_keys_travel_to_a_node_program_with_the_storage_terms() -> None:
+    """A node over SSH seals what it uploads itself: its request carries the keys (on the
+    session's input, as the credentials are), never its repr."""
+    options = StorageOptions(uri="s3://b/p", client_keys=(KEYS.current, b"\x01" * 32))
+    document = json.loads(json.dumps(options.to_document()))
+    assert StorageOptions.from_document(document).client_keys == options.client_keys
+    assert KEYS.current.hex() not in repr(options)
+    assert (
+        StorageOptions.from_document(StorageOptions(uri="file:///x").to_document()).client_keys
+        == ()
+    )

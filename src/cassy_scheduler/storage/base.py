@@ -9,11 +9,11 @@ from __future__ import annotations
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cassy_scheduler.storage.streams import Reader, copy_and_hash
+from cassy_scheduler.storage.streams import ChunksReader, Reader, copy_and_hash
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,14 @@ class Storage(ABC):
             copy_and_hash(source, spool)
             spool.flush()
             return self.put_file(key, Path(spool.name), sync=sync)
+
+    def put_chunks(
+        self, key: str, chunks: Iterable[bytes], *, sync: bool = True, size: int | None = None
+    ) -> ObjectInfo:
+        """Store the concatenation of `chunks` under `key`, as put_stream does, for a caller
+        that makes its bytes in pieces (sealing); a backend that can send the pieces as they
+        are does so, without copying them."""
+        return self.put_stream(key, ChunksReader(chunks), sync=sync, size=size)
 
     @abstractmethod
     def get_file(self, key: str, local_path: Path, *, sync: bool = True) -> ObjectInfo:

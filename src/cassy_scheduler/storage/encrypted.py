@@ -17,7 +17,7 @@ from pathlib import Path
 from cassy_scheduler.storage.base import Leftovers, ObjectInfo, Storage
 from cassy_scheduler.storage.envelope import (
     Keyring,
-    SealingReader,
+    Sealer,
     open_chunks,
     open_sealed,
     plaintext_size,
@@ -61,17 +61,17 @@ class EncryptedStorage(Storage):
     ) -> ObjectInfo:
         with open_source(key, local_path) as source:
             size = stored_size(os.fstat(source.fileno()).st_size)
-            return self._put(key, SealingReader(source, self._keys, cancelled), sync, size)
+            return self._put(key, Sealer(source, self._keys, cancelled), sync, size)
 
     def put_stream(
         self, key: str, source: Reader, *, sync: bool = True, size: int | None = None
     ) -> ObjectInfo:
         sealed = None if size is None else stored_size(size)
-        return self._put(key, SealingReader(source, self._keys), sync, sealed)
+        return self._put(key, Sealer(source, self._keys), sync, sealed)
 
-    def _put(self, key: str, sealing: SealingReader, sync: bool, size: int | None) -> ObjectInfo:
-        stored = self._inner.put_stream(key, sealing, sync=sync, size=size)
-        return ObjectInfo(key=key, size=sealing.size, sha256=sealing.sha256, etag=stored.etag)
+    def _put(self, key: str, sealer: Sealer, sync: bool, size: int | None) -> ObjectInfo:
+        stored = self._inner.put_chunks(key, sealer.chunks(), sync=sync, size=size)
+        return ObjectInfo(key=key, size=sealer.size, sha256=sealer.sha256, etag=stored.etag)
 
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
         stored = self._inner.put_bytes(key, seal(data, self._keys))

@@ -170,18 +170,21 @@ def open_sealed(data: bytes, keys: Keyring, what: str) -> bytes:
 def open_chunks(pieces: Iterable[bytes], keys: Keyring, what: str) -> Iterator[bytes]:
     """The plaintext of a sealed object whose stored bytes come in `pieces` of any size,
     chunk by chunk; DecryptionError at the first chunk that fails (nothing after it is
-    given out) or when the stream ends before its last chunk."""
-    buffer = bytearray()
+    given out) or when the stream ends before its last chunk. Whole chunks are opened
+    where they lie in the piece that brought them; only a chunk split across pieces is
+    copied."""
     source = iter(pieces)
+    carry = bytearray()
     for piece in source:
-        buffer += piece
-        if len(buffer) >= HEADER:
+        carry += piece
+        if len(carry) >= HEADER:
             break
-    header = bytes(buffer[:HEADER])
+    header = bytes(carry[:HEADER])
     cipher, stream_nonce = _open_header(header, keys, what)
-    start, counter = HEADER, 0
+    del carry[:HEADER]
+    counter = 0
 
-    def opened(unit: bytes, last: bool) -> bytes:
+    def opened(unit: bytes | bytearray | memoryview, last: bool) -> bytes:
         try:
             return cipher.decrypt(_nonce(stream_nonce, counter, last), unit, header)
         except InvalidTag:
@@ -190,38 +193,50 @@ def open_chunks(pieces: Iterable[bytes], keys: Keyring, what: str) -> Iterator[b
                 f"{' (the last)' if last else ''}: it was altered or cut short in storage"
             ) from None
 
-    while True:
-        while len(buffer) - start > _UNIT:  # more follows this unit: it is not the last
-            yield opened(bytes(buffer[start : start + _UNIT]), last=False)
-            start += _UNIT
+    while len(carry) > _UNIT:  # the first piece may hold whole chunks already
+        yield opened(bytes(carry[:_UNIT]), last=False)
+        del carry[:_UNIT]
+        counter += 1
+    for piece in source:
+        view = memoryview(piece)
+        at = 0
+        if carry:  # a chunk begun in an earlier piece: complete it, if more follows it
+            if len(carry) + len(view) <= _UNIT:
+                carry += view
+                continue
+            at = _UNIT - len(carry)
+            carry += view[:at]
+            yield opened(carry, last=False)
             counter += 1
-        del buffer[:start]  # once per piece: what is left is less than a unit
-        start = 0
-        more = next(source, None)
-        if more is None:
-            break
-        buffer += more
-    if len(buffer) < TAG:
+            carry = bytearray()
+        while len(view) - at > _UNIT:  # more follows this unit: it is not the last
+            yield opened(view[at : at + _UNIT], last=False)
+            at += _UNIT
+            counter += 1
+        carry = bytearray(view[at:])
+    if len(carry) < TAG:
         raise DecryptionError(f"{what} ends inside a chunk's tag: it was cut short in storage")
-    yield opened(bytes(buffer), last=True)
+    yield opened(carry, last=True)
 
 
-class SealingReader:
-    """A Reader of the sealed form of `source`'s bytes, for a backend's put_stream; it
-    hashes and counts the plaintext on the way, and polls `cancelled` between chunks."""
+class Sealer:
+    """The sealed form of `source`'s bytes, chunk by chunk (`chunks`, for a backend's
+    put_chunks) or as a Reader (for put_stream); it hashes and counts the plaintext on the
+    way, and polls `cancelled` between chunks. Each chunk is read into a buffer of its own
+    and sealed from there: no byte is copied in Python."""
 
     def __init__(
         self, source: Reader, keys: Keyring, cancelled: Callable[[], bool] = lambda: False
     ) -> None:
         self._source = source
         self._cancelled = cancelled
-        header, self._cipher, self._stream_nonce = _new_header(keys.current)
-        self._header = header
-        self._pending = memoryview(header)
-        self._next = self._read_chunk()
+        self._header, self._cipher, self._stream_nonce = _new_header(keys.current)
+        self._next: memoryview | None = None
         self._counter = 0
         self._done = False
         self._digest = hashlib.sha256()
+        self._reading: Iterator[bytes] | None = None
+        self._pending = memoryview(b"")
         self.size = 0
 
     @property
@@ -229,35 +244,41 @@ class SealingReader:
         """Of the plaintext read so far (all of it, once the stream has ended)."""
         return self._digest.hexdigest()
 
-    def _read_chunk(self) -> bytes:
-        buffer = bytearray(CHUNK)
-        view = memoryview(buffer)
+    def _read_chunk(self) -> memoryview:
+        view = memoryview(bytearray(CHUNK))
         filled = 0
         while filled < CHUNK:
             count = self._source.readinto(view[filled:])  # type: ignore[arg-type]
             if not count:
                 break
             filled += count
-        return bytes(view[:filled])
+        return view[:filled]
 
-    def _seal_next(self) -> None:
-        if self._cancelled():
-            raise WriteCancelledError(f"sealing was cancelled after {self.size} bytes")
-        chunk = self._next
-        self._next = self._read_chunk() if len(chunk) == CHUNK else b""
-        last = not self._next
-        self._digest.update(chunk)
-        self.size += len(chunk)
-        nonce = _nonce(self._stream_nonce, self._counter, last)
-        self._pending = memoryview(self._cipher.encrypt(nonce, chunk, self._header))
-        self._counter += 1
-        self._done = last
+    def chunks(self) -> Iterator[bytes]:
+        yield self._header
+        chunk = self._read_chunk()
+        while True:
+            if self._cancelled():
+                raise WriteCancelledError(f"sealing was cancelled after {self.size} bytes")
+            following = self._read_chunk() if len(chunk) == CHUNK else memoryview(b"")
+            last = not following
+            self._digest.update(chunk)
+            self.size += len(chunk)
+            nonce = _nonce(self._stream_nonce, self._counter, last)
+            yield self._cipher.encrypt(nonce, chunk, self._header)
+            self._counter += 1
+            if last:
+                return
+            chunk = following
 
     def readinto(self, buffer: bytearray, /) -> int:
+        if self._reading is None:
+            self._reading = self.chunks()
         while not self._pending:
-            if self._done:
+            sealed = next(self._reading, None)
+            if sealed is None:
                 return 0
-            self._seal_next()
+            self._pending = memoryview(sealed)
         count = min(len(buffer), len(self._pending))
         buffer[:count] = self._pending[:count]
         self._pending = self._pending[count:]

@@ -23,7 +23,7 @@ import itertools
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,12 +123,26 @@ class ObjectStorage(Storage):
     ) -> ObjectInfo:
         """Up to part_size in one PUT; longer, a multipart upload fed as the stream is read
         (parts planned by `size` when given, else part_size: up to 9,000 parts)."""
+        chunks = iter(lambda: _read_up_to(source, _READ_CHUNK), b"")
+        return self.put_chunks(key, chunks, sync=sync, size=size)
+
+    def put_chunks(
+        self, key: str, chunks: Iterable[bytes], *, sync: bool = True, size: int | None = None
+    ) -> ObjectInfo:
+        """The pieces as they come: up to part_size in all, one PUT; more, a multipart upload
+        fed with them (no copy)."""
         validate_key(key)
-        first = _read_up_to(source, self._part_size + 1)
-        if len(first) <= self._part_size:
-            return self.put_bytes(key, first)
-        pieces = itertools.chain([first], iter(lambda: _read_up_to(source, _READ_CHUNK), b""))
-        return self._put_parts(key, pieces, size or 0, lambda: False)
+        source = iter(chunks)
+        first: list[bytes] = []
+        held = 0
+        for chunk in source:
+            first.append(chunk)
+            held += len(chunk)
+            if held > self._part_size:
+                break
+        if held <= self._part_size:
+            return self.put_bytes(key, b"".join(first))
+        return self._put_parts(key, itertools.chain(first, source), size or 0, lambda: False)
 
     def _put_parts(
         self, key: str, chunks: Iterator[bytes], total: int, cancelled: Callable[[], bool]

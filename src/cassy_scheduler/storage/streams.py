@@ -7,6 +7,7 @@ import errno
 import hashlib
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from io import FileIO
 from pathlib import Path
@@ -28,6 +29,25 @@ class Writer(Protocol):
     """A binary stream that reports how many bytes each write took."""
 
     def write(self, data: memoryview, /) -> int | None: ...
+
+
+class ChunksReader:
+    """A Reader over pieces of bytes made one after another."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending = memoryview(b"")
+
+    def readinto(self, buffer: bytearray, /) -> int:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = memoryview(chunk)
+        count = min(len(buffer), len(self._pending))
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
 
 
 def open_source(key: str, local_path: Path) -> FileIO:
@@ -68,12 +88,12 @@ def copy_and_hash(
             break
         chunk = view[:count]
         digest.update(chunk)
-        _write_all(target, chunk)
+        write_all(target, chunk)
         size += count
     return CopyResult(size=size, sha256=digest.hexdigest())
 
 
-def _write_all(target: Writer, chunk: memoryview) -> None:
+def write_all(target: Writer, chunk: memoryview) -> None:
     # Unbuffered (raw) files may write fewer bytes than asked.
     while chunk:
         written = target.write(chunk)
@@ -142,7 +162,7 @@ def _copy_rest(
     view = memoryview(buffer)
     extra = 0
     while count := source.readinto(buffer):
-        _write_all(target, view[:count])
+        write_all(target, view[:count])
         extra += count
         hasher.advance(written + extra)
     return extra
