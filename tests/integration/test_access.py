@@ -168,16 +168,20 @@ def test_every_call_that_changes_something_is_in_the_audit_log(
 ) -> None:
     reader = (("authorization", f"Bearer {_token(tokens, 'reader')}"),)
     admin = (("authorization", f"Bearer {_token(tokens, 'admin')}"),)
+    operator = (("authorization", f"Bearer {_token(tokens, 'operator')}"),)
+    registered = _call(guarded.address, "RegisterCluster", operator)  # no host: refused
+    assert registered is grpc.StatusCode.INVALID_ARGUMENT
     assert _call(guarded.address, "TakeBackup", reader) is grpc.StatusCode.PERMISSION_DENIED
     deleted = _call(guarded.address, "DeleteBackup", admin)
     assert _call(guarded.address, "RestoreBackup", ()) is grpc.StatusCode.UNAUTHENTICATED
     with CassyClient(guarded.address, token=_token(tokens, "admin")) as client:
-        entries = client.list_audit(limit=3)
+        entries = client.list_audit(limit=4)
         assert client.who_am_i().identity == "admin-1"
     assert [(e.method.rsplit("/", 1)[-1], e.identity, e.code) for e in entries] == [
         ("RestoreBackup", "", "UNAUTHENTICATED"),
         ("DeleteBackup", "admin-1", deleted.name),
         ("TakeBackup", "reader-1", "PERMISSION_DENIED"),
+        ("RegisterCluster", "operator-1", "INVALID_ARGUMENT"),
     ]
     assert all(e.peer.startswith("ipv4:127.") for e in entries)
     assert json.loads(entries[1].request) == {"cluster_id": "none", "snapshot_id": "none"}

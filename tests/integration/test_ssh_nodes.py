@@ -12,6 +12,7 @@ with the reason; a changed host key refuses the node; a missing program names th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -27,6 +28,7 @@ from cassandra.concurrent import execute_concurrent_with_args
 from cassy_scheduler.client import CassyClient
 from cassy_scheduler.protocol.types import BackupType, RestoreType
 from cassy_scheduler.storage import open_storage
+from cassy_scheduler.storage.envelope import MAGIC, key_id
 from cassy_scheduler.verify import verify_snapshot
 from tests.integration.conftest import CREDENTIALS
 from tests.integration.test_object_storage import options_of, storage_table
@@ -85,12 +87,21 @@ def ssh_server_toml(work: Path, hosts: SshHosts, storage: str, *, extra: str = "
     return path
 
 
+#: The S3 server's objects are sealed (client-side encryption) by the node programs, which
+#: send them to the store themselves: the server's own I/O shows it never saw the bytes.
+SEALING_KEY = os.urandom(32)
+
+
 @pytest.fixture(scope="module")
 def ssh_server(
     tmp_path_factory: pytest.TempPathFactory, hosts: SshHosts, moto: ObjectServer
 ) -> Iterator[ServerProcess]:
     work = tmp_path_factory.mktemp("ssh-server")
-    config = ssh_server_toml(work, hosts, storage_table("s3", moto))
+    key = work / "backup.key"
+    key.write_text(SEALING_KEY.hex())
+    key.chmod(0o600)
+    sealed = f'\n[storage.client_encryption]\nkey_file = "{key}"\n'
+    config = ssh_server_toml(work, hosts, storage_table("s3", moto) + sealed)
     server = ServerProcess(config, work / "server.log").start()
     try:
         yield server
@@ -144,7 +155,12 @@ def test_each_node_sends_its_backup_straight_to_s3_and_the_server_moves_under_on
         assert statuses == dict.fromkeys(cluster3.addresses, "COMPLETED"), statuses
         # Every file each manifest names is in the store, at its size (the object-storage
         # suite checks SHA-256s by reading back; here the bytes matter, not the reads).
-        storage = open_storage(options_of("s3", moto))
+        raw = open_storage(options_of("s3", moto))
+        storage = open_storage(
+            dataclasses.replace(options_of("s3", moto), client_keys=(SEALING_KEY,))
+        )
+        prefix = f"node-backup/{registered.cluster_id}/{ack.snapshot_id}/"
+        assert all(raw.get_bytes(info.key).startswith(MAGIC) for info in raw.list(prefix))
         listed = {
             info.key: info.size
             for info in storage.list(f"node-backup/{registered.cluster_id}/{ack.snapshot_id}/")
@@ -153,6 +169,7 @@ def test_each_node_sends_its_backup_straight_to_s3_and_the_server_moves_under_on
             json.loads(storage.get_bytes(key)) for key in listed if "/upload-manifests/" in key
         ]
         assert len(manifests) == 3
+        assert {m["encryption"]["key_id"] for m in manifests} == {key_id(SEALING_KEY)}
         for manifest in manifests:
             for entry in manifest["files"]:
                 assert listed.get(entry["key"]) == entry["size"], entry
