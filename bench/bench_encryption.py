@@ -11,11 +11,8 @@ is at most 15 % slower than plain.
 
 from __future__ import annotations
 
-import json
 import os
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from bench.bench_object_storage import BUCKET, _clear, _make_files, _options
+from bench.bench_object_storage import BUCKET, clear, make_files, s3_options
+from bench.child import print_usage, run_child
 from bench.compare import PAIRS, Runs, ratio, report
 from cassy_scheduler.node.manifest import BackupIdentity
 from cassy_scheduler.node.transfer import LocalFile, upload_files
@@ -43,7 +41,7 @@ def _child(argv: list[str]) -> None:
     options = (
         StorageOptions(uri=Path(where, prefix).as_uri())
         if where.startswith("/")
-        else _options(where, f"s3://{BUCKET}/{prefix}")
+        else s3_options(where, f"s3://{BUCKET}/{prefix}")
     )
     if key != "-":
         options = replace(options, client_keys=(bytes.fromhex(key),))
@@ -56,30 +54,11 @@ def _child(argv: list[str]) -> None:
         target = Path(argv[5])
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(lambda p: storage.get_file(p.name, target / p.name), files))
-    seconds = time.perf_counter() - started
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(
-        json.dumps(
-            {
-                "seconds": seconds,
-                "cpu": usage.ru_utime + usage.ru_stime,
-                "rss_mib": usage.ru_maxrss / 1024,
-            }
-        )
-    )
+    print_usage(started)
 
 
 def _run(*args: str) -> dict[str, float]:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.bench_encryption", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1800,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{args[0]} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_child("bench.bench_encryption", *args)
     sealed = "sealed" if args[4] != "-" else "plain"
     print(f"    {args[0]:<5} {sealed:<7} {result['seconds']:6.2f} s", flush=True)
     return result
@@ -128,11 +107,11 @@ def main() -> None:
         time.sleep(3)  # its S3 gateway answers a little after the port opens
         s3_create_bucket(server, BUCKET)
         files = work / "files"
-        made = _make_files(files)
+        made = make_files(files)
         total = sum(path.stat().st_size for path in made)
         gib = total / (1 << 30)
         print(f"{len(made)} files, {total / (1 << 20):.0f} MiB; key id of the run's key only")
-        _compare(server.endpoint, files, work, lambda prefix: _clear(server, prefix), gib)
+        _compare(server.endpoint, files, work, lambda prefix: clear(server, prefix), gib)
         store = work / "store"
         store.mkdir()
         _compare(str(store), files, work, lambda prefix: shutil.rmtree(store / prefix), gib)

@@ -16,9 +16,7 @@ CPU time and peak memory are its own; pairs run in turns, A B A B.
 
 from __future__ import annotations
 
-import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import MappingProxyType
 
+from bench.child import print_usage, run_child
 from bench.compare import PAIRS, Runs, ratio, report
 from cassy_scheduler.node.manifest import BackupIdentity
 from cassy_scheduler.node.transfer import LocalFile, upload_files
@@ -49,7 +48,7 @@ _SIZES_MIB = [256, 192, 160, 128, 96, 64, 48, 32, 24, 16, 8]
 _SMALL_FILES = 200  # 4-64 KiB each: TOC, Digest, Statistics, Summary, CompressionInfo
 
 
-def _make_files(directory: Path) -> list[Path]:
+def make_files(directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     files = []
     for index, mib in enumerate(_SIZES_MIB):
@@ -65,7 +64,7 @@ def _make_files(directory: Path) -> list[Path]:
     return files
 
 
-def _options(endpoint: str, uri: str, **extra: object) -> StorageOptions:
+def s3_options(endpoint: str, uri: str, **extra: object) -> StorageOptions:
     return StorageOptions(
         uri=uri,
         endpoint=endpoint,
@@ -83,11 +82,11 @@ def _child(argv: list[str]) -> None:
     files = sorted(Path(directory).iterdir())
     started = time.perf_counter()
     if side == "ours-up":
-        storage = open_storage(_options(endpoint, f"s3://{BUCKET}/{prefix}"))
+        storage = open_storage(s3_options(endpoint, f"s3://{BUCKET}/{prefix}"))
         identity = BackupIdentity("c", prefix, "127.0.0.1", BackupType.NODE_SNAPSHOT, 1)
         upload_files(storage, "", [LocalFile(p, p.name) for p in files], identity)
     elif side == "ours-down":
-        storage = open_storage(_options(endpoint, f"s3://{BUCKET}/{prefix}"))
+        storage = open_storage(s3_options(endpoint, f"s3://{BUCKET}/{prefix}"))
         target = Path(argv[4])
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(lambda p: storage.get_file(p.name, target / p.name), files))
@@ -102,33 +101,14 @@ def _child(argv: list[str]) -> None:
             client.download_file(BUCKET, f"{prefix}/{path.name}", str(target / path.name))
     elif side == "limited-up":
         rate = int(argv[4])
-        storage = open_storage(_options(endpoint, f"s3://{BUCKET}/{prefix}", max_bandwidth=rate))
+        storage = open_storage(s3_options(endpoint, f"s3://{BUCKET}/{prefix}", max_bandwidth=rate))
         identity = BackupIdentity("c", prefix, "127.0.0.1", BackupType.NODE_SNAPSHOT, 1)
         upload_files(storage, "", [LocalFile(p, p.name) for p in files], identity)
-    seconds = time.perf_counter() - started
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    print(
-        json.dumps(
-            {
-                "seconds": seconds,
-                "cpu": usage.ru_utime + usage.ru_stime,
-                "rss_mib": usage.ru_maxrss / 1024,
-            }
-        )
-    )
+    print_usage(started)
 
 
 def _run_child(*args: str) -> dict[str, float]:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.bench_object_storage", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1800,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"{args[0]} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_child("bench.bench_object_storage", *args)
     print(f"    {args[0]:<10} {args[3]:<14} {result['seconds']:6.2f} s", flush=True)
     return result
 
@@ -174,7 +154,7 @@ def _put_all(
         time.sleep(0.005)
 
 
-def _clear(server: ObjectServer, prefix: str) -> None:
+def clear(server: ObjectServer, prefix: str) -> None:
     client = s3_client(server)
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
         keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
@@ -192,7 +172,7 @@ def main() -> None:
     try:
         time.sleep(3)  # its S3 gateway answers a little after the port opens
         s3_create_bucket(server, BUCKET)
-        files = _make_files(work / "files")
+        files = make_files(work / "files")
         total = sum(path.stat().st_size for path in files)
         gib = total / (1 << 30)
         print(f"{len(files)} files, {total / (1 << 20):.0f} MiB, SeaweedFS at {server.endpoint}")
@@ -223,7 +203,7 @@ def main() -> None:
                 for path in target.iterdir():
                     path.unlink()
             for prefix in (f"ours-up-{turn}", f"boto3-up-{turn}", f"curl-{turn}"):
-                _clear(server, prefix)
+                clear(server, prefix)
         ours, boto, curl = (sides[n][0] for n in ("ours", "boto3 upload_file", "curl x8 PUT"))
         report(f"snapshot upload of {total / (1 << 20):.0f} MiB to S3 (SeaweedFS)", ours, boto)
         print(f"  ours/raw limit {ratio(ours, curl)}")
@@ -252,7 +232,7 @@ def main() -> None:
 
 def _unchanged(server: ObjectServer, files: list[Path]) -> None:
     """A second snapshot of the same files under a new snapshot id: what crosses the wire."""
-    storage = open_storage(_options(server.endpoint, f"s3://{BUCKET}/node"))
+    storage = open_storage(s3_options(server.endpoint, f"s3://{BUCKET}/node"))
     table = f"ks/kv-{'0' * 32}"
 
     def snapshot(tag: str) -> list[LocalFile]:
@@ -271,7 +251,7 @@ def _unchanged(server: ObjectServer, files: list[Path]) -> None:
         f"{seconds:.2f} s; requests: 3 HEAD + 1 COPY per file, 1 LIST + 1 PUT for "
         f"the manifest (Cassy's layout re-sends all {sum(p.stat().st_size for p in files)} bytes)"
     )
-    _clear(server, "node/")
+    clear(server, "node/")
 
 
 def _limited(server: ObjectServer, work: Path, total: int) -> None:
@@ -282,7 +262,7 @@ def _limited(server: ObjectServer, work: Path, total: int) -> None:
         f'max_bandwidth = "50MB/s": {achieved / 1e6:.1f} MB/s over {total / (1 << 20):.0f} MiB '
         f"({(achieved / rate - 1) * 100:+.1f} % of the limit)"
     )
-    _clear(server, "limited/")
+    clear(server, "limited/")
 
 
 if __name__ == "__main__":

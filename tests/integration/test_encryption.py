@@ -9,7 +9,6 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -31,6 +30,7 @@ from tests.integration.test_restore_helpers import (
     wipe,
 )
 from tests.integration.test_restore_node import Backup, make_backup, restore_and_start
+from tests.integration.test_scheduler_helpers import cli
 from tests.serverproc import ServerProcess, server_toml
 from tools.localcluster import LocalCluster
 from tools.peers.objectservers import ObjectServer
@@ -38,16 +38,6 @@ from tools.peers.objectservers import ObjectServer
 pytestmark = [pytest.mark.cassandra, pytest.mark.encryption]
 
 MARKER = "PLAINTEXT-THAT-MUST-NOT-BE-STORED-"
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cassy_scheduler", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
 
 
 def _key(path: Path) -> bytes:
@@ -87,7 +77,7 @@ def _seed(session: Session, keyspace: str) -> None:
 def _verify(
     server: ServerProcess, snapshot_id: str, *where: str
 ) -> subprocess.CompletedProcess[str]:
-    return _cli("verify", snapshot_id, "--server", server.address, *where, "--json")
+    return cli("verify", snapshot_id, "--server", server.address, *where, "--json")
 
 
 def _sealed_files(raw: Storage, keyed: Storage, prefix: str, key: bytes) -> list[ManifestEntry]:

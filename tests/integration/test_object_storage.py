@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +41,7 @@ from tests.integration.test_restore_helpers import (
     write_rows,
 )
 from tests.integration.test_restore_node import Backup, make_backup, restore_and_start
+from tests.integration.test_scheduler_helpers import cli
 from tests.serverproc import ServerProcess, server_toml
 from tests.tcpproxy import TcpProxy
 from tools.localcluster import LocalCluster
@@ -150,7 +149,7 @@ def test_a_node_backed_up_to_object_storage_is_verified_and_for_s3_restored_from
             assert any(key.startswith(prefix + "upload-manifests/") for key in keys)
             assert any(key.startswith(prefix + keyspace + "/") for key in keys)
 
-            verified = _cli(
+            verified = cli(
                 "verify",
                 backup.snapshot_id,
                 "--server",
@@ -237,7 +236,7 @@ def test_serve_refuses_a_missing_bucket_and_refused_credentials_at_start(
         [],
         storage=storage_table("s3", moto, uri="s3://no-such-bucket/x"),
     )
-    started = _cli("serve", "--config", str(missing))
+    started = cli("serve", "--config", str(missing))
     assert started.returncode == 1
     assert "NoSuchBucket" in started.stderr
     assert "create the bucket" in started.stderr
@@ -246,13 +245,13 @@ def test_serve_refuses_a_missing_bucket_and_refused_credentials_at_start(
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CASSY_TEST_AZ_KEY", wrong_key)
         refused = server_toml(tmp_path / "refused", [], storage=storage_table("az", azurite))
-        started = _cli("serve", "--config", str(refused))
+        started = cli("serve", "--config", str(refused))
     assert started.returncode == 1
     assert "403" in started.stderr
     assert "check the credentials" in started.stderr
     assert wrong_key not in started.stderr + started.stdout
 
-    checked = _cli(
+    checked = cli(
         "check",
         "-c",
         str(tmp_path / "none.toml"),
@@ -336,16 +335,6 @@ def _address(server: ObjectServer) -> tuple[str, int]:
     return host, int(port)
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cassy_scheduler", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 @pytest.mark.cassandra
 def test_backups_written_in_cassys_layout_are_imported_verified_and_restored(
     tmp_path: Path, cluster1: LocalCluster, session1: Session, moto: ObjectServer
@@ -366,12 +355,12 @@ def test_backups_written_in_cassys_layout_are_imported_verified_and_restored(
         config = server_toml(
             tmp_path, [cluster1], storage=storage_table("s3", moto, uri="s3://backups/cassy")
         )
-        imported = _cli("import", "--server-config", str(config))
+        imported = cli("import", "--server-config", str(config))
         assert imported.returncode == 1, imported.stdout + imported.stderr  # the damaged node
         lines = imported.stdout.splitlines()
         assert any(line.startswith("imported") and spec.address in line for line in lines)
         assert any(line.startswith("refused") and "127.0.0.250" in line for line in lines)
-        again = _cli("import", "--server-config", str(config), "--cluster-id", cluster_id)
+        again = cli("import", "--server-config", str(config), "--cluster-id", cluster_id)
         assert any(line.startswith("already ours") for line in again.stdout.splitlines())
 
         server = ServerProcess(config, tmp_path / "server.log").start()
@@ -382,7 +371,7 @@ def test_backups_written_in_cassys_layout_are_imported_verified_and_restored(
                     ("NODE_SNAPSHOT", "COMPLETED"),
                     ("NODE_INCREMENTAL", "COMPLETED"),
                 }
-                verified = _cli(
+                verified = cli(
                     "verify", snapshot_id, "--server", server.address,
                     "--server-config", str(config), "--json",
                 )  # fmt: skip

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from tests.integration.test_restore_helpers import (
     wipe,
     write_rows,
 )
+from tests.integration.test_scheduler_helpers import cli
 from tests.integration.test_server_backup import finish, storage_root
 from tests.serverproc import ServerProcess
 from tools.localcluster import LocalCluster
@@ -201,14 +201,7 @@ def test_snapshot_only_restore_brings_back_exactly_the_snapshot(
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cassy_scheduler", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    return cli(*args, env={"COLUMNS": "200"})
 
 
 def _verify_cli(server: ServerProcess, snapshot_id: str) -> subprocess.CompletedProcess[str]:
