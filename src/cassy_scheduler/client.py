@@ -263,6 +263,7 @@ class AuditEntry:
     request: str  # the request's fields as JSON
     code: str
     message: str
+    id: int = 0
 
 
 def datetime_from_ms(ms: int) -> datetime:
@@ -556,11 +557,12 @@ class CassyClient(Closing):
         *,
         limit: int = 0,
         identity: str = "",
-        before_ms: int = 0,
+        before_id: int = 0,
         timeout_s: float | None = None,
     ) -> list[AuditEntry]:
-        """The server's record of calls that change something, newest first."""
-        request = access_pb2.ListAuditRequest(limit=limit, identity=identity, before=before_ms)
+        """The server's record of calls that change something, newest first; `before_id`
+        (the last page's oldest `id`) pages back."""
+        request = access_pb2.ListAuditRequest(limit=limit, identity=identity, before_id=before_id)
         response = self._call("ListAudit", request, access_pb2.ListAuditResponse, timeout_s)
         return [
             AuditEntry(
@@ -571,6 +573,7 @@ class CassyClient(Closing):
                 request=e.request,
                 code=e.code,
                 message=e.message,
+                id=e.id,
             )
             for e in response.entries
         ]

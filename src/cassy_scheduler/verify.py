@@ -99,6 +99,7 @@ class NodeReport:
     bytes: int
     problems: tuple[Problem, ...]
     method: CheckMethod = CheckMethod.MANIFEST
+    key_ids: tuple[str, ...] = ()  # the keys its objects were sealed with (to keep them)
 
     @property
     def ok(self) -> bool:
@@ -239,6 +240,7 @@ def verify_node(storage: Storage, prefix: str, node_ip: str, snapshot_id: str) -
         len(entries),
         sum(e.size for e in entries),
         tuple(problems),
+        key_ids=tuple(sorted({m.key_id for m in manifests if m.key_id is not None})),
     )
     _logged(report)
     return report

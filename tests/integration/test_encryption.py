@@ -74,6 +74,13 @@ def _seed(session: Session, keyspace: str) -> None:
         session.execute(f"INSERT INTO {keyspace}.secrets (k, v) VALUES ({k}, '{MARKER}{k}')")
 
 
+def _assert_verified(server: ServerProcess, snapshot_id: str, config: Path, key: bytes) -> None:
+    verified = _verify(server, snapshot_id, "--server-config", str(config))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    (node,) = json.loads(verified.stdout)["nodes"]
+    assert node["key_ids"] == [key_id(key)]  # the key to keep while the backup is kept
+
+
 def _verify(
     server: ServerProcess, snapshot_id: str, *where: str
 ) -> subprocess.CompletedProcess[str]:
@@ -136,8 +143,7 @@ def test_a_sealed_backup_stores_no_plaintext_and_restores_every_row(
         keyed = open_storage(dataclasses.replace(options, client_keys=(key,)))
         prefix = f"node-backup/{backup.cluster_id}/{backup.snapshot_id}/{spec.address}/"
         secrets = _sealed_files(raw, keyed, prefix, key)
-        verified = _verify(server, backup.snapshot_id, "--server-config", str(config))
-        assert verified.returncode == 0, verified.stdout + verified.stderr
+        _assert_verified(server, backup.snapshot_id, config, key)
         if kind == "file":  # the store alone, without the key: says it is encrypted
             unkeyed = _verify(server, backup.snapshot_id, "--storage", raw.uri)
             assert unkeyed.returncode != 0 and "encrypted" in unkeyed.stdout + unkeyed.stderr

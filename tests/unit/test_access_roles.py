@@ -22,6 +22,7 @@ from cassy_scheduler.server.access import (
     token_digest,
 )
 from cassy_scheduler.server.errors import HostNotAllowedError
+from cassy_scheduler.server.gate import RefusalThrottle
 from cassy_scheduler.server.hostallow import HostAllowList
 from cassy_scheduler.server.settings import load_server_settings
 
@@ -90,6 +91,10 @@ def test_a_certificate_is_known_by_its_common_name_or_any_alternative_name() -> 
     assert CREDENTIALS.identify(None, ["alice", "alice.ops.example"]) == ADMIN
     unknown = CREDENTIALS.identify(None, ["mallory.example"])
     assert isinstance(unknown, Refusal) and "mallory.example" in unknown.message
+    both = Credentials(certificates={"alice": ADMIN, "ops.example": READER})
+    refused = both.identify(None, ["alice", "ops.example"])  # one certificate, two identities
+    assert isinstance(refused, Refusal) and "more than one identity" in refused.message
+    assert both.identify(None, ["ops.example", "other"]) == READER
 
 
 def test_without_credentials_a_server_with_identities_asks_for_them() -> None:
@@ -227,3 +232,14 @@ def test_two_identities_with_one_token_are_refused(tmp_path: Path) -> None:
 def test_a_bad_allow_list_entry_is_named(tmp_path: Path) -> None:
     text = _problems(_settings(tmp_path, '[access]\ncluster_hosts = ["10.0.0.0/40"]\n'))
     assert "access.cluster_hosts" in text
+
+
+def test_refusals_of_unidentified_callers_are_recorded_ten_a_minute_per_address() -> None:
+    now = [0.0]
+    throttle = RefusalThrottle(per_minute=10, clock=lambda: now[0])
+    admitted = [throttle.admit("ipv4:10.0.0.9") for _ in range(25)]
+    assert admitted[:10] == [0] * 10 and admitted[10:] == [None] * 15
+    assert throttle.admit("ipv4:10.0.0.8") == 0  # another address has its own minute
+    now[0] = 61.0
+    assert throttle.admit("ipv4:10.0.0.9") == 15  # the next row says what was left out
+    assert throttle.admit("ipv4:10.0.0.9") == 0

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from cassy_scheduler.cli import app
 from cassy_scheduler.config.loader import load_config
 from tests.unit.test_config import BASE, only_problem, write
 
@@ -39,3 +41,12 @@ def test_a_token_is_not_sent_in_plaintext_beyond_loopback_unless_allowed(tmp_pat
     assert "plaintext" in problem.message and "[server.tls]" in problem.hint
     allowed = write(tmp_path, text + "allow_plaintext_token = true\n" + BASE)
     assert load_config(allowed).server.token == "secret"
+
+
+def test_server_option_sends_no_token_in_plaintext_beyond_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CASSY_SCHEDULER_TOKEN", "secret")
+    result = CliRunner().invoke(app, ["audit", "--server", "10.0.0.9:20051"])
+    assert result.exit_code == 2
+    assert "plaintext" in result.output and "CASSY_SCHEDULER_ALLOW_PLAINTEXT_TOKEN" in result.output

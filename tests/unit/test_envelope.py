@@ -18,6 +18,7 @@ from cassy_scheduler.storage import open_storage
 from cassy_scheduler.storage.envelope import (
     CHUNK,
     HEADER,
+    TAG,
     DecryptionError,
     Keyring,
     Sealer,
@@ -28,6 +29,7 @@ from cassy_scheduler.storage.envelope import (
     parse_key,
     plaintext_size,
     seal,
+    sealed_key_id,
     stored_size,
 )
 from cassy_scheduler.storage.options import StorageOptions
@@ -91,6 +93,17 @@ def test_a_wrong_key_is_named_and_a_previous_key_still_opens() -> None:
 def test_an_object_stored_without_encryption_is_not_taken_for_a_sealed_one() -> None:
     with pytest.raises(DecryptionError, match="not encrypted"):
         open_sealed(b"plain manifest text, stored before encryption was turned on", KEYS, "x")
+
+
+def test_sizes_no_sealed_object_has_and_heads_of_other_objects_are_not_taken_for_sealed() -> None:
+    unit = CHUNK + TAG
+    for stored in (0, HEADER + TAG - 1, HEADER + unit + 1, HEADER + unit + TAG - 1):
+        assert plaintext_size(stored) is None, stored
+    assert plaintext_size(HEADER + unit + TAG) is None  # a last chunk of a tag alone: empty
+    assert plaintext_size(HEADER + TAG) == 0
+    sealed = seal(b"x", KEYS)
+    assert sealed_key_id(sealed[:HEADER]) == KEYS.current_id
+    assert sealed_key_id(b"TOC.txt content") is None and sealed_key_id(sealed[:10]) is None
 
 
 def test_keys_are_read_as_hex_or_base64_and_a_short_one_is_refused() -> None:

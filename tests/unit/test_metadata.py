@@ -406,12 +406,16 @@ def test_a_version_1_database_is_migrated_in_place_through_each_version_and_keep
 def test_the_audit_log_lists_calls_newest_first_by_identity_and_page(tmp_path: Path) -> None:
     store = SqliteMetadataStore(tmp_path / "metadata.db")
     try:
-        for at, who in ((1000, "ops"), (2000, "admin"), (3000, "ops")):
+        for at, who in ((1000, "ops"), (2000, "admin"), (2000, "ops"), (3000, "ops")):
             store.record_call(
                 AuditRecord(at, who, "ipv4:127.0.0.1:5", "/rpc.Cassy/TakeBackup", "{}", "OK", "")
             )
-        assert [r.at for r in store.audit(10)] == [3000, 2000, 1000]
-        assert [r.at for r in store.audit(10, identity="ops")] == [3000, 1000]
-        assert [r.at for r in store.audit(1, before=3000)] == [2000]
+        assert [r.at for r in store.audit(10)] == [3000, 2000, 2000, 1000]
+        assert [r.at for r in store.audit(10, identity="ops")] == [3000, 2000, 1000]
+        # Pages by id: the second call of a millisecond is not lost between two pages.
+        first = store.audit(2)
+        assert [(r.at, r.identity) for r in first] == [(3000, "ops"), (2000, "ops")]
+        rest = store.audit(10, before_id=first[-1].id)
+        assert [(r.at, r.identity) for r in rest] == [(2000, "admin"), (1000, "ops")]
     finally:
         store.close()

@@ -29,8 +29,10 @@ from cassy_scheduler.node.transfer import (
     upload_files,
 )
 from cassy_scheduler.protocol.types import BackupType
-from cassy_scheduler.storage import FilesystemStorage, ObjectInfo
+from cassy_scheduler.storage import FilesystemStorage, ObjectInfo, open_storage
+from cassy_scheduler.storage.envelope import key_id
 from cassy_scheduler.storage.layout import manifest_key, node_backup_prefix
+from cassy_scheduler.storage.options import StorageOptions
 
 PREFIX = node_backup_prefix("prod-1", "snap-1", "127.0.0.1")
 
@@ -627,3 +629,40 @@ def test_on_an_object_store_the_manifest_is_trusted_only_for_the_same_etag(
     assert storage.hashed == ([] if metadata else [rewritten])
     entry = next(e for e in third.manifest.files if e.key == rewritten)
     assert entry.etag == storage.etags[rewritten]
+
+
+def test_after_a_key_rotation_a_new_upload_seals_every_object_with_the_new_key(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """Skips and copies keep an object's seal, so they take only objects sealed with the
+    current key: once the backups made before a rotation are gone, so is the need of the old
+    key (docs/encryption.md, rotating the key)."""
+    old, new = os.urandom(32), os.urandom(32)
+    uri = (tmp_path / "sealed").as_uri()
+    before = open_storage(StorageOptions(uri=uri, client_keys=(old,)))
+    files = _files(data_dir)
+    first = upload_files(before, PREFIX, files, _identity())
+    # An attempt that stopped before its manifest: its objects are there, no manifest says so.
+    stopped = upload_files(before, THIRD, _snapshot(data_dir, "snap-3"), _identity(2))
+    before.delete(stopped.manifest_key)
+    rotated = open_storage(StorageOptions(uri=uri, client_keys=(new, old)))
+    same_prefix = upload_files(rotated, PREFIX, files, _identity(1_700_000_100_000))
+    copied_from = upload_files(
+        rotated, SECOND, _snapshot(data_dir, "snap-2"), _identity(1_700_000_500_000),
+        earlier=[first.manifest],
+    )  # fmt: skip
+    resumed = upload_files(rotated, THIRD, _snapshot(data_dir, "snap-3"), _identity(3))
+    results = (same_prefix, copied_from, resumed)
+    assert [(r.files_sent, r.files_skipped, r.files_copied) for r in results] == [(6, 0, 0)] * 3
+    only_new = open_storage(StorageOptions(uri=uri, client_keys=(new,)))
+    for result in results:
+        assert result.manifest.key_id == key_id(new)
+        for entry in result.manifest.files:
+            assert only_new.sealed_by(entry.key) == key_id(new)
+            assert hashlib.sha256(only_new.get_bytes(entry.key)).hexdigest() == entry.sha256
+    # Under the new key, unchanged files are skipped again without reading them.
+    again = upload_files(rotated, PREFIX, files, _identity(1_700_000_200_000))
+    assert (again.files_sent, again.files_skipped) == (0, 6)
+
+
+THIRD = "node-backup/prod-1/snap-3/127.0.0.1/"

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 SERVER_ENV = "CASSY_SERVER"
 #: The caller's token for a server named with --server (a config names its own token_file).
 TOKEN_ENV = "CASSY_SCHEDULER_TOKEN"
+PLAINTEXT_TOKEN_ENV = "CASSY_SCHEDULER_ALLOW_PLAINTEXT_TOKEN"
 
 
 class RestoreExit(IntEnum):
@@ -78,11 +79,25 @@ def config_option() -> Any:
     )
 
 
+def _plaintext_allowed(server: str) -> bool:
+    from cassy_scheduler.addresses import host_of, is_loopback
+
+    return is_loopback(host_of(server)) or os.environ.get(PLAINTEXT_TOKEN_ENV) == "1"
+
+
 def client_for(server: str | None, config: Path | None) -> CassyClient:
     from cassy_scheduler.client import CassyClient
 
     if server:
-        return CassyClient(server, timeout_s=120, token=os.environ.get(TOKEN_ENV) or None)
+        token = os.environ.get(TOKEN_ENV) or None
+        if token is not None and not _plaintext_allowed(server):
+            fail(
+                f"{TOKEN_ENV} would travel in plaintext to {server} (--server has no TLS): "
+                f"give a scheduler config with [server.tls] (--config) instead, or set "
+                f"{PLAINTEXT_TOKEN_ENV}=1 when TLS ends in front of the server",
+                2,
+            )
+        return CassyClient(server, timeout_s=120, token=token)
     if config is not None:
         from cassy_scheduler.runtime import open_client
 
@@ -369,6 +384,9 @@ def _print_report(report: VerifyReport) -> None:
         for problem in node.problems:
             where = f" {problem.path}" if problem.path else ""
             out().print(f"{node.node_ip} {problem.kind.value}{where}: {problem.detail}")
+    for key in sorted({key for node in report.nodes for key in node.key_ids}):
+        nodes = ", ".join(n.node_ip for n in report.nodes if key in n.key_ids)
+        out().print(f"sealed with key {key} on {nodes}: keep that key while this backup is kept")
     if not report.nodes:
         out().print(f"nothing stored for {report.snapshot_id}")
     elif report.ok:
@@ -386,6 +404,7 @@ def _node_dict(node: NodeReport) -> dict[str, object]:
         "files": node.files,
         "bytes": node.bytes,
         "checked_by": node.method.value,
+        "key_ids": list(node.key_ids),
         "ok": node.ok,
         "problems": [
             {"kind": p.kind.value, "path": p.path, "detail": p.detail} for p in node.problems

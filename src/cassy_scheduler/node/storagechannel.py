@@ -196,6 +196,11 @@ class ChannelStorage(Storage):
         message, _ = self._call("sha256", key=key)
         return str(message["sha256"])
 
+    def sealed_by(self, key: str) -> str | None:
+        message, _ = self._call("sealed_by", key=key)
+        found = message.get("key_id")
+        return None if found is None else str(found)
+
     def chunks(self, key: str) -> Iterator[bytes]:
         yield self.get_bytes(key)
 
@@ -350,6 +355,8 @@ def _serve(  # noqa: PLR0917 (one call's parts)
         wire.send({"info": None if found is None else info_document(found)})
     elif op == "sha256":
         wire.send({"sha256": storage.sha256(message["key"])})
+    elif op == "sealed_by":
+        wire.send({"key_id": storage.sealed_by(message["key"])})
     elif op == "list":
         wire.send({"items": [info_document(i) for i in storage.list(message.get("prefix", ""))]})
     elif op == "delete":

@@ -121,7 +121,7 @@ def upload_files(
     validate_prefix(prefix)
     jobs = _plan(prefix, files)
     known = _known_entries(storage, prefix) if jobs else {}
-    reusable = _reusable_entries(earlier, prefix) if jobs else {}
+    reusable = _reusable_entries(earlier, prefix, storage.sealed_with) if jobs else {}
     tally = Tally(progress)
 
     def upload(job: _Job) -> _FileOutcome:
@@ -169,21 +169,26 @@ def upload_files(
 
 
 def _known_entries(storage: Storage, prefix: str) -> dict[str, ManifestEntry]:
-    """Key -> the newest entry for it among the readable manifests under `prefix`."""
+    """Key -> the newest entry for it among the readable manifests under `prefix` whose
+    objects are sealed as new ones would be (with the current key, or not at all)."""
     return {
         entry.key: entry
         for manifest in find_manifests(storage, prefix, skip_unreadable=True)
+        if manifest.key_id == storage.sealed_with
         for entry in manifest.files
     }
 
 
-def _reusable_entries(earlier: Sequence[Manifest], prefix: str) -> dict[str, ManifestEntry]:
-    """SSTable file name -> the newest entry for it among other uploads' manifests."""
+def _reusable_entries(
+    earlier: Sequence[Manifest], prefix: str, sealed_with: str | None
+) -> dict[str, ManifestEntry]:
+    """SSTable file name -> the newest entry for it among other uploads' manifests sealed
+    with `sealed_with` (a copy keeps the seal, so one made under an earlier key is not used)."""
     newest_last = sorted(earlier, key=lambda m: m.identity.created_at_ms)
     return {
         name: entry
         for manifest in newest_last
-        if manifest.prefix != prefix
+        if manifest.prefix != prefix and manifest.key_id == sealed_with
         for entry in manifest.files
         if (name := sstable_key(entry.path)) is not None
     }
@@ -246,7 +251,10 @@ def _upload_one(  # noqa: PLR0917 (one file's facts)
                 )
                 return _FileOutcome(entry, _How.SKIPPED)
             local_sha256 = _sha256_of(local.path)
-            if _stored_sha256(storage, existing, known) == local_sha256:
+            if (
+                storage.sealed_by(key) == storage.sealed_with
+                and _stored_sha256(storage, existing, known) == local_sha256
+            ):
                 _log.debug("unchanged, skipped key=%s size=%d", key, size)
                 entry = ManifestEntry(
                     relative, key, size, local_sha256, **identity, etag=existing.etag

@@ -113,7 +113,8 @@ class Credentials:
 
     def identify(self, authorization: str | None, cert_names: Sequence[str]) -> Identity | Refusal:
         """A bearer token, when sent, decides alone (a wrong one is never rescued by a
-        certificate); otherwise the first of the certificate's names that is configured."""
+        certificate); otherwise the identity the certificate's names map to, refused when
+        they map to more than one."""
         if not self.enabled:
             return ANYONE
         if authorization is not None:
@@ -126,9 +127,19 @@ class Credentials:
             if found is None:
                 return Refusal("unauthenticated", "the bearer token matches no identity")
             return found
-        for name in cert_names:
-            if name in self.certificates:
-                return self.certificates[name]
+        matched = {
+            self.certificates[n].name: self.certificates[n]
+            for n in cert_names
+            if n in self.certificates
+        }
+        if len(matched) > 1:  # which one was meant is not for the server to guess
+            return Refusal(
+                "unauthenticated",
+                f"the client certificate ({', '.join(cert_names)}) maps to more than one "
+                f"identity ({', '.join(sorted(matched))}): give each identity its own name",
+            )
+        if matched:
+            return next(iter(matched.values()))
         if cert_names:
             return Refusal(
                 "unauthenticated",

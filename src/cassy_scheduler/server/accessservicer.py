@@ -19,7 +19,7 @@ MAX_AUDIT_LIMIT = 10_000
 
 class AuditLog(Protocol):
     def audit(
-        self, limit: int, identity: str | None = None, before: int | None = None
+        self, limit: int, identity: str | None = None, before_id: int | None = None
     ) -> list[AuditRecord]: ...
 
 
@@ -42,12 +42,12 @@ class AccessServicer(access_pb2_grpc.AccessServicer):
         if request.limit > MAX_AUDIT_LIMIT:
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"limit {request.limit} is more than {MAX_AUDIT_LIMIT}: page back with 'before'",
+                f"limit {request.limit} is more than {MAX_AUDIT_LIMIT}: page back with 'before_id'",
             )
         records = self._audit.audit(
             request.limit or DEFAULT_AUDIT_LIMIT,
             identity=request.identity or None,
-            before=request.before or None,
+            before_id=request.before_id or None,
         )
         return access_pb2.ListAuditResponse(
             entries=[
@@ -59,6 +59,7 @@ class AccessServicer(access_pb2_grpc.AccessServicer):
                     request=r.request,
                     code=r.code,
                     message=r.message,
+                    id=r.id,
                 )
                 for r in records
             ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ _STATUS = {
     "denied": grpc.StatusCode.PERMISSION_DENIED,
 }
 _IDENTITY_KEY = "cassy-identity"
+#: Refusals of callers without an identity recorded per address, call and minute; the rest
+#: are counted into the next row, so that a loop of anonymous calls cannot fill the disk.
+ANONYMOUS_ROWS_PER_MINUTE = 10
 
 
 class AuditSink(Protocol):
@@ -51,10 +55,43 @@ def identity_of(context: grpc.ServicerContext) -> Identity | None:
     return found if isinstance(found, Identity) else None
 
 
+class RefusalThrottle:
+    """How many refusals of unidentified callers from one address are recorded a minute
+    (for each call: `admit` is given the address and the method)."""
+
+    def __init__(
+        self,
+        per_minute: int = ANONYMOUS_ROWS_PER_MINUTE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._per_minute = per_minute
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._windows: dict[str, tuple[float, int, int]] = {}  # start, recorded, left out
+
+    def admit(self, address: str) -> int | None:
+        """None: leave this refusal out; else how many were left out before it."""
+        with self._lock:
+            now = self._clock()
+            if len(self._windows) > 10_000:  # addresses seen long ago are forgotten
+                self._windows = {a: w for a, w in self._windows.items() if now - w[0] < 60}
+            start, recorded, left_out = self._windows.get(address, (now, 0, 0))
+            if now - start >= 60:
+                start, recorded = now, 0
+            if recorded >= self._per_minute:
+                self._windows[address] = (start, recorded, left_out + 1)
+                return None
+            self._windows[address] = (start, recorded + 1, 0)
+            return left_out
+
+
 class AccessGate(grpc.ServerInterceptor):
-    def __init__(self, credentials: Credentials, audit: AuditSink) -> None:
+    def __init__(
+        self, credentials: Credentials, audit: AuditSink, throttle: RefusalThrottle | None = None
+    ) -> None:
         self._credentials = credentials
         self._audit = audit
+        self._throttle = throttle or RefusalThrottle()
 
     def intercept_service(
         self,
@@ -94,6 +131,12 @@ class AccessGate(grpc.ServerInterceptor):
         if call.method not in AUDITED:
             log.info("call refused method=%s peer=%s code=%s", call.method, peer, code)
             return
+        if call.who is None:  # refused before anyone was identified
+            left_out = self._throttle.admit(f"{peer.rpartition(':')[0]} {call.method}")
+            if left_out is None:
+                return
+            if left_out:
+                message += f" ({left_out} more such refusals from this address not recorded)"
         record = AuditRecord(
             at=int(time.time() * 1000),
             identity=call.who.name if call.who else "",

@@ -383,23 +383,36 @@ class SqliteMetadataStore:
             )
 
     def audit(
-        self, limit: int, identity: str | None = None, before: int | None = None
+        self, limit: int, identity: str | None = None, before_id: int | None = None
     ) -> list[AuditRecord]:
-        """Newest first; `before` (ms, exclusive) pages back."""
+        """Newest first; `before_id` (exclusive) pages back from the oldest entry seen (ids,
+        not times: many calls share a millisecond)."""
         where: list[str] = ["1 = 1"]
         params: list[object] = []
         if identity is not None:
             where.append("identity = ?")
             params.append(identity)
-        if before is not None:
-            where.append("at < ?")
-            params.append(before)
+        if before_id is not None:
+            where.append("id < ?")
+            params.append(before_id)
         rows = self._select(
-            "SELECT at, identity, peer, method, request, code, message FROM audit_log "
-            f"WHERE {' AND '.join(where)} ORDER BY at DESC, id DESC LIMIT ?",
+            "SELECT id, at, identity, peer, method, request, code, message FROM audit_log "
+            f"WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
             (*params, sql_limit(limit)),
         )
-        return [AuditRecord(integer_of(at), *(str(v) for v in rest)) for at, *rest in rows]
+        return [
+            AuditRecord(
+                at=integer_of(at),
+                identity=str(identity),
+                peer=str(peer),
+                method=str(method),
+                request=str(request),
+                code=str(code),
+                message=str(message),
+                id=integer_of(row_id),
+            )
+            for row_id, at, identity, peer, method, request, code, message in rows
+        ]
 
     def dump_sql(self) -> str:
         """The whole database as SQL text (what `sqlite3 db .dump` prints), for backups."""

@@ -104,6 +104,7 @@ class AuditRecord:
     request: str  # the request's fields as JSON
     code: str  # the gRPC status's name
     message: str
+    id: int = 0  # its place in the log, given when it is stored
 
 
 @dataclass(frozen=True)

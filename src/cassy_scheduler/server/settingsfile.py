@@ -54,7 +54,7 @@ class MetadataTable(_Table):
 
 
 class ClientEncryptionTable(_Table):
-    """[storage.client_encryption]: every object sealed before it is stored (docs/access.md)."""
+    """[storage.client_encryption]: every object sealed before it is stored (docs/encryption.md)."""
 
     key_file: str | None = Field(default=None, min_length=1)
     key_env: str | None = Field(default=None, min_length=1)

@@ -54,6 +54,12 @@ class Storage(ABC):
         None: objects are stored as given."""
         return None
 
+    def sealed_by(self, key: str) -> str | None:
+        """The id of the key that sealed the object under `key` (None where nothing is
+        sealed). An upload sends again what an earlier key sealed, so that a retired key is
+        no longer needed once the backups made before the rotation are gone."""
+        return None
+
     @abstractmethod
     def put_file(
         self,

@@ -16,12 +16,14 @@ from pathlib import Path
 
 from cassy_scheduler.storage.base import Leftovers, ObjectInfo, Storage
 from cassy_scheduler.storage.envelope import (
+    HEADER,
     Keyring,
     Sealer,
     open_chunks,
     open_sealed,
     plaintext_size,
     seal,
+    sealed_key_id,
     stored_size,
 )
 from cassy_scheduler.storage.errors import StorageError
@@ -40,6 +42,20 @@ class EncryptedStorage(Storage):
     @property
     def sealed_with(self) -> str:
         return self._keys.current_id
+
+    def sealed_by(self, key: str) -> str | None:
+        pieces = self._inner.chunks(key)
+        head = b""
+        try:
+            for piece in pieces:
+                head += piece
+                if len(head) >= HEADER:
+                    break
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
+        return sealed_key_id(head)
 
     def _plain(self, info: ObjectInfo) -> ObjectInfo:
         size = plaintext_size(info.size)

@@ -71,9 +71,19 @@ def plaintext_size(stored: int) -> int | None:
     """The content's size for a sealed object of `stored` bytes; None when no sealed object
     has that size."""
     rest = stored - HEADER
-    if rest < TAG:
+    units, tail = divmod(rest, _UNIT)
+    # A last chunk holds at least its tag, and only an empty content has a chunk of a tag alone.
+    if rest < TAG or 0 < tail < TAG or (tail == TAG and units > 0):
         return None
-    return rest - TAG * -(-rest // _UNIT)
+    return rest - TAG * (units + (tail > 0))
+
+
+def sealed_key_id(head: bytes) -> str | None:
+    """The id of the KEK that sealed an object, from its first bytes; None when they are not
+    the start of a sealed object."""
+    if len(head) < len(MAGIC) + _ID or not head.startswith(MAGIC):
+        return None
+    return head[len(MAGIC) : len(MAGIC) + _ID].hex()
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0c\x61\x63\x63\x65ss.proto\x12\x12\x63\x61ssy_scheduler.v1\"\x0f\n\rWhoAmIRequest\"H\n\x0eWhoAmIResponse\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x63\x63\x65ss_control\x18\x03 \x01(\x08\"C\n\x10ListAuditRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x10\n\x08identity\x18\x02 \x01(\t\x12\x0e\n\x06\x62\x65\x66ore\x18\x03 \x01(\x04\"x\n\nAuditEntry\x12\n\n\x02\x61t\x18\x01 \x01(\x04\x12\x10\n\x08identity\x18\x02 \x01(\t\x12\x0c\n\x04peer\x18\x03 \x01(\t\x12\x0e\n\x06method\x18\x04 \x01(\t\x12\x0f\n\x07request\x18\x05 \x01(\t\x12\x0c\n\x04\x63ode\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\"D\n\x11ListAuditResponse\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.cassy_scheduler.v1.AuditEntry2\xb3\x01\n\x06\x41\x63\x63\x65ss\x12O\n\x06WhoAmI\x12!.cassy_scheduler.v1.WhoAmIRequest\x1a\".cassy_scheduler.v1.WhoAmIResponse\x12X\n\tListAudit\x12$.cassy_scheduler.v1.ListAuditRequest\x1a%.cassy_scheduler.v1.ListAuditResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0c\x61\x63\x63\x65ss.proto\x12\x12\x63\x61ssy_scheduler.v1\"\x0f\n\rWhoAmIRequest\"H\n\x0eWhoAmIResponse\x12\x10\n\x08identity\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x63\x63\x65ss_control\x18\x03 \x01(\x08\"F\n\x10ListAuditRequest\x12\r\n\x05limit\x18\x01 \x01(\r\x12\x10\n\x08identity\x18\x02 \x01(\t\x12\x11\n\tbefore_id\x18\x03 \x01(\x04\"\x84\x01\n\nAuditEntry\x12\n\n\x02\x61t\x18\x01 \x01(\x04\x12\x10\n\x08identity\x18\x02 \x01(\t\x12\x0c\n\x04peer\x18\x03 \x01(\t\x12\x0e\n\x06method\x18\x04 \x01(\t\x12\x0f\n\x07request\x18\x05 \x01(\t\x12\x0c\n\x04\x63ode\x18\x06 \x01(\t\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\n\n\x02id\x18\x08 \x01(\x04\"D\n\x11ListAuditResponse\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.cassy_scheduler.v1.AuditEntry2\xb3\x01\n\x06\x41\x63\x63\x65ss\x12O\n\x06WhoAmI\x12!.cassy_scheduler.v1.WhoAmIRequest\x1a\".cassy_scheduler.v1.WhoAmIResponse\x12X\n\tListAudit\x12$.cassy_scheduler.v1.ListAuditRequest\x1a%.cassy_scheduler.v1.ListAuditResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,11 +36,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WHOAMIRESPONSE']._serialized_start=53
   _globals['_WHOAMIRESPONSE']._serialized_end=125
   _globals['_LISTAUDITREQUEST']._serialized_start=127
-  _globals['_LISTAUDITREQUEST']._serialized_end=194
-  _globals['_AUDITENTRY']._serialized_start=196
-  _globals['_AUDITENTRY']._serialized_end=316
-  _globals['_LISTAUDITRESPONSE']._serialized_start=318
-  _globals['_LISTAUDITRESPONSE']._serialized_end=386
-  _globals['_ACCESS']._serialized_start=389
-  _globals['_ACCESS']._serialized_end=568
+  _globals['_LISTAUDITREQUEST']._serialized_end=197
+  _globals['_AUDITENTRY']._serialized_start=200
+  _globals['_AUDITENTRY']._serialized_end=332
+  _globals['_LISTAUDITRESPONSE']._serialized_start=334
+  _globals['_LISTAUDITRESPONSE']._serialized_end=402
+  _globals['_ACCESS']._serialized_start=405
+  _globals['_ACCESS']._serialized_end=584
 # @@protoc_insertion_point(module_scope)

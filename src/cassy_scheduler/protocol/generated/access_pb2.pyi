@@ -69,23 +69,23 @@ class ListAuditRequest(_message.Message):
 
     LIMIT_FIELD_NUMBER: _builtins.int
     IDENTITY_FIELD_NUMBER: _builtins.int
-    BEFORE_FIELD_NUMBER: _builtins.int
+    BEFORE_ID_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
     """0: the server's default (100)"""
     identity: _builtins.str
     """"": every identity's calls"""
-    before: _builtins.int
-    """ms since the epoch, exclusive; 0: from the newest"""
+    before_id: _builtins.int
+    """the id of the oldest entry already seen, exclusive; 0: from the newest"""
     def __init__(
         self,
         *,
         limit: _builtins.int = ...,
         identity: _builtins.str = ...,
-        before: _builtins.int = ...,
+        before_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["before", b"before", "identity", b"identity", "limit", b"limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["before_id", b"before_id", "identity", b"identity", "limit", b"limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -102,6 +102,7 @@ class AuditEntry(_message.Message):
     REQUEST_FIELD_NUMBER: _builtins.int
     CODE_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    ID_FIELD_NUMBER: _builtins.int
     at: _builtins.int
     """ms since the epoch"""
     identity: _builtins.str
@@ -116,6 +117,8 @@ class AuditEntry(_message.Message):
     """the gRPC status the call ended with: OK, PERMISSION_DENIED, ..."""
     message: _builtins.str
     """the refusal's message, "" when OK"""
+    id: _builtins.int
+    """the entry's place in the log: page back with before_id"""
     def __init__(
         self,
         *,
@@ -126,10 +129,11 @@ class AuditEntry(_message.Message):
         request: _builtins.str = ...,
         code: _builtins.str = ...,
         message: _builtins.str = ...,
+        id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "code", b"code", "identity", b"identity", "message", b"message", "method", b"method", "peer", b"peer", "request", b"request"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "code", b"code", "id", b"id", "identity", b"identity", "message", b"message", "method", b"method", "peer", b"peer", "request", b"request"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
