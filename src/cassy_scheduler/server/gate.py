@@ -17,6 +17,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
+from cassy_scheduler.protocol.echo import ECHO_CHARS, echo_text
 from cassy_scheduler.server.access import (
     AUDITED,
     WARNED,
@@ -204,11 +205,23 @@ def _request_text(request: Any) -> str:
     if not isinstance(request, Message):
         return ""  # a stream: no one message to show
     text = json.dumps(
-        MessageToDict(request, preserving_proto_field_name=True),
+        _shortened(MessageToDict(request, preserving_proto_field_name=True)),
         sort_keys=True,
         separators=(",", ":"),
     )
     return text if len(text) <= MAX_AUDITED_REQUEST else text[: MAX_AUDITED_REQUEST - 1] + "…"
+
+
+def _shortened(value: Any) -> Any:
+    """Each string cut as messages quote a caller's values (protocol/echo.py): a 50 kB
+    cluster id is a short line in the audit log and in the server's log, its size said."""
+    if isinstance(value, str):
+        return value if len(value) <= ECHO_CHARS else echo_text(value, ECHO_CHARS)
+    if isinstance(value, dict):
+        return {key: _shortened(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shortened(item) for item in value]
+    return value
 
 
 def _wrapped(
