@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from cassy_scheduler.node.manifest import Manifest, ManifestEntry, ManifestError, find_manifests
@@ -172,15 +172,7 @@ def verify_snapshot(
         report = _check(storage, prefixes[node], node, snapshot_id, method)
         if node in recorded:
             problem = Problem(ProblemKind.NOT_COMPLETED, f"the server recorded {recorded[node]}")
-            report = NodeReport(
-                report.node_ip,
-                report.prefix,
-                report.manifests,
-                report.files,
-                report.bytes,
-                (problem, *report.problems),
-                report.method,
-            )
+            report = replace(report, problems=(problem, *report.problems))
         reports.append(report)
     return VerifyReport(cluster_id, snapshot_id, tuple(reports))
 

@@ -221,6 +221,9 @@ def test_every_object_carries_its_sha256_and_multipart_ones_are_bound_by_etag(
         back = storage.get_file(f"x/{path.name}", tmp_path / f"{path.name}.back")
         assert back.sha256 == info.sha256
         assert (tmp_path / f"{path.name}.back").read_bytes() == path.read_bytes()
+        # One ranged read for the first bytes (an envelope's header), clamped to the object.
+        assert storage.head(f"x/{path.name}", 87) == path.read_bytes()[:87]
+    assert storage.head("x/small", 1 << 20) == small.read_bytes()
     head = s3_client(moto).head_object(Bucket="backups", Key="digests/x/small")
     assert head["Metadata"]["sha256"] == stored["small"].sha256
     assert storage.stat("x/large").sha256 is None  # type: ignore[union-attr]

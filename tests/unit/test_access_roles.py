@@ -22,7 +22,7 @@ from cassy_scheduler.server.access import (
     token_digest,
 )
 from cassy_scheduler.server.errors import HostNotAllowedError
-from cassy_scheduler.server.gate import RefusalThrottle
+from cassy_scheduler.server.gate import RefusalThrottle, source_of
 from cassy_scheduler.server.hostallow import HostAllowList
 from cassy_scheduler.server.settings import load_server_settings
 
@@ -234,12 +234,25 @@ def test_a_bad_allow_list_entry_is_named(tmp_path: Path) -> None:
     assert "access.cluster_hosts" in text
 
 
-def test_refusals_of_unidentified_callers_are_recorded_ten_a_minute_per_address() -> None:
+def test_refusals_of_unidentified_callers_are_recorded_ten_a_minute_per_source() -> None:
     now = [0.0]
-    throttle = RefusalThrottle(per_minute=10, clock=lambda: now[0])
-    admitted = [throttle.admit("ipv4:10.0.0.9") for _ in range(25)]
+    throttle = RefusalThrottle(per_minute=10, overall=15, sources=2, clock=lambda: now[0])
+    flood = source_of("ipv4:10.0.0.9:40000", "/rpc.Cassy/TakeBackup")
+    admitted = [throttle.admit(flood) for _ in range(25)]
     assert admitted[:10] == [0] * 10 and admitted[10:] == [None] * 15
-    assert throttle.admit("ipv4:10.0.0.8") == 0  # another address has its own minute
+    other = source_of("ipv4:10.0.0.8:40001", "/rpc.Cassy/TakeBackup")
+    assert [throttle.admit(other) for _ in range(6)] == [0] * 5 + [None]  # 15 in all
     now[0] = 61.0
-    assert throttle.admit("ipv4:10.0.0.9") == 15  # the next row says what was left out
-    assert throttle.admit("ipv4:10.0.0.9") == 0
+    assert throttle.admit(flood) == 15  # the next row says what was left out
+    assert throttle.admit(flood) == 0
+    # Forgetting: only the two sources heard from last are remembered.
+    throttle.admit(source_of("ipv4:10.0.0.7:1", "/m"))
+    throttle.admit(source_of("ipv4:10.0.0.6:1", "/m"))
+    assert throttle.admit(other) == 0  # its one left-out refusal was forgotten with it
+
+
+def test_an_ipv6_caller_is_one_source_for_its_whole_64() -> None:
+    one = source_of("ipv6:[2001:db8:1:2::1]:5000", "/m")
+    assert one == source_of("ipv6:[2001:db8:1:2:ffff::9]:6000", "/m") == "ipv6:2001:db8:1:2::/64 /m"
+    assert one != source_of("ipv6:[2001:db8:1:3::1]:5000", "/m")
+    assert source_of("ipv4:10.0.0.9:40000", "/m") == "ipv4:10.0.0.9 /m"

@@ -47,6 +47,7 @@ def test_server_option_sends_no_token_in_plaintext_beyond_loopback(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CASSY_SCHEDULER_TOKEN", "secret")
+    monkeypatch.delenv("CASSY_SCHEDULER_ALLOW_PLAINTEXT_TOKEN", raising=False)
     result = CliRunner().invoke(app, ["audit", "--server", "10.0.0.9:20051"])
     assert result.exit_code == 2
     assert "plaintext" in result.output and "CASSY_SCHEDULER_ALLOW_PLAINTEXT_TOKEN" in result.output

@@ -1,7 +1,7 @@
 """One run of the node program on a remote host: the request sent, its events read to the end.
 
 Each operation opens its own channel on the host's SSH connection and runs
-`cassy-scheduler node OP --protocol 1` there. The node program answers with progress events,
+`cassy-scheduler node OP --protocol 2` there. The node program answers with progress events,
 storage calls (answered from the server's storage when it has no direct route to storage)
 and, last, one result or one error. A session that ends without either, or that stays silent
 past the target's idle timeout (the program speaks at least every few seconds), fails its

@@ -197,6 +197,8 @@ class ChannelStorage(Storage):
         return str(message["sha256"])
 
     def sealed_by(self, key: str) -> str | None:
+        if self._sealed_with is None:
+            return None  # the server's store seals nothing
         message, _ = self._call("sealed_by", key=key)
         found = message.get("key_id")
         return None if found is None else str(found)

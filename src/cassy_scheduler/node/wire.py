@@ -12,7 +12,7 @@ import json
 import threading
 from typing import Any, Protocol
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: storage keys and seals (client-side encryption)
 """Bumped when a message changes meaning; a server refuses a node program of another one."""
 
 MAX_LINE = 64 << 20

@@ -5,11 +5,14 @@ with how it ended, refused or not. The handlers themselves know nothing of ident
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -57,33 +60,58 @@ def identity_of(context: grpc.ServicerContext) -> Identity | None:
 
 
 class RefusalThrottle:
-    """How many refusals of unidentified callers from one address are recorded a minute
-    (for each call: `admit` is given the address and the method)."""
+    """How many refusals of unidentified callers are recorded a minute: `per_minute` for
+    each source (`admit` is given the address and the method), `overall` for all of them,
+    so that neither one loop nor many addresses (an IPv6 /64 counts as one) fill the disk.
+    The sources heard from most recently are remembered, `sources` at most."""
 
     def __init__(
         self,
         per_minute: int = ANONYMOUS_ROWS_PER_MINUTE,
+        overall: int = ANONYMOUS_ROWS_PER_MINUTE * 60,
+        sources: int = 4096,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._per_minute = per_minute
+        self._limits = (per_minute, overall)
+        self._sources = sources
         self._clock = clock
         self._lock = threading.Lock()
-        self._windows: dict[str, tuple[float, int, int]] = {}  # start, recorded, left out
+        self._windows: OrderedDict[str, tuple[float, int, int]] = OrderedDict()
+        self._all: tuple[float, int, int] = (clock(), 0, 0)  # start, recorded (all sources)
 
-    def admit(self, address: str) -> int | None:
-        """None: leave this refusal out; else how many were left out before it."""
+    def admit(self, source: str) -> int | None:
+        """None: leave this refusal out; else how many of this source's were left out
+        before it."""
         with self._lock:
             now = self._clock()
-            if len(self._windows) > 10_000:  # addresses seen long ago are forgotten
-                self._windows = {a: w for a, w in self._windows.items() if now - w[0] < 60}
-            start, recorded, left_out = self._windows.get(address, (now, 0, 0))
-            if now - start >= 60:
-                start, recorded = now, 0
-            if recorded >= self._per_minute:
-                self._windows[address] = (start, recorded, left_out + 1)
-                return None
-            self._windows[address] = (start, recorded + 1, 0)
-            return left_out
+            start, recorded, left_out = _renewed(self._windows.pop(source, (now, 0, 0)), now)
+            all_start, all_recorded, _ = _renewed(self._all, now)
+            admitted = recorded < self._limits[0] and all_recorded < self._limits[1]
+            if admitted:
+                self._windows[source] = (start, recorded + 1, 0)
+            else:
+                self._windows[source] = (start, recorded, left_out + 1)
+            self._all = (all_start, all_recorded + admitted, 0)
+            while len(self._windows) > self._sources:
+                self._windows.popitem(last=False)  # the source heard from longest ago
+            return left_out if admitted else None
+
+
+def _renewed(window: tuple[float, int, int], now: float) -> tuple[float, int, int]:
+    """A window of a minute: past it, a new one starts (what was left out is still owed)."""
+    start, _, left_out = window
+    return (now, 0, left_out) if now - start >= 60 else window
+
+
+def source_of(peer: str, method: str) -> str:
+    """The throttle's source for a call: its address (an IPv6 address by its /64) and call."""
+    address = peer.rpartition(":")[0] if peer.count(":") else peer
+    kind, _, host = address.partition(":")
+    if kind == "ipv6":
+        with suppress(ValueError):
+            network = ipaddress.ip_network(f"{host.strip('[]')}/64", strict=False)
+            address = f"ipv6:{network}"
+    return f"{address} {method}"
 
 
 class AccessGate(grpc.ServerInterceptor):
@@ -133,7 +161,7 @@ class AccessGate(grpc.ServerInterceptor):
             log.info("call refused method=%s peer=%s code=%s", call.method, peer, code)
             return
         if call.who is None:  # refused before anyone was identified
-            left_out = self._throttle.admit(f"{peer.rpartition(':')[0]} {call.method}")
+            left_out = self._throttle.admit(source_of(peer, call.method))
             if left_out is None:
                 return
             if left_out:

@@ -54,6 +54,22 @@ class Storage(ABC):
         None: objects are stored as given."""
         return None
 
+    def head(self, key: str, size: int) -> bytes:
+        """The object's first `size` bytes (all of it when it is shorter); stores that can
+        read a range override this, so that a header costs no more than its bytes."""
+        pieces = self.chunks(key)
+        head = b""
+        try:
+            for piece in pieces:
+                head += piece
+                if len(head) >= size:
+                    break
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
+        return head[:size]
+
     def sealed_by(self, key: str) -> str | None:
         """The id of the key that sealed the object under `key` (None where nothing is
         sealed). An upload sends again what an earlier key sealed, so that a retired key is

@@ -44,18 +44,7 @@ class EncryptedStorage(Storage):
         return self._keys.current_id
 
     def sealed_by(self, key: str) -> str | None:
-        pieces = self._inner.chunks(key)
-        head = b""
-        try:
-            for piece in pieces:
-                head += piece
-                if len(head) >= HEADER:
-                    break
-        finally:
-            close = getattr(pieces, "close", None)
-            if close is not None:
-                close()
-        return sealed_key_id(head)
+        return sealed_key_id(self._inner.head(key, HEADER))
 
     def _plain(self, info: ObjectInfo) -> ObjectInfo:
         size = plaintext_size(info.size)

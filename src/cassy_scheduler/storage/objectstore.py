@@ -263,6 +263,18 @@ class ObjectStorage(Storage):
             digest.update(chunk)
         return digest.hexdigest()
 
+    def head(self, key: str, size: int) -> bytes:
+        info = self.stat(key)
+        if info is None:
+            raise ObjectNotFoundError(f"object {key!r} not found in {self.uri}")
+        end = min(size, info.size)
+        if end == 0:
+            return b""
+        with self._errors("reading", key):
+            data = bytes(obstore.get_range(self._store, key, start=0, end=end))
+        self._bandwidth.take(len(data))
+        return data
+
     def chunks(self, key: str) -> Iterator[bytes]:
         """A large object in ranges, so no request outlasts the client's timeout."""
         info = self.stat(key)
