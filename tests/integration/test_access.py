@@ -114,7 +114,7 @@ def guarded(
 ) -> Iterator[ServerProcess]:
     """A server for the 1-node cluster whose callers must name themselves."""
     work = tmp_path_factory.mktemp("guarded")
-    listed = f'\n[access]\ncluster_hosts = ["{cluster1.addresses[0]}/32"]\n'
+    listed = f'\n[access]\ncluster_hosts = ["{cluster1.addresses[0]}/32"]\naudit_keep = "400d"\n'
     config = server_toml(work, [cluster1], extra=listed + _identities(tokens))
     server = ServerProcess(config, work / "server.log").start()
     yield server
@@ -197,7 +197,22 @@ def test_every_call_that_changes_something_is_in_the_audit_log(
         env={"CASSY_SCHEDULER_TOKEN": _token(tokens, "admin")},
     )
     assert listed.returncode == 0, listed.stderr
-    assert json.loads(listed.stdout)[0]["method"] == "/rpc.Cassy/RestoreBackup"
+    newest = json.loads(listed.stdout)[0]
+    assert newest["method"] == "/rpc.Cassy/RestoreBackup"
+    older = cli(
+        "audit",
+        "--server",
+        guarded.address,
+        "--json",
+        "--limit",
+        "1",
+        "--before-id",
+        str(newest["id"]),
+        env={"CASSY_SCHEDULER_TOKEN": _token(tokens, "admin")},
+    )
+    assert [e["method"] for e in json.loads(older.stdout)] == [
+        "/cassy_scheduler.v1.Backups/DeleteBackup"
+    ]
     refused = cli(
         "audit",
         "--server",

@@ -3,6 +3,7 @@ and the [access] table (server/accesssettings.py): pure logic, no server."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -256,3 +257,12 @@ def test_an_ipv6_caller_is_one_source_for_its_whole_64() -> None:
     assert one == source_of("ipv6:[2001:db8:1:2:ffff::9]:6000", "/m") == "ipv6:2001:db8:1:2::/64 /m"
     assert one != source_of("ipv6:[2001:db8:1:3::1]:5000", "/m")
     assert source_of("ipv4:10.0.0.9:40000", "/m") == "ipv4:10.0.0.9 /m"
+
+
+def test_audit_keep_is_a_duration_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    settings = load_server_settings(_settings(tmp_path, '[access]\naudit_keep = "400d"\n'))
+    assert settings.access.audit_keep == timedelta(days=400)
+    assert load_server_settings(_settings(tmp_path, "")).access.audit_keep is None
+    with pytest.raises(ConfigError) as raised:
+        load_server_settings(_settings(tmp_path, '[access]\naudit_keep = "soon"\n'))
+    assert "access.audit_keep" in str(raised.value)

@@ -11,6 +11,7 @@ import pytest
 
 from cassy_scheduler.clock import epoch_ms
 from cassy_scheduler.protocol.types import BackupType, OperationStatus, RestoreType
+from cassy_scheduler.server.auditlog import KeptAuditLog
 from cassy_scheduler.server.metadata import SqliteMetadataStore
 from cassy_scheduler.server.rows import (
     AuditRecord,
@@ -417,5 +418,28 @@ def test_the_audit_log_lists_calls_newest_first_by_identity_and_page(tmp_path: P
         assert [(r.at, r.identity) for r in first] == [(3000, "ops"), (2000, "ops")]
         rest = store.audit(10, before_id=first[-1].id)
         assert [(r.at, r.identity) for r in rest] == [(2000, "admin"), (1000, "ops")]
+    finally:
+        store.close()
+
+
+def test_audit_rows_older_than_audit_keep_go_at_start_and_then_hourly(tmp_path: Path) -> None:
+    store = SqliteMetadataStore(tmp_path / "metadata.db")
+    now = [1_000_000.0]  # seconds
+
+    def row(at_s: float) -> AuditRecord:
+        return AuditRecord(int(at_s * 1000), "ops", "ipv4:127.0.0.1:5", "/m", "{}", "OK", "")
+
+    try:
+        for age_days in (30, 10, 1):
+            store.record_call(row(now[0] - age_days * 86_400))
+        kept = KeptAuditLog(store, timedelta(days=7), clock=lambda: now[0])  # at start
+        assert [r.at for r in store.audit(10)] == [int((now[0] - 86_400) * 1000)]
+        now[0] += 7 * 86_400  # the one-day-old row is now eight days old
+        kept.record_call(row(now[0]))  # due: the last prune was more than an hour ago
+        assert [r.at for r in store.audit(10)] == [int(now[0] * 1000)]
+        forever = KeptAuditLog(store, None, clock=lambda: now[0])
+        now[0] += 1000 * 86_400
+        forever.record_call(row(now[0]))
+        assert len(store.audit(10)) == 2
     finally:
         store.close()

@@ -22,12 +22,19 @@ if TYPE_CHECKING:
 TOKEN_BYTES = 32
 
 
-def audit(
+def audit(  # noqa: PLR0917 (typer reads options from parameters)
     identity: str = typer.Option(
         "", "--identity", "-i", metavar="NAME", help="Only this identity's calls."
     ),
     limit: int = typer.Option(
         100, "--limit", min=1, max=10_000, metavar="N", help="At most this many calls."
+    ),
+    before_id: int = typer.Option(
+        0,
+        "--before-id",
+        min=0,
+        metavar="ID",
+        help="Only calls older than the one with this id (page back from a listing's last).",
     ),
     server: str | None = server_option(),
     config: Path | None = config_option(),
@@ -39,7 +46,7 @@ def audit(
     included. Reading it needs the admin role.
     """
     with server_errors(), client_for(server, config) as client:
-        entries = client.list_audit(limit=limit, identity=identity)
+        entries = client.list_audit(limit=limit, identity=identity, before_id=before_id)
     if as_json:
         print_json([asdict(e) for e in entries])
     elif not entries:
@@ -51,6 +58,7 @@ def audit(
 def _print_entries(entries: list[AuditEntry]) -> None:
     rows = [
         (
+            str(e.id),
             when(e.at),
             e.identity or "-",
             e.peer,
@@ -60,7 +68,7 @@ def _print_entries(entries: list[AuditEntry]) -> None:
         )
         for e in entries
     ]
-    columns = [Column("at"), Column("identity"), Column("from"), Column("call")]
+    columns = [Column("id"), Column("at"), Column("identity"), Column("from"), Column("call")]
     columns += [Column("outcome", prose=True), Column("request", prose=True)]
     print_table(out(), columns, rows)
 

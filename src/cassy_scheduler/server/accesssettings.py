@@ -4,6 +4,7 @@ certificate's name, and the Cassandra hosts RegisterCluster may contact.
 
     [access]
     cluster_hosts = ["10.0.0.0/8", "cassandra-*.prod.example"]   # optional allow-list
+    audit_keep = "400d"                                          # optional: else kept for good
 
     [access.identities.monitoring]
     role = "reader"
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from cassy_scheduler.addresses import is_loopback
@@ -38,6 +40,7 @@ _TOKEN_KEYS = ("token_file", "token_env", "token_sha256")
 class AccessSettings:
     credentials: Credentials = field(default_factory=Credentials)
     cluster_hosts: HostAllowList | None = None  # None: any host
+    audit_keep: timedelta | None = None  # None: audit rows are kept for good
 
 
 def access_settings(
@@ -122,7 +125,8 @@ def access_settings(
                     'write networks and host names: ["10.0.0.0/8", "cassandra-*.example"]',
                 )
             )
-    return AccessSettings(Credentials(tokens, certificates), hosts), problems
+    settings = AccessSettings(Credentials(tokens, certificates), hosts, table.audit_keep)
+    return settings, problems
 
 
 def _token_key(identity: IdentityTable) -> str:

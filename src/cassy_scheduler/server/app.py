@@ -38,6 +38,7 @@ from cassy_scheduler.protocol.generated import (
 from cassy_scheduler.protocol.types import BUILTIN_SERVER_HEALTH_NAME
 from cassy_scheduler.server.accessservicer import SERVICE_NAME as ACCESS_SERVICE
 from cassy_scheduler.server.accessservicer import AccessServicer
+from cassy_scheduler.server.auditlog import KeptAuditLog
 from cassy_scheduler.server.backup import BackupOperations
 from cassy_scheduler.server.backupsservicer import SERVICE_NAME as BACKUPS_SERVICE
 from cassy_scheduler.server.backupsservicer import BackupsServicer
@@ -238,7 +239,9 @@ def _grpc_server(
     and our own cassy_scheduler.v1 services; every call passes the access gate first."""
     server = grpc.server(
         ThreadPoolExecutor(settings.max_workers, thread_name_prefix="rpc"),
-        interceptors=[AccessGate(settings.access.credentials, audit)],
+        interceptors=[
+            AccessGate(settings.access.credentials, KeptAuditLog(audit, settings.access.audit_keep))
+        ],
         options=[("grpc.max_receive_message_length", MAX_REQUEST_BYTES)],
     )
     cassy_pb2_grpc.add_CassyServicer_to_server(servicer, server)

@@ -414,6 +414,12 @@ class SqliteMetadataStore:
             for row_id, at, identity, peer, method, request, code, message in rows
         ]
 
+    def prune_audit(self, before_ms: int) -> int:
+        """Remove the audit rows written before `before_ms`; how many went."""
+        with self._transaction() as connection:
+            removed = connection.execute("DELETE FROM audit_log WHERE at < ?", (before_ms,))
+            return int(removed.rowcount)
+
     def dump_sql(self) -> str:
         """The whole database as SQL text (what `sqlite3 db .dump` prints), for backups."""
         with self._lock:

@@ -182,6 +182,7 @@ class AccessTable(_Table):
     identities: dict[str, IdentityTable] = Field(default_factory=dict)
     allow_plaintext_tokens: bool = False  # tokens over plaintext beyond loopback
     cluster_hosts: list[str] | None = None  # the hosts RegisterCluster may contact
+    audit_keep: PositiveDuration | None = None  # older audit rows are removed; None: kept
 
 
 class FileTable(_Table):
