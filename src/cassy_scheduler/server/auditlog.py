@@ -25,6 +25,8 @@ class AuditStore(Protocol):
 
 
 class KeptAuditLog:
+    """The gate's audit sink: a row written is never lost to a prune that fails."""
+
     def __init__(
         self,
         store: AuditStore,
@@ -42,7 +44,10 @@ class KeptAuditLog:
         self._store.record_call(record)
         due = self._pruned_at is not None and self._clock() - self._pruned_at >= PRUNE_EVERY_S
         if due:
-            self.prune()
+            try:
+                self.prune()
+            except Exception:  # the row is written; the next hour tries again
+                log.exception("audit rows older than %s not removed", self._keep)
 
     def prune(self) -> int:
         """Remove the rows older than the keep time; how many went (0 when all are kept)."""
