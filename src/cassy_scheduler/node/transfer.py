@@ -20,6 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import TypeGuard
 
 from cassy_scheduler.node.datadir import sstable_key
 from cassy_scheduler.node.manifest import BackupIdentity, Manifest, ManifestEntry, find_manifests
@@ -293,18 +294,21 @@ def _stored_sha256(storage: Storage, existing: ObjectInfo, known: ManifestEntry 
     the manifest's for this very object (same ETag), else read from the content."""
     if existing.sha256 is not None:
         return existing.sha256
-    if known is not None and known.etag is not None and known.etag == existing.etag:
+    if _describes(known, existing):
         return known.sha256
     return storage.sha256(existing.key)
+
+
+def _describes(known: ManifestEntry | None, existing: ObjectInfo) -> TypeGuard[ManifestEntry]:
+    """Whether `known` describes this very object: the same ETag, not merely no ETag."""
+    return known is not None and known.etag is not None and known.etag == existing.etag
 
 
 def _sealed_as_now(storage: Storage, existing: ObjectInfo, known: ManifestEntry | None) -> bool:
     """Whether the stored object is sealed as a new one would be: a skip keeps its seal, and
     after a key rotation what the old key sealed is sent again (docs/encryption.md). An entry
     of a current manifest for this very object (same ETag) answers; else its header does."""
-    if storage.sealed_with is None:
-        return True
-    if known is not None and known.etag is not None and known.etag == existing.etag:
+    if storage.sealed_with is None or _describes(known, existing):
         return True
     return storage.sealed_by(existing.key) == storage.sealed_with
 

@@ -77,7 +77,7 @@ class RefusalThrottle:
         self._clock = clock
         self._lock = threading.Lock()
         self._windows: OrderedDict[str, tuple[float, int, int]] = OrderedDict()
-        self._all: tuple[float, int, int] = (clock(), 0, 0)  # start, recorded (all sources)
+        self._all: tuple[float, int] = (clock(), 0)  # start, recorded (all sources)
 
     def admit(self, source: str) -> int | None:
         """None: leave this refusal out; else how many of this source's were left out
@@ -85,13 +85,13 @@ class RefusalThrottle:
         with self._lock:
             now = self._clock()
             start, recorded, left_out = _renewed(self._windows.pop(source, (now, 0, 0)), now)
-            all_start, all_recorded, _ = _renewed(self._all, now)
+            all_start, all_recorded = self._all if now - self._all[0] < 60 else (now, 0)
             admitted = recorded < self._limits[0] and all_recorded < self._limits[1]
             if admitted:
                 self._windows[source] = (start, recorded + 1, 0)
             else:
                 self._windows[source] = (start, recorded, left_out + 1)
-            self._all = (all_start, all_recorded + admitted, 0)
+            self._all = (all_start, all_recorded + admitted)
             while len(self._windows) > self._sources:
                 self._windows.popitem(last=False)  # the source heard from longest ago
             return left_out if admitted else None
@@ -244,7 +244,7 @@ def _shortened(value: Any) -> Any:
     """Each string cut as messages quote a caller's values (protocol/echo.py): a 50 kB
     cluster id is a short line in the audit log and in the server's log, its size said."""
     if isinstance(value, str):
-        return value if len(value) <= ECHO_CHARS else echo_text(value, ECHO_CHARS)
+        return echo_text(value, ECHO_CHARS)
     if isinstance(value, dict):
         return {key: _shortened(item) for key, item in value.items()}
     if isinstance(value, list):

@@ -184,9 +184,7 @@ class ObjectStorage(Storage):
 
     def get_file(self, key: str, local_path: Path, *, sync: bool = True) -> ObjectInfo:
         validate_key(key)
-        info = self.stat(key)
-        if info is None:
-            raise ObjectNotFoundError(f"object {key!r} not found in {self.uri}")
+        info = self._present(key)
         digest = hashlib.sha256()
         size = 0
         try:
@@ -263,10 +261,15 @@ class ObjectStorage(Storage):
             digest.update(chunk)
         return digest.hexdigest()
 
-    def head(self, key: str, size: int) -> bytes:
+    def _present(self, key: str) -> ObjectInfo:
+        """The object's facts, for a read that needs it to exist."""
         info = self.stat(key)
         if info is None:
             raise ObjectNotFoundError(f"object {key!r} not found in {self.uri}")
+        return info
+
+    def head(self, key: str, size: int) -> bytes:
+        info = self._present(key)
         end = min(size, info.size)
         if end == 0:
             return b""
@@ -277,9 +280,7 @@ class ObjectStorage(Storage):
 
     def chunks(self, key: str) -> Iterator[bytes]:
         """A large object in ranges, so no request outlasts the client's timeout."""
-        info = self.stat(key)
-        if info is None:
-            raise ObjectNotFoundError(f"object {key!r} not found in {self.uri}")
+        info = self._present(key)
         return map(bytes, self._pieces(key, info.size))
 
     def _streamed(self, key: str) -> Iterator[memoryview]:
